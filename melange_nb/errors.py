@@ -1,0 +1,21 @@
+"""One base error for the project, with narrow subclasses (after papermill's exceptions.py).
+
+Every message is one line that names the offending field and says how to fix it; the CLI prints
+it and exits 2.
+"""
+
+
+class MelangeError(Exception):
+    """Base class for every error melange-nb raises on purpose."""
+
+
+class InputError(MelangeError, ValueError):
+    """Bad user input: a file, a field or a parameter. `field` names what to fix."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class DatasetError(MelangeError):
+    """A dataset or tokenizer could not be loaded (unknown, offline, gated, empty)."""

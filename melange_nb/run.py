@@ -1,0 +1,145 @@
+"""Run parameterized notebooks with papermill into ``outputs/<run>/`` and render them to HTML.
+
+A run directory is built under a temporary name and renamed when complete, so ``outputs/`` never
+holds a half-written run. Each run gets a ``manifest.json``: parameters, input file hashes,
+package versions, git commit, Python version.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .config import NOTEBOOKS_DIR, PROJECT_ROOT, outputs_dir
+from .errors import InputError, MelangeError
+from .report import render_html
+
+KERNEL = "python3"
+ALLOCATION_NOTEBOOK = "02_allocation.ipynb"
+PACKAGES = ("melange-nb", "papermill", "nbconvert", "pandas", "numpy", "pulp", "highspy", "datasets",
+            "transformers", "tokenizers", "matplotlib", "seaborn")
+# Allocation parameters and their defaults; a params file may set only these keys (plus run_name).
+ALLOCATION_DEFAULTS: dict[str, Any] = {"workload": None, "gpus": None, "rate": None, "slice_factor": 1,
+                                       "solver": "melange", "time_limit": None, "gpu_names": [],
+                                       "constraints": {}}
+
+
+class NotebookError(MelangeError):
+    """A notebook failed while papermill executed it."""
+
+
+def load_params(path: str | Path) -> dict[str, Any]:
+    """Read a run's YAML parameters: known keys only, input paths resolved to absolute paths."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"params file {path}", "not found; e.g. params/default.yaml")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"params file {path}", f"is not valid YAML ({' '.join(str(exc).split())})")
+    if not isinstance(doc, dict):
+        raise InputError(f"params file {path}", "must be a YAML mapping of parameter names to values")
+    unknown = sorted(set(doc) - set(ALLOCATION_DEFAULTS) - {"run_name"})
+    if unknown:
+        raise InputError(f"{path.name}: {unknown[0]}", f"is not a parameter; known: {sorted(ALLOCATION_DEFAULTS)} and run_name")
+    params = {**ALLOCATION_DEFAULTS, **doc}
+    for key in ("workload", "gpus", "rate"):
+        if params[key] is None:
+            raise InputError(f"{path.name}: {key}", "is required")
+    for key in ("workload", "gpus"):
+        params[key] = str(resolve_path(params[key]))
+    return params
+
+
+def resolve_path(value: str | Path) -> Path:
+    """A path as given if it exists, else relative to the project root (params files say params/...)."""
+    p = Path(value)
+    return p.resolve() if p.exists() or p.is_absolute() else (PROJECT_ROOT / p).resolve()
+
+
+def new_run_dir(name: str) -> Path:
+    """``outputs/<name>-<UTC timestamp>``: a fresh name, so earlier runs are never overwritten."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = outputs_dir() / f"{name}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        path, n = base.with_name(f"{base.name}.{n}"), n + 1
+    return path
+
+
+def execute_notebook(notebook: str, out_dir: Path, parameters: Mapping[str, Any], *, html: bool = True) -> Path:
+    """Execute ``notebooks/<notebook>`` with papermill into `out_dir`; render `<stem>.html` and `<stem>-shared.html`."""
+    import papermill as pm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / notebook
+    try:
+        pm.execute_notebook(str(NOTEBOOKS_DIR / notebook), str(executed), parameters=dict(parameters),
+                            kernel_name=KERNEL, cwd=str(out_dir), progress_bar=False)
+    except pm.PapermillExecutionError as exc:
+        raise NotebookError(f"{notebook}: cell {exc.exec_count} raised {exc.ename}: {exc.evalue}".replace("\n", " "))
+    if html:
+        stem = executed.with_suffix("")
+        render_html(executed, f"{stem}.html", hide_code=False)
+        render_html(executed, f"{stem}-shared.html", hide_code=True)
+    return executed
+
+
+def run_allocation(params: Mapping[str, Any], run_dir: Path | None = None) -> Path:
+    """Execute the allocation notebook for `params` into a new run directory; return its path."""
+    run_dir = Path(run_dir) if run_dir else new_run_dir(str(params.get("run_name") or "run"))
+    tmp = run_dir.with_name(f".{run_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        nb_params = {k: params[k] for k in ALLOCATION_DEFAULTS} | {"output_dir": str(tmp)}
+        execute_notebook(ALLOCATION_NOTEBOOK, tmp, nb_params)
+        write_json(tmp / "manifest.json", manifest(params, inputs=[params["workload"], params["gpus"]]))
+        if run_dir.exists():
+            raise InputError("run_dir", f"{run_dir} already exists; choose another name")
+        tmp.rename(run_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return run_dir
+
+
+def manifest(params: Mapping[str, Any], inputs=()) -> dict[str, Any]:
+    """What a run was made from: parameters, input hashes, versions, commit, time."""
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {"created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "params": dict(params),
+            "inputs": {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in inputs},
+            "git_commit": _git_commit(), "python": platform.python_version(), "packages": versions}
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write JSON atomically (temporary name, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.replace(path)
+    return path

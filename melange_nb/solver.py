@@ -1,0 +1,490 @@
+"""Solvers: the Mélange ILP, an exact mixed-integer solver, and single-GPU-type baselines.
+
+Every solver takes a workload (shares, input bucket x output bucket), GPU profiles with the same
+labels, a total request rate (requests/s) and optional `Constraints`, and returns a `SolveResult`
+(never ``None``). Status codes, after SciPy's ``milp``:
+
+- ``optimal``: proven optimal (CBC or HiGHS closed the gap; HiGHS runs with a zero relative gap);
+- ``time_limit``: stopped by the time limit; the best allocation found is reported with its bound
+  and gap when the solver gives them, never called optimal;
+- ``no_solution``: stopped by the time limit before any allocation was found;
+- ``infeasible``: no allocation exists; the message names the buckets no GPU can serve or the
+  constraint that binds.
+
+Formulations (load of a bucket on a GPU = demand / max throughput, in GPUs):
+
+- ``melange`` (faithful to melange-release): each bucket with demand is cut into `slice_factor`
+  equal slices; each slice goes whole to one GPU type (binary); integer GPU counts; minimise
+  sum(cost x count) subject to sum(load of assigned slices) <= count x utilisation cap, per type.
+  PuLP + CBC. Buckets without demand carry no slices (they add nothing to any load).
+- ``exact``: the limit of the above as the slice factor grows: a continuous share of each bucket
+  per GPU type (what a load balancer does), integer GPU counts. Never more expensive than
+  ``melange`` at any slice factor. HiGHS through highspy.
+- ``single:<gpu>``: one GPU type serves everything: ceil(aggregate load / cap), then the
+  instance constraints.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .profiles import GpuProfile
+from .workload import INPUT_AXIS, OUTPUT_AXIS, check_same_buckets, check_workload
+
+SOLVERS = ("melange", "exact")
+# A GPU count is the ceiling of a load; loads that exceed an integer by float noise only
+# (e.g. 0.8 + 8 + 0.4 + 0.8 = 10.000000000000002) must not buy one more GPU.
+LOAD_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Limits applied alike to every policy (mix solvers and single-GPU baselines).
+
+    max_instances / min_instances: per GPU type (quota, availability); utilization_cap: plan at
+    most this fraction of profiled max throughput (0 < cap <= 1); min_total: at least this many
+    GPUs in all (e.g. N+1 redundancy).
+    """
+
+    max_instances: Mapping[str, int] = field(default_factory=dict)
+    min_instances: Mapping[str, int] = field(default_factory=dict)
+    utilization_cap: float = 1.0
+    min_total: int = 0
+
+    def check(self, gpu_names: Sequence[str]) -> "Constraints":
+        """Raise `InputError` for unknown GPU names, bad numbers or min > max."""
+        for key in ("max_instances", "min_instances"):
+            limits = getattr(self, key)
+            unknown = [n for n in limits if n not in gpu_names]
+            if unknown:
+                raise InputError(key, f"names unknown GPU type(s) {unknown}; choose from {list(gpu_names)}")
+            for name, value in limits.items():
+                if not _is_count(value):
+                    raise InputError(f"{key}.{name}", f"must be a whole number >= 0, got {value!r}")
+        for name, low in self.min_instances.items():
+            high = self.max_instances.get(name)
+            if high is not None and low > high:
+                raise InputError(f"min_instances.{name}", f"is {low} but max_instances.{name} is {high}; lower the minimum or raise the maximum")
+        cap = self.utilization_cap
+        if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not (0 < cap <= 1):
+            raise InputError("utilization_cap", f"must be in (0, 1], got {cap!r}; e.g. 0.8 plans at 80% of profiled throughput")
+        if not _is_count(self.min_total):
+            raise InputError("min_total", f"must be a whole number >= 0, got {self.min_total!r}")
+        return self
+
+    def is_default(self) -> bool:
+        return self == Constraints()
+
+    def to_dict(self) -> dict:
+        return {"max_instances": dict(self.max_instances), "min_instances": dict(self.min_instances),
+                "utilization_cap": self.utilization_cap, "min_total": self.min_total}
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
+
+
+@dataclass
+class SolveResult:
+    """What one policy decided: status, GPU counts, $/hour, routing and solver statistics."""
+
+    solver: str
+    status: str
+    message: str
+    counts: dict[str, int]
+    cost: float
+    solve_seconds: float
+    bound: float | None = None
+    gap: float | None = None
+    routing: pd.DataFrame | None = None  # long: input_tokens, output_tokens, gpu, share, rate
+    utilization: dict[str, float] = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+
+    @property
+    def has_allocation(self) -> bool:
+        return self.status in ("optimal", "time_limit")
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (routing omitted; see `routing_json`)."""
+        return {"solver": self.solver, "status": self.status, "message": self.message,
+                "counts": self.counts, "cost": _json_float(self.cost),
+                "bound": _json_float(self.bound), "gap": _json_float(self.gap),
+                "solve_seconds": round(self.solve_seconds, 6),
+                "utilization": {k: round(v, 6) for k, v in self.utilization.items()},
+                "options": self.options}
+
+    def melange_json(self) -> dict:
+        """melange-release's result format: ``{"A10G": 3, "A100-80GB": 1, "cost": 6.7}``."""
+        return {**self.counts, "cost": _json_float(self.cost)}
+
+
+def _json_float(x):
+    return None if x is None or not np.isfinite(x) else round(float(x), 6)
+
+
+@dataclass
+class _Problem:
+    """Flattened arrays shared by the solvers: demand per bucket, load per bucket x GPU."""
+
+    buckets: list[tuple[str, str]]
+    gpus: list[str]
+    costs: np.ndarray          # (G,)
+    demand: np.ndarray         # (B,) requests/s
+    load: np.ndarray           # (B, G) GPUs per request/s at the cap; inf = cannot serve
+    raw_load: np.ndarray       # (B, G) GPUs per request/s at profiled max throughput
+    constraints: Constraints
+
+    def unservable(self) -> list[str]:
+        """Labels of buckets with demand that no GPU type can serve."""
+        bad = (self.demand > 0) & ~np.isfinite(self.load).any(axis=1)
+        return [_bucket_name(self.buckets[b]) for b in np.flatnonzero(bad)]
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        c = self.constraints
+        low = np.array([c.min_instances.get(g, 0) for g in self.gpus], dtype=float)
+        high = np.array([c.max_instances.get(g, np.inf) for g in self.gpus], dtype=float)
+        return low, high
+
+
+def _bucket_name(bucket: tuple[str, str]) -> str:
+    return f"input {bucket[0]} x output {bucket[1]}"
+
+
+def _problem(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float,
+             constraints: Constraints | None) -> _Problem:
+    check_workload(workload)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) or not np.isfinite(rate) or rate <= 0:
+        raise InputError("rate", f"must be a positive number of requests/s, got {rate!r}")
+    if not gpus:
+        raise InputError("gpus", "no GPU types given; pass at least one profile")
+    constraints = (constraints or Constraints()).check(list(gpus))
+    for name, gpu in gpus.items():
+        check_same_buckets(workload, gpu.tputs, what=f"GPU profile {name}")
+    stacked = workload.stack()
+    raw = np.column_stack([gpu.loads().stack().to_numpy() for gpu in gpus.values()])
+    return _Problem(buckets=list(stacked.index), gpus=list(gpus),
+                    costs=np.array([g.cost for g in gpus.values()]),
+                    demand=stacked.to_numpy(dtype=float) * float(rate),
+                    load=raw / constraints.utilization_cap, raw_load=raw, constraints=constraints)
+
+
+def _infeasible(solver: str, message: str, gpus: Sequence[str], seconds: float = 0.0, **options) -> SolveResult:
+    return SolveResult(solver, "infeasible", message, {g: 0 for g in gpus}, math.nan, seconds, options=options)
+
+
+def _finish(solver: str, status: str, message: str, p: _Problem, counts: np.ndarray, share: np.ndarray,
+            seconds: float, bound=None, gap=None, **options) -> SolveResult:
+    """Build a result from counts (G,) and the share of each bucket per GPU type (B, G)."""
+    counts = np.rint(counts).astype(int)
+    cost = round(float(counts @ p.costs), 9)
+    sent = share * p.demand[:, None]
+    used = (sent * np.where(sent > 0, p.raw_load, 0.0)).sum(axis=0)
+    util = {g: float(used[j] / counts[j]) if counts[j] else 0.0 for j, g in enumerate(p.gpus)}
+    rows = [(b[0], b[1], g, float(share[i, j]), float(sent[i, j]))
+            for i, b in enumerate(p.buckets) if p.demand[i] > 0
+            for j, g in enumerate(p.gpus) if share[i, j] > 0]
+    routing = pd.DataFrame(rows, columns=[INPUT_AXIS, OUTPUT_AXIS, "gpu", "share", "rate"])
+    return SolveResult(solver, status, message, {g: int(c) for g, c in zip(p.gpus, counts)}, cost, seconds,
+                       bound=bound, gap=gap, routing=routing, utilization=util, options=options)
+
+
+# ---------------------------------------------------------------- single-GPU baselines
+
+def solve_single(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, gpu: str, *,
+                 constraints: Constraints | None = None) -> SolveResult:
+    """One GPU type serves everything: ceil(aggregate load / utilisation cap), then the limits."""
+    if gpu not in gpus:
+        raise InputError("gpu", f"unknown GPU name {gpu!r}; choose from {list(gpus)}")
+    start = time.perf_counter()
+    p = _problem(workload, gpus, rate, constraints)
+    j, name = p.gpus.index(gpu), f"single:{gpu}"
+    active = p.demand > 0
+    cannot = [_bucket_name(p.buckets[i]) for i in np.flatnonzero(active & ~np.isfinite(p.load[:, j]))]
+    if cannot:
+        return _infeasible(name, f"{gpu} cannot serve {', '.join(cannot)} (throughput 0)", p.gpus,
+                           time.perf_counter() - start)
+    load = float(p.demand[active] @ p.load[active, j])
+    c = p.constraints
+    count = max(math.ceil(load - LOAD_EPS), c.min_instances.get(gpu, 0), c.min_total)
+    if count > c.max_instances.get(gpu, math.inf):
+        return _infeasible(name, f"{gpu} needs {count} instances but max_instances.{gpu} is "
+                                 f"{c.max_instances[gpu]}", p.gpus, time.perf_counter() - start)
+    counts = np.zeros(len(p.gpus))
+    counts[j] = count
+    share = np.zeros_like(p.load)
+    share[active, j] = 1.0
+    return _finish(name, "optimal", f"{count} x {gpu} carry a load of {load:.4g} GPUs", p, counts, share,
+                   time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------- Mélange ILP (PuLP + CBC)
+
+def solve_melange(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, *,
+                  slice_factor: int = 1, time_limit: float | None = None,
+                  constraints: Constraints | None = None) -> SolveResult:
+    """The Mélange ILP (melange-release's formulation) solved by CBC through PuLP."""
+    import pulp
+
+    if isinstance(slice_factor, bool) or not isinstance(slice_factor, (int, np.integer)) or slice_factor < 1:
+        raise InputError("slice_factor", f"must be a whole number >= 1, got {slice_factor!r}")
+    _check_time_limit(time_limit)
+    start = time.perf_counter()
+    p = _problem(workload, gpus, rate, constraints)
+    options = {"slice_factor": int(slice_factor), "time_limit": time_limit}
+    early = _early_infeasible("melange", p, start, options)
+    if early:
+        return early
+    low, high = p.bounds()
+    prob = pulp.LpProblem("melange", pulp.LpMinimize)
+    y = [prob.add_variable(f"y_{j}", lowBound=low[j], upBound=None if np.isinf(high[j]) else high[j],
+                           cat=pulp.LpInteger) for j in range(len(p.gpus))]
+    prob += pulp.lpSum(c * v for c, v in zip(p.costs, y))
+    slices = [(b, k) for b in np.flatnonzero(p.demand > 0) for k in range(slice_factor)]
+    x = {(s, j): prob.add_variable(f"x_{s}_{j}", cat=pulp.LpBinary)
+         for s, (b, _) in enumerate(slices) for j in range(len(p.gpus)) if np.isfinite(p.load[b, j])}
+    for s in range(len(slices)):
+        prob += pulp.lpSum(v for (t, _), v in x.items() if t == s) == 1
+    for j in range(len(p.gpus)):
+        terms = [v * (p.demand[slices[s][0]] / slice_factor) * p.load[slices[s][0], j]
+                 for (s, jj), v in x.items() if jj == j]
+        prob += pulp.lpSum(terms) <= y[j]
+    if p.constraints.min_total:
+        prob += pulp.lpSum(y) >= p.constraints.min_total
+    with tempfile.TemporaryDirectory() as tmp:
+        log = os.path.join(tmp, "cbc.log")
+        prob.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, logPath=log, threads=1))
+        bound = _cbc_bound(log)
+    seconds = time.perf_counter() - start
+    if prob.status == pulp.LpStatusInfeasible:
+        return _infeasible("melange", _binding(p), p.gpus, seconds, **options)
+    if prob.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+        return SolveResult("melange", "no_solution", f"CBC found no allocation within the time limit of {time_limit} s; raise --time-limit or lower --slice-factor",
+                           {g: 0 for g in p.gpus}, math.nan, seconds, options=options)
+    counts = np.array([v.value() or 0.0 for v in y])
+    share = np.zeros_like(p.load)
+    for (s, j), v in x.items():
+        if (v.value() or 0) > 0.5:
+            share[slices[s][0], j] += 1.0 / slice_factor
+    if prob.sol_status == pulp.LpSolutionOptimal:
+        return _finish("melange", "optimal", "CBC proved this allocation optimal", p, counts, share, seconds,
+                       bound=float(counts.round() @ p.costs), gap=0.0, **options)
+    cost = float(np.rint(counts) @ p.costs)
+    gap = (cost - bound) / cost if bound is not None and cost > 0 else None
+    return _finish("melange", "time_limit", f"CBC stopped at the time limit of {time_limit} s; best allocation found, not proven optimal"
+                   + (f" (bound {bound:.4g}, gap {gap:.2%})" if gap is not None else " (CBC reported no bound)"),
+                   p, counts, share, seconds, bound=bound, gap=gap, **options)
+
+
+def _cbc_bound(log_path: str) -> float | None:
+    """The lower bound CBC prints when stopped early ("best possible X")."""
+    try:
+        text = open(log_path).read()
+    except OSError:
+        return None
+    found = re.findall(r"best possible (-?[\d.eE+-]+)", text)
+    return float(found[-1]) if found else None
+
+
+# ---------------------------------------------------------------- exact solver (HiGHS)
+
+def solve_exact(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, *,
+                time_limit: float | None = None, constraints: Constraints | None = None) -> SolveResult:
+    """Integer GPU counts and a continuous share of each bucket per GPU type, solved by HiGHS."""
+    import highspy
+
+    _check_time_limit(time_limit)
+    start = time.perf_counter()
+    p = _problem(workload, gpus, rate, constraints)
+    options = {"time_limit": time_limit}
+    early = _early_infeasible("exact", p, start, options)
+    if early:
+        return early
+    G = len(p.gpus)
+    active = np.flatnonzero(p.demand > 0)
+    pairs = [(b, j) for b in active for j in range(G) if np.isfinite(p.load[b, j])]
+    n = G + len(pairs)                      # columns: counts y_0..y_G-1, then shares f_(b,j)
+    low, high = p.bounds()
+    col_low = np.concatenate([low, np.zeros(len(pairs))])
+    col_high = np.concatenate([np.where(np.isinf(high), highspy.kHighsInf, high), np.ones(len(pairs))])
+    col_cost = np.concatenate([p.costs, np.zeros(len(pairs))])
+    rows, cols, vals, row_low, row_high = [], [], [], [], []
+    row_of_bucket = {b: r for r, b in enumerate(active)}
+    for k, (b, j) in enumerate(pairs):          # sum_j f_bj = 1 for every bucket with demand
+        rows.append(row_of_bucket[b]); cols.append(G + k); vals.append(1.0)
+    row_low += [1.0] * len(active); row_high += [1.0] * len(active)
+    base = len(active)
+    for k, (b, j) in enumerate(pairs):          # sum_b demand_b load_bj f_bj - y_j <= 0
+        rows.append(base + j); cols.append(G + k); vals.append(p.demand[b] * p.load[b, j])
+    for j in range(G):
+        rows.append(base + j); cols.append(j); vals.append(-1.0)
+    row_low += [-highspy.kHighsInf] * G; row_high += [0.0] * G
+    if p.constraints.min_total:
+        for j in range(G):
+            rows.append(base + G); cols.append(j); vals.append(1.0)
+        row_low.append(float(p.constraints.min_total)); row_high.append(highspy.kHighsInf)
+
+    h = _quiet_highs()
+    for name, value in (("output_flag", False), ("mip_rel_gap", 0.0), ("mip_abs_gap", 1e-9), ("threads", 1)):
+        h.setOptionValue(name, value)
+    if time_limit is not None:
+        h.setOptionValue("time_limit", float(time_limit))
+    h.addVars(n, col_low, col_high)
+    h.changeColsCost(n, np.arange(n, dtype=np.int32), col_cost)
+    h.changeColsIntegrality(G, np.arange(G, dtype=np.int32),
+                            np.array([highspy.HighsVarType.kInteger] * G))
+    order = np.lexsort((cols, rows))
+    r, c, v = np.asarray(rows)[order], np.asarray(cols, dtype=np.int32)[order], np.asarray(vals)[order]
+    starts = np.searchsorted(r, np.arange(len(row_low))).astype(np.int32)
+    h.addRows(len(row_low), np.array(row_low), np.array(row_high), len(v), starts, c, v)
+    h.run()
+    status, info = h.getModelStatus(), h.getInfo()
+    seconds = time.perf_counter() - start
+    M = highspy.HighsModelStatus
+    if status == M.kInfeasible:
+        return _infeasible("exact", _binding(p), p.gpus, seconds, **options)
+    has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+    if status != M.kOptimal and not has_solution:
+        return SolveResult("exact", "no_solution", f"HiGHS stopped ({h.modelStatusToString(status)}) without an allocation; raise --time-limit",
+                           {g: 0 for g in p.gpus}, math.nan, seconds, options=options)
+    x = np.asarray(h.getSolution().col_value)
+    share = np.zeros_like(p.load)
+    for k, (b, j) in enumerate(pairs):
+        share[b, j] = x[G + k] if x[G + k] > 1e-9 else 0.0
+    share[active] /= share[active].sum(axis=1, keepdims=True)   # remove solver round-off
+    if status == M.kOptimal:
+        return _finish("exact", "optimal", "HiGHS proved this allocation optimal (relative gap 0)", p, x[:G], share,
+                       seconds, bound=float(info.mip_dual_bound), gap=0.0, **options)
+    gap = float(info.mip_gap)
+    return _finish("exact", "time_limit", f"HiGHS stopped ({h.modelStatusToString(status)}); best allocation found, "
+                   f"bound {info.mip_dual_bound:.4g}, gap {gap:.2%}, not proven optimal",
+                   p, x[:G], share, seconds, bound=float(info.mip_dual_bound), gap=gap, **options)
+
+
+def _quiet_highs():
+    """A highspy.Highs() without its banner, which HiGHS prints to the C-level stdout."""
+    import highspy
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            return highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _check_time_limit(time_limit) -> None:
+    if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or time_limit <= 0):
+        raise InputError("time_limit", f"must be a positive number of seconds or None, got {time_limit!r}")
+
+
+def _early_infeasible(solver: str, p: _Problem, start: float, options: dict) -> SolveResult | None:
+    bad = p.unservable()
+    if bad:
+        return _infeasible(solver, f"no GPU type can serve {', '.join(bad)} (throughput 0 on every GPU)",
+                           p.gpus, time.perf_counter() - start, **options)
+    return None
+
+
+def _binding(p: _Problem) -> str:
+    """Say which constraint makes an instance infeasible (buckets are checked before solving)."""
+    c = p.constraints
+    low, high = p.bounds()
+    if np.isfinite(high).all() and c.min_total > high.sum():
+        return f"infeasible: min_total {c.min_total} exceeds the sum of max_instances ({int(high.sum())})"
+    if c.max_instances:
+        return (f"infeasible: max_instances {dict(c.max_instances)} cannot carry the load at utilisation cap "
+                f"{c.utilization_cap:g}; raise the quotas or the cap")
+    return "infeasible: the solver found no allocation that meets every constraint"
+
+
+# ---------------------------------------------------------------- dispatch and comparison
+
+def solve(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, *, solver: str = "melange",
+          slice_factor: int = 1, time_limit: float | None = None,
+          constraints: Constraints | None = None) -> SolveResult:
+    """Run one policy by name: ``melange``, ``exact`` or ``single:<gpu>``."""
+    if solver == "melange":
+        return solve_melange(workload, gpus, rate, slice_factor=slice_factor, time_limit=time_limit,
+                             constraints=constraints)
+    if solver == "exact":
+        return solve_exact(workload, gpus, rate, time_limit=time_limit, constraints=constraints)
+    if solver.startswith("single:"):
+        return solve_single(workload, gpus, rate, solver.split(":", 1)[1], constraints=constraints)
+    raise InputError("solver", f"unknown solver {solver!r}; choose melange, exact or single:<gpu>")
+
+
+@dataclass
+class Comparison:
+    """Mix solver(s) plus every single-GPU baseline on one workload, GPU set and rate."""
+
+    rate: float
+    results: dict[str, SolveResult]
+    reference: str
+
+    @property
+    def mix(self) -> SolveResult:
+        return self.results[self.reference]
+
+    def savings(self) -> pd.DataFrame:
+        return savings_table(self.results, self.reference)
+
+    def to_dict(self) -> dict:
+        table = self.savings().reset_index()
+        return {"solver": self.reference, "rate": self.rate, "status": self.mix.status,
+                "message": self.mix.message, "allocation": self.mix.counts, "cost": _json_float(self.mix.cost),
+                "policies": {k: r.to_dict() for k, r in self.results.items()},
+                "savings": [{k: (_json_float(v) if isinstance(v, float) else v) for k, v in row.items()}
+                            for row in table.to_dict(orient="records")]}
+
+
+def compare(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, *,
+            solvers: Sequence[str] = ("melange",), slice_factor: int = 1, time_limit: float | None = None,
+            constraints: Constraints | None = None) -> Comparison:
+    """Solve with each mix solver and each single-GPU baseline; the first solver is the reference."""
+    if not solvers:
+        raise InputError("solver", "name at least one mix solver (melange or exact)")
+    results = {s: solve(workload, gpus, rate, solver=s, slice_factor=slice_factor, time_limit=time_limit,
+                        constraints=constraints) for s in solvers}
+    for name in gpus:
+        results[f"single:{name}"] = solve_single(workload, gpus, rate, name, constraints=constraints)
+    return Comparison(float(rate), results, solvers[0])
+
+
+def savings_table(results: Mapping[str, SolveResult], reference: str) -> pd.DataFrame:
+    """The seed's table: one row per policy with GPU counts, $/h, status and savings of `reference`.
+
+    ``savings_pct`` = (policy cost - reference cost) / policy cost x 100: what the reference mix
+    saves against that policy (NaN when either has no allocation).
+    """
+    ref = results[reference]
+    rows = []
+    for name, r in results.items():
+        row = {"policy": name, **{g: (c if r.has_allocation else np.nan) for g, c in r.counts.items()},
+               "cost_per_hour": r.cost, "status": r.status}
+        ok = r.has_allocation and ref.has_allocation and r.cost > 0
+        row["savings_pct"] = (r.cost - ref.cost) / r.cost * 100 if ok else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("policy")
+
+
+def routing_matrix(result: SolveResult, gpu: str, like: pd.DataFrame) -> pd.DataFrame:
+    """Share of each bucket's requests sent to `gpu`, as a DataFrame labelled like `like`."""
+    out = pd.DataFrame(0.0, index=like.index, columns=like.columns)
+    if result.routing is not None:
+        for row in result.routing[result.routing["gpu"] == gpu].itertuples(index=False):
+            out.loc[getattr(row, INPUT_AXIS), getattr(row, OUTPUT_AXIS)] = row.share
+    return out

@@ -1,0 +1,45 @@
+"""The allocation notebook runs under papermill into a complete run directory with HTML reports."""
+import json
+
+import pytest
+
+from melange_nb.cli import main
+from melange_nb.run import load_params, run_allocation
+from melange_nb.config import PROJECT_ROOT
+
+
+@pytest.fixture
+def outputs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MELANGE_NB_OUTPUTS", str(tmp_path / "outputs"))
+    return tmp_path / "outputs"
+
+
+def test_default_params_run_end_to_end(outputs):
+    params = load_params(PROJECT_ROOT / "params" / "default.yaml")
+    run = run_allocation(params)
+    assert run.parent == outputs and run.name.startswith("demo-")
+    names = {p.name for p in run.iterdir()}
+    assert {"02_allocation.ipynb", "02_allocation.html", "02_allocation-shared.html", "allocation.json",
+            "savings.csv", "routing.csv", "manifest.json"} <= names
+    assert not [p for p in outputs.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    alloc = json.loads((run / "allocation.json").read_text())
+    assert alloc["allocation"] == {"A10G": 1, "A100": 1} and alloc["status"] == "optimal"
+    nb = json.loads((run / "02_allocation.ipynb").read_text())
+    assert nb["metadata"]["papermill"]["parameters"]["rate"] == 4.0
+    full = (run / "02_allocation.html").read_text()
+    shared = (run / "02_allocation-shared.html").read_text()
+    for page in (full, shared):
+        assert "savings_pct" in page and "single:A100" in page and "$7.34" in page
+        assert page.count("data:image/png;base64,") >= 3  # workload, cost efficiency, routing
+    assert "hl-ipython3" in full and "hl-ipython3" not in shared  # highlighted code only in the full report
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert set(manifest["inputs"]) == {params["workload"], params["gpus"]}
+    assert manifest["packages"]["papermill"]
+
+
+def test_run_with_bad_params_exits_2_and_writes_nothing(outputs, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("workload: params/workloads/arena-seed.csv\ngpus: params/gpus/llama2-7b-seed.yaml\nrate: 4\nrte: 5\n")
+    assert main(["run", "-p", str(bad)]) == 2
+    assert "bad.yaml: rte: is not a parameter" in capsys.readouterr().err
+    assert not outputs.exists() or not any(outputs.iterdir())
