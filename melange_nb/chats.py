@@ -1,0 +1,346 @@
+"""Chat datasets -> per-request token lengths (the workload stage's input side).
+
+Requests from a conversation (the seed's rule): for each user message immediately followed by an
+assistant message, input = tokens of the whole conversation so far including that user message,
+output = tokens of that assistant message. Each message is tokenized once; inputs are running
+sums, never re-tokenized histories.
+
+Counting policy, recorded with every result:
+- message *content* tokens only: no special tokens (BOS/EOS) unless `add_special_tokens=True`,
+  and no chat template;
+- system, tool and other non-user/assistant messages count as context for later requests but are
+  never requests themselves;
+- a user/assistant pair where either message is empty or null is skipped and counted;
+- a conversation ending on a user message has that last turn counted as unanswered.
+
+Schemas (auto-detected from the column name, or forced with `schema=`): ``lmsys``
+(``conversation``: list of {role, content}), ``sharegpt`` (``conversations``: list of
+{from: human|gpt|system, value}), ``openai`` (``messages``: list of {role, content}).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import outputs_dir
+from .errors import DatasetError, InputError
+
+DEFAULT_TOKENIZER = "mistral-v1"
+TOKENIZER_NOTE = {DEFAULT_TOKENIZER: "Mistral-7B v0.1 SentencePiece (32k vocab, Llama-2 style), "
+                                     "shipped offline in the mistral-common wheel"}
+SCHEMAS = {"lmsys": ("conversation", "role", "content"), "sharegpt": ("conversations", "from", "value"),
+           "openai": ("messages", "role", "content")}
+USER_ROLES, ASSISTANT_ROLES = {"user", "human"}, {"assistant", "gpt", "chatgpt", "bard", "model", "bing"}
+TURN_POLICIES = ("every", "first")
+REQUEST_COLUMNS = ["conversation", "turn", "input_tokens", "output_tokens"]
+
+
+# ---------------------------------------------------------------- tokenizers
+
+def load_tokenizer(name: str = DEFAULT_TOKENIZER, *, token: str | None = None):
+    """(tokenizers.Tokenizer, info) for a HuggingFace tokenizer name or path, or the offline default.
+
+    ``mistral-v1`` converts mistral-common's bundled SentencePiece model once (through
+    transformers' LlamaTokenizer, DESIGN trap 4) and caches the fast tokenizer under outputs/cache.
+    """
+    from tokenizers import Tokenizer
+
+    if name == DEFAULT_TOKENIZER:
+        path = outputs_dir() / "cache" / "tokenizers" / name / "tokenizer.json"
+        if not path.is_file():
+            _convert_mistral_v1(path)
+        tok = Tokenizer.from_file(str(path))
+    else:
+        try:
+            from transformers import AutoTokenizer
+            hf = AutoTokenizer.from_pretrained(name, token=token)
+        except OSError as exc:
+            raise DatasetError(_hub_message(f"tokenizer {name}", exc)) from None
+        tok = getattr(hf, "backend_tokenizer", None)
+        if tok is None:
+            raise InputError("tokenizer", f"{name} has no fast (Rust) tokenizer; choose one with a tokenizer.json")
+    digest = hashlib.sha256(tok.to_str().encode()).hexdigest()[:16]
+    return tok, {"name": name, "sha256_16": digest, "vocab_size": tok.get_vocab_size(),
+                 "note": TOKENIZER_NOTE.get(name, "HuggingFace tokenizer")}
+
+
+def _convert_mistral_v1(target: Path) -> None:
+    import shutil
+    import tempfile
+
+    import mistral_common
+    from transformers import LlamaTokenizer
+
+    model = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
+    if not model.is_file():
+        raise DatasetError(f"tokenizer {DEFAULT_TOKENIZER}: {model} is missing; reinstall mistral-common")
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(model, Path(tmp) / "tokenizer.model")
+        hf = LlamaTokenizer.from_pretrained(tmp)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.tmp")
+    hf.backend_tokenizer.save(str(staging))
+    staging.replace(target)
+
+
+# ---------------------------------------------------------------- datasets
+
+def load_chats(source: str, *, split: str = "train", revision: str | None = None, token: str | None = None,
+               streaming: bool = False, max_conversations: int | None = None, seed: int | None = None,
+               language: str | None = None):
+    """(datasets.Dataset, info) from the hub by name, a local file or folder, or ``synthetic[:N]``.
+
+    Local files: json, jsonl, parquet, csv, arrow, or a ``save_to_disk`` folder. `max_conversations`
+    keeps the first N (or a seeded random N when `seed` is set); `language` keeps rows whose
+    ``language`` column equals it.
+    """
+    import datasets
+
+    if max_conversations is not None and (not isinstance(max_conversations, int) or max_conversations < 1):
+        raise InputError("max_conversations", f"must be a positive integer or None, got {max_conversations!r}")
+    info: dict[str, Any] = {"source": source, "split": split, "revision": revision}
+    if source == "synthetic" or source.startswith("synthetic:"):
+        from .synthetic import synthetic_path
+        n = source.partition(":")[2] or "3000"
+        if not n.isdigit() or int(n) < 1:
+            raise InputError("dataset", f"synthetic:N needs a positive number of conversations, got {source!r}")
+        path = synthetic_path(int(n))
+        ds = datasets.load_dataset("json", data_files=str(path), split="train")
+        info["note"] = "SYNTHETIC: random words in the lmsys schema, made by melange_nb.synthetic (not real chats)"
+    elif Path(source).exists():
+        ds = _load_local(Path(source), split)
+        info["note"] = f"local {'folder' if Path(source).is_dir() else 'file'}"
+    else:
+        try:
+            ds = datasets.load_dataset(source, split=split, revision=revision, token=token, streaming=streaming)
+        except Exception as exc:  # the hub raises many types; each becomes one clear line
+            raise DatasetError(_hub_message(f"dataset {source}", exc)) from None
+        info["note"] = "HuggingFace hub" + (" (streamed)" if streaming else "")
+    if isinstance(ds, datasets.IterableDataset):
+        rows = ds.take(max_conversations) if max_conversations and seed is None else ds
+        ds = datasets.Dataset.from_list(list(rows))
+    if language is not None:
+        if "language" not in ds.column_names:
+            raise InputError("language", f"this dataset has no `language` column (columns: {ds.column_names}); drop the filter")
+        ds = ds.filter(lambda langs: [x == language for x in langs], input_columns="language", batched=True)
+    if max_conversations is not None and max_conversations < len(ds):
+        ds = ds.shuffle(seed=seed).select(range(max_conversations)) if seed is not None else ds.select(range(max_conversations))
+    if len(ds) == 0:
+        raise DatasetError(f"dataset {source}: has no conversations" + (f" in language {language!r}" if language else "")
+                           + "; check the split, the language filter or the file")
+    info.update(conversations=len(ds), fingerprint=getattr(ds, "_fingerprint", None),
+                max_conversations=max_conversations, seed=seed, language=language)
+    return ds, info
+
+
+def _load_local(path: Path, split: str):
+    import datasets
+
+    if path.is_dir():
+        if (path / "dataset_info.json").is_file() or (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
+            ds = datasets.load_from_disk(str(path))
+            return ds[split] if isinstance(ds, datasets.DatasetDict) else ds
+        return datasets.load_dataset(str(path), split=split)
+    builders = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
+    builder = builders.get(path.suffix.lower())
+    if builder is None:
+        raise InputError("dataset", f"{path} has an unknown extension; use json, jsonl, parquet, csv, arrow or a save_to_disk folder")
+    if builder == "arrow":
+        return datasets.Dataset.from_file(str(path))
+    try:
+        ds = datasets.load_dataset(builder, data_files=str(path), split="train")
+    except Exception as exc:
+        raise InputError("dataset", f"{path} could not be read as {builder} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if builder == "csv":  # a CSV holds conversations as JSON strings
+        col = next((c for c, _, _ in SCHEMAS.values() if c in ds.column_names), None)
+        if col:
+            ds = ds.map(lambda rows: {col: [json.loads(r) if isinstance(r, str) else r for r in rows]},
+                        input_columns=col, batched=True)
+    return ds
+
+
+def _hub_message(what: str, exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if "gated" in text.lower() or "GatedRepo" in text or "401" in text or "403" in text:
+        return (f"{what}: is gated on the HuggingFace hub; accept its terms on the hub page and set HF_TOKEN "
+                "(or pass token=) to a token with access")
+    if isinstance(exc, ConnectionError) or "couldn't reach" in text.lower() or "offline" in text.lower() \
+            or "LocalEntryNotFound" in text or "Name or service not known" in text:
+        return (f"{what}: could not reach the HuggingFace hub (offline?) and no cached copy exists; use a local "
+                "file or folder, or run once with network access")
+    if "doesn't exist" in text or "not found" in text.lower() or "RepositoryNotFound" in text:
+        return f"{what}: not found on the HuggingFace hub nor as a local path; check the name or the path"
+    return f"{what}: could not be loaded ({' '.join(text.split())[:300]})"
+
+
+def detect_schema(columns) -> str:
+    """The chat schema from a dataset's columns (see the module docstring)."""
+    found = [name for name, (col, _, _) in SCHEMAS.items() if col in columns]
+    if not found:
+        raise InputError("schema", f"no conversation column found; expected one of "
+                                   f"{[c for c, _, _ in SCHEMAS.values()]}, the dataset has {list(columns)}")
+    return found[0]
+
+
+# ---------------------------------------------------------------- requests
+
+def request_lengths(ds, tokenizer, *, schema: str | None = None, turn_policy: str = "every",
+                    add_special_tokens: bool = False, num_proc: int | None = None,
+                    batch_size: int = 1000) -> tuple[pd.DataFrame, dict]:
+    """Per-request table (conversation, turn, input_tokens, output_tokens) plus skip counts.
+
+    Batched ``Dataset.map`` over Arrow batches with `num_proc` workers (default: all cores);
+    datasets' own progress bar shows progress.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = schema or detect_schema(ds.column_names)
+    if schema not in SCHEMAS:
+        raise InputError("schema", f"unknown schema {schema!r}; choose from {list(SCHEMAS)}")
+    if turn_policy not in TURN_POLICIES:
+        raise InputError("turn_policy", f"must be one of {TURN_POLICIES}, got {turn_policy!r}")
+    column, role_key, text_key = SCHEMAS[schema]
+    if column not in ds.column_names:
+        raise InputError("schema", f"schema {schema} needs column `{column}`; the dataset has {ds.column_names}")
+    num_proc = num_proc or os.cpu_count() or 1
+    num_proc = max(1, min(num_proc, len(ds) // batch_size or 1))
+    fn = _BatchLengths(tokenizer, role_key, text_key, column, turn_policy, add_special_tokens)
+    out = ds.select_columns([column]).with_format("arrow").map(
+        fn, batched=True, batch_size=batch_size, with_indices=True, num_proc=num_proc,
+        remove_columns=[column], desc="tokenizing", new_fingerprint=_fingerprint_of(ds, fn))
+    table = out.with_format("arrow")[:]
+    counts = {k: int(pc.sum(table[k]).as_py() or 0) for k in _BatchLengths.COUNTERS}
+    parents = pc.list_parent_indices(table["input_tokens"])
+    requests = pa.table({
+        "conversation": pc.take(table["conversation"], parents),
+        "turn": pc.list_flatten(table["turn"]),
+        "input_tokens": pc.list_flatten(table["input_tokens"]),
+        "output_tokens": pc.list_flatten(table["output_tokens"]),
+    }).to_pandas()
+    counts.update(conversations=len(ds), requests=len(requests), schema=schema, turn_policy=turn_policy,
+                  special_tokens="counted" if add_special_tokens else "not counted", chat_template="not applied")
+    return requests, counts
+
+
+def _fingerprint_of(ds, fn) -> str:
+    key = json.dumps([getattr(ds, "_fingerprint", None), fn.key()], sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+class _BatchLengths:
+    """Picklable batch function: Arrow batch of conversations -> per-conversation request lists."""
+
+    COUNTERS = ("messages", "skipped_empty_pairs", "unanswered_user_turns", "context_only_messages")
+
+    def __init__(self, tokenizer, role_key, text_key, column, turn_policy, add_special_tokens):
+        self.tokenizer, self.role_key, self.text_key, self.column = tokenizer, role_key, text_key, column
+        self.turn_policy, self.add_special_tokens = turn_policy, add_special_tokens
+
+    def key(self):
+        tok = hashlib.sha256(self.tokenizer.to_str().encode()).hexdigest()[:16]
+        return [tok, self.role_key, self.text_key, self.column, self.turn_policy, self.add_special_tokens]
+
+    def __call__(self, batch, indices):
+        import pyarrow as pa
+
+        col = batch[self.column]
+        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        col = col.fill_null(pa.scalar([], type=col.type)) if col.null_count else col
+        offsets = np.asarray(col.offsets) - col.offsets[0].as_py()
+        messages = col.flatten()
+        try:
+            roles = messages.field(self.role_key)
+            texts = messages.field(self.text_key)
+        except KeyError:
+            raise InputError("schema", f"messages need fields `{self.role_key}` and `{self.text_key}`; "
+                                       f"they have {[f.name for f in messages.type]}") from None
+        roles = np.asarray(roles.to_pylist(), dtype=object)
+        text_list = texts.to_pylist()
+        empty = np.array([not t for t in text_list], dtype=bool)
+        encodings = self.tokenizer.encode_batch_fast([t or "" for t in text_list],
+                                                     add_special_tokens=self.add_special_tokens)
+        lens = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(encodings))
+        lowered = np.char.lower(roles.astype(str))
+        is_user = np.isin(lowered, list(USER_ROLES))
+        is_assistant = np.isin(lowered, list(ASSISTANT_ROLES))
+        return _requests_per_conversation(offsets, lens, is_user, is_assistant, empty, indices, self.turn_policy)
+
+
+def _requests_per_conversation(offsets, lens, is_user, is_assistant, empty, indices, turn_policy):
+    """Vectorised seed rule over a batch: message arrays plus conversation offsets -> per-conversation lists."""
+    n_conv = len(offsets) - 1
+    sizes = np.diff(offsets)
+    conv_of = np.repeat(np.arange(n_conv), sizes)
+    cum = np.cumsum(lens)
+    before = np.concatenate([[0], cum])[offsets[:-1]]          # tokens before each conversation
+    context = cum - before[conv_of]                               # tokens so far, including this message
+    same = conv_of[:-1] == conv_of[1:]
+    pair = np.flatnonzero(is_user[:-1] & is_assistant[1:] & same)
+    first_pair = np.concatenate([[True], conv_of[pair][1:] != conv_of[pair][:-1]]) if len(pair) else np.zeros(0, bool)
+    turn = np.arange(len(pair)) - np.maximum.accumulate(np.where(first_pair, np.arange(len(pair)), 0)) if len(pair) else pair
+    skipped = empty[pair] | empty[pair + 1]
+    keep = ~skipped & ((turn == 0) if turn_policy == "first" else True)
+    sel = pair[keep]
+    last = offsets[1:][sizes > 0] - 1
+    out_in = np.split(context[sel], np.searchsorted(conv_of[sel], np.arange(1, n_conv)))
+    out_out = np.split(lens[sel + 1], np.searchsorted(conv_of[sel], np.arange(1, n_conv)))
+    out_turn = np.split(turn[keep], np.searchsorted(conv_of[sel], np.arange(1, n_conv)))
+
+    def per_conv(message_index):
+        return np.bincount(conv_of[message_index], minlength=n_conv).tolist()
+
+    return {
+        "conversation": list(indices),
+        "turn": [t.tolist() for t in out_turn],
+        "input_tokens": [a.tolist() for a in out_in],
+        "output_tokens": [a.tolist() for a in out_out],
+        "messages": sizes.tolist(),
+        "skipped_empty_pairs": per_conv(pair[skipped]),
+        "unanswered_user_turns": per_conv(last[is_user[last]]),
+        "context_only_messages": per_conv(np.flatnonzero(~(is_user | is_assistant))),
+    }
+
+
+# ---------------------------------------------------------------- cached front door
+
+def chat_requests(source: str, *, tokenizer: str = DEFAULT_TOKENIZER, split: str = "train",
+                  revision: str | None = None, token: str | None = None, streaming: bool = False,
+                  schema: str | None = None, max_conversations: int | None = None, seed: int | None = None,
+                  language: str | None = None, turn_policy: str = "every", add_special_tokens: bool = False,
+                  num_proc: int | None = None, cache: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Load, tokenize and return the per-request table with its provenance, cached as Parquet.
+
+    The cache key covers the dataset (id, split, revision, fingerprint), the tokenizer (name and
+    content hash) and every option; a second call with the same key reads
+    ``outputs/cache/requests/<key>.parquet`` and tokenizes nothing (``info["cache"] == "hit"``).
+    """
+    ds, ds_info = load_chats(source, split=split, revision=revision, token=token, streaming=streaming,
+                             max_conversations=max_conversations, seed=seed, language=language)
+    tok, tok_info = load_tokenizer(tokenizer, token=token)
+    options = {"schema": schema or detect_schema(ds.column_names), "turn_policy": turn_policy,
+               "add_special_tokens": add_special_tokens}
+    key_doc = {"dataset": {k: ds_info[k] for k in ("source", "split", "revision", "fingerprint", "max_conversations",
+                                                    "seed", "language")},
+               "tokenizer": tok_info["sha256_16"], "options": options}
+    key = hashlib.sha256(json.dumps(key_doc, sort_keys=True).encode()).hexdigest()[:20]
+    path = outputs_dir() / "cache" / "requests" / f"{key}.parquet"
+    if cache and path.is_file() and path.with_suffix(".json").is_file():
+        info = json.loads(path.with_suffix(".json").read_text())
+        return pd.read_parquet(path), {**info, "cache": "hit", "cache_file": str(path)}
+    requests, counts = request_lengths(ds, tok, schema=options["schema"], turn_policy=turn_policy,
+                                       add_special_tokens=add_special_tokens, num_proc=num_proc)
+    info = {"dataset": ds_info, "tokenizer": tok_info, "counts": counts, "cache_key": key}
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        requests.to_parquet(tmp, index=False)
+        path.with_suffix(".json").write_text(json.dumps(info, indent=2, default=str))
+        tmp.replace(path)
+    return requests, {**info, "cache": "miss" if cache else "off", "cache_file": str(path) if cache else None}
