@@ -61,7 +61,7 @@ def load_tokenizer(name: str = DEFAULT_TOKENIZER, *, token: str | None = None):
             from transformers import AutoTokenizer
             hf = AutoTokenizer.from_pretrained(name, token=token)
         except OSError as exc:
-            raise DatasetError(_hub_message(f"tokenizer {name}", exc)) from None
+            raise DatasetError(_hub_message(f"tokenizer {name}", exc, f"https://huggingface.co/{name}")) from None
         tok = getattr(hf, "backend_tokenizer", None)
         if tok is None:
             raise InputError("tokenizer", f"{name} has no fast (Rust) tokenizer; choose one with a tokenizer.json")
@@ -120,7 +120,7 @@ def load_chats(source: str, *, split: str = "train", revision: str | None = None
         try:
             ds = datasets.load_dataset(source, split=split, revision=revision, token=token, streaming=streaming)
         except Exception as exc:  # the hub raises many types; each becomes one clear line
-            raise DatasetError(_hub_message(f"dataset {source}", exc)) from None
+            raise DatasetError(_hub_message(f"dataset {source}", exc, f"https://huggingface.co/datasets/{source}")) from None
         info["note"] = "HuggingFace hub" + (" (streamed)" if streaming else "")
     if isinstance(ds, datasets.IterableDataset):
         rows = ds.take(max_conversations) if max_conversations and seed is None else ds
@@ -165,11 +165,11 @@ def _load_local(path: Path, split: str):
     return ds
 
 
-def _hub_message(what: str, exc: BaseException) -> str:
+def _hub_message(what: str, exc: BaseException, page: str | None = None) -> str:
     text = f"{type(exc).__name__}: {exc}"
     if "gated" in text.lower() or "GatedRepo" in text or "401" in text or "403" in text:
-        return (f"{what}: is gated on the HuggingFace hub; accept its terms on the hub page and set HF_TOKEN "
-                "(or pass token=) to a token with access")
+        return (f"{what}: is gated on the HuggingFace hub; accept its terms at {page or 'its hub page'} and set "
+                "HF_TOKEN (or pass token=) to a token with access")
     if isinstance(exc, ConnectionError) or "couldn't reach" in text.lower() or "offline" in text.lower() \
             or "LocalEntryNotFound" in text or "Name or service not known" in text:
         return (f"{what}: could not reach the HuggingFace hub (offline?) and no cached copy exists; use a local "

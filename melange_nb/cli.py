@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .errors import InputError, MelangeError
+from .workload import DEFAULT_EDGES
 
 
 def _key_values(text: str, field: str) -> dict[str, int]:
@@ -43,6 +44,28 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--format", default="json", choices=["json", "melange"],
                    help="json: solver, status, allocation, baselines, savings; melange: melange-release's result")
     s.add_argument("-o", "--output", help="also write the JSON to this file")
+
+    w = sub.add_parser("workload", help="build a request-size histogram from a chat dataset or a length trace")
+    src = w.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", help="HuggingFace name, local file/folder, or synthetic[:N] (offline, made here)")
+    src.add_argument("--trace", help="CSV or Parquet with one row per request")
+    w.add_argument("--input-column", default="ContextTokens", help="trace column with input tokens")
+    w.add_argument("--output-column", default="GeneratedTokens", help="trace column with output tokens")
+    w.add_argument("--tokenizer", default="mistral-v1", help="HF tokenizer name or path (default: offline mistral-v1)")
+    w.add_argument("--split", default="train")
+    w.add_argument("--revision")
+    w.add_argument("--streaming", action="store_true")
+    w.add_argument("--schema", choices=["lmsys", "sharegpt", "openai"], help="default: detected from the columns")
+    w.add_argument("--max-conversations", type=int)
+    w.add_argument("--seed", type=int, help="sample --max-conversations at random with this seed")
+    w.add_argument("--language", help="keep conversations whose `language` column equals this")
+    w.add_argument("--turn-policy", default="every", choices=["every", "first"])
+    w.add_argument("--special-tokens", action="store_true", help="count BOS/EOS special tokens per message")
+    w.add_argument("--num-proc", type=int, help="tokenizer processes (default: all cores)")
+    w.add_argument("--edges", default=",".join(map(str, DEFAULT_EDGES)), help="input bucket edges")
+    w.add_argument("--output-edges", help="output bucket edges (default: --edges)")
+    w.add_argument("--overflow", default="drop", choices=["drop", "clip", "open"])
+    w.add_argument("-o", "--output", required=True, help="workload CSV to write (plus a .json sidecar)")
 
     r = sub.add_parser("run", help="execute the allocation notebook for a params file into outputs/<run>/")
     r.add_argument("-p", "--params", default="params/default.yaml")
@@ -83,13 +106,43 @@ def _solve(args) -> int:
     return 0 if comparison.mix.has_allocation else 1
 
 
+def _edges(text: str | None, field: str):
+    if text is None:
+        return None
+    try:
+        return [float(x) if "." in x else int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(field, f"expects comma-separated numbers such as 0,25,100,250,500,1000,2000, got {text!r}") from None
+
+
+def _workload(args) -> int:
+    from .workload import build_workload, save_histogram
+
+    chat = {} if args.trace else {"tokenizer": args.tokenizer, "split": args.split, "revision": args.revision,
+                                  "streaming": args.streaming, "schema": args.schema,
+                                  "max_conversations": args.max_conversations, "seed": args.seed,
+                                  "language": args.language, "turn_policy": args.turn_policy,
+                                  "add_special_tokens": args.special_tokens, "num_proc": args.num_proc}
+    workload, requests, report = build_workload(
+        dataset=args.dataset, trace=args.trace, input_column=args.input_column, output_column=args.output_column,
+        edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
+        overflow=args.overflow, **chat)
+    path = save_histogram(workload, report, args.output)
+    print(f"wrote {path} ({report['in_histogram']} of {report['requests']} requests; "
+          f"{report['dropped']} dropped by overflow={report['overflow_policy']}) from {report['source']}; "
+          f"tokenizer: {report['tokenizer']}")
+    return 0
+
+
 def _run(args) -> int:
     from .profiles import load_gpus
     from .run import load_params, run_allocation
     from .workload import read_workload
 
     params = load_params(args.params)
-    read_workload(params["workload"]), load_gpus(params["gpus"])  # fail fast, before any kernel starts
+    load_gpus(params["gpus"])  # fail fast, before any kernel starts
+    if not isinstance(params["workload"], dict):
+        read_workload(params["workload"])
     run_dir = run_allocation(params, Path(args.output_dir) if args.output_dir else None)
     print(f"wrote {run_dir}")
     return 0
@@ -98,7 +151,7 @@ def _run(args) -> int:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"solve": _solve, "run": _run}[args.command](args)
+        return {"solve": _solve, "workload": _workload, "run": _run}[args.command](args)
     except MelangeError as exc:
         print(f"melange-nb: error: {exc}", file=sys.stderr)
         return 2

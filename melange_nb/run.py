@@ -24,13 +24,19 @@ from .errors import InputError, MelangeError
 from .report import render_html
 
 KERNEL = "python3"
+WORKLOAD_NOTEBOOK = "01_workload.ipynb"
 ALLOCATION_NOTEBOOK = "02_allocation.ipynb"
 PACKAGES = ("melange-nb", "papermill", "nbconvert", "pandas", "numpy", "pulp", "highspy", "datasets",
             "transformers", "tokenizers", "matplotlib", "seaborn")
 # Allocation parameters and their defaults; a params file may set only these keys (plus run_name).
+# `workload` is a workload CSV path, or a mapping of workload-notebook parameters (WORKLOAD_KEYS)
+# that builds one first.
 ALLOCATION_DEFAULTS: dict[str, Any] = {"workload": None, "gpus": None, "rate": None, "slice_factor": 1,
                                        "solver": "melange", "time_limit": None, "gpu_names": [],
                                        "constraints": {}}
+WORKLOAD_KEYS = ("dataset", "trace", "input_column", "output_column", "tokenizer", "split", "revision", "schema",
+                 "max_conversations", "seed", "language", "turn_policy", "add_special_tokens", "num_proc",
+                 "edges", "output_edges", "overflow")
 
 
 class NotebookError(MelangeError):
@@ -55,8 +61,15 @@ def load_params(path: str | Path) -> dict[str, Any]:
     for key in ("workload", "gpus", "rate"):
         if params[key] is None:
             raise InputError(f"{path.name}: {key}", "is required")
-    for key in ("workload", "gpus"):
-        params[key] = str(resolve_path(params[key]))
+    if isinstance(params["workload"], dict):
+        bad = sorted(set(params["workload"]) - set(WORKLOAD_KEYS))
+        if bad:
+            raise InputError(f"{path.name}: workload.{bad[0]}", f"is not a workload parameter; known: {list(WORKLOAD_KEYS)}")
+        if params["workload"].get("trace"):
+            params["workload"]["trace"] = str(resolve_path(params["workload"]["trace"]))
+    else:
+        params["workload"] = str(resolve_path(params["workload"]))
+    params["gpus"] = str(resolve_path(params["gpus"]))
     return params
 
 
@@ -95,14 +108,22 @@ def execute_notebook(notebook: str, out_dir: Path, parameters: Mapping[str, Any]
 
 
 def run_allocation(params: Mapping[str, Any], run_dir: Path | None = None) -> Path:
-    """Execute the allocation notebook for `params` into a new run directory; return its path."""
+    """Execute the workload notebook (when `workload` is a mapping) and the allocation notebook
+    for `params` into a new run directory; return its path."""
     run_dir = Path(run_dir) if run_dir else new_run_dir(str(params.get("run_name") or "run"))
     tmp = run_dir.with_name(f".{run_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         nb_params = {k: params[k] for k in ALLOCATION_DEFAULTS} | {"output_dir": str(tmp)}
+        inputs = [params["gpus"]]
+        if isinstance(params["workload"], dict):
+            execute_notebook(WORKLOAD_NOTEBOOK, tmp, {**params["workload"], "output_dir": str(tmp)})
+            nb_params["workload"] = str(tmp / "workload.csv")
+            inputs += [p for p in [params["workload"].get("trace")] if p]
+        else:
+            inputs.append(params["workload"])
         execute_notebook(ALLOCATION_NOTEBOOK, tmp, nb_params)
-        write_json(tmp / "manifest.json", manifest(params, inputs=[params["workload"], params["gpus"]]))
+        write_json(tmp / "manifest.json", manifest(params, inputs=inputs))
         if run_dir.exists():
             raise InputError("run_dir", f"{run_dir} already exists; choose another name")
         tmp.rename(run_dir)

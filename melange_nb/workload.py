@@ -8,7 +8,7 @@ bucket. GPU throughput matrices use exactly the same labels (see profiles.py).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -120,3 +120,153 @@ def workload_source(path: str | Path) -> str:
                 break
             lines.append(line[1:].strip())
     return " ".join(lines) or "no provenance recorded"
+
+
+# ---------------------------------------------------------------- histograms from request lengths
+
+OVERFLOW_POLICIES = ("drop", "clip", "open")
+
+
+def histogram(requests: pd.DataFrame, *, input_edges: Sequence[float] = DEFAULT_EDGES,
+              output_edges: Sequence[float] | None = None, overflow: str = "drop") -> tuple[pd.DataFrame, dict]:
+    """(workload, report) from a per-request table with ``input_tokens`` and ``output_tokens``.
+
+    Buckets are ``[lo, hi)``. A request overflows when its input or output is >= the last edge
+    (or below the first). `overflow`: ``drop`` leaves it out (counted and reported), ``clip``
+    puts it in the nearest edge bucket, ``open`` adds an open-ended last bucket ``hi+`` on both
+    axes (requests below the first edge are then dropped and counted). The report's percentiles
+    describe exactly the requests in the histogram.
+    """
+    if overflow not in OVERFLOW_POLICIES:
+        raise InputError("overflow", f"must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
+    output_edges = input_edges if output_edges is None else output_edges
+    in_labels = bucket_labels(input_edges, open_last=overflow == "open")
+    out_labels = bucket_labels(output_edges, open_last=overflow == "open")
+    x = requests["input_tokens"].to_numpy(dtype=float)
+    y = requests["output_tokens"].to_numpy(dtype=float)
+    if len(x) == 0:
+        raise InputError("requests", "there are no requests to histogram; check the dataset and the turn policy")
+    i = np.searchsorted(np.asarray(input_edges, dtype=float), x, side="right") - 1
+    j = np.searchsorted(np.asarray(output_edges, dtype=float), y, side="right") - 1
+    n_in, n_out = len(input_edges) - 1, len(output_edges) - 1
+    above = (i >= n_in) | (j >= n_out)
+    below = (i < 0) | (j < 0)
+    if overflow == "clip":
+        i, j = np.clip(i, 0, n_in - 1), np.clip(j, 0, n_out - 1)
+        keep = np.ones(len(x), dtype=bool)
+    elif overflow == "open":
+        keep = ~below
+    else:
+        keep = ~(above | below)
+    counts = np.zeros((len(in_labels), len(out_labels)))
+    np.add.at(counts, (i[keep], j[keep]), 1)
+    total = int(keep.sum())
+    if total == 0:
+        raise InputError("edges", f"every request falls outside the edges {list(input_edges)} x {list(output_edges)}; widen them or use overflow=open")
+    workload = labelled_matrix(counts / total, in_labels, out_labels, field="histogram")
+    report = {"requests": int(len(x)), "in_histogram": total, "overflow_policy": overflow,
+              "beyond_last_edge": int(above.sum()), "below_first_edge": int(below.sum()),
+              "dropped": int(len(x) - total), "dropped_share": float((len(x) - total) / len(x)),
+              "input_edges": list(input_edges), "output_edges": list(output_edges),
+              "stats": length_stats(x[keep], y[keep]).to_dict()}
+    return workload, report
+
+
+def length_stats(inputs, outputs) -> pd.DataFrame:
+    """p50/p90/p99/max/mean of input and output lengths (the seed's print_distribution)."""
+    rows = {}
+    for name, v in (("input_tokens", np.asarray(inputs, dtype=float)), ("output_tokens", np.asarray(outputs, dtype=float))):
+        rows[name] = {"count": len(v), "p50": np.percentile(v, 50), "p90": np.percentile(v, 90),
+                      "p99": np.percentile(v, 99), "max": v.max(), "mean": v.mean()}
+    return pd.DataFrame(rows).T
+
+
+def read_trace(path: str | Path, *, input_column: str = "ContextTokens",
+               output_column: str = "GeneratedTokens") -> pd.DataFrame:
+    """A length trace (CSV or Parquet, one row per request) as ``input_tokens``/``output_tokens``.
+
+    Non-numeric, missing or negative values are an error naming the column and the first bad row.
+    """
+    path = Path(path)
+    field = f"trace {path}"
+    if not path.is_file():
+        raise InputError(field, "not found")
+    try:
+        df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    except Exception as exc:
+        raise InputError(field, f"could not be read ({type(exc).__name__}); give a CSV or Parquet file") from None
+    missing = [c for c in (input_column, output_column) if c not in df.columns]
+    if missing:
+        raise InputError(field, f"has no column(s) {missing}; it has {list(df.columns)}; "
+                                "set --input-column/--output-column")
+    if df.empty:
+        raise InputError(field, "has no rows")
+    out = {}
+    for col, name in ((input_column, "input_tokens"), (output_column, "output_tokens")):
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() | (values < 0) | (values != np.floor(values))
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"{path.name}: {col}", f"row {row + 2} holds {_plain(df[col].iloc[row])!r}; token counts must be whole numbers >= 0")
+        out[name] = values.astype(np.int64).to_numpy()
+    return pd.DataFrame(out)
+
+
+def blend(workloads: Mapping[str, pd.DataFrame], weights: Mapping[str, float]) -> pd.DataFrame:
+    """Mix workloads by weights (e.g. the paper's 80% chat / 20% long documents); buckets must match."""
+    if set(workloads) != set(weights):
+        raise InputError("weights", f"give one weight per workload: workloads {sorted(workloads)}, weights {sorted(weights)}")
+    w = np.array([weights[k] for k in workloads], dtype=float)
+    if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise InputError("weights", f"must be non-negative numbers with a positive sum, got {dict(weights)}")
+    names = list(workloads)
+    first = workloads[names[0]]
+    for name in names[1:]:
+        check_same_buckets(first, workloads[name], what=f"workload {name}")
+    mixed = sum(workloads[n] * (wt / w.sum()) for n, wt in zip(names, w))
+    return check_workload(mixed, field="blend")
+
+
+def save_histogram(workload: pd.DataFrame, report: Mapping, path: str | Path) -> Path:
+    """Write the workload CSV and its JSON sidecar (source, tokenizer, requests, overflow, edges)."""
+    import json
+
+    path = write_workload(workload, path)
+    sidecar = path.with_suffix(".json")
+    tmp = sidecar.with_name(f".{sidecar.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    tmp.replace(sidecar)
+    return path
+
+
+def build_workload(*, dataset: str | None = None, trace: str | Path | None = None,
+                   input_column: str = "ContextTokens", output_column: str = "GeneratedTokens",
+                   edges: Sequence[float] = DEFAULT_EDGES, output_edges: Sequence[float] | None = None,
+                   overflow: str = "drop", **chat_options) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(workload, requests, report) from a chat dataset (`dataset`, see chats.chat_requests) or a length trace.
+
+    The report says where every number came from: source, tokenizer, counting policy, skips,
+    overflow, edges and length percentiles.
+    """
+    if (dataset is None) == (trace is None):
+        raise InputError("dataset/trace", "give exactly one: a chat dataset (name, path or synthetic) or a length trace file")
+    if trace is not None:
+        requests = read_trace(trace, input_column=input_column, output_column=output_column)
+        provenance = {"source": f"trace {Path(trace).name} (columns {input_column}, {output_column})",
+                      "tokenizer": "none (the trace holds token counts)"}
+    else:
+        from .chats import chat_requests
+        requests, info = chat_requests(dataset, **chat_options)
+        ds, tok, counts = info["dataset"], info["tokenizer"], info["counts"]
+        provenance = {"source": f"{ds['source']} ({ds.get('note')}; split {ds.get('split')}, "
+                                f"{ds.get('conversations')} conversations)",
+                      "tokenizer": f"{tok['name']} ({tok['note']}; special tokens {counts['special_tokens']}, "
+                                   f"chat template {counts['chat_template']})",
+                      "dataset": ds, "counts": counts, "cache": info.get("cache")}
+    workload, report = histogram(requests, input_edges=edges, output_edges=output_edges, overflow=overflow)
+    return workload, requests, {**provenance, **report}
+
+
+def _plain(value):
+    """A numpy scalar as its Python value, so messages read `-3`, not `np.int64(-3)`."""
+    return value.item() if hasattr(value, "item") else value

@@ -14,10 +14,27 @@ def outputs(tmp_path, monkeypatch):
     return tmp_path / "outputs"
 
 
-def test_default_params_run_end_to_end(outputs):
+def test_default_params_build_the_workload_offline_then_allocate(outputs):
     params = load_params(PROJECT_ROOT / "params" / "default.yaml")
+    assert params["workload"]["dataset"] == "synthetic"
     run = run_allocation(params)
     assert run.parent == outputs and run.name.startswith("demo-")
+    names = {p.name for p in run.iterdir()}
+    assert {"01_workload.ipynb", "01_workload.html", "01_workload-shared.html", "workload.csv", "workload.json",
+            "02_allocation.ipynb", "02_allocation.html", "02_allocation-shared.html", "allocation.json"} <= names
+    meta = json.loads((run / "workload.json").read_text())
+    assert "SYNTHETIC" in meta["source"] and meta["dropped"] > 0
+    page = (run / "01_workload-shared.html").read_text()
+    assert "Prompt (input) length" in page and "unanswered user turns" in page
+    assert page.count("data:image/png;base64,") >= 2
+    alloc = json.loads((run / "allocation.json").read_text())
+    assert alloc["status"] == "optimal" and alloc["cost"] > 0
+
+
+def test_arena_params_run_end_to_end(outputs):
+    params = load_params(PROJECT_ROOT / "params" / "arena-seed.yaml")
+    run = run_allocation(params)
+    assert run.parent == outputs and run.name.startswith("arena-seed-")
     names = {p.name for p in run.iterdir()}
     assert {"02_allocation.ipynb", "02_allocation.html", "02_allocation-shared.html", "allocation.json",
             "savings.csv", "routing.csv", "manifest.json"} <= names
