@@ -25,7 +25,7 @@ def test_default_params_build_the_workload_offline_then_allocate(outputs):
     meta = json.loads((run / "workload.json").read_text())
     assert "SYNTHETIC" in meta["source"] and meta["dropped"] > 0
     page = (run / "01_workload-shared.html").read_text()
-    assert "Prompt (input) length" in page and "unanswered user turns" in page
+    assert "Prompt and response lengths" in page and "unanswered user turns" in page and "widget-state" not in page
     assert page.count("data:image/png;base64,") >= 2
     alloc = json.loads((run / "allocation.json").read_text())
     assert alloc["status"] == "optimal" and alloc["cost"] > 0
