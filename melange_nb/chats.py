@@ -214,7 +214,8 @@ def request_lengths(ds, tokenizer, *, schema: str | None = None, turn_policy: st
     fn = _BatchLengths(tokenizer, role_key, text_key, column, turn_policy, add_special_tokens)
     out = ds.select_columns([column]).with_format("arrow").map(
         fn, batched=True, batch_size=batch_size, with_indices=True, num_proc=num_proc,
-        remove_columns=[column], desc="tokenizing", new_fingerprint=_fingerprint_of(ds, fn))
+        remove_columns=[column], desc="tokenizing", new_fingerprint=_fingerprint_of(ds, fn),
+        keep_in_memory=True, load_from_cache_file=False)  # our Parquet cache is the one cache
     table = out.with_format("arrow")[:]
     counts = {k: int(pc.sum(table[k]).as_py() or 0) for k in _BatchLengths.COUNTERS}
     parents = pc.list_parent_indices(table["input_tokens"])
