@@ -139,8 +139,12 @@ def _run(args) -> int:
     from .run import load_params, run_allocation
     from .workload import read_workload
 
+    from .profiles import select_gpus
+    from .solver import Constraints
+
     params = load_params(args.params)
-    load_gpus(params["gpus"])  # fail fast, before any kernel starts
+    gpus = select_gpus(load_gpus(params["gpus"]), params["gpu_names"])  # fail fast, before any kernel starts
+    Constraints.from_mapping(params["constraints"]).check(list(gpus))
     if not isinstance(params["workload"], dict):
         read_workload(params["workload"])
     run_dir = run_allocation(params, Path(args.output_dir) if args.output_dir else None)

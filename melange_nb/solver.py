@@ -82,8 +82,18 @@ class Constraints:
             raise InputError("min_total", f"must be a whole number >= 0, got {self.min_total!r}")
         return self
 
-    def is_default(self) -> bool:
-        return self == Constraints()
+    @classmethod
+    def from_mapping(cls, doc: Mapping | None) -> "Constraints":
+        """From YAML/JSON params (`constraints:`); unknown keys are an error naming them."""
+        doc = dict(doc or {})
+        known = ("max_instances", "min_instances", "utilization_cap", "min_total")
+        unknown = sorted(set(doc) - set(known))
+        if unknown:
+            raise InputError(f"constraints.{unknown[0]}", f"is not a constraint; use {list(known)}")
+        for key in ("max_instances", "min_instances"):
+            if not isinstance(doc.get(key, {}), Mapping):
+                raise InputError(f"constraints.{key}", "must be a mapping GPU name -> count")
+        return cls(**doc)
 
     def to_dict(self) -> dict:
         return {"max_instances": dict(self.max_instances), "min_instances": dict(self.min_instances),
@@ -122,6 +132,17 @@ class SolveResult:
                 "solve_seconds": round(self.solve_seconds, 6),
                 "utilization": {k: round(v, 6) for k, v in self.utilization.items()},
                 "options": self.options}
+
+    def routing_config(self) -> dict:
+        """The load balancer's configuration: GPU counts and, per bucket, the share sent to each GPU type."""
+        routes = []
+        if self.routing is not None:
+            for (i, o), grp in self.routing.groupby([INPUT_AXIS, OUTPUT_AXIS], sort=False):
+                routes.append({INPUT_AXIS: i, OUTPUT_AXIS: o, "rate": round(float(grp["rate"].sum()), 9),
+                               "shares": {g: round(float(s), 9) for g, s in zip(grp["gpu"], grp["share"])}})
+        return {"solver": self.solver, "status": self.status,
+                "gpus": {g: {"count": c, "utilization": round(self.utilization.get(g, 0.0), 6)}
+                         for g, c in self.counts.items()}, "routes": routes}
 
     def melange_json(self) -> dict:
         """melange-release's result format: ``{"A10G": 3, "A100-80GB": 1, "cost": 6.7}``."""
@@ -334,18 +355,30 @@ def solve_exact(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: fl
         row_low.append(float(p.constraints.min_total)); row_high.append(highspy.kHighsInf)
 
     h = _quiet_highs()
-    for name, value in (("output_flag", False), ("mip_rel_gap", 0.0), ("mip_abs_gap", 1e-9), ("threads", 1)):
+    for name, value in (("output_flag", False), ("mip_rel_gap", 0.0), ("mip_abs_gap", 1e-9), ("threads", 1),
+                        *((k, False) for k in _SUB_MIP_HEURISTICS)):
         h.setOptionValue(name, value)
     if time_limit is not None:
         h.setOptionValue("time_limit", float(time_limit))
     h.addVars(n, col_low, col_high)
     h.changeColsCost(n, np.arange(n, dtype=np.int32), col_cost)
-    h.changeColsIntegrality(G, np.arange(G, dtype=np.int32),
-                            np.array([highspy.HighsVarType.kInteger] * G))
     order = np.lexsort((cols, rows))
     r, c, v = np.asarray(rows)[order], np.asarray(cols, dtype=np.int32)[order], np.asarray(vals)[order]
     starts = np.searchsorted(r, np.arange(len(row_low))).astype(np.int32)
     h.addRows(len(row_low), np.array(row_low), np.array(row_high), len(v), starts, c, v)
+    # The LP relaxation first: its GPU counts rounded up keep its routing feasible (more capacity),
+    # so they are a warm start for the MIP, which then only has to improve on it and prove it.
+    h.run()
+    if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+        warm = np.asarray(h.getSolution().col_value, dtype=float)
+        warm[:G] = np.ceil(warm[:G] - LOAD_EPS)
+    else:
+        warm = None
+    h.changeColsIntegrality(G, np.arange(G, dtype=np.int32), np.array([highspy.HighsVarType.kInteger] * G))
+    if warm is not None:
+        solution = highspy.HighsSolution()
+        solution.col_value = warm.tolist()
+        h.setSolution(solution)
     h.run()
     status, info = h.getModelStatus(), h.getInfo()
     seconds = time.perf_counter() - start
@@ -368,6 +401,12 @@ def solve_exact(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: fl
     return _finish("exact", "time_limit", f"HiGHS stopped ({h.modelStatusToString(status)}); best allocation found, "
                    f"bound {info.mip_dual_bound:.4g}, gap {gap:.2%}, not proven optimal",
                    p, x[:G], share, seconds, bound=float(info.mip_dual_bound), gap=gap, **options)
+
+
+# HiGHS's sub-MIP primal heuristics cost more than they find here: the warm start is already
+# within a GPU or so of optimal (measured in bench/solver_bench.py: about 40% less time without them).
+_SUB_MIP_HEURISTICS = ("mip_heuristic_run_rens", "mip_heuristic_run_rins", "mip_heuristic_run_root_reduced_cost",
+                       "mip_heuristic_run_zi_round", "mip_heuristic_run_shifting", "mip_heuristic_run_feasibility_jump")
 
 
 def _quiet_highs():
@@ -447,6 +486,7 @@ class Comparison:
         return {"solver": self.reference, "rate": self.rate, "status": self.mix.status,
                 "message": self.mix.message, "allocation": self.mix.counts, "cost": _json_float(self.mix.cost),
                 "policies": {k: r.to_dict() for k, r in self.results.items()},
+                "routing": self.mix.routing_config(),
                 "savings": [{k: (_json_float(v) if isinstance(v, float) else v) for k, v in row.items()}
                             for row in table.to_dict(orient="records")]}
 

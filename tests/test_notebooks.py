@@ -37,7 +37,7 @@ def test_arena_params_run_end_to_end(outputs):
     assert run.parent == outputs and run.name.startswith("arena-seed-")
     names = {p.name for p in run.iterdir()}
     assert {"02_allocation.ipynb", "02_allocation.html", "02_allocation-shared.html", "allocation.json",
-            "savings.csv", "routing.csv", "manifest.json"} <= names
+            "savings.csv", "routing.csv", "routing.json", "manifest.json"} <= names
     assert not [p for p in outputs.iterdir() if p.name.startswith(".")]  # no temporary leftovers
     alloc = json.loads((run / "allocation.json").read_text())
     assert alloc["allocation"] == {"A10G": 1, "A100": 1} and alloc["status"] == "optimal"
@@ -54,9 +54,26 @@ def test_arena_params_run_end_to_end(outputs):
     assert manifest["packages"]["papermill"]
 
 
+def test_constraints_from_params_reach_the_notebook(outputs, tmp_path):
+    params = load_params(PROJECT_ROOT / "params" / "arena-seed.yaml")
+    params["constraints"] = {"max_instances": {"A100": 0}, "utilization_cap": 0.8}
+    params["solver"] = "exact"
+    run = run_allocation(params)
+    alloc = json.loads((run / "allocation.json").read_text())
+    assert alloc["allocation"]["A100"] == 0 and alloc["policies"]["single:A100"]["status"] == "infeasible"
+    assert all(v <= 0.8 + 1e-9 for v in alloc["policies"]["exact"]["utilization"].values())
+    routing = json.loads((run / "routing.json").read_text())
+    assert routing["gpus"]["A10G"]["count"] == alloc["allocation"]["A10G"]
+    assert all(set(r["shares"]) == {"A10G"} for r in routing["routes"])
+
+
 def test_run_with_bad_params_exits_2_and_writes_nothing(outputs, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("workload: params/workloads/arena-seed.csv\ngpus: params/gpus/llama2-7b-seed.yaml\nrate: 4\nrte: 5\n")
     assert main(["run", "-p", str(bad)]) == 2
     assert "bad.yaml: rte: is not a parameter" in capsys.readouterr().err
     assert not outputs.exists() or not any(outputs.iterdir())
+    bad.write_text("workload: params/workloads/arena-seed.csv\ngpus: params/gpus/llama2-7b-seed.yaml\nrate: 4\n"
+                   "constraints: {max_instances: {H100: 2}}\n")
+    assert main(["run", "-p", str(bad)]) == 2
+    assert "max_instances: names unknown GPU type(s) ['H100']" in capsys.readouterr().err
