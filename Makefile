@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project (only when pyproject.toml changed)
 
-demo: $(STAMP) ## run the allocation notebook on params/default.yaml into outputs/demo-<time>/
-	$(BIN)/melange-nb run -p params/default.yaml
+demo: $(STAMP) ## offline demo: workload, 12-rate sweep, summary, outputs/demo-sweep/index.html
+	$(BIN)/melange-nb sweep -p params/sweeps/demo.yaml
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest -q

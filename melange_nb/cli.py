@@ -67,6 +67,16 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--overflow", default="drop", choices=["drop", "clip", "open"])
     w.add_argument("-o", "--output", required=True, help="workload CSV to write (plus a .json sidecar)")
 
+    sw = sub.add_parser("sweep", help="run the allocation notebook over a grid of rates (x workloads x GPU sets)")
+    sw.add_argument("-p", "--params", help="sweep spec YAML (params/sweeps/*.yaml)")
+    sw.add_argument("--workload", help="quick form: one workload CSV")
+    sw.add_argument("--gpus", help="quick form: one GPU profile YAML")
+    sw.add_argument("--rates", help="quick form: comma-separated rates, e.g. 1,2,4,8")
+    sw.add_argument("--solver", action="append", choices=["melange", "exact"], help="quick form: mix solver(s)")
+    sw.add_argument("-o", "--output-dir", help="sweep folder (default outputs/<name>); re-runs resume it")
+    sw.add_argument("-j", "--workers", type=int, help="parallel points (default: cores)")
+    sw.add_argument("--retry-failed", action="store_true", help="re-run points that failed before")
+
     r = sub.add_parser("run", help="execute the allocation notebook for a params file into outputs/<run>/")
     r.add_argument("-p", "--params", default="params/default.yaml")
     r.add_argument("-o", "--output-dir", help="run directory (default outputs/<run_name>-<timestamp>)")
@@ -134,6 +144,31 @@ def _workload(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from .config import outputs_dir
+    from .sweep import load_spec, run_sweep
+
+    if args.params:
+        if args.workload or args.gpus or args.rates:
+            raise InputError("--params", "use either -p SPEC.yaml or --workload/--gpus/--rates, not both")
+        spec = load_spec(args.params)
+    else:
+        if not (args.workload and args.gpus and args.rates):
+            raise InputError("--workload/--gpus/--rates", "all three are required without -p SPEC.yaml")
+        if not args.output_dir:
+            raise InputError("-o", "the quick form needs an output folder, e.g. -o outputs/my-sweep")
+        rates = _edges(args.rates, "--rates")
+        spec = load_spec(None, workload=args.workload, gpus=args.gpus, rates=rates, solvers=args.solver,
+                         name=Path(args.output_dir).name)
+    if args.workers is not None and args.workers < 1:
+        raise InputError("--workers", f"must be >= 1, got {args.workers}")
+    out = Path(args.output_dir) if args.output_dir else outputs_dir() / spec["name"]
+    state = run_sweep(spec, out, workers=args.workers, retry_failed=args.retry_failed,
+                      log=lambda msg: print(msg, flush=True))
+    failed = [k for k, v in state["points"].items() if v["status"] == "failed"]
+    return 1 if failed else 0
+
+
 def _run(args) -> int:
     from .profiles import load_gpus
     from .run import load_params, run_allocation
@@ -155,7 +190,7 @@ def _run(args) -> int:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"solve": _solve, "workload": _workload, "run": _run}[args.command](args)
+        return {"solve": _solve, "workload": _workload, "sweep": _sweep, "run": _run}[args.command](args)
     except MelangeError as exc:
         print(f"melange-nb: error: {exc}", file=sys.stderr)
         return 2

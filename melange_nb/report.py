@@ -115,3 +115,156 @@ def plot_lengths(requests: pd.DataFrame, label: str, *, max_input: int = 4096, m
         ax.set_title(f"{what}: {label}\n({len(values) - len(shown)} of {len(values)} requests >= {limit} not shown)")
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------- sweeps
+
+def _groups(results: pd.DataFrame):
+    return results.groupby(["workload", "gpu_set", "slice_factor"], sort=True)
+
+
+def plot_cost_vs_rate(results: pd.DataFrame):
+    """Cost ($/h) against request rate, one step curve per policy, one panel per workload x GPU set."""
+    groups = list(_groups(results))
+    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 4.8), squeeze=False)
+    for ax, ((workload, gpu_set, sf), df) in zip(axes[0], groups):
+        for policy, d in df.groupby("policy", sort=True):
+            d = d.sort_values("rate")
+            ax.step(d["rate"], d["cost_per_hour"], where="post", marker="o", ms=3, label=policy,
+                    lw=2.5 if not policy.startswith("single:") else 1.5)
+        ax.set_xlabel("Request rate (requests/s)")
+        ax.set_ylabel("Cost ($/hour)")
+        ax.set_title(f"{workload} on {gpu_set} (slice factor {sf})")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_savings_vs_rate(results: pd.DataFrame):
+    """Savings % of the reference mix against each other policy, per rate."""
+    groups = list(_groups(results))
+    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 4.2), squeeze=False)
+    for ax, ((workload, gpu_set, sf), df) in zip(axes[0], groups):
+        ref = df["reference"].iloc[0]
+        for policy, d in df[df["policy"] != ref].groupby("policy", sort=True):
+            d = d.sort_values("rate")
+            ax.plot(d["rate"], d["savings_pct"], marker="o", ms=3, label=f"{ref} vs {policy}")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlabel("Request rate (requests/s)")
+        ax.set_ylabel("Savings of the mix (%)")
+        ax.set_title(f"{workload} on {gpu_set}")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_mix(results: pd.DataFrame):
+    """Stacked bars: the reference mix's GPU count per type at each rate."""
+    groups = list(_groups(results))
+    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 4.2), squeeze=False)
+    for ax, ((workload, gpu_set, sf), df) in zip(axes[0], groups):
+        mix = df[df["policy"] == df["reference"]].sort_values("rate")
+        counts = mix[[c for c in mix.columns if c.startswith("n_")]].loc[:, lambda d: d.sum() > 0]
+        bottom = np.zeros(len(mix))
+        labels = [f"{r:g}" for r in mix["rate"]]
+        for col in counts:
+            ax.bar(labels, counts[col], bottom=bottom, label=col[2:])
+            bottom += counts[col].to_numpy()
+        ax.set_xlabel("Request rate (requests/s)")
+        ax.set_ylabel("GPUs in the mix")
+        ax.set_title(f"{mix['reference'].iloc[0] if len(mix) else ''} mix: {workload} on {gpu_set}")
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def mix_changes(results: pd.DataFrame) -> pd.DataFrame:
+    """The rates at which the reference mix changes, with the mix before and after."""
+    rows = []
+    for (workload, gpu_set, sf), df in _groups(results):
+        mix = df[df["policy"] == df["reference"]].sort_values("rate")
+        cols = [c for c in mix.columns if c.startswith("n_")]
+        previous = None
+        for rate, (_, row) in zip(mix["rate"], mix.iterrows()):
+            now = ", ".join(f"{int(row[c])}x{c[2:]}" for c in cols if row[c] > 0) or "none"
+            if now != previous:
+                rows.append({"workload": workload, "gpu_set": gpu_set, "slice_factor": sf, "rate": rate,
+                             "mix": now, "cost_per_hour": row["cost_per_hour"]})
+            previous = now
+    return pd.DataFrame(rows)
+
+
+def savings_summary(results: pd.DataFrame) -> pd.DataFrame:
+    """Per workload x GPU set x policy: the reference mix's savings (min, mean, max %) over the rates."""
+    others = results[results["policy"] != results["reference"]]
+    table = (others.groupby(["workload", "gpu_set", "slice_factor", "reference", "policy"])["savings_pct"]
+             .agg(["min", "mean", "max", "count"]).round(2))
+    return table.rename(columns={"min": "min_savings_pct", "mean": "mean_savings_pct",
+                                 "max": "max_savings_pct", "count": "rates"})
+
+
+def figure_data_uri(fig) -> str:
+    """A matplotlib figure as an embedded PNG data URI (self-contained pages)."""
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def write_index(sweep_dir: str | Path, results: pd.DataFrame, manifest: dict) -> Path:
+    """``index.html``: headline savings, the cost-vs-rate plot (embedded), links to the summary and every point."""
+    from html import escape
+
+    sweep_dir = Path(sweep_dir)
+    spec = manifest.get("spec", {})
+    points = manifest.get("points", {})
+    done = sum(1 for p in points.values() if p.get("status") == "done")
+    failed = {k: v for k, v in points.items() if v.get("status") == "failed"}
+    headline = savings_summary(results).reset_index() if not results.empty else pd.DataFrame()
+    changes = mix_changes(results) if not results.empty else pd.DataFrame()
+    img = figure_data_uri(plot_cost_vs_rate(results)) if not results.empty else None
+    link_rows = []
+    for pid, entry in sorted(points.items(), key=lambda kv: (kv[1]["workload"], kv[1]["gpus"], kv[1]["rate"])):
+        if entry.get("status") == "done":
+            link = (f'<a href="{escape(pid)}/02_allocation-shared.html">report</a> · '
+                    f'<a href="{escape(pid)}/02_allocation.html">with code</a> · '
+                    f'<a href="{escape(pid)}/02_allocation.ipynb">notebook</a>')
+        else:
+            link = f'<a href="failed/{escape(pid)}/traceback.txt">traceback</a>' if entry.get("status") == "failed" else ""
+        link_rows.append(f"<tr><td>{escape(entry['workload'])}</td><td>{escape(entry['gpus'])}</td>"
+                         f"<td>{entry['slice_factor']}</td><td>{entry['rate']:g}</td><td>{escape(entry.get('status', ''))}</td>"
+                         f"<td>{link}</td><td>{escape(entry.get('error') or '')}</td></tr>")
+    workloads = "".join(f"<li><b>{escape(k)}</b>: " + (f'<a href="workloads/{escape(k)}/01_workload-shared.html">workload report</a>'
+                        if isinstance(v, dict) else escape(str(v))) + "</li>" for k, v in spec.get("workloads", {}).items())
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>melange-nb sweep {escape(str(spec.get('name', '')))}</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
+<h1>Sweep {escape(str(spec.get('name', '')))}: cheapest GPU mix vs request rate</h1>
+<p>{done} of {len(points)} points done, {len(failed)} failed. Solvers: {escape(', '.join(spec.get('solvers', [])))}
+(the first is the reference mix). Rates: {escape(', '.join(f'{r:g}' for r in spec.get('rates', [])))} requests/s.</p>
+<p><a href="03_sweep_summary-shared.html">Summary report</a> · <a href="03_sweep_summary.html">summary with code</a> ·
+<a href="results.csv">results.csv</a> · <a href="results.parquet">results.parquet</a> · <a href="manifest.json">manifest.json</a></p>
+<h2>Savings of the mix against each policy (%, over all rates)</h2>
+{headline.to_html(index=False, na_rep="—") if not headline.empty else "<p>No completed points.</p>"}
+<h2>Cost against request rate</h2>
+{f'<img alt="Cost in dollars per hour against request rate for each policy" src="{img}">' if img else ""}
+<h2>Rates where the mix changes</h2>
+{changes.to_html(index=False) if not changes.empty else ""}
+<h2>Workloads</h2><ul>{workloads}</ul>
+<h2>Points</h2>
+<table><tr><th>workload</th><th>GPU set</th><th>slice factor</th><th>rate</th><th>status</th><th>links</th><th>error</th></tr>
+{''.join(link_rows)}</table>
+</body></html>
+"""
+    path = sweep_dir / "index.html"
+    tmp = path.with_name(".index.html.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path
