@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help demo test bench clean-outputs
+.PHONY: help install demo test bench browser-deps clean-outputs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -23,6 +23,12 @@ demo: $(STAMP) ## offline demo: workload, 12-rate sweep, summary, outputs/demo-s
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest -q
+
+browser-deps: ## install Debian's chromium for the browser test (needs root and apt-get; otherwise that test skips)
+	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && echo "installed chromium"; \
+	else echo "chromium not installed (not root or no apt-get): the browser test will skip"; fi
 
 bench: $(STAMP) ## run the benchmark scripts in bench/
 	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

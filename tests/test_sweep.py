@@ -1,0 +1,149 @@
+"""Sweeps end to end: parallel points, a failing point, resume, retry, results table, index.html in a browser."""
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+import pytest
+
+from melange_nb.cli import main
+from melange_nb.config import GPUS_DIR, WORKLOADS_DIR
+from melange_nb.errors import InputError
+from melange_nb.sweep import collect_results, load_spec, run_sweep
+
+GOOD = GPUS_DIR / "llama2-7b-seed.yaml"
+RATES = [2.0, 4.0, 8.0]
+
+
+def spec_with_bad_profile(tmp: Path) -> dict:
+    bad = tmp / "bad.yaml"
+    bad.write_text(GOOD.read_text().replace("[33.96,", "[-33.96,"))   # a negative throughput
+    return load_spec_from({"name": "t", "rates": RATES, "workloads": {"arena": str(WORKLOADS_DIR / "arena-seed.csv")},
+                           "gpus": {"seed": str(GOOD), "bad": str(bad)}, "solvers": ["exact", "melange"]}, tmp)
+
+
+def load_spec_from(doc: dict, tmp: Path) -> dict:
+    path = tmp / "spec.yaml"
+    path.write_text(json.dumps(doc))   # JSON is YAML
+    return load_spec(path)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    spec = spec_with_bad_profile(tmp)
+    out = tmp / "out"
+    logs = []
+    state = run_sweep(spec, out, workers=2, log=logs.append)
+    return spec, out, state, logs, tmp
+
+
+def test_good_points_complete_and_the_bad_point_is_recorded(sweep):
+    spec, out, state, logs, _ = sweep
+    status = {k: v["status"] for k, v in state["points"].items()}
+    assert sum(s == "done" for s in status.values()) == 3 and sum(s == "failed" for s in status.values()) == 3
+    for pid, entry in state["points"].items():
+        if entry["gpus"] == "bad":
+            assert entry["status"] == "failed" and "negative" in entry["error"]
+            assert (out / "failed" / pid / "traceback.txt").is_file() and not (out / pid).exists()
+        else:
+            assert {"02_allocation.ipynb", "02_allocation.html", "02_allocation-shared.html", "allocation.json"} \
+                <= {p.name for p in (out / pid).iterdir()}
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_results_table_has_one_row_per_point_and_policy(sweep):
+    _, out, state, _, _ = sweep
+    results = pd.read_parquet(out / "results.parquet")
+    assert len(results) == 3 * 4          # 3 done points x (exact, melange, single:A10G, single:A100)
+    assert pd.read_csv(out / "results.csv").shape == results.shape
+    assert set(results["policy"]) == {"exact", "melange", "single:A10G", "single:A100"}
+    row = results[(results["rate"] == 4.0) & (results["policy"] == "single:A100")].iloc[0]
+    exact = results[(results["rate"] == 4.0) & (results["policy"] == "exact")].iloc[0]
+    assert (row["n_A100"], row["cost_per_hour"]) == (2, 7.34) and exact["cost_per_hour"] == 4.68
+    assert row["savings_pct"] == pytest.approx((7.34 - 4.68) / 7.34 * 100)
+    # cost never decreases with rate, for every policy
+    for _, d in results.groupby("policy"):
+        assert d.sort_values("rate")["cost_per_hour"].is_monotonic_increasing
+
+
+def test_summary_and_index_are_self_contained(sweep):
+    _, out, _, _, _ = sweep
+    for name in ("03_sweep_summary.html", "03_sweep_summary-shared.html"):
+        page = (out / name).read_text()
+        assert page.count("data:image/png;base64,") >= 3 and "mean_savings_pct" in page
+    assert "hl-ipython3" not in (out / "03_sweep_summary-shared.html").read_text()
+    index = (out / "index.html").read_text()
+    assert "data:image/png;base64," in index and "mean_savings_pct" in index and "3 failed" in index
+
+
+def test_rerun_skips_done_points_and_retry_reruns_failed(sweep):
+    spec, out, state, _, tmp = sweep
+    done = [k for k, v in state["points"].items() if v["status"] == "done"]
+    stamp = (out / done[0] / "allocation.json").stat().st_mtime_ns
+    logs = []
+    again = run_sweep(spec, out, workers=2, log=logs.append)
+    assert "6 points, 6 already done or failed, running 0" in logs[0]
+    assert (out / done[0] / "allocation.json").stat().st_mtime_ns == stamp
+    assert again["points"] == state["points"]
+    # an interrupted point: a leftover temporary folder and a pending entry are rebuilt, not trusted
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["points"][done[0]]["status"] = "pending"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(out / done[0])
+    (out / f".{done[0]}.tmp").mkdir()
+    # fix the bad profile and retry the failed points
+    (tmp / "bad.yaml").write_text(GOOD.read_text())
+    logs = []
+    final = run_sweep(spec, out, workers=2, retry_failed=True, log=logs.append)
+    assert "running 4" in logs[0]
+    assert all(v["status"] == "done" for v in final["points"].values())
+    assert not (out / "failed").exists() or not any((out / "failed").iterdir())
+    assert len(collect_results(out)) == 6 * 4
+
+
+def test_quick_form_cli_and_bad_specs(tmp_path, capsys):
+    out = tmp_path / "quick"
+    code = main(["sweep", "--workload", str(WORKLOADS_DIR / "arena-seed.csv"), "--gpus", str(GOOD),
+                 "--rates", "3", "-o", str(out), "-j", "1"])
+    assert code == 0 and (out / "index.html").is_file()
+    assert json.loads((out / "manifest.json").read_text())["spec"]["solvers"] == ["melange"]
+    for doc, match in (({"rates": [0, 1], "workloads": {"a": "x.csv"}, "gpus": {"g": str(GOOD)}}, "every rate must be a positive"),
+                       ({"rates": {"start": 1}, "workloads": {"a": "x.csv"}, "gpus": {"g": str(GOOD)}}, "start, stop and step"),
+                       ({"rates": [1], "gpus": {"g": str(GOOD)}}, "workloads: is required"),
+                       ({"rates": [1], "workloads": {"a": "x.csv"}, "gpus": {"g": str(GOOD)}, "solver": "x"}, "solver: is not a sweep key"),
+                       ({"rates": [1], "workloads": {"a b": "x.csv"}, "gpus": {"g": str(GOOD)}}, "names may hold")):
+        with pytest.raises(InputError, match=match):
+            load_spec_from(doc, tmp_path)
+    assert main(["sweep", "--workload", "w.csv", "--rates", "1"]) == 2
+    assert "--workload/--gpus/--rates: all three are required" in capsys.readouterr().err
+
+
+def _chromium():
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.skip("Debian's chromium is not installed (make browser-deps installs it where apt-get runs as root)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    return path, playwright
+
+
+def test_index_in_headless_chromium_images_load_and_links_resolve(sweep):
+    path, playwright = _chromium()
+    _, out, _, _, _ = sweep
+    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"]
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=args)
+        page = browser.new_page()
+        for name in ("index.html", "03_sweep_summary-shared.html"):
+            page.goto((out / name).as_uri())
+            widths = page.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+            assert widths and all(w > 0 for w in widths), (name, widths)
+        page.goto((out / "index.html").as_uri())
+        links = page.evaluate("Array.from(document.links).map(a => a.href)")
+        browser.close()
+    assert len(links) >= 6 + 3 * 3
+    for href in links:
+        target = Path(unquote(urlparse(href).path))
+        assert target.is_file(), href
