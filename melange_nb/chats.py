@@ -30,6 +30,7 @@ import pandas as pd
 
 from .config import outputs_dir
 from .errors import DatasetError, InputError
+from .files import atomic_write, write_json
 
 DEFAULT_TOKENIZER = "mistral-v1"
 TOKENIZER_NOTE = {DEFAULT_TOKENIZER: "Mistral-7B v0.1 SentencePiece (32k vocab, Llama-2 style), "
@@ -83,10 +84,7 @@ def _convert_mistral_v1(target: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(model, Path(tmp) / "tokenizer.model")
         hf = LlamaTokenizer.from_pretrained(tmp)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.tmp")
-    hf.backend_tokenizer.save(str(staging))
-    staging.replace(target)
+    atomic_write(target, lambda tmp: hf.backend_tokenizer.save(str(tmp)))
 
 
 # ---------------------------------------------------------------- datasets
@@ -339,9 +337,6 @@ def chat_requests(source: str, *, tokenizer: str = DEFAULT_TOKENIZER, split: str
                                        add_special_tokens=add_special_tokens, num_proc=num_proc)
     info = {"dataset": ds_info, "tokenizer": tok_info, "counts": counts, "cache_key": key}
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        requests.to_parquet(tmp, index=False)
-        path.with_suffix(".json").write_text(json.dumps(info, indent=2, default=str))
-        tmp.replace(path)
+        write_json(path.with_suffix(".json"), info)   # the Parquet file last: it marks the entry complete
+        atomic_write(path, lambda tmp: requests.to_parquet(tmp, index=False))
     return requests, {**info, "cache": "miss" if cache else "off", "cache_file": str(path) if cache else None}

@@ -109,9 +109,8 @@ def _solve(args) -> int:
     out = comparison.mix.melange_json() if args.format == "melange" else comparison.to_dict()
     text = json.dumps(out, indent=2 if args.format == "json" else None)
     if args.output:
-        from .run import write_json
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        write_json(Path(args.output), out)
+        from .files import write_json
+        write_json(args.output, out)
     print(text)
     return 0 if comparison.mix.has_allocation else 1
 

@@ -21,9 +21,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
-
 from .errors import InputError
+from .files import read_yaml
 from .workload import bucket_labels, labelled_matrix
 
 
@@ -93,12 +92,7 @@ def load_gpus(path: str | Path) -> dict[str, GpuProfile]:
     """Read a GPU profile YAML (see the module docstring); metadata lands in each profile's `meta`."""
     path = Path(path)
     field = f"gpu profile file {path}"
-    if not path.is_file():
-        raise InputError(field, "not found; pass a YAML file such as params/gpus/llama2-7b-seed.yaml")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(field, f"is not valid YAML ({' '.join(str(exc).split())})")
+    doc = read_yaml(path, "gpu profile file", "params/gpus/llama2-7b-seed.yaml")
     if not isinstance(doc, Mapping) or "gpus" not in doc:
         raise InputError(field, "must be a YAML mapping with a `gpus` key (and input_edges, output_edges)")
     for key in ("input_edges", "output_edges"):

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from .files import write_text
 from .profiles import GpuProfile, best_value
 from .solver import SolveResult, routing_matrix
 
@@ -92,11 +93,7 @@ def render_html(notebook: str | Path, html: str | Path, *, hide_code: bool) -> P
     exporter = HTMLExporter(exclude_input=hide_code, exclude_input_prompt=hide_code,
                             exclude_output_prompt=hide_code)
     body, _ = exporter.from_filename(str(notebook))
-    html = Path(html)
-    tmp = html.with_name(f".{html.name}.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    tmp.replace(html)
-    return html
+    return write_text(html, body)
 
 
 def plot_lengths(requests: pd.DataFrame, label: str, *, max_input: int = 4096, max_output: int = 2048):
@@ -123,48 +120,53 @@ def _groups(results: pd.DataFrame):
     return results.groupby(["workload", "gpu_set", "slice_factor"], sort=True)
 
 
+def _panels(results: pd.DataFrame, height: float):
+    """A figure with one panel per workload x GPU set x slice factor, and (axis, key, rows) per panel."""
+    groups = list(_groups(results))
+    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), height), squeeze=False)
+    return fig, [(ax, key, df) for ax, (key, df) in zip(axes[0], groups)]
+
+
+def _label_rate_axis(ax, ylabel: str, title: str, grid: bool = True) -> None:
+    ax.set_xlabel("Request rate (requests/s)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    if grid:
+        ax.grid(alpha=0.3)
+
+
 def plot_cost_vs_rate(results: pd.DataFrame):
     """Cost ($/h) against request rate, one step curve per policy, one panel per workload x GPU set."""
-    groups = list(_groups(results))
-    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 4.8), squeeze=False)
-    for ax, ((workload, gpu_set, sf), df) in zip(axes[0], groups):
+    fig, panels = _panels(results, 4.8)
+    for ax, (workload, gpu_set, sf), df in panels:
         for policy, d in df.groupby("policy", sort=True):
             d = d.sort_values("rate")
             ax.step(d["rate"], d["cost_per_hour"], where="post", marker="o", ms=3, label=policy,
                     lw=2.5 if not policy.startswith("single:") else 1.5)
-        ax.set_xlabel("Request rate (requests/s)")
-        ax.set_ylabel("Cost ($/hour)")
-        ax.set_title(f"{workload} on {gpu_set} (slice factor {sf})")
-        ax.legend()
-        ax.grid(alpha=0.3)
+        _label_rate_axis(ax, "Cost ($/hour)", f"{workload} on {gpu_set} (slice factor {sf})")
     fig.tight_layout()
     return fig
 
 
 def plot_savings_vs_rate(results: pd.DataFrame):
     """Savings % of the reference mix against each other policy, per rate."""
-    groups = list(_groups(results))
-    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 4.2), squeeze=False)
-    for ax, ((workload, gpu_set, sf), df) in zip(axes[0], groups):
+    fig, panels = _panels(results, 4.2)
+    for ax, (workload, gpu_set, sf), df in panels:
         ref = df["reference"].iloc[0]
         for policy, d in df[df["policy"] != ref].groupby("policy", sort=True):
             d = d.sort_values("rate")
             ax.plot(d["rate"], d["savings_pct"], marker="o", ms=3, label=f"{ref} vs {policy}")
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xlabel("Request rate (requests/s)")
-        ax.set_ylabel("Savings of the mix (%)")
-        ax.set_title(f"{workload} on {gpu_set}")
-        ax.legend()
-        ax.grid(alpha=0.3)
+        _label_rate_axis(ax, "Savings of the mix (%)", f"{workload} on {gpu_set}")
     fig.tight_layout()
     return fig
 
 
 def plot_mix(results: pd.DataFrame):
     """Stacked bars: the reference mix's GPU count per type at each rate."""
-    groups = list(_groups(results))
-    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 4.2), squeeze=False)
-    for ax, ((workload, gpu_set, sf), df) in zip(axes[0], groups):
+    fig, panels = _panels(results, 4.2)
+    for ax, (workload, gpu_set, sf), df in panels:
         mix = df[df["policy"] == df["reference"]].sort_values("rate")
         counts = mix[[c for c in mix.columns if c.startswith("n_")]].loc[:, lambda d: d.sum() > 0]
         bottom = np.zeros(len(mix))
@@ -172,10 +174,8 @@ def plot_mix(results: pd.DataFrame):
         for col in counts:
             ax.bar(labels, counts[col], bottom=bottom, label=col[2:])
             bottom += counts[col].to_numpy()
-        ax.set_xlabel("Request rate (requests/s)")
-        ax.set_ylabel("GPUs in the mix")
-        ax.set_title(f"{mix['reference'].iloc[0] if len(mix) else ''} mix: {workload} on {gpu_set}")
-        ax.legend()
+        _label_rate_axis(ax, "GPUs in the mix", f"{mix['reference'].iloc[0] if len(mix) else ''} mix: {workload} on {gpu_set}",
+                         grid=False)
     fig.tight_layout()
     return fig
 
@@ -263,8 +263,4 @@ td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}</style></h
 {''.join(link_rows)}</table>
 </body></html>
 """
-    path = sweep_dir / "index.html"
-    tmp = path.with_name(".index.html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text(sweep_dir / "index.html", page)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import platform
 import shutil
@@ -17,10 +16,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from .config import NOTEBOOKS_DIR, PROJECT_ROOT, outputs_dir
 from .errors import InputError, MelangeError
+from .files import read_yaml, write_json
 from .report import render_html
 
 KERNEL = "python3"
@@ -46,12 +44,7 @@ class NotebookError(MelangeError):
 def load_params(path: str | Path) -> dict[str, Any]:
     """Read a run's YAML parameters: known keys only, input paths resolved to absolute paths."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"params file {path}", "not found; e.g. params/default.yaml")
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"params file {path}", f"is not valid YAML ({' '.join(str(exc).split())})")
+    doc = read_yaml(path, "params file", "params/default.yaml") or {}
     if not isinstance(doc, dict):
         raise InputError(f"params file {path}", "must be a YAML mapping of parameter names to values")
     unknown = sorted(set(doc) - set(ALLOCATION_DEFAULTS) - {"run_name"})
@@ -156,11 +149,3 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
 
-
-def write_json(path: Path, data: Any) -> Path:
-    """Write JSON atomically (temporary name, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
-    return path

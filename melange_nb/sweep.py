@@ -38,11 +38,10 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-import yaml
-
 from .errors import InputError, MelangeError
+from .files import atomic_write, read_yaml, write_json
 from .report import write_index
-from .run import (ALLOCATION_NOTEBOOK, WORKLOAD_KEYS, execute_notebook, manifest, resolve_path, write_json)
+from .run import (ALLOCATION_NOTEBOOK, WORKLOAD_KEYS, execute_notebook, manifest, resolve_path)
 
 SUMMARY_NOTEBOOK = "03_sweep_summary.ipynb"
 SPEC_KEYS = ("name", "rates", "workloads", "gpus", "solvers", "slice_factors", "time_limit", "constraints", "gpu_names")
@@ -66,12 +65,7 @@ def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
     """A sweep spec from YAML, or from the quick form (`workload`, `gpus`, `rates` paths/values)."""
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"sweep spec {path}", "not found; e.g. params/sweeps/demo.yaml")
-        try:
-            spec = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise InputError(f"sweep spec {path}", f"is not valid YAML ({' '.join(str(exc).split())})")
+        spec = read_yaml(path, "sweep spec", "params/sweeps/demo.yaml") or {}
         where = path.name
     else:
         spec = {"name": quick.get("name") or "sweep", "rates": quick["rates"],
@@ -269,11 +263,8 @@ def _save_manifest(out: Path, state) -> None:
 
 
 def _write_table(df: pd.DataFrame, stem: Path) -> None:
-    for suffix, writer in ((".csv", lambda p: df.to_csv(p, index=False)), (".parquet", lambda p: df.to_parquet(p, index=False))):
-        path = stem.with_suffix(suffix)
-        tmp = path.with_name(f".{path.name}.tmp")
-        writer(tmp)
-        tmp.replace(path)
+    atomic_write(stem.with_suffix(".csv"), lambda tmp: df.to_csv(tmp, index=False))
+    atomic_write(stem.with_suffix(".parquet"), lambda tmp: df.to_parquet(tmp, index=False))
 
 
 # ---------------------------------------------------------------- results

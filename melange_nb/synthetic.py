@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import outputs_dir
+from .files import write_text
 
 SOURCE = "synthetic"
 _WORDS = ("the of and to in is you that it for was on are with as be this have from or one had by "
@@ -50,12 +51,7 @@ def synthetic_path(n: int = 3000, seed: int = 0) -> Path:
     """The JSONL file for (n, seed) under outputs/cache/synthetic/, written once (atomically)."""
     path = outputs_dir() / "cache" / "synthetic" / f"synthetic-chat-n{n}-seed{seed}.jsonl"
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for chat in make_chats(n, seed):
-                f.write(json.dumps(chat) + "\n")
-        tmp.replace(path)
+        write_text(path, "".join(json.dumps(chat) + "\n" for chat in make_chats(n, seed)))
     return path
 
 

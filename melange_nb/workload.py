@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .files import atomic_write, write_json
 
 INPUT_AXIS = "input_tokens"
 OUTPUT_AXIS = "output_tokens"
@@ -88,12 +89,7 @@ def read_workload(path: str | Path) -> pd.DataFrame:
 
 def write_workload(workload: pd.DataFrame, path: str | Path) -> Path:
     """Write a workload CSV atomically (temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    workload.to_csv(tmp)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, workload.to_csv)
 
 
 def check_same_buckets(a: pd.DataFrame, b: pd.DataFrame, *, what: str) -> None:
@@ -229,13 +225,8 @@ def blend(workloads: Mapping[str, pd.DataFrame], weights: Mapping[str, float]) -
 
 def save_histogram(workload: pd.DataFrame, report: Mapping, path: str | Path) -> Path:
     """Write the workload CSV and its JSON sidecar (source, tokenizer, requests, overflow, edges)."""
-    import json
-
     path = write_workload(workload, path)
-    sidecar = path.with_suffix(".json")
-    tmp = sidecar.with_name(f".{sidecar.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    tmp.replace(sidecar)
+    write_json(path.with_suffix(".json"), report)
     return path
 
 
