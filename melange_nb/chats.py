@@ -145,6 +145,8 @@ def _load_local(path: Path, split: str):
             ds = datasets.load_from_disk(str(path))
             return ds[split] if isinstance(ds, datasets.DatasetDict) else ds
         return datasets.load_dataset(str(path), split=split)
+    if path.stat().st_size == 0:
+        raise DatasetError(f"dataset {path}: the file is empty; it needs one conversation per row")
     builders = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
     builder = builders.get(path.suffix.lower())
     if builder is None:

@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     src = w.add_mutually_exclusive_group(required=True)
     src.add_argument("--dataset", help="HuggingFace name, local file/folder, or synthetic[:N] (offline, made here)")
     src.add_argument("--trace", help="CSV or Parquet with one row per request")
+    src.add_argument("--blend", action="append", metavar="CSV=WEIGHT",
+                     help="mix workload CSVs by weight, e.g. --blend chat.csv=0.8 --blend docs.csv=0.2")
     w.add_argument("--input-column", default="ContextTokens", help="trace column with input tokens")
     w.add_argument("--output-column", default="GeneratedTokens", help="trace column with output tokens")
     w.add_argument("--tokenizer", default="mistral-v1", help="HF tokenizer name or path (default: offline mistral-v1)")
@@ -125,7 +127,22 @@ def _edges(text: str | None, field: str):
 
 
 def _workload(args) -> int:
-    from .workload import build_workload, save_histogram
+    from .workload import blend_files, build_workload, save_histogram
+
+    if args.blend:
+        parts = {}
+        for item in args.blend:
+            path, sep, weight = item.rpartition("=")
+            try:
+                parts[path] = float(weight)
+            except ValueError:
+                raise InputError("--blend", f"expects CSV=WEIGHT, got {item!r}") from None
+            if not sep or not path:
+                raise InputError("--blend", f"expects CSV=WEIGHT, got {item!r}")
+        workload, report = blend_files(parts)
+        path = save_histogram(workload, report, args.output)
+        print(f"wrote {path} ({report['source']})")
+        return 0
 
     chat = {} if args.trace else {"tokenizer": args.tokenizer, "split": args.split, "revision": args.revision,
                                   "streaming": args.streaming, "schema": args.schema,

@@ -223,6 +223,16 @@ def blend(workloads: Mapping[str, pd.DataFrame], weights: Mapping[str, float]) -
     return check_workload(mixed, field="blend")
 
 
+def blend_files(weights: Mapping[str, float]) -> tuple[pd.DataFrame, dict]:
+    """(workload, report) mixing workload CSVs by weight; the report keeps each part's provenance."""
+    parts = {str(path): read_workload(path) for path in weights}
+    mixed = blend(parts, {str(k): v for k, v in weights.items()})
+    total = sum(weights.values())
+    report = {"source": "blend of " + ", ".join(f"{Path(p).name} x {w / total:.3g}" for p, w in weights.items()),
+              "parts": {str(p): {"weight": w / total, "source": workload_source(p)} for p, w in weights.items()}}
+    return mixed, report
+
+
 def save_histogram(workload: pd.DataFrame, report: Mapping, path: str | Path) -> Path:
     """Write the workload CSV and its JSON sidecar (source, tokenizer, requests, overflow, edges)."""
     path = write_workload(workload, path)

@@ -200,6 +200,9 @@ def test_bad_datasets(tmp_path, monkeypatch):
     rows = [{"language": "English", "conversation": [{"role": "user", "content": "x"}]}]
     with pytest.raises(DatasetError, match="has no conversations in language 'German'"):
         load_chats(str(write_jsonl(tmp_path / "z.jsonl", rows)), language="German")
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(DatasetError, match="the file is empty"):
+        load_chats(str(tmp_path / "empty.jsonl"))
     with pytest.raises(InputError, match="unknown extension"):
         load_chats(str(write_jsonl(tmp_path / "w.txt", rows)))
 
@@ -222,3 +225,18 @@ def test_build_workload_sidecar_and_csv_round_trip(tmp_path):
     meta = json.loads(path.with_suffix(".json").read_text())
     assert "SYNTHETIC" in meta["source"] and meta["tokenizer"].startswith("mistral-v1")
     assert meta["requests"] == len(requests) and meta["overflow_policy"] == "drop"
+
+
+def test_blend_cli_writes_the_mix_and_its_provenance(shared_data, tmp_path):
+    from melange_nb.cli import main
+
+    chat, docs, mix = tmp_path / "chat.csv", tmp_path / "docs.csv", tmp_path / "mix.csv"
+    assert main(["workload", "--trace", str(shared_data / "azure_llm_inference_conv_2023.csv"), "-o", str(chat)]) == 0
+    assert main(["workload", "--trace", str(shared_data / "vidur_arxiv_summarization_llama2.csv"), "--input-column",
+                 "num_prefill_tokens", "--output-column", "num_decode_tokens", "--overflow", "clip", "-o", str(docs)]) == 0
+    assert main(["workload", "--blend", f"{chat}=4", "--blend", f"{docs}=1", "-o", str(mix)]) == 0
+    expected = 0.8 * read_workload(chat) + 0.2 * read_workload(docs)
+    np.testing.assert_allclose(read_workload(mix).to_numpy(), expected.to_numpy())
+    meta = json.loads(mix.with_suffix(".json").read_text())
+    assert meta["parts"][str(chat)]["weight"] == 0.8 and "vidur" in meta["parts"][str(docs)]["source"]
+    assert main(["workload", "--blend", str(chat), "-o", str(tmp_path / "x.csv")]) == 2
