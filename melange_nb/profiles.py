@@ -35,11 +35,6 @@ class GpuProfile:
     tputs: pd.DataFrame
     meta: Mapping[str, Any] = field(default_factory=dict)
 
-    def loads(self) -> pd.DataFrame:
-        """Seconds of one GPU per request (1 / tput); inf where the GPU cannot serve the bucket."""
-        with np.errstate(divide="ignore"):
-            return 1.0 / self.tputs.where(self.tputs > 0, 0.0)
-
 
 def parse_gpu_info(gpu_info, index: Sequence[str], columns: Sequence[str], *,
                    meta: Mapping[str, Any] | None = None, field: str = "gpu_info") -> dict[str, GpuProfile]:

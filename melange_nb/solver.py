@@ -191,11 +191,13 @@ def _problem(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float
     constraints = (constraints or Constraints()).check(list(gpus))
     for name, gpu in gpus.items():
         check_same_buckets(workload, gpu.tputs, what=f"GPU profile {name}")
-    stacked = workload.stack()
-    raw = np.column_stack([gpu.loads().stack().to_numpy() for gpu in gpus.values()])
-    return _Problem(buckets=list(stacked.index), gpus=list(gpus),
+    # Row-major flattening (input outer, output inner); labels were checked equal above.
+    buckets = [(i, o) for i in workload.index for o in workload.columns]
+    with np.errstate(divide="ignore"):
+        raw = np.column_stack([1.0 / gpu.tputs.to_numpy(dtype=float).ravel() for gpu in gpus.values()])
+    return _Problem(buckets=buckets, gpus=list(gpus),
                     costs=np.array([g.cost for g in gpus.values()]),
-                    demand=stacked.to_numpy(dtype=float) * float(rate),
+                    demand=workload.to_numpy(dtype=float).ravel() * float(rate),
                     load=raw / constraints.utilization_cap, raw_load=raw, constraints=constraints)
 
 
