@@ -43,7 +43,7 @@ class NotebookError(MelangeError):
 
 def load_params(path: str | Path) -> dict[str, Any]:
     """Read a run's YAML parameters: known keys only, input paths resolved to absolute paths."""
-    path = Path(path)
+    path = resolve_path(path)
     doc = read_yaml(path, "params file", "params/default.yaml") or {}
     if not isinstance(doc, dict):
         raise InputError(f"params file {path}", "must be a YAML mapping of parameter names to values")

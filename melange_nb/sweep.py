@@ -64,7 +64,7 @@ class Point:
 def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
     """A sweep spec from YAML, or from the quick form (`workload`, `gpus`, `rates` paths/values)."""
     if path is not None:
-        path = Path(path)
+        path = resolve_path(path)
         spec = read_yaml(path, "sweep spec", "params/sweeps/demo.yaml") or {}
         where = path.name
     else:
@@ -255,7 +255,8 @@ def _load_manifest(out: Path, spec) -> dict:
         state = json.loads(path.read_text())
         state["spec"] = json.loads(json.dumps(spec, default=str))
         return state
-    return {**manifest({"spec": spec}), "spec": json.loads(json.dumps(spec, default=str)), "points": {}}
+    inputs = [*spec["gpus"].values(), *(w for w in spec["workloads"].values() if isinstance(w, str))]
+    return {**manifest({"spec": spec}, inputs=inputs), "spec": json.loads(json.dumps(spec, default=str)), "points": {}}
 
 
 def _save_manifest(out: Path, state) -> None:
