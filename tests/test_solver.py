@@ -165,3 +165,13 @@ def test_results_serialise_to_json():
     doc = json.loads(json.dumps(c.to_dict()))
     assert doc["solver"] == "exact" and doc["allocation"] == {"A10G": 10, "A100": 0}
     assert {row["policy"] for row in doc["savings"]} == {"exact", "melange", "single:A10G", "single:A100"}
+
+
+def test_time_limited_exact_is_never_reported_optimal():
+    from melange_nb.synthetic import random_instance
+
+    w, gpus = random_instance(101, 20, 10)
+    r = solve(w, gpus, 100, solver="exact", time_limit=1e-3)
+    assert r.status in ("time_limit", "no_solution")
+    assert "not proven optimal" in r.message or "without an allocation" in r.message
+    assert solve(w, gpus, 100, solver="exact").status == "optimal"
