@@ -1,14 +1,21 @@
 """melange-nb: the cheapest mix of GPU types for an LLM workload (after Mélange, arXiv 2404.14527).
 
-Public API, one module per pipeline stage: workload (histograms), profiles (GPU costs and
-throughputs), solver (Mélange ILP, exact, single-GPU baselines), report (figures, HTML),
-run (papermill runs into outputs/).
+Public API, one module per pipeline stage:
+
+- workload: labelled request-size histograms, traces, blends (chats: chat datasets and
+  tokenization into per-request lengths; synthetic: the offline demo dataset and random instances);
+- profiles: GPU costs and throughputs per bucket;
+- solver: Mélange ILP, exact solver, single-GPU baselines, savings tables;
+- sweep: papermill grid runs over rates x workloads x GPU sets;
+- report: figures, tables, HTML pages; run: one papermill run into outputs/; cli: the command.
 """
 from .errors import DatasetError, InputError, MelangeError
 from .profiles import GpuProfile, load_gpus, read_melange_config
 from .solver import Comparison, Constraints, SolveResult, compare, savings_table, solve
-from .workload import read_workload, write_workload
+from .sweep import load_spec, run_sweep
+from .workload import blend, build_workload, histogram, read_trace, read_workload, write_workload
 
 __all__ = ["Comparison", "Constraints", "DatasetError", "GpuProfile", "InputError", "MelangeError",
-           "SolveResult", "compare", "load_gpus", "read_melange_config", "read_workload", "savings_table",
-           "solve", "write_workload"]
+           "SolveResult", "blend", "build_workload", "compare", "histogram", "load_gpus", "load_spec",
+           "read_melange_config", "read_trace", "read_workload", "run_sweep", "savings_table", "solve",
+           "write_workload"]
