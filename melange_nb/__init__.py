@@ -8,14 +8,16 @@ Public API, one module per pipeline stage:
 - solver: Mélange ILP, exact solver, single-GPU baselines, savings tables;
 - sweep: papermill grid runs over rates x workloads x GPU sets;
 - report: figures, tables, HTML pages; run: one papermill run into outputs/; cli: the command.
+
+The sweep, report and run modules import matplotlib and papermill: import them directly
+(``from melange_nb.sweep import run_sweep``) so that ``import melange_nb`` stays light.
 """
 from .errors import DatasetError, InputError, MelangeError
 from .profiles import GpuProfile, load_gpus, read_melange_config
 from .solver import Comparison, Constraints, SolveResult, compare, savings_table, solve
-from .sweep import load_spec, run_sweep
 from .workload import blend, build_workload, histogram, read_trace, read_workload, write_workload
 
 __all__ = ["Comparison", "Constraints", "DatasetError", "GpuProfile", "InputError", "MelangeError",
-           "SolveResult", "blend", "build_workload", "compare", "histogram", "load_gpus", "load_spec",
-           "read_melange_config", "read_trace", "read_workload", "run_sweep", "savings_table", "solve",
+           "SolveResult", "blend", "build_workload", "compare", "histogram", "load_gpus",
+           "read_melange_config", "read_trace", "read_workload", "savings_table", "solve",
            "write_workload"]
