@@ -240,3 +240,18 @@ def test_blend_cli_writes_the_mix_and_its_provenance(shared_data, tmp_path):
     meta = json.loads(mix.with_suffix(".json").read_text())
     assert meta["parts"][str(chat)]["weight"] == 0.8 and "vidur" in meta["parts"][str(docs)]["source"]
     assert main(["workload", "--blend", str(chat), "-o", str(tmp_path / "x.csv")]) == 2
+
+
+def test_any_hf_tokenizer_by_path_counts_like_the_default(tmp_path, outputs):
+    from transformers import PreTrainedTokenizerFast
+
+    load_tokenizer()  # converts and caches the default
+    folder = tmp_path / "tok"
+    PreTrainedTokenizerFast(tokenizer_file=str(outputs / "cache" / "tokenizers" / "mistral-v1" / "tokenizer.json")) \
+        .save_pretrained(str(folder))
+    tok, info = load_tokenizer(str(folder))
+    assert info["name"] == str(folder) and len(tok.encode(KNOWN, add_special_tokens=False).ids) == 12
+    path = write_jsonl(tmp_path / "c.jsonl", [{"conversation": [{"role": r, "content": t} for r, t in THREE_TURNS]}])
+    by_path, info = chat_requests(str(path), tokenizer=str(folder), num_proc=1)
+    default, _ = chat_requests(str(path), num_proc=1)
+    assert by_path.equals(default) and info["tokenizer"]["note"] == "HuggingFace tokenizer"
