@@ -53,7 +53,7 @@ def load_tokenizer(name: str = DEFAULT_TOKENIZER, *, token: str | None = None):
     from tokenizers import Tokenizer
 
     if name == DEFAULT_TOKENIZER:
-        path = outputs_dir() / "cache" / "tokenizers" / name / "tokenizer.json"
+        path = outputs_dir() / "cache" / "tokenizers" / f"{name}-bos" / "tokenizer.json"
         if not path.is_file():
             _convert_mistral_v1(path)
         tok = Tokenizer.from_file(str(path))
@@ -81,10 +81,17 @@ def _convert_mistral_v1(target: Path) -> None:
     model = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
     if not model.is_file():
         raise DatasetError(f"tokenizer {DEFAULT_TOKENIZER}: {model} is missing; reinstall mistral-common")
+    from tokenizers.processors import TemplateProcessing
+
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(model, Path(tmp) / "tokenizer.model")
         hf = LlamaTokenizer.from_pretrained(tmp)
-    atomic_write(target, lambda tmp: hf.backend_tokenizer.save(str(tmp)))
+    tok = hf.backend_tokenizer
+    # Like Mistral's and Llama-2's own tokenizers: BOS <s> before each sequence when special tokens
+    # are counted (the converted model has no template). The seed's per-message counts include it.
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)])
+    atomic_write(target, lambda tmp: tok.save(str(tmp)))
 
 
 # ---------------------------------------------------------------- datasets

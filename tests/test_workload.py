@@ -42,6 +42,7 @@ def test_offline_tokenizer_counts_a_known_string(tok):
     model = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
     reference = spm.SentencePieceProcessor(model_file=str(model)).encode(KNOWN)
     assert ids == reference and tok.get_vocab_size() == 32000
+    assert tok.encode(KNOWN).ids == [1] + reference   # with special tokens: BOS, as Llama-2/Mistral add it
 
 
 def write_jsonl(path, rows):
@@ -68,6 +69,11 @@ def test_cumulative_rule_on_a_three_turn_conversation(tmp_path, tok):
     assert info["counts"]["special_tokens"] == "not counted"
     first, _ = chat_requests(str(path), num_proc=1, turn_policy="first")
     assert first["input_tokens"].tolist() == [lens[0]]
+    # --special-tokens counts one BOS per message, like the seed's tokenizer(content).input_ids
+    special, info = chat_requests(str(path), num_proc=1, add_special_tokens=True)
+    assert special["input_tokens"].tolist() == [lens[0] + 1, sum(lens[:3]) + 3, sum(lens[:5]) + 5]
+    assert special["output_tokens"].tolist() == [lens[1] + 1, lens[3] + 1, lens[5] + 1]
+    assert info["counts"]["special_tokens"] == "counted"
 
 
 def test_system_empty_and_unanswered_turns_are_counted_not_crashed(tmp_path, tok):
@@ -247,7 +253,7 @@ def test_any_hf_tokenizer_by_path_counts_like_the_default(tmp_path, outputs):
 
     load_tokenizer()  # converts and caches the default
     folder = tmp_path / "tok"
-    PreTrainedTokenizerFast(tokenizer_file=str(outputs / "cache" / "tokenizers" / "mistral-v1" / "tokenizer.json")) \
+    PreTrainedTokenizerFast(tokenizer_file=str(outputs / "cache" / "tokenizers" / "mistral-v1-bos" / "tokenizer.json")) \
         .save_pretrained(str(folder))
     tok, info = load_tokenizer(str(folder))
     assert info["name"] == str(folder) and len(tok.encode(KNOWN, add_special_tokens=False).ids) == 12
