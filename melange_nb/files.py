@@ -1,11 +1,12 @@
 """File helpers shared by every stage: YAML with one-line errors, and atomic writes.
 
-Atomic: write to ``.<name>.tmp`` beside the target, then rename, so a reader never sees a
+Atomic: write to ``.<name>.<pid>.tmp`` beside the target, then rename, so a reader never sees a
 half-written file in ``outputs/``.
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,7 +30,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     """Call ``write(tmp)`` on a temporary path beside `path`, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")   # per process: concurrent writers never share it
     try:
         write(tmp)
         tmp.replace(path)
