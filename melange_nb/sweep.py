@@ -20,11 +20,14 @@ the summary notebook and ``index.html``.
 
 Points run in parallel worker processes; only the parent writes the manifest. A point is built
 under a temporary name and renamed when complete, so an interrupted run never leaves a
-half-written point marked done; a re-run skips done points, ``retry_failed`` re-runs failed ones.
+half-written point marked done; a re-run skips done points whose inputs (notebook parameters and
+the contents of the workload and profile files) are unchanged, re-runs the others, and
+``retry_failed`` re-runs failed ones.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
+import hashlib
 import json
 import multiprocessing
 import os
@@ -149,19 +152,24 @@ def run_sweep(spec: Mapping[str, Any], out_dir: str | Path, *, workers: int | No
     _clean_partial(out)
     workload_files = _prepare_workloads(spec, out, log)
     points = grid(spec)
-    todo = []
+    todo, changed = [], 0
+    params = {p.id: _notebook_params(spec, p, workload_files) for p in points}
     for p in points:
         entry = state["points"].get(p.id, {})
-        done = entry.get("status") == "done" and (out / p.id / "allocation.json").is_file()
-        if done or (entry.get("status") == "failed" and not retry_failed):
+        key = _inputs_key(params[p.id])
+        fresh = entry.get("inputs") == key
+        done = entry.get("status") == "done" and fresh and (out / p.id / "allocation.json").is_file()
+        if done or (entry.get("status") == "failed" and fresh and not retry_failed):
             continue
+        changed += bool(entry) and not fresh
         shutil.rmtree(out / "failed" / p.id, ignore_errors=True)
-        state["points"][p.id] = {"status": "pending", **_point_params(p)}
+        state["points"][p.id] = {"status": "pending", "inputs": key, **_point_params(p)}
         todo.append(p)
     _save_manifest(out, state)
     log(f"sweep {spec['name']}: {len(points)} points, {len(points) - len(todo)} already done or failed, "
-        f"running {len(todo)} with {workers or os.cpu_count() or 1} workers")
-    jobs = {p.id: (p, _notebook_params(spec, p, workload_files)) for p in todo}
+        f"running {len(todo)} with {workers or os.cpu_count() or 1} workers"
+        + (f" ({changed} re-run because their inputs changed)" if changed else ""))
+    jobs = {p.id: (p, params[p.id]) for p in todo}
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=ctx) as pool:
         futures = {pool.submit(_run_point, str(out), p.id, params, html): p for p, params in jobs.values()}
@@ -212,6 +220,13 @@ def _run_point(out: str, point_id: str, params: dict, html: bool) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _inputs_key(params: Mapping[str, Any]) -> str:
+    """What a point's result depends on: its notebook parameters and the contents of its input files."""
+    files = {k: hashlib.sha256(Path(params[k]).read_bytes()).hexdigest() for k in ("workload", "gpus")}
+    doc = json.dumps({"params": params, "files": files}, sort_keys=True, default=str)
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
 def _point_params(p: Point) -> dict:
     return {"workload": p.workload, "gpus": p.gpus, "slice_factor": p.slice_factor, "rate": p.rate}
 
@@ -230,12 +245,15 @@ def _prepare_workloads(spec, out: Path, log) -> dict[str, str]:
             files[name] = value
             continue
         target = out / "workloads" / name
-        if not (target / "workload.csv").is_file():
+        wanted = json.loads(json.dumps(value, default=str))
+        built = target / "params.json"
+        if not (target / "workload.csv").is_file() or not built.is_file() or json.loads(built.read_text()) != wanted:
             log(f"building workload {name} with the workload notebook")
             tmp = target.with_name(f".{name}.tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             try:
                 execute_notebook("01_workload.ipynb", tmp, {**value, "output_dir": str(tmp)})
+                write_json(tmp / "params.json", wanted)
                 shutil.rmtree(target, ignore_errors=True)
                 tmp.rename(target)
             finally:

@@ -101,6 +101,13 @@ def test_rerun_skips_done_points_and_retry_reruns_failed(sweep):
     assert all(v["status"] == "done" for v in final["points"].values())
     assert not (out / "failed").exists() or not any((out / "failed").iterdir())
     assert len(collect_results(out)) == 6 * 4
+    # a changed input file makes its points stale: they are re-run, the others are kept
+    (tmp / "bad.yaml").write_text(GOOD.read_text().replace("cost: 3.67", "cost: 3.00"))
+    logs = []
+    rerun = run_sweep(spec, out, workers=2, log=logs.append)
+    assert "running 3" in logs[0] and "3 re-run because their inputs changed" in logs[0]
+    costs = collect_results(out).query("gpu_set == 'bad' and policy == 'single:A100' and rate == 4.0")
+    assert costs["cost_per_hour"].tolist() == [6.0] and all(v["status"] == "done" for v in rerun["points"].values())
 
 
 def test_quick_form_cli_and_bad_specs(tmp_path, capsys):
