@@ -9,6 +9,7 @@ Profile files are YAML (``params/gpus/*.yaml``)::
     source: where the numbers come from
     input_edges:  [0, 25, 100, 250, 500, 1000, 2000]
     output_edges: [0, 25, 100, 250, 500, 1000, 2000]
+    open_last_input: false         # true: one more open-ended input bucket "2000+" (likewise open_last_output)
     gpus:                          # a mapping name -> {cost, tputs}, or a list of {name, cost, tputs}
       A10G: {cost: 1.01, tputs: [[...], ...]}   # rows = input buckets, columns = output buckets
 """

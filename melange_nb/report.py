@@ -216,6 +216,19 @@ def figure_data_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def _workload_item(sweep_dir: Path, name: str, value) -> str:
+    """One list item: the workload's name, where it came from (dataset, tokenizer) and its report."""
+    from html import escape
+
+    from .workload import workload_source
+
+    built = sweep_dir / "workloads" / name / "workload.csv"
+    path = built if isinstance(value, dict) else Path(value)
+    source = workload_source(path) if path.is_file() else "not built"
+    link = f' (<a href="workloads/{escape(name)}/01_workload-shared.html">workload report</a>)' if isinstance(value, dict) else ""
+    return f"<li><b>{escape(name)}</b>: {escape(source)}{link}</li>"
+
+
 def write_index(sweep_dir: str | Path, results: pd.DataFrame, manifest: dict) -> Path:
     """``index.html``: headline savings, the cost-vs-rate plot (embedded), links to the summary and every point."""
     from html import escape
@@ -239,8 +252,7 @@ def write_index(sweep_dir: str | Path, results: pd.DataFrame, manifest: dict) ->
         link_rows.append(f"<tr><td>{escape(entry['workload'])}</td><td>{escape(entry['gpus'])}</td>"
                          f"<td>{entry['slice_factor']}</td><td>{entry['rate']:g}</td><td>{escape(entry.get('status', ''))}</td>"
                          f"<td>{link}</td><td>{escape(entry.get('error') or '')}</td></tr>")
-    workloads = "".join(f"<li><b>{escape(k)}</b>: " + (f'<a href="workloads/{escape(k)}/01_workload-shared.html">workload report</a>'
-                        if isinstance(v, dict) else escape(str(v))) + "</li>" for k, v in spec.get("workloads", {}).items())
+    workloads = "".join(_workload_item(sweep_dir, k, v) for k, v in spec.get("workloads", {}).items())
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>melange-nb sweep {escape(str(spec.get('name', '')))}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}
