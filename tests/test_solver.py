@@ -175,3 +175,18 @@ def test_time_limited_exact_is_never_reported_optimal():
     assert r.status in ("time_limit", "no_solution")
     assert "not proven optimal" in r.message or "without an allocation" in r.message
     assert solve(w, gpus, 100, solver="exact").status == "optimal"
+
+
+def test_open_last_bucket_profiles_match_open_histograms(tmp_path):
+    from melange_nb.profiles import load_gpus
+    from melange_nb.workload import histogram
+
+    requests = pd.DataFrame({"input_tokens": [10, 3000], "output_tokens": [10, 50]})
+    w, _ = histogram(requests, input_edges=[0, 100, 1000], overflow="open")
+    (tmp_path / "g.yaml").write_text("input_edges: [0, 100, 1000]\noutput_edges: [0, 100, 1000]\n"
+                                     "open_last_input: true\nopen_last_output: true\n"
+                                     "gpus:\n  G: {cost: 1.0, tputs: [[10, 5, 1], [5, 2, 1], [0.5, 0.25, 0]]}\n")
+    gpus = load_gpus(tmp_path / "g.yaml")
+    assert list(gpus["G"].tputs.index) == ["0-100", "100-1000", "1000+"]
+    # rate 2: one request/s at (0-100, 0-100) on 10/s, one at (1000+, 0-100) on 0.5/s -> 0.1 + 2 = 2.1 -> 3 GPUs
+    assert solve(w, gpus, 2).counts == {"G": 3}
