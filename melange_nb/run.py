@@ -58,8 +58,7 @@ def load_params(path: str | Path) -> dict[str, Any]:
         bad = sorted(set(params["workload"]) - set(WORKLOAD_KEYS))
         if bad:
             raise InputError(f"{path.name}: workload.{bad[0]}", f"is not a workload parameter; known: {list(WORKLOAD_KEYS)}")
-        if params["workload"].get("trace"):
-            params["workload"]["trace"] = str(resolve_path(params["workload"]["trace"]))
+        params["workload"] = absolute_workload_inputs(params["workload"])
     else:
         params["workload"] = str(resolve_path(params["workload"]))
     params["gpus"] = str(resolve_path(params["gpus"]))
@@ -70,6 +69,21 @@ def resolve_path(value: str | Path) -> Path:
     """A path as given if it exists, else relative to the project root (params files say params/...)."""
     p = Path(value)
     return p.resolve() if p.exists() or p.is_absolute() else (PROJECT_ROOT / p).resolve()
+
+
+def absolute_workload_inputs(workload: Mapping[str, Any]) -> dict[str, Any]:
+    """Workload-notebook parameters with local trace/dataset paths made absolute (kernels run elsewhere).
+
+    A dataset that is not a local path (a hub name such as lmsys/lmsys-chat-1m) is left as it is;
+    a trace sets `dataset` to None unless given.
+    """
+    out = dict(workload)
+    if out.get("trace"):
+        out["trace"] = str(resolve_path(out["trace"]))
+        out.setdefault("dataset", None)   # a trace replaces the notebook's default dataset
+    if out.get("dataset") and Path(out["dataset"]).exists():
+        out["dataset"] = str(Path(out["dataset"]).resolve())
+    return out
 
 
 def new_run_dir(name: str) -> Path:
@@ -86,6 +100,7 @@ def execute_notebook(notebook: str, out_dir: Path, parameters: Mapping[str, Any]
     """Execute ``notebooks/<notebook>`` with papermill into `out_dir`; render `<stem>.html` and `<stem>-shared.html`."""
     import papermill as pm
 
+    out_dir = Path(out_dir).resolve()   # the kernel's cwd is out_dir: relative paths would move
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / notebook
     try:
@@ -104,7 +119,7 @@ def execute_notebook(notebook: str, out_dir: Path, parameters: Mapping[str, Any]
 def run_allocation(params: Mapping[str, Any], run_dir: Path | None = None) -> Path:
     """Execute the workload notebook (when `workload` is a mapping) and the allocation notebook
     for `params` into a new run directory; return its path."""
-    run_dir = Path(run_dir) if run_dir else new_run_dir(str(params.get("run_name") or "run"))
+    run_dir = (Path(run_dir) if run_dir else new_run_dir(str(params.get("run_name") or "run"))).resolve()
     tmp = run_dir.with_name(f".{run_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -44,7 +44,8 @@ import pandas as pd
 from .errors import InputError, MelangeError
 from .files import atomic_write, read_yaml, write_json
 from .report import write_index
-from .run import (ALLOCATION_NOTEBOOK, WORKLOAD_KEYS, execute_notebook, manifest, resolve_path)
+from .run import (ALLOCATION_NOTEBOOK, WORKLOAD_KEYS, absolute_workload_inputs, execute_notebook, manifest,
+                  resolve_path)
 
 SUMMARY_NOTEBOOK = "03_sweep_summary.ipynb"
 SPEC_KEYS = ("name", "rates", "workloads", "gpus", "solvers", "slice_factors", "time_limit", "constraints", "gpu_names")
@@ -99,7 +100,7 @@ def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
             bad = sorted(set(value) - set(WORKLOAD_KEYS))
             if bad:
                 raise InputError(f"{where}: workloads.{name}.{bad[0]}", f"is not a workload parameter; known: {list(WORKLOAD_KEYS)}")
-            workloads[name] = dict(value)
+            workloads[name] = absolute_workload_inputs(value)
         else:
             workloads[name] = str(resolve_path(value))
     spec["workloads"] = workloads
@@ -146,7 +147,7 @@ def grid(spec: Mapping[str, Any]) -> list[Point]:
 def run_sweep(spec: Mapping[str, Any], out_dir: str | Path, *, workers: int | None = None,
               retry_failed: bool = False, html: bool = True, log=print) -> dict[str, Any]:
     """Run every point not yet done; return the manifest. Completed points are never re-run."""
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()   # notebooks run with their own folder as cwd: pass absolute paths
     out.mkdir(parents=True, exist_ok=True)
     state = _load_manifest(out, spec)
     _clean_partial(out)

@@ -54,6 +54,12 @@ def test_arena_params_run_end_to_end(outputs):
     assert manifest["packages"]["papermill"]
 
 
+def test_run_into_a_relative_folder(outputs, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "-p", str(PROJECT_ROOT / "params" / "arena-seed.yaml"), "-o", "rel/run1"]) == 0
+    assert json.loads((tmp_path / "rel" / "run1" / "allocation.json").read_text())["cost"] == 4.68
+
+
 def test_constraints_from_params_reach_the_notebook(outputs, tmp_path):
     params = load_params(PROJECT_ROOT / "params" / "arena-seed.yaml")
     params["constraints"] = {"max_instances": {"A100": 0}, "utilization_cap": 0.8}

@@ -110,11 +110,12 @@ def test_rerun_skips_done_points_and_retry_reruns_failed(sweep):
     assert costs["cost_per_hour"].tolist() == [6.0] and all(v["status"] == "done" for v in rerun["points"].values())
 
 
-def test_quick_form_cli_and_bad_specs(tmp_path, capsys):
+def test_quick_form_cli_and_bad_specs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)        # a relative output folder, as a user would type it
     out = tmp_path / "quick"
     code = main(["sweep", "--workload", str(WORKLOADS_DIR / "arena-seed.csv"), "--gpus", str(GOOD),
-                 "--rates", "3", "-o", str(out), "-j", "1"])
-    assert code == 0 and (out / "index.html").is_file()
+                 "--rates", "3", "-o", "quick", "-j", "1"])
+    assert code == 0 and (out / "index.html").is_file() and (out / "arena-seed__llama2-7b-seed__sf1__rate3" / "allocation.json").is_file()
     assert json.loads((out / "manifest.json").read_text())["spec"]["solvers"] == ["melange"]
     for doc, match in (({"rates": [0, 1], "workloads": {"a": "x.csv"}, "gpus": {"g": str(GOOD)}}, "every rate must be a positive"),
                        ({"rates": {"start": 1}, "workloads": {"a": "x.csv"}, "gpus": {"g": str(GOOD)}}, "start, stop and step"),
@@ -154,3 +155,14 @@ def test_index_in_headless_chromium_images_load_and_links_resolve(sweep):
     for href in links:
         target = Path(unquote(urlparse(href).path))
         assert target.is_file(), href
+
+
+def test_trace_workload_with_relative_paths(shared_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(shared_data / "azure_llm_inference_code_2023.csv", tmp_path / "trace.csv")
+    spec = load_spec_from({"name": "rel", "rates": [2], "workloads": {"code": {"trace": "trace.csv", "overflow": "clip"}},
+                           "gpus": {"seed": "params/gpus/llama2-7b-seed.yaml"}}, tmp_path)
+    state = run_sweep(spec, "out", workers=1, log=lambda m: None)
+    assert [p["status"] for p in state["points"].values()] == ["done"]
+    meta = json.loads((tmp_path / "out" / "workloads" / "code" / "workload.json").read_text())
+    assert meta["requests"] == 8819 and meta["dropped"] == 0 and "trace.csv" in meta["source"]
