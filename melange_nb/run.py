@@ -106,7 +106,7 @@ def execute_notebook(notebook: str, out_dir: Path, parameters: Mapping[str, Any]
     try:
         pm.execute_notebook(str(NOTEBOOKS_DIR / notebook), str(executed), parameters=dict(parameters),
                             kernel_name=KERNEL, cwd=str(out_dir), progress_bar=False,
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no TCP-transport warning per run
+                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # no TCP or shutdown-interrupt noise
     except pm.PapermillExecutionError as exc:
         raise NotebookError(f"{notebook}: cell {exc.exec_count} raised {exc.ename}: {exc.evalue}".replace("\n", " "))
     if html:
