@@ -25,7 +25,6 @@ Formulations (load of a bucket on a GPU = demand / max throughput, in GPUs):
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re

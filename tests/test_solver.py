@@ -7,7 +7,7 @@ import pytest
 
 from melange_nb.errors import InputError
 from melange_nb.profiles import parse_gpu_info, read_melange_config
-from melange_nb.solver import Constraints, compare, savings_table, solve, solve_single
+from melange_nb.solver import Constraints, compare, solve, solve_single
 from melange_nb.workload import read_workload
 
 from conftest import matrix

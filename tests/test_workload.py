@@ -11,7 +11,6 @@ from melange_nb.errors import DatasetError, InputError
 from melange_nb.workload import (DEFAULT_EDGES, blend, build_workload, histogram, read_trace, read_workload,
                                  save_histogram)
 
-from conftest import matrix
 
 KNOWN = "Hello world, this is a test of the tokenizer."
 
