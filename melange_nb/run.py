@@ -54,13 +54,7 @@ def load_params(path: str | Path) -> dict[str, Any]:
     for key in ("workload", "gpus", "rate"):
         if params[key] is None:
             raise InputError(f"{path.name}: {key}", "is required")
-    if isinstance(params["workload"], dict):
-        bad = sorted(set(params["workload"]) - set(WORKLOAD_KEYS))
-        if bad:
-            raise InputError(f"{path.name}: workload.{bad[0]}", f"is not a workload parameter; known: {list(WORKLOAD_KEYS)}")
-        params["workload"] = absolute_workload_inputs(params["workload"])
-    else:
-        params["workload"] = str(resolve_path(params["workload"]))
+    params["workload"] = workload_input(params["workload"], f"{path.name}: workload")
     params["gpus"] = str(resolve_path(params["gpus"]))
     return params
 
@@ -71,13 +65,19 @@ def resolve_path(value: str | Path) -> Path:
     return p.resolve() if p.exists() or p.is_absolute() else (PROJECT_ROOT / p).resolve()
 
 
-def absolute_workload_inputs(workload: Mapping[str, Any]) -> dict[str, Any]:
-    """Workload-notebook parameters with local trace/dataset paths made absolute (kernels run elsewhere).
+def workload_input(value: str | Mapping[str, Any], field: str) -> str | dict[str, Any]:
+    """A params file's `workload`: a CSV path made absolute, or workload-notebook parameters
+    (WORKLOAD_KEYS only) with local trace/dataset paths made absolute, since kernels run elsewhere.
 
     A dataset that is not a local path (a hub name such as lmsys/lmsys-chat-1m) is left as it is;
     a trace sets `dataset` to None unless given.
     """
-    out = dict(workload)
+    if not isinstance(value, Mapping):
+        return str(resolve_path(value))
+    bad = sorted(set(value) - set(WORKLOAD_KEYS))
+    if bad:
+        raise InputError(f"{field}.{bad[0]}", f"is not a workload parameter; known: {list(WORKLOAD_KEYS)}")
+    out = dict(value)
     if out.get("trace"):
         out["trace"] = str(resolve_path(out["trace"]))
         out.setdefault("dataset", None)   # a trace replaces the notebook's default dataset

@@ -30,6 +30,7 @@ import os
 import re
 import tempfile
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -274,11 +275,15 @@ def solve_melange(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: 
     slices = [(b, k) for b in np.flatnonzero(p.demand > 0) for k in range(slice_factor)]
     x = {(s, j): prob.add_variable(f"x_{s}_{j}", cat=pulp.LpBinary)
          for s, (b, _) in enumerate(slices) for j in range(len(p.gpus)) if np.isfinite(p.load[b, j])}
-    for s in range(len(slices)):
-        prob += pulp.lpSum(v for (t, _), v in x.items() if t == s) == 1
-    for j in range(len(p.gpus)):
-        terms = [v * (p.demand[slices[s][0]] / slice_factor) * p.load[slices[s][0], j]
-                 for (s, jj), v in x.items() if jj == j]
+    by_slice = [[] for _ in slices]
+    by_gpu = [[] for _ in p.gpus]
+    for (s, j), v in x.items():
+        b = slices[s][0]
+        by_slice[s].append(v)
+        by_gpu[j].append(v * (p.demand[b] / slice_factor) * p.load[b, j])
+    for terms in by_slice:                      # each slice goes whole to one GPU type
+        prob += pulp.lpSum(terms) == 1
+    for j, terms in enumerate(by_gpu):          # load on a type fits its count
         prob += pulp.lpSum(terms) <= y[j]
     if p.constraints.min_total:
         prob += pulp.lpSum(y) >= p.constraints.min_total
@@ -310,7 +315,7 @@ def solve_melange(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: 
 def _cbc_bound(log_path: str) -> float | None:
     """The lower bound CBC prints when stopped early ("best possible X")."""
     try:
-        text = open(log_path).read()
+        text = Path(log_path).read_text()
     except OSError:
         return None
     found = re.findall(r"best possible (-?[\d.eE+-]+)", text)

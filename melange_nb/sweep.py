@@ -44,8 +44,8 @@ import pandas as pd
 from .errors import InputError, MelangeError
 from .files import atomic_write, read_yaml, write_json
 from .report import write_index
-from .run import (ALLOCATION_NOTEBOOK, WORKLOAD_KEYS, absolute_workload_inputs, execute_notebook, manifest,
-                  resolve_path)
+from .run import (ALLOCATION_NOTEBOOK, WORKLOAD_NOTEBOOK, execute_notebook, manifest, resolve_path,
+                  workload_input)
 
 SUMMARY_NOTEBOOK = "03_sweep_summary.ipynb"
 SPEC_KEYS = ("name", "rates", "workloads", "gpus", "solvers", "slice_factors", "time_limit", "constraints", "gpu_names")
@@ -94,16 +94,8 @@ def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
             if not str(name).replace("-", "").replace("_", "").isalnum():
                 raise InputError(f"{where}: {key}.{name}", "names may hold letters, digits, - and _ only")
     spec["gpus"] = {k: str(resolve_path(v)) for k, v in spec["gpus"].items()}
-    workloads = {}
-    for name, value in spec["workloads"].items():
-        if isinstance(value, dict):
-            bad = sorted(set(value) - set(WORKLOAD_KEYS))
-            if bad:
-                raise InputError(f"{where}: workloads.{name}.{bad[0]}", f"is not a workload parameter; known: {list(WORKLOAD_KEYS)}")
-            workloads[name] = absolute_workload_inputs(value)
-        else:
-            workloads[name] = str(resolve_path(value))
-    spec["workloads"] = workloads
+    spec["workloads"] = {name: workload_input(value, f"{where}: workloads.{name}")
+                         for name, value in spec["workloads"].items()}
     if isinstance(spec["solvers"], str):
         spec["solvers"] = [spec["solvers"]]
     for s in spec["solvers"]:
@@ -146,7 +138,11 @@ def grid(spec: Mapping[str, Any]) -> list[Point]:
 
 def run_sweep(spec: Mapping[str, Any], out_dir: str | Path, *, workers: int | None = None,
               retry_failed: bool = False, html: bool = True, log=print) -> dict[str, Any]:
-    """Run every point not yet done; return the manifest. Completed points are never re-run."""
+    """Run every point not yet done with its current inputs; return the manifest.
+
+    Done points are kept unless their parameters or input files changed; failed ones are kept
+    unless `retry_failed`.
+    """
     out = Path(out_dir).resolve()   # notebooks run with their own folder as cwd: pass absolute paths
     out.mkdir(parents=True, exist_ok=True)
     state = _load_manifest(out, spec)
@@ -155,9 +151,11 @@ def run_sweep(spec: Mapping[str, Any], out_dir: str | Path, *, workers: int | No
     points = grid(spec)
     todo, changed = [], 0
     params = {p.id: _notebook_params(spec, p, workload_files) for p in points}
+    hashes = {f: hashlib.sha256(Path(f).read_bytes()).hexdigest()
+              for f in {*workload_files.values(), *spec["gpus"].values()}}
     for p in points:
         entry = state["points"].get(p.id, {})
-        key = _inputs_key(params[p.id])
+        key = _inputs_key(params[p.id], hashes)
         fresh = entry.get("inputs") == key
         done = entry.get("status") == "done" and fresh and (out / p.id / "allocation.json").is_file()
         if done or (entry.get("status") == "failed" and fresh and not retry_failed):
@@ -170,10 +168,9 @@ def run_sweep(spec: Mapping[str, Any], out_dir: str | Path, *, workers: int | No
     log(f"sweep {spec['name']}: {len(points)} points, {len(points) - len(todo)} already done or failed, "
         f"running {len(todo)} with {workers or os.cpu_count() or 1} workers"
         + (f" ({changed} re-run because their inputs changed)" if changed else ""))
-    jobs = {p.id: (p, params[p.id]) for p in todo}
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=ctx) as pool:
-        futures = {pool.submit(_run_point, str(out), p.id, params, html): p for p, params in jobs.values()}
+        futures = {pool.submit(_run_point, str(out), p.id, params[p.id], html): p for p in todo}
         for fut in cf.as_completed(futures):
             p = futures[fut]
             try:
@@ -221,9 +218,9 @@ def _run_point(out: str, point_id: str, params: dict, html: bool) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _inputs_key(params: Mapping[str, Any]) -> str:
-    """What a point's result depends on: its notebook parameters and the contents of its input files."""
-    files = {k: hashlib.sha256(Path(params[k]).read_bytes()).hexdigest() for k in ("workload", "gpus")}
+def _inputs_key(params: Mapping[str, Any], hashes: Mapping[str, str]) -> str:
+    """What a point's result depends on: its notebook parameters and the contents (`hashes`) of its input files."""
+    files = {k: hashes[params[k]] for k in ("workload", "gpus")}
     doc = json.dumps({"params": params, "files": files}, sort_keys=True, default=str)
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
@@ -253,7 +250,7 @@ def _prepare_workloads(spec, out: Path, log) -> dict[str, str]:
             tmp = target.with_name(f".{name}.tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             try:
-                execute_notebook("01_workload.ipynb", tmp, {**value, "output_dir": str(tmp)})
+                execute_notebook(WORKLOAD_NOTEBOOK, tmp, {**value, "output_dir": str(tmp)})
                 write_json(tmp / "params.json", wanted)
                 shutil.rmtree(target, ignore_errors=True)
                 tmp.rename(target)

@@ -33,7 +33,10 @@ def bucket_labels(edges: Sequence[float], open_last: bool = False) -> list[str]:
 
 def labelled_matrix(values, index: Sequence[str], columns: Sequence[str], *, field: str) -> pd.DataFrame:
     """A float DataFrame (input bucket x output bucket) from a nested list, checked for shape."""
-    arr = np.asarray(values, dtype=float) if _is_numeric(values) else None
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        arr = None
     if arr is None or arr.ndim != 2:
         raise InputError(field, "must be a 2D matrix of numbers (rows = input buckets, columns = output buckets)")
     if arr.shape != (len(index), len(columns)):
@@ -41,14 +44,6 @@ def labelled_matrix(values, index: Sequence[str], columns: Sequence[str], *, fie
                                 f"{len(index)} input x {len(columns)} output; give one row per input bucket")
     return pd.DataFrame(arr, index=pd.Index(list(index), name=INPUT_AXIS),
                         columns=pd.Index(list(columns), name=OUTPUT_AXIS))
-
-
-def _is_numeric(values) -> bool:
-    try:
-        np.asarray(values, dtype=float)
-        return True
-    except (TypeError, ValueError):
-        return False
 
 
 def check_workload(workload: pd.DataFrame, *, field: str = "workload") -> pd.DataFrame:
