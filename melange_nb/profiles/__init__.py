@@ -22,9 +22,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from .errors import InputError
-from .files import read_yaml
-from .workload import bucket_labels, labelled_matrix
+from ..errors import InputError
+from ..files import read_yaml
+from ..workload import bucket_labels, labelled_matrix
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def read_melange_config(path: str | Path):
     """
     import json
 
-    from .workload import check_workload
+    from ..workload import check_workload
 
     path = Path(path)
     field = f"config {path}"
