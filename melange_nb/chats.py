@@ -59,6 +59,7 @@ def load_tokenizer(name: str = DEFAULT_TOKENIZER, *, token: str | None = None):
         tok = Tokenizer.from_file(str(path))
     else:
         try:
+            _quiet_transformers()
             from transformers import AutoTokenizer
             hf = AutoTokenizer.from_pretrained(name, token=token)
         except OSError as exc:
@@ -71,11 +72,17 @@ def load_tokenizer(name: str = DEFAULT_TOKENIZER, *, token: str | None = None):
                  "note": TOKENIZER_NOTE.get(name, "HuggingFace tokenizer")}
 
 
+def _quiet_transformers() -> None:
+    """No "PyTorch was not found" advisory on import: only tokenizers are used here, by design."""
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
 def _convert_mistral_v1(target: Path) -> None:
     import shutil
     import tempfile
 
     import mistral_common
+    _quiet_transformers()
     from transformers import LlamaTokenizer
 
     model = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"

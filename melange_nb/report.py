@@ -1,17 +1,19 @@
 """Figures, tables and HTML pages. Every heatmap puts input tokens on x and output tokens on y.
 
+matplotlib and seaborn are imported inside the plot functions, so the text helpers (headlines)
+stay quick to import for the command line.
+
 Plot functions take labelled DataFrames (input bucket x output bucket) and return the matplotlib
 Figure; they never reorient data silently: the transpose for display happens here, once.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Mapping
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from .files import write_text
 from .profiles import GpuProfile, best_value
@@ -151,6 +153,27 @@ def headline_html(sentence: str, table: pd.DataFrame | None = None, *, caveat: s
             f"{warn}{tab}</div>")
 
 
+def constraints_text(constraints) -> str:
+    """`solver.Constraints` in words: ``at most 1×A100; plan at 80% of profiled throughput`` or ``none``."""
+    parts = [f"at most {n}×{g}" for g, n in constraints.max_instances.items()]
+    parts += [f"at least {n}×{g}" for g, n in constraints.min_instances.items()]
+    if constraints.utilization_cap < 1:
+        parts.append(f"plan at {constraints.utilization_cap:.0%} of profiled throughput")
+    if constraints.min_total:
+        parts.append(f"at least {plural(constraints.min_total, 'GPU')} in all")
+    return "; ".join(parts) or "none"
+
+
+def info_html(lines: Mapping[str, str] | list[tuple[str, str]]) -> str:
+    """Labelled lines (label, text) as HTML paragraphs for a report's "what was solved" block.
+    HTML rather than Markdown, so "$" amounts never turn into math."""
+    from html import escape
+
+    items = lines.items() if isinstance(lines, Mapping) else lines
+    return ('<div class="tex2jax_ignore mathjax_ignore">'
+            + "".join(f"<p><b>{escape(k)}</b>: {escape(v)}</p>" for k, v in items) + "</div>")
+
+
 # ---------------------------------------------------------------- one style per policy, in every plot
 
 _POLICY_STYLES = {   # the mix solvers: exact drawn wide and underneath, Mélange thin and dashed on top
@@ -199,6 +222,9 @@ def _axes_ticks(ax) -> None:
 
 def _heatmap(data: pd.DataFrame, title: str, *, fmt_cell, cbar_label: str, cmap="flare", vmin=None, vmax=None,
              ax=None):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 5.5))
     shown = _display(data)
     sns.heatmap(shown, cmap=sns.color_palette(cmap, as_cmap=True), vmin=vmin, vmax=vmax, square=True,
@@ -210,14 +236,22 @@ def _heatmap(data: pd.DataFrame, title: str, *, fmt_cell, cbar_label: str, cmap=
     return fig
 
 
+def _pct_cell(v: float) -> str:
+    """A share in % for a heatmap cell: one decimal, ``<0.1%`` rather than a misleading ``0.0%``."""
+    return "0" if v == 0 else "<0.1%" if v < 0.05 else f"{v:.1f}%"
+
+
 def plot_workload(workload: pd.DataFrame, title: str = "Share of requests per size bucket", ax=None):
     """The seed's percent-annotated heatmap of a workload (shares), correctly oriented."""
     pct = workload * 100
-    return _heatmap(pct, title, fmt_cell=lambda v: f"{v:.1f}%", cbar_label="Share of requests (%)", vmin=0, ax=ax)
+    return _heatmap(pct, title, fmt_cell=_pct_cell, cbar_label="Share of requests (%)", vmin=0, ax=ax)
 
 
 def plot_best_value(gpus: Mapping[str, GpuProfile], ax=None):
     """Per bucket: which GPU serves most requests per dollar, and by what factor over the next best."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
     best = best_value(gpus)
     adv = best["advantage"].unstack("output_tokens")
     names = best["best"].unstack("output_tokens")
@@ -227,7 +261,7 @@ def plot_best_value(gpus: Mapping[str, GpuProfile], ax=None):
     colour = np.log2(adv.replace(np.inf, np.nan).astype(float)).fillna(0)
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(9, 6))
     sns.heatmap(_display(colour), cmap="crest", annot=_display(labels), fmt="", linewidths=0.5,
-                cbar_kws={"shrink": 0.6, "label": "Advantage over the next best GPU (log2 of the factor)"}, ax=ax)
+                cbar_kws={"shrink": 0.6, "label": "Advantage over the next best, log2(factor)"}, ax=ax)
     _axes_ticks(ax)
     ax.set_title("Most requests per dollar: best GPU and its advantage over the next best")
     fig.tight_layout()
@@ -236,8 +270,10 @@ def plot_best_value(gpus: Mapping[str, GpuProfile], ax=None):
 
 def plot_routing(result: SolveResult, workload: pd.DataFrame):
     """One heatmap per GPU type in the plan: share of each bucket's requests routed to it."""
+    import matplotlib.pyplot as plt
+
     used = [g for g, c in result.counts.items() if c > 0] or list(result.counts)
-    fig, axes = plt.subplots(1, len(used), figsize=(7 * len(used), 5.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(used), figsize=(6.5 * len(used), 5.2), squeeze=False)
     for ax, gpu in zip(axes[0], used):
         share = routing_matrix(result, gpu, workload) * 100
         _heatmap(share, f"{gpu}: % of each bucket routed ({plural(result.counts[gpu], 'GPU')}, "
@@ -249,21 +285,109 @@ def plot_routing(result: SolveResult, workload: pd.DataFrame):
 
 
 def format_savings(table: pd.DataFrame):
-    """A pandas Styler for the savings table: counts as integers, $/h and % with two decimals."""
+    """A pandas Styler for `solver.savings_table`: readable policy names and headers, counts as
+    integers, $/h to cents, savings % to one decimal."""
     gpu_cols = [c for c in table.columns if c not in ("cost_per_hour", "status", "savings_pct")]
-    return (table.style.format({**{c: "{:.0f}" for c in gpu_cols}, "cost_per_hour": "${:.2f}",
-                                "savings_pct": "{:.2f}%"}, na_rep="—")
-            .set_caption("Counts per GPU type, $/hour, and what the mix saves against each policy"))
+    shown = table.rename(index=policy_label, columns={"cost_per_hour": "$/h", "savings_pct": "the mix saves (%)"})
+    shown.index.name = "policy"
+    return (shown.style.format({**{c: "{:.0f}" for c in gpu_cols}, "$/h": "${:.2f}", "the mix saves (%)": "{:.1f}%"},
+                               na_rep="—")
+            .set_caption("GPUs per type, $/hour, and what the mix saves against each policy"))
+
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+_PROGRESS = re.compile(r"\r|\d+%\|.*\|")    # tqdm's text bars: carriage returns, "42%|####  |"
+_WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def clean_for_sharing(nb, folder: str | Path):
+    """An executed notebook ready for a shared page: progress bars (tqdm text on stderr, widget views)
+    removed, and absolute paths in the code (papermill's injected parameters) made relative.
+
+    Other stderr output (warnings) stays, so a test can catch it and the cause gets fixed.
+    """
+    import copy
+
+    nb = copy.deepcopy(nb)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.source = relative_paths(cell.source, folder)
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr" and _PROGRESS.search(out.get("text", "")):
+                continue
+            if _WIDGET in out.get("data", {}):
+                continue
+            kept.append(out)
+        cell.outputs = kept
+    return nb
+
+
+def relative_paths(text: str, folder: str | Path) -> str:
+    """Quoted absolute paths in `text` as readers can use them: relative to `folder` (the page's own
+    folder, seen as ``.`` even while it is still a temporary folder) or its parent, else relative
+    to the project root, else just the file name."""
+    import os
+
+    from .config import PROJECT_ROOT
+
+    folder = Path(folder).resolve()
+    final = folder.with_name(re.sub(r"^\.(.*)\.tmp(-\d+)?$", r"\1", folder.name))
+
+    def shorten(match: re.Match) -> str:
+        quote, path = match.group(1), Path(match.group(2))
+        for base, shown in ((folder, folder), (folder.parent, final)):
+            if path == base or base in path.parents:
+                rel = os.path.relpath(path, shown if base == folder else final)
+                return f"{quote}{rel}{quote}"
+        if PROJECT_ROOT in path.parents:
+            return f"{quote}{path.relative_to(PROJECT_ROOT)}{quote}"
+        return f"{quote}{path.name}{quote}"
+
+    return re.sub(r"""(["'])(/[^"'\n]*)\1""", shorten, text)
+
+
+def small_png(data: bytes, colours: int = 128) -> bytes:
+    """A plot's PNG with a palette of `colours` (on white): about a third of the bytes, no visible change
+    for line plots and heatmaps. Keeps shared pages small; the notebooks keep the full images."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    if image.mode != "RGB":
+        image = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image).convert("RGB")
+    buf = io.BytesIO()
+    image.quantize(colors=colours, method=Image.Quantize.MEDIANCUT).save(buf, "PNG", optimize=True)
+    return buf.getvalue() if buf.tell() < len(data) else data
+
+
+def _small_images(html: str) -> str:
+    import base64
+
+    def shrink(match: re.Match) -> str:
+        return "data:image/png;base64," + base64.b64encode(small_png(base64.b64decode(match.group(1)))).decode()
+
+    return re.sub(r"data:image/png;base64,([A-Za-z0-9+/=\s]+)", shrink, html)
 
 
 def render_html(notebook: str | Path, html: str | Path, *, hide_code: bool) -> Path:
-    """Render an executed notebook to a self-contained HTML page (images embedded as data URIs)."""
+    """Render an executed notebook to a small self-contained HTML page that opens offline: images
+    embedded as data URIs, no script or stylesheet from a CDN (the ``share-page`` template), no
+    progress bars, no absolute paths; `hide_code` leaves out the code and prompts (the shared page)."""
+    import nbformat
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(exclude_input=hide_code, exclude_input_prompt=hide_code,
-                            exclude_output_prompt=hide_code)
-    body, _ = exporter.from_filename(str(notebook))
-    return write_text(html, body)
+    notebook = Path(notebook)
+    exporter = HTMLExporter(extra_template_basedirs=[str(TEMPLATES_DIR)], template_name="share-page",
+                            exclude_input=hide_code, exclude_input_prompt=hide_code,
+                            exclude_output_prompt=hide_code, exclude_anchor_links=True)
+    nb = clean_for_sharing(nbformat.read(notebook, as_version=4), notebook.parent)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": notebook.stem}})
+    return write_text(html, _small_images(body))
 
 
 def plot_lengths(requests: pd.DataFrame, label: str, *, max_input: int = 4096, max_output: int = 2048):
@@ -271,6 +395,9 @@ def plot_lengths(requests: pd.DataFrame, label: str, *, max_input: int = 4096, m
 
     Requests beyond `max_input` / `max_output` are left out of the plot only; the title says how many.
     """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     for ax, col, limit, what in ((axes[0], "input_tokens", max_input, "Prompt (input) length"),
                                  (axes[1], "output_tokens", max_output, "Response (output) length")):
@@ -292,6 +419,8 @@ def _groups(results: pd.DataFrame):
 
 def _panels(results: pd.DataFrame, height: float):
     """A figure with one panel per workload x GPU set x slice factor, and (axis, key, rows) per panel."""
+    import matplotlib.pyplot as plt
+
     groups = list(_groups(results))
     fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), height), squeeze=False)
     return fig, [(ax, key, df) for ax, (key, df) in zip(axes[0], groups)]
@@ -457,13 +586,15 @@ def savings_summary(results: pd.DataFrame) -> pd.DataFrame:
 
 def figure_data_uri(fig) -> str:
     """A matplotlib figure as an embedded PNG data URI (self-contained pages)."""
+    import matplotlib.pyplot as plt
+
     import base64
     import io
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return "data:image/png;base64," + base64.b64encode(small_png(buf.getvalue())).decode()
 
 
 PAGE_CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:1.5em auto;padding:0 1em;color:#222}
