@@ -86,6 +86,31 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("-j", "--workers", type=int, help="parallel points (default: cores)")
     sw.add_argument("--retry-failed", action="store_true", help="re-run points that failed before")
 
+    pr = sub.add_parser("profile", help="GPU profiles: predict (aiconfigurator), compare two profile files")
+    psub = pr.add_subparsers(dest="profile_command", required=True)
+    pp = psub.add_parser("predict", help="predict a profile per GPU system with aiconfigurator-core (offline)")
+    pp.add_argument("--model", required=True, help="bundled HF id (e.g. meta-llama/Meta-Llama-3.1-8B) or a folder with config.json")
+    pp.add_argument("--gpu", action="append", required=True, metavar="SYSTEM[=NAME]",
+                    help="aiconfigurator system, e.g. h100_sxm=H100 (repeatable)")
+    pp.add_argument("--backend", default="vllm", help="vllm | sglang | trtllm (default vllm)")
+    pp.add_argument("--slo", action="append", required=True, metavar="[STAT_]METRIC_ms=N",
+                    help="e.g. tpot_ms=40, p99_ttft_ms=2000 (repeatable: all must hold)")
+    pp.add_argument("--edges", help="input bucket edges (default 0,25,100,250,500,1000,2000,4000,8000,16000)")
+    pp.add_argument("--output-edges", help="output bucket edges (default 0,25,100,250,500,1000,2000)")
+    pp.add_argument("--open-last-input", action="store_true", help="one more open-ended input bucket past the last edge")
+    pp.add_argument("--open-last-output", action="store_true", help="one more open-ended output bucket")
+    pp.add_argument("--prices", action="append", help="price file(s) (default params/prices/runpod-serverless.yaml)")
+    pp.add_argument("--tp", type=int, default=1, help="GPUs per replica (tensor parallel), default 1")
+    pp.add_argument("--sol", default="label", choices=["label", "calibrate"],
+                    help="GPUs without measured data: label the speed-of-light estimate, or scale it by a sibling GPU")
+    pp.add_argument("--no-cache", action="store_true", help="ignore outputs/cache/profiles/")
+    pp.add_argument("-o", "--output", required=True, help="profile YAML to write (e.g. params/gpus/NAME.yaml)")
+    pc = psub.add_parser("compare", help="per-bucket ratio A/B for the GPUs two profile files share (e.g. predicted/measured)")
+    pc.add_argument("a", help="profile YAML, e.g. a prediction")
+    pc.add_argument("b", help="profile YAML, e.g. a measurement")
+    pc.add_argument("--gpu", action="append", metavar="NAME_A[=NAME_B]",
+                    help="pair GPUs whose names differ, e.g. A100-80GB=A100 (default: same names)")
+
     r = sub.add_parser("run", help="execute the allocation notebook for a params file into outputs/<run>/")
     r.add_argument("-p", "--params", default="params/default.yaml")
     r.add_argument("-o", "--output-dir", help="run directory (default outputs/<run_name>-<timestamp>)")
@@ -219,10 +244,45 @@ def _run(args) -> int:
     return 0
 
 
+def _profile(args) -> int:
+    from .profiles import PROFILE_INPUT_EDGES, PROFILE_OUTPUT_EDGES, format_slo, save_profiles
+
+    if args.profile_command == "compare":
+        from .profiles import load_gpus
+        from .profiles.calibrate import compare_profiles, format_comparison
+
+        pairs = dict(_pair(g) for g in args.gpu or [])
+        print(format_comparison(compare_profiles(load_gpus(args.a), load_gpus(args.b), pairs=pairs or None),
+                                labels=(Path(args.a).stem, Path(args.b).stem)))
+        return 0
+    from .profiles.predict import predict_profiles
+
+    gpus = predict_profiles(args.model, args.gpu, slo=args.slo, backend=args.backend,
+                            edges=_edges(args.edges, "--edges") or PROFILE_INPUT_EDGES,
+                            output_edges=_edges(args.output_edges, "--output-edges") or PROFILE_OUTPUT_EDGES,
+                            open_last_input=args.open_last_input, open_last_output=args.open_last_output,
+                            prices=args.prices, tp=args.tp, sol=args.sol, cache=not args.no_cache)
+    first = next(iter(gpus.values())).meta
+    header = (f"Predicted by `melange-nb profile predict` (aiconfigurator-core): {first['model']}, "
+              f"{args.backend}, SLO {format_slo(first['slo'])}, tp={args.tp}.\n"
+              "Rows = input-token buckets, columns = output-token buckets; requests/s of one replica.")
+    path = save_profiles(args.output, gpus, header=header)
+    notes = sum(len(g.meta["cell_notes"]) for g in gpus.values())
+    listed = ", ".join(f"{n} ({g.meta['system']}, ${g.cost:g}/h)" for n, g in gpus.items())
+    print(f"wrote {path}: {listed}" + (f"; {notes} bucket(s) are 0 with a note" if notes else ""))
+    return 0
+
+
+def _pair(text: str) -> tuple[str, str]:
+    a, _, b = text.partition("=")
+    return a.strip(), (b.strip() or a.strip())
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"solve": _solve, "workload": _workload, "sweep": _sweep, "run": _run}[args.command](args)
+        return {"solve": _solve, "workload": _workload, "sweep": _sweep, "run": _run,
+                "profile": _profile}[args.command](args)
     except MelangeError as exc:
         print(f"melange-nb: error: {exc}", file=sys.stderr)
         return 2

@@ -130,14 +130,19 @@ def check_same_buckets(a: pd.DataFrame, b: pd.DataFrame, *, what: str) -> None:
                                f"{list(b.columns)}; profile the GPU on the workload's buckets or rebucket the workload")
 
 
-def workload_source(path: str | Path) -> str:
-    """Where a workload CSV came from: its JSON sidecar's ``source``, else its leading ``#`` lines."""
+def workload_meta(path: str | Path) -> dict:
+    """A workload CSV's JSON sidecar (source, tokenizer, requests, dropped, overflow, ...); {} when it has none."""
     import json
 
+    sidecar = Path(path).with_suffix(".json")
+    return json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+
+
+def workload_source(path: str | Path) -> str:
+    """Where a workload CSV came from: its JSON sidecar's ``source``, else its leading ``#`` lines."""
     path = Path(path)
-    sidecar = path.with_suffix(".json")
-    if sidecar.is_file():
-        meta = json.loads(sidecar.read_text())
+    meta = workload_meta(path)
+    if meta:
         return "; ".join(f"{k}: {meta[k]}" for k in ("source", "tokenizer", "requests") if k in meta)
     lines = []
     with open(path, encoding="utf-8") as f:
