@@ -24,8 +24,15 @@ def _key_values(text: str, field: str) -> dict[str, int]:
     return out
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), like every other bad input."""
+
+    def error(self, message):
+        self.exit(2, f"melange-nb: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="melange-nb", description="Cheapest mix of GPU types for an LLM workload.")
+    parser = _Parser(prog="melange-nb", description="Cheapest mix of GPU types for an LLM workload.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("solve", help="solve one allocation and print JSON")
@@ -125,6 +132,9 @@ def _solve(args) -> int:
         if args.rate is None:
             raise InputError("--rate", "is required with --workload/--gpus (requests/s)")
         workload, gpus, rate, slice_factor = read_workload(args.workload), load_gpus(args.gpus), None, 1
+    if args.output:
+        from .files import check_output_file
+        check_output_file(args.output, "-o/--output")
     rate = args.rate if args.rate is not None else rate
     slice_factor = args.slice_factor if args.slice_factor is not None else slice_factor
     gpus = select_gpus(gpus, args.gpu)
@@ -152,18 +162,21 @@ def _edges(text: str | None, field: str):
 
 
 def _workload(args) -> int:
-    from .workload import blend_files, build_workload, save_histogram
+    from .workload import blend_files, build_workload, check_histogram_path, save_histogram
 
+    check_histogram_path(args.output, "-o/--output")
     if args.blend:
         parts = {}
         for item in args.blend:
             path, sep, weight = item.rpartition("=")
+            if not sep or not path:
+                raise InputError("--blend", f"expects CSV=WEIGHT, got {item!r}")
+            if path in parts:
+                raise InputError("--blend", f"names {path} twice; give each workload CSV once with its total weight")
             try:
                 parts[path] = float(weight)
             except ValueError:
-                raise InputError("--blend", f"expects CSV=WEIGHT, got {item!r}") from None
-            if not sep or not path:
-                raise InputError("--blend", f"expects CSV=WEIGHT, got {item!r}")
+                raise InputError("--blend", f"expects CSV=WEIGHT with a number as weight, got {item!r}") from None
         workload, report = blend_files(parts)
         path = save_histogram(workload, report, args.output)
         print(f"wrote {path} ({report['source']})")
@@ -219,6 +232,9 @@ def _run(args) -> int:
     from .solver import Constraints
 
     params = load_params(args.params)
+    if args.output_dir:
+        from .files import check_output_dir
+        check_output_dir(args.output_dir, "-o/--output-dir")
     gpus = select_gpus(load_gpus(params["gpus"]), params["gpu_names"])  # fail fast, before any kernel starts
     Constraints.from_mapping(params["constraints"]).check(list(gpus))
     if not isinstance(params["workload"], dict):
@@ -239,8 +255,10 @@ def _profile(args) -> int:
         print(format_comparison(compare_profiles(load_gpus(args.a), load_gpus(args.b), pairs=pairs or None),
                                 labels=(Path(args.a).stem, Path(args.b).stem)))
         return 0
+    from .files import check_output_file
     from .profiles.predict import predict_profiles
 
+    check_output_file(args.output, "-o/--output")
     gpus = predict_profiles(args.model, args.gpu, slo=args.slo, backend=args.backend,
                             edges=_edges(args.edges, "--edges") or PROFILE_INPUT_EDGES,
                             output_edges=_edges(args.output_edges, "--output-edges") or PROFILE_OUTPUT_EDGES,
