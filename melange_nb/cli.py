@@ -32,59 +32,97 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="melange-nb", description="Cheapest mix of GPU types for an LLM workload.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="melange-nb", description="Cheapest mix of GPU types for an LLM workload.",
+                     epilog="Each command has its own help: melange-nb COMMAND --help.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("solve", help="solve one allocation and print JSON")
-    s.add_argument("-c", "--config", help="melange-release JSON config (gpu_info, workload_distribution, ...)")
-    s.add_argument("--workload", help="workload CSV (rows = input buckets, columns = output buckets)")
-    s.add_argument("--gpus", help="GPU profile YAML (params/gpus/*.yaml)")
-    s.add_argument("--gpu", action="append", default=[], help="use only this GPU type (repeatable)")
-    s.add_argument("--rate", type=float, help="total request rate, requests/s (overrides the config's)")
-    s.add_argument("--slice-factor", type=int, help="Mélange ILP slices per bucket (default: config's or 1)")
-    s.add_argument("--solver", default="melange", choices=["melange", "exact"])
-    s.add_argument("--time-limit", type=float, help="solver time limit in seconds")
-    s.add_argument("--max-instances", default="", help="quota per GPU type, e.g. A100=2,A10G=8")
-    s.add_argument("--min-instances", default="", help="minimum per GPU type, e.g. A10G=1")
-    s.add_argument("--utilization-cap", type=float, default=1.0, help="plan at most this fraction of max throughput")
-    s.add_argument("--min-total", type=int, default=0, help="at least this many GPUs in all (e.g. N+1)")
-    s.add_argument("--format", default="json", choices=["json", "melange"],
-                   help="json: solver, status, allocation, baselines, savings; melange: melange-release's result")
-    s.add_argument("-o", "--output", help="also write the JSON to this file")
+    s = sub.add_parser("solve", help="solve one allocation: a one-line answer on a terminal, JSON for scripts")
+    s.add_argument("-c", "--config", metavar="JSON",
+                   help="melange-release config file (gpu_info, workload_distribution, total_request_rate, slice_factor); "
+                        "required unless --workload and --gpus are given")
+    s.add_argument("--workload", metavar="CSV", help="workload CSV of shares, rows = input buckets, columns = output buckets (required without -c)")
+    s.add_argument("--gpus", metavar="YAML", help="GPU profile file, e.g. params/gpus/llama2-7b-seed.yaml (required without -c)")
+    s.add_argument("--gpu", action="append", default=[], metavar="NAME",
+                   help="use only this GPU type (repeatable; default: every type in the profile)")
+    s.add_argument("--rate", type=float, metavar="REQ_PER_S",
+                   help="total request rate in requests/s (required with --workload; default with -c: the config's)")
+    s.add_argument("--slice-factor", type=int, metavar="N",
+                   help="Mélange ILP slices per bucket, a whole number >= 1 (default: the config's, else 1)")
+    s.add_argument("--solver", default="melange", choices=["melange", "exact"],
+                   help="mix solver: melange (the paper's ILP, CBC) or exact (continuous split, HiGHS) (default: melange)")
+    s.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="stop the mix solver after this many seconds; status time_limit (default: no limit)")
+    s.add_argument("--max-instances", default="", metavar="NAME=N[,NAME=N]",
+                   help="quota per GPU type, e.g. A100=2,A10G=8 (default: none)")
+    s.add_argument("--min-instances", default="", metavar="NAME=N[,NAME=N]",
+                   help="minimum per GPU type, e.g. A10G=1 (default: none)")
+    s.add_argument("--utilization-cap", type=float, default=1.0, metavar="FRACTION",
+                   help="plan at most this fraction of profiled max throughput, in (0, 1] (default: 1.0)")
+    s.add_argument("--min-total", type=int, default=0, metavar="N",
+                   help="at least this many GPUs in all, e.g. for N+1 redundancy (default: 0)")
+    s.add_argument("--format", choices=["text", "json", "melange"],
+                   help="text: one line with the mix, $/h and savings against each single GPU type; json: solver, "
+                        "status, allocation, every policy, routing, savings; melange: melange-release's result "
+                        "(default: text on a terminal, json when piped or redirected)")
+    s.add_argument("-o", "--output", metavar="FILE",
+                   help="also write the result to this file: JSON, or melange-release's format with --format melange "
+                        "(default: print only)")
 
     w = sub.add_parser("workload", help="build a request-size histogram from a chat dataset or a length trace")
     src = w.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", help="HuggingFace name, local file/folder, or synthetic[:N] (offline, made here)")
-    src.add_argument("--trace", help="CSV or Parquet with one row per request")
+    src.add_argument("--dataset", metavar="NAME|PATH|synthetic[:N]",
+                     help="HuggingFace dataset name (e.g. lmsys/lmsys-chat-1m), a local file or folder, or "
+                          "synthetic[:N] (N offline synthetic conversations made here, default 3000); "
+                          "one of --dataset, --trace, --blend is required")
+    src.add_argument("--trace", metavar="CSV|PARQUET", help="length trace: one row per request with token counts (one of --dataset, --trace, --blend is required)")
     src.add_argument("--blend", action="append", metavar="CSV=WEIGHT",
-                     help="mix workload CSVs by weight, e.g. --blend chat.csv=0.8 --blend docs.csv=0.2")
-    w.add_argument("--input-column", default="ContextTokens", help="trace column with input tokens")
-    w.add_argument("--output-column", default="GeneratedTokens", help="trace column with output tokens")
-    w.add_argument("--tokenizer", default="mistral-v1", help="HF tokenizer name or path (default: offline mistral-v1)")
-    w.add_argument("--split", default="train")
-    w.add_argument("--revision")
-    w.add_argument("--streaming", action="store_true")
-    w.add_argument("--schema", choices=["lmsys", "sharegpt", "openai"], help="default: detected from the columns")
-    w.add_argument("--max-conversations", type=int)
-    w.add_argument("--seed", type=int, help="sample --max-conversations at random with this seed")
-    w.add_argument("--language", help="keep conversations whose `language` column equals this")
-    w.add_argument("--turn-policy", default="every", choices=["every", "first"])
-    w.add_argument("--special-tokens", action="store_true", help="count BOS/EOS special tokens per message")
-    w.add_argument("--num-proc", type=int, help="tokenizer processes (default: all cores)")
-    w.add_argument("--edges", default=",".join(map(str, DEFAULT_EDGES)), help="input bucket edges")
-    w.add_argument("--output-edges", help="output bucket edges (default: --edges)")
-    w.add_argument("--overflow", default="drop", choices=["drop", "clip", "open"])
-    w.add_argument("-o", "--output", required=True, help="workload CSV to write (plus a .json sidecar)")
+                     help="mix workload CSVs by weight (repeatable), e.g. --blend chat.csv=0.8 --blend docs.csv=0.2 "
+                          "(one of --dataset, --trace, --blend is required)")
+    w.add_argument("--input-column", default="ContextTokens", metavar="NAME",
+                   help="trace column with input tokens (default: ContextTokens)")
+    w.add_argument("--output-column", default="GeneratedTokens", metavar="NAME",
+                   help="trace column with output tokens (default: GeneratedTokens)")
+    w.add_argument("--tokenizer", default="mistral-v1", metavar="NAME|PATH",
+                   help="HuggingFace tokenizer name or folder (default: mistral-v1, offline, shipped in mistral-common)")
+    w.add_argument("--split", default="train", metavar="NAME", help="dataset split (default: train)")
+    w.add_argument("--revision", metavar="REV",
+                   help="dataset revision on the hub: branch, tag or commit (default: the latest)")
+    w.add_argument("--streaming", action="store_true",
+                   help="stream the dataset from the hub instead of downloading it (default: download)")
+    w.add_argument("--schema", choices=["lmsys", "sharegpt", "openai"],
+                   help="conversation format (default: detected from the column names)")
+    w.add_argument("--max-conversations", type=int, metavar="N",
+                   help="use only N conversations: the first N, or a random N with --seed (default: all)")
+    w.add_argument("--seed", type=int, metavar="S",
+                   help="sample --max-conversations at random with this seed (default: take the first N)")
+    w.add_argument("--language", metavar="NAME",
+                   help="keep conversations whose `language` column equals this, e.g. English (default: all)")
+    w.add_argument("--turn-policy", default="every", choices=["every", "first"],
+                   help="every: one request per answered user turn; first: only each conversation's first "
+                        "(default: every)")
+    w.add_argument("--special-tokens", action="store_true",
+                   help="count one BOS token per message, as the seed did (default: content tokens only)")
+    w.add_argument("--num-proc", type=int, metavar="N", help="tokenizer processes (default: all cores)")
+    w.add_argument("--edges", default=",".join(map(str, DEFAULT_EDGES)), metavar="E0,E1,...",
+                   help=f"input bucket edges in tokens, increasing (default: {','.join(map(str, DEFAULT_EDGES))})")
+    w.add_argument("--output-edges", metavar="E0,E1,...", help="output bucket edges in tokens (default: --edges)")
+    w.add_argument("--overflow", default="drop", choices=["drop", "clip", "open"],
+                   help="requests beyond the last edge: drop them (counted and reported), clip them into the last "
+                        "bucket, or add an open last bucket (default: drop)")
+    w.add_argument("-o", "--output", required=True, metavar="CSV", help="workload CSV to write, plus a .json sidecar with its provenance (required)")
 
     sw = sub.add_parser("sweep", help="run the allocation notebook over a grid of rates (x workloads x GPU sets)")
-    sw.add_argument("-p", "--params", help="sweep spec YAML (params/sweeps/*.yaml)")
-    sw.add_argument("--workload", help="quick form: one workload CSV")
-    sw.add_argument("--gpus", help="quick form: one GPU profile YAML")
-    sw.add_argument("--rates", help="quick form: comma-separated rates, e.g. 1,2,4,8")
-    sw.add_argument("--solver", action="append", choices=["melange", "exact"], help="quick form: mix solver(s)")
-    sw.add_argument("-o", "--output-dir", help="sweep folder (default outputs/<name>); re-runs resume it")
-    sw.add_argument("-j", "--workers", type=int, help="parallel points (default: cores)")
-    sw.add_argument("--retry-failed", action="store_true", help="re-run points that failed before")
+    sw.add_argument("-p", "--params", metavar="YAML", help="sweep spec, e.g. params/sweeps/demo.yaml (required unless the quick form's --workload, --gpus, --rates)")
+    sw.add_argument("--workload", metavar="CSV", help="quick form: one workload CSV (required without -p)")
+    sw.add_argument("--gpus", metavar="YAML", help="quick form: one GPU profile file (required without -p)")
+    sw.add_argument("--rates", metavar="R1,R2,...", help="quick form: request rates in requests/s, e.g. 1,2,4,8 (required without -p)")
+    sw.add_argument("--solver", action="append", choices=["melange", "exact"],
+                    help="quick form: mix solver (repeatable; the first is the reference; default: melange)")
+    sw.add_argument("-o", "--output-dir", metavar="DIR",
+                    help="sweep folder; a re-run resumes it (default: outputs/<spec name>; the quick form needs it)")
+    sw.add_argument("-j", "--workers", type=int, metavar="N", help="points run in parallel (default: all cores)")
+    sw.add_argument("--retry-failed", action="store_true", help="re-run points that failed before (default: keep them)")
 
     pr = sub.add_parser("profile", help="GPU profiles: predict (aiconfigurator), compare two profile files")
     psub = pr.add_subparsers(dest="profile_command", required=True)
@@ -112,9 +150,22 @@ def _parser() -> argparse.ArgumentParser:
                     help="pair GPUs whose names differ, e.g. A100-80GB=A100 (default: same names)")
 
     r = sub.add_parser("run", help="execute the allocation notebook for a params file into outputs/<run>/")
-    r.add_argument("-p", "--params", default="params/default.yaml")
-    r.add_argument("-o", "--output-dir", help="run directory (default outputs/<run_name>-<timestamp>)")
+    r.add_argument("-p", "--params", default="params/default.yaml", metavar="YAML",
+                   help="run parameters: workload, gpus, rate, solver, ... (default: params/default.yaml)")
+    r.add_argument("-o", "--output-dir", metavar="DIR",
+                   help="run folder, must not exist yet (default: outputs/<run_name>-<UTC timestamp>)")
+    r.add_argument("--with-code", action="store_true",
+                   help="also render the with-code HTML page of each notebook (default: only the shared page)")
     return parser
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("melange-nb")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _solve(args) -> int:
@@ -143,12 +194,16 @@ def _solve(args) -> int:
                               utilization_cap=args.utilization_cap, min_total=args.min_total)
     comparison = compare(workload, gpus, rate, solvers=(args.solver,), slice_factor=slice_factor,
                          time_limit=args.time_limit, constraints=constraints)
-    out = comparison.mix.melange_json() if args.format == "melange" else comparison.to_dict()
-    text = json.dumps(out, indent=2 if args.format == "json" else None)
+    fmt = args.format or ("text" if sys.stdout.isatty() else "json")
+    out = comparison.mix.melange_json() if fmt == "melange" else comparison.to_dict()
     if args.output:
         from .files import write_json
         write_json(args.output, out)
-    print(text)
+    if fmt == "text":
+        from .report import comparison_headline
+        print(comparison_headline(comparison) + ".")
+    else:
+        print(json.dumps(out, indent=2 if fmt == "json" else None))
     return 0 if comparison.mix.has_allocation else 1
 
 
@@ -239,9 +294,24 @@ def _run(args) -> int:
     Constraints.from_mapping(params["constraints"]).check(list(gpus))
     if not isinstance(params["workload"], dict):
         read_workload(params["workload"])
-    run_dir = run_allocation(params, Path(args.output_dir) if args.output_dir else None)
-    print(f"wrote {run_dir}")
+    run_dir = run_allocation(params, Path(args.output_dir) if args.output_dir else None, code_pages=args.with_code)
+    print(_run_summary(run_dir))
     return 0
+
+
+def _run_summary(run_dir: Path) -> str:
+    """One line for `run`: the headline answer (and what the workload left out), then where the report is."""
+    from .report import allocation_headline, workload_caveat
+    from .workload import workload_meta
+
+    alloc = json.loads((run_dir / "allocation.json").read_text())
+    workload = run_dir / "workload.csv"       # built by the run, else the params file's CSV
+    if not workload.is_file():
+        workload = Path(json.loads((run_dir / "manifest.json").read_text())["params"]["workload"])
+    caveat = workload_caveat(workload_meta(workload))
+    page = run_dir / "02_allocation-shared.html"
+    return (f"{allocation_headline(alloc)}" + (f" (workload: {caveat})" if caveat else "")
+            + f". Report: {page if page.is_file() else run_dir}")
 
 
 def _profile(args) -> int:

@@ -87,6 +87,15 @@ def comparison_headline(comparison) -> str:
                              status=mix.status, message=mix.message)
 
 
+def allocation_headline(alloc: Mapping) -> str:
+    """`headline_sentence` from an ``allocation.json`` (`Comparison.to_dict`), e.g. for ``melange-nb run``."""
+    ok = alloc["status"] in ("optimal", "time_limit")
+    singles = {name.split(":", 1)[1]: (p["cost"] if p["status"] in ("optimal", "time_limit") else None)
+               for name, p in alloc["policies"].items() if name.startswith("single:")}
+    return headline_sentence(alloc["rate"], alloc["allocation"], alloc["cost"] if ok else None, singles,
+                             status=alloc["status"], message=alloc.get("message", ""))
+
+
 def headline_table(comparison) -> pd.DataFrame:
     """Small people-ready table, one row per policy: mix, $/h, what the reference mix saves against it.
 

@@ -96,8 +96,10 @@ def new_run_dir(name: str) -> Path:
     return path
 
 
-def execute_notebook(notebook: str, out_dir: Path, parameters: Mapping[str, Any], *, html: bool = True) -> Path:
-    """Execute ``notebooks/<notebook>`` with papermill into `out_dir`; render `<stem>.html` and `<stem>-shared.html`."""
+def execute_notebook(notebook: str, out_dir: Path, parameters: Mapping[str, Any], *, html: bool = True,
+                     code_page: bool = False) -> Path:
+    """Execute ``notebooks/<notebook>`` with papermill into `out_dir`; render the shared page
+    `<stem>-shared.html` (no code) and, with `code_page`, `<stem>.html` with the code."""
     import papermill as pm
 
     out_dir = Path(out_dir).resolve()   # the kernel's cwd is out_dir: relative paths would move
@@ -111,14 +113,16 @@ def execute_notebook(notebook: str, out_dir: Path, parameters: Mapping[str, Any]
         raise NotebookError(f"{notebook}: cell {exc.exec_count} raised {exc.ename}: {exc.evalue}".replace("\n", " "))
     if html:
         stem = executed.with_suffix("")
-        render_html(executed, f"{stem}.html", hide_code=False)
         render_html(executed, f"{stem}-shared.html", hide_code=True)
+        if code_page:
+            render_html(executed, f"{stem}.html", hide_code=False)
     return executed
 
 
-def run_allocation(params: Mapping[str, Any], run_dir: Path | None = None) -> Path:
+def run_allocation(params: Mapping[str, Any], run_dir: Path | None = None, *, code_pages: bool = False) -> Path:
     """Execute the workload notebook (when `workload` is a mapping) and the allocation notebook
-    for `params` into a new run directory; return its path."""
+    for `params` into a new run directory; return its path. `code_pages`: also render the
+    with-code HTML page of each notebook."""
     run_dir = (Path(run_dir) if run_dir else new_run_dir(str(params.get("run_name") or "run"))).resolve()
     tmp = run_dir.with_name(f".{run_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -126,12 +130,12 @@ def run_allocation(params: Mapping[str, Any], run_dir: Path | None = None) -> Pa
         nb_params = {k: params[k] for k in ALLOCATION_DEFAULTS} | {"output_dir": str(tmp)}
         inputs = [params["gpus"]]
         if isinstance(params["workload"], dict):
-            execute_notebook(WORKLOAD_NOTEBOOK, tmp, {**params["workload"], "output_dir": str(tmp)})
+            execute_notebook(WORKLOAD_NOTEBOOK, tmp, {**params["workload"], "output_dir": str(tmp)}, code_page=code_pages)
             nb_params["workload"] = str(tmp / "workload.csv")
             inputs += [p for p in [params["workload"].get("trace")] if p]
         else:
             inputs.append(params["workload"])
-        execute_notebook(ALLOCATION_NOTEBOOK, tmp, nb_params)
+        execute_notebook(ALLOCATION_NOTEBOOK, tmp, nb_params, code_page=code_pages)
         write_json(tmp / "manifest.json", manifest(params, inputs=inputs))
         if run_dir.exists():
             raise InputError("run_dir", f"{run_dir} already exists; choose another name")

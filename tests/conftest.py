@@ -30,3 +30,29 @@ def arena_csv() -> Path:
 def matrix(values, index=("s", "l"), columns=("s", "l")):
     """A labelled input x output matrix for hand-made cases."""
     return labelled_matrix(values, list(index), list(columns), field="test")
+
+
+def page_problems(html: str, *, with_code: bool = False) -> list[str]:
+    """What a shared HTML page must not show: Python reprs, temporary or absolute local paths, warnings
+    (stderr boxes, "Warning"), anything fetched from the network, "1 GPUs". Embedded images are skipped
+    (base64 can spell anything), and so are stylesheets; `with_code`: a page with code, where reprs are
+    legitimate. The returned strings say what was found and where."""
+    import re
+
+    from melange_nb.config import PROJECT_ROOT
+
+    text = re.sub(r"data:image/[a-z+]+;base64,[A-Za-z0-9+/=\s]+", "", html)
+    text = re.sub(r"<style[^>]*>.*?</style>", "", text, flags=re.S)
+    checks = {"numpy repr": r"np\.(int|float|bool)\w*\(", "dict repr": r"\{'|\{&#x27;|\{&#39;",
+              "list repr": r"\['|\[&#x27;|\[&#39;", "None shown": r"\bNone\b", "temporary path": r"\.tmp\b",
+              "absolute path": r"(?<![\w.:/])/(work|tmp|root|home|Users)/|" + re.escape(str(PROJECT_ROOT)),
+              "stderr box": r"application/vnd\.jupyter\.stderr", "warning": r"Warning",
+              "network fetch": r"""(src|href)=["']?(https?:)?//""", "plural": r"\b1 GPUs\b"}
+    if with_code:   # code legitimately shows None, lists and dicts: check paths, warnings and the network only
+        checks = {k: v for k, v in checks.items() if k in ("temporary path", "absolute path", "stderr box", "warning",
+                                                           "network fetch")}
+    found = []
+    for what, pattern in checks.items():
+        for m in re.finditer(pattern, text):
+            found.append(f"{what}: …{text[max(0, m.start() - 60):m.end() + 60]}…")
+    return found
