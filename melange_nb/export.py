@@ -7,7 +7,8 @@ traffic between them with the routing shares, which ``deploy.json`` lists in ful
 per window for a plan) and each YAML carries in its ``envs``.
 
 Fields written (SkyPilot task YAML with a ``service`` section, per the SkyServe service YAML spec):
-``resources.accelerators`` (``<gpu>:1``, the profile's GPU name), ``resources.ports``,
+``resources.accelerators`` (``<gpu>:<gpus_per_replica>``: the profile's GPU name, and its
+tensor-parallel size, 1 when unknown), ``resources.ports``,
 ``service.readiness_probe.path``, ``service.replica_policy`` with ``min_replicas``/``max_replicas``
 (the plan's fewest and most GPUs of that type; equal for a static plan) and
 ``target_qps_per_replica``: the requests/s one GPU sustains on the mix of request sizes routed to
@@ -63,7 +64,9 @@ def _gpu_entries(routing: pd.DataFrame, gpus: Mapping[str, GpuProfile], low: Map
         if high.get(g, 0) <= 0:
             continue
         qps = float(per.at[g, "rate"] / per.at[g, "load"] * cap) if g in per.index and per.at[g, "load"] > 0 else None
-        out[g] = {"accelerator": f"{g}:1", "cost_per_hour": p.cost, "min_replicas": int(low.get(g, 0)),
+        per_replica = p.meta.get("gpus_per_replica")
+        per_replica = per_replica if isinstance(per_replica, int) and per_replica >= 1 else 1   # "unknown": 1
+        out[g] = {"accelerator": f"{g}:{per_replica}", "cost_per_hour": p.cost, "min_replicas": int(low.get(g, 0)),
                   "max_replicas": int(high[g]), "target_qps_per_replica": None if qps is None else round(qps, 4),
                   "service_file": service_file_name(g)}
     return out

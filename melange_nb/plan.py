@@ -523,7 +523,7 @@ def plan_trace(trace: str | Path, gpus: Mapping[str, GpuProfile], *, window: str
 def _profile_info(gpus: Mapping[str, GpuProfile]) -> dict:
     meta = next(iter(gpus.values())).meta
     return {"file": Path(meta["file"]).name if meta.get("file") else None, "sha256": meta.get("sha256"),
-            "model": meta.get("model"), "source": meta.get("source"),
+            **{k: meta.get(k) for k in ("model", "source", "slo", "notes")},
             "gpus": {g: {"cost_per_hour": p.cost} for g, p in gpus.items()}}
 
 
