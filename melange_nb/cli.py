@@ -109,6 +109,8 @@ def _plan_parser(sub) -> None:
                     help="requests beyond the profile's last edge: drop (counted), clip to the last bucket, open")
     pl.add_argument("--smooth", help="hold:N (change the mix at most every N windows) or calm:N "
                                      "(scale a type down only after N calm windows)")
+    pl.add_argument("--report", action="store_true", help="also run notebooks/04_time_varying.ipynb on the plan "
+                                                            "(executed notebook and HTML pages in the output folder)")
     pl.add_argument("-o", "--output-dir", required=True, help="folder for plan.csv, plan.json, skyserve-<gpu>.yaml, deploy.json")
 
 
@@ -121,7 +123,7 @@ def _constraints(args):
 
 
 def _plan(args) -> int:
-    from .plan import plan_trace, write_plan
+    from .plan import overflow_note, plan_trace, write_plan
     from .profiles import load_gpus, select_gpus
 
     gpus = select_gpus(load_gpus(args.gpus), args.gpu)
@@ -133,10 +135,13 @@ def _plan(args) -> int:
     if note:
         print(f"note: {note}")
     over = plan.info["overflow"]
-    if over["dropped"]:
-        print(f"note: {over['dropped']} requests ({over['dropped_share']:.2%}) lie beyond the profile's last edge "
-              f"and are not planned (overflow={over['policy']})")
+    if over["beyond_last_edge"]:
+        print(f"note: {overflow_note(over)}")
     paths = write_plan(plan, args.output_dir)
+    if args.report:
+        from .run import PLAN_NOTEBOOK, execute_notebook
+        executed = execute_notebook(PLAN_NOTEBOOK, Path(args.output_dir), {"plan_dir": str(Path(args.output_dir).resolve())})
+        paths += [executed, executed.with_suffix(".html"), executed.with_name(f"{executed.stem}-shared.html")]
     print(plan.totals["headline"])
     for bad in plan.totals["windows_without_plan"]:
         print(f"window {bad['start']}: {bad['status']}: {bad['reason']}")

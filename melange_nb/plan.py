@@ -532,6 +532,27 @@ def plan_json(plan: Plan) -> dict:
     return {"headline": plan.totals["headline"], **plan.info, "totals": plan.totals}
 
 
+def overflow_note(overflow: Mapping) -> str:
+    """One sentence: how many requests lie beyond the profile's last edge and what the policy did with them."""
+    n = overflow["beyond_last_edge"]
+    what = {"drop": "are not planned", "clip": "are planned as if in the last bucket (an underestimate)",
+            "open": "fall in the open last bucket"}[overflow["policy"]]
+    return (f"{n:,} requests lie beyond the profile's last edge ({overflow['input_edges'][-1]} input or "
+            f"{overflow['output_edges'][-1]} output tokens) and {what} (overflow policy {overflow['policy']})")
+
+
+def read_plan(plan_dir: str | Path) -> tuple[pd.DataFrame, dict]:
+    """(plan.csv as a table, plan.json) from a folder written by `write_plan` (``melange-nb plan``)."""
+    import json
+
+    plan_dir = Path(plan_dir)
+    for name in ("plan.csv", "plan.json"):
+        if not (plan_dir / name).is_file():
+            raise InputError(f"plan_dir {plan_dir}", f"has no {name}; write one with `melange-nb plan ... -o {plan_dir}`")
+    table = pd.read_csv(plan_dir / "plan.csv", parse_dates=["start", "end"])
+    return table, json.loads((plan_dir / "plan.json").read_text())
+
+
 def write_plan(plan: Plan, out_dir: str | Path) -> list[Path]:
     """Write plan.csv, plan.json and the deployment exports (skyserve-<gpu>.yaml, deploy.json)."""
     from .export import plan_deployment, write_exports

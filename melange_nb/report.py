@@ -276,3 +276,78 @@ td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}</style></h
 </body></html>
 """
     return write_text(sweep_dir / "index.html", page)
+
+
+# ---------------------------------------------------------------- plans per time window (plan.py)
+
+def plot_plan(table: pd.DataFrame, totals: Mapping):
+    """Three panels over time: request rate, GPUs per type (stacked), $/h against the static peak line."""
+    names = [c for c in table.columns if c not in _PLAN_COLUMNS and not c.startswith("smoothed_")]
+    start = pd.to_datetime(table["start"])
+    edges = list(start) + [pd.to_datetime(table["end"]).iloc[-1]]
+    fig, (rate_ax, gpu_ax, cost_ax) = plt.subplots(3, 1, figsize=(11, 9), sharex=True)
+
+    def steps(ax, values, **kw):
+        ax.stairs(np.asarray(values, dtype=float), edges, **kw)
+
+    steps(rate_ax, table["rate"], label="all requests", lw=2)
+    steps(rate_ax, table["planned_rate"], label="planned (within the profile's edges)", lw=1.5, ls="--")
+    rate_ax.set_ylabel("Requests/s")
+    rate_ax.set_title("Request rate per window")
+    bottom = np.zeros(len(table))
+    for name in names:
+        counts = table[name].astype(float).fillna(0).to_numpy()
+        gpu_ax.stairs(bottom + counts, edges, baseline=bottom, fill=True, label=name, alpha=0.8)
+        bottom += counts
+    gpu_ax.set_ylabel("GPUs")
+    gpu_ax.set_title("GPUs per type in each window's mix")
+    steps(cost_ax, table["cost_per_hour"], label="autoscaled mix", lw=2)
+    if "smoothed_cost_per_hour" in table:
+        steps(cost_ax, table["smoothed_cost_per_hour"], label=f"smoothed ({totals['smoothed']['rule']})", lw=1.5, ls=":")
+    static = totals["static_peak"].get("cost_per_hour")
+    if static is not None:
+        cost_ax.axhline(static, color="black", lw=1.2, ls="--", label=f"static peak ${static:.2f}/h")
+    cost_ax.set_ylabel("$/hour")
+    cost_ax.set_title("Cost per hour of each window's mix against static peak provisioning")
+    for ax in (rate_ax, gpu_ax, cost_ax):
+        ax.legend(loc="upper left", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.set_ylim(bottom=0)
+    cost_ax.set_xlabel("Window start")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+_PLAN_COLUMNS = {"start", "end", "requests", "rate", "planned_rate", "overflow", "partial", "cost_per_hour",
+                 "status", "message"}
+
+
+def plan_totals_table(totals: Mapping) -> pd.DataFrame:
+    """One row per policy over the whole trace: GPUs, cost for the period, mean $/h, what autoscaling saves."""
+    hours = totals["hours"]
+
+    def fleet(counts):
+        return (", ".join(f"{c} x {g}" for g, c in counts.items() if c) or "none") if counts else "—"
+
+    rows = [{"policy": "autoscaled mix", "GPUs": "per window", "cost": totals["autoscaled"]["cost"]}]
+    if "smoothed" in totals:
+        rows.append({"policy": f"smoothed mix ({totals['smoothed']['rule']})", "GPUs": "per window",
+                     "cost": totals["smoothed"]["cost"]})
+    sp = totals["static_peak"]
+    rows.append({"policy": "static peak (mix)", "GPUs": fleet(sp["counts"]) if sp.get("cost_per_hour") is not None else "—",
+                 "cost": sp.get("cost")})
+    pw = totals.get("peak_window")
+    if pw:
+        note = "" if pw["covers_all_windows"] else f" — misses {pw['windows_not_covered']} window(s)"
+        rows.append({"policy": f"mix of the peak window, static{note}", "GPUs": fleet(pw["counts"]), "cost": pw["cost"]})
+    for g, s in totals["single"].items():
+        rows.append({"policy": f"{g} only, autoscaled", "GPUs": "per window", "cost": s["autoscaled_cost"]})
+        rows.append({"policy": f"{g} only, static", "GPUs": fleet(s["static_counts"]) if s["static_counts"] else "—",
+                     "cost": s["static_cost"]})
+    df = pd.DataFrame(rows).set_index("policy")
+    mix = totals["autoscaled"]["cost"]
+    df["mean $/h"] = df["cost"] / hours
+    df["autoscaling saves"] = [(c - mix) / c * 100 if c else np.nan for c in df["cost"]]
+    df.loc["autoscaled mix", "autoscaling saves"] = np.nan
+    return df.rename(columns={"cost": f"$ for {hours:.4g} h"})

@@ -205,3 +205,19 @@ def test_cli_plan_writes_the_files(tmp_path):
     assert doc["totals"]["smoothed"]["cost"] == pytest.approx(12 / 60, abs=1e-6)
     assert doc["profiles"]["file"] == "toy.yaml" and doc["solver"] == "exact"
     assert np.isclose(doc["totals"]["hours"], 3 / 60)
+
+
+def test_plan_report_notebook_renders_the_answer_first(tmp_path):
+    trace, _, gpus_path = _hand_case(tmp_path)
+    out_dir = tmp_path / "out"
+    res = cli("--trace", trace, "--gpus", gpus_path, "--window", "1min", "--report", "-o", out_dir)
+    assert res.returncode == 0, res.stderr
+    nb = json.loads((out_dir / "04_time_varying.ipynb").read_text())
+    assert nb["metadata"]["papermill"]["parameters"] == {"plan_dir": str(out_dir.resolve())}
+    page = (out_dir / "04_time_varying-shared.html").read_text()
+    body = page[page.index("<body"):]
+    first = body.index("Autoscaling 1-min windows costs $0.07")
+    assert first < body.index("Totals over the trace") < body.index("<img")
+    assert "$0.15" in body and "1 x L" in body and "misses 1 window(s)" in body
+    for leak in (str(tmp_path), "Warning", "<melange_nb", "object at 0x"):
+        assert leak not in body
