@@ -51,13 +51,14 @@ def read_timed_trace(path: str | Path, *, timestamp_column: str = "TIMESTAMP", i
     """
     path = Path(path)
     lengths = read_trace(path, input_column=input_column, output_column=output_column)
-    frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
-    if timestamp_column not in frame.columns:
-        raise InputError(f"{path.name}: {timestamp_column}", f"no such column; the trace has {list(frame.columns)}; "
+    parquet = path.suffix.lower() == ".parquet"
+    columns = list(pd.read_parquet(path).columns if parquet else pd.read_csv(path, nrows=0).columns)
+    if timestamp_column not in columns:
+        raise InputError(f"{path.name}: {timestamp_column}", f"no such column; the trace has {columns}; "
                                                              "set --timestamp-column")
-    raw = frame[timestamp_column]
-    stamps = pd.to_datetime(raw, errors="coerce", format="ISO8601") if raw.dtype == object else \
-        pd.to_datetime(raw, errors="coerce")
+    raw = (pd.read_parquet(path, columns=[timestamp_column]) if parquet
+           else pd.read_csv(path, usecols=[timestamp_column]))[timestamp_column]
+    stamps = _timestamps(raw)
     if stamps.isna().any():
         row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
         raise InputError(f"{path.name}: {timestamp_column}", f"row {row + 2} holds {str(raw.iloc[row])!r}, not a "
@@ -75,6 +76,19 @@ def read_timed_trace(path: str | Path, *, timestamp_column: str = "TIMESTAMP", i
         report["note"] = (f"{len(backwards)} rows were earlier than the row before them (first: file row "
                           f"{backwards[0] + 2}); the trace was sorted by {timestamp_column}")
     return requests, report
+
+
+def _timestamps(raw: pd.Series) -> pd.Series:
+    """Datetimes from ISO 8601 text (other date formats as pandas infers them) or numbers of seconds."""
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        return raw
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        return pd.to_datetime(raw, unit="s", errors="coerce")     # seconds since the epoch or the trace start
+    stamps = pd.to_datetime(raw, errors="coerce", format="ISO8601")
+    if stamps.isna().any():
+        mixed = pd.to_datetime(raw, errors="coerce", format="mixed")
+        stamps = mixed if mixed.isna().sum() < stamps.isna().sum() else stamps
+    return stamps
 
 
 def parse_window(text: str | pd.Timedelta) -> pd.Timedelta:
@@ -318,7 +332,7 @@ def static_peak(windows: Windows, gpus: Mapping[str, GpuProfile], results: Seque
     planned = [w for w, r in enumerate(results) if r is not None and r.has_allocation]
     if not planned:
         counts = _idle_counts(gpus, constraints)
-        return {"counts": counts, "cost_per_hour": _cost(gpus, counts), "windows_checked": 0, "rounds": 0}
+        return {"counts": counts, "cost_per_hour": _cost(gpus, counts), "status": "optimal", "rounds": 0}
     mixes = np.array([[results[w].counts[g] for g in names] for w in planned])
     keep = [k for k in range(len(planned))
             if not any((mixes[o] >= mixes[k]).all() and ((mixes[o] > mixes[k]).any() or o < k)
@@ -326,15 +340,16 @@ def static_peak(windows: Windows, gpus: Mapping[str, GpuProfile], results: Seque
     active = [planned[k] for k in keep]
     opts = {"solver": solver, "slice_factor": slice_factor, "time_limit": time_limit}
     for rounds in range(1, 51):
-        counts = _cover(windows, gpus, active, solver, slice_factor, time_limit, constraints)
-        if counts is None:
-            return {"counts": {g: None for g in names}, "cost_per_hour": None, "rounds": rounds,
+        found = _cover(windows, gpus, active, solver, slice_factor, time_limit, constraints)
+        if found is None:
+            return {"counts": {g: None for g in names}, "cost_per_hour": None, "status": "infeasible", "rounds": rounds,
                     "message": "no single set of counts within the constraints serves every window"}
+        counts, status = found
         missed = [w for w in planned if w not in active and not covers(counts, windows, gpus, w, results[w], opts, constraints)]
         if not missed:
             break
         active += missed
-    return {"counts": counts, "cost_per_hour": _cost(gpus, counts), "rounds": rounds,
+    return {"counts": counts, "cost_per_hour": _cost(gpus, counts), "status": status, "rounds": rounds,
             "windows_in_program": len(active)}
 
 
@@ -356,8 +371,8 @@ def _cost(gpus: Mapping[str, GpuProfile], counts: Mapping[str, int]) -> float:
 
 
 def _cover(windows: Windows, gpus: Mapping[str, GpuProfile], active: Sequence[int], solver: str,
-           slice_factor: int, time_limit: float | None, constraints: Constraints) -> dict[str, int] | None:
-    """Solve the covering program over the `active` windows with HiGHS; None when infeasible."""
+           slice_factor: int, time_limit: float | None, constraints: Constraints) -> tuple[dict[str, int], str] | None:
+    """(counts, status) of the covering program over the `active` windows, solved by HiGHS; None when infeasible."""
     import highspy
 
     from .solver import _quiet_highs
@@ -409,7 +424,8 @@ def _cover(windows: Windows, gpus: Mapping[str, GpuProfile], active: Sequence[in
     if h.getInfo().primal_solution_status != 2:
         return None
     y = np.asarray(h.getSolution().col_value[:G])
-    return {g: int(math.ceil(y[j] - LOAD_EPS)) for j, g in enumerate(names)}
+    counts = {g: int(math.ceil(y[j] - LOAD_EPS)) for j, g in enumerate(names)}
+    return counts, ("optimal" if h.getModelStatus() == highspy.HighsModelStatus.kOptimal else "time_limit")
 
 
 # ---------------------------------------------------------------- totals

@@ -18,7 +18,8 @@ from melange_nb.workload import read_workload
 # `service` section: https://docs.skypilot.co/en/stable/serving/service-yaml-spec.html and
 # .../serving/autoscaling.html) and, field for field, the `service` schema in SkyPilot 0.14.1's
 # sky/utils/schemas.py (get_service_schema). `additionalProperties: False` as there: a misspelt
-# key fails. The `skypilot` package itself is not installed (it pulls in a web server stack).
+# key fails. The `skypilot` package itself is not a dependency (it pulls in a web server stack); these
+# files were also loaded once by SkyPilot 0.14.1 itself (schema, SkyServiceSpec, sky.Task.from_yaml).
 SERVICE = {
     "type": "object", "additionalProperties": False, "required": ["readiness_probe"],
     "properties": {

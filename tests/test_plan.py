@@ -141,6 +141,16 @@ def test_out_of_order_rows_are_sorted_and_reported(tmp_path):
     assert "sorted" in report["note"]
 
 
+def test_numeric_and_other_timestamp_formats(tmp_path):
+    seconds = _trace(tmp_path, [(0.5, 1, 1), (61.0, 2, 2), (125.25, 3, 3)], name="s.csv")
+    requests, _ = read_timed_trace(seconds)
+    assert requests["timestamp"].tolist() == [pd.Timestamp(0.5, unit="s"), pd.Timestamp(61, unit="s"),
+                                              pd.Timestamp(125.25, unit="s")]
+    us = _trace(tmp_path, [("11/16/2023 18:15:46", 1, 1), ("11/16/2023 18:20:00", 2, 2)], name="us.csv")
+    assert read_timed_trace(us)[0]["timestamp"].tolist() == [pd.Timestamp("2023-11-16 18:15:46"),
+                                                            pd.Timestamp("2023-11-16 18:20:00")]
+
+
 def test_window_parsing():
     assert parse_window("5min") == pd.Timedelta(minutes=5) and parse_window("1h") == pd.Timedelta(hours=1)
     for bad in ("5", "five minutes", "0s", "5 parsecs"):
