@@ -227,7 +227,7 @@ def test_plan_report_notebook_renders_the_answer_first(tmp_path):
     page = (out_dir / "04_time_varying-shared.html").read_text()
     body = page[page.index("<body"):]
     first = body.index("Autoscaling 1-min windows costs $0.07")
-    assert first < body.index("Totals over the trace") < body.index("<img")
-    assert "$0.15" in body and "1 x L" in body and "misses 1 window(s)" in body
+    assert first < body.index("static peak (cheapest fleet serving every window)") < body.index("<img")
+    assert "$0.15" in body and "1×L" in body and "misses 1 window" in body
     for leak in (str(tmp_path), "Warning", "<melange_nb", "object at 0x"):
         assert leak not in body
