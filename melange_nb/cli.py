@@ -326,8 +326,10 @@ def _profile(args) -> int:
         print(format_comparison(compare_profiles(load_gpus(args.a), load_gpus(args.b), pairs=pairs or None),
                                 labels=(Path(args.a).stem, Path(args.b).stem)))
         return 0
+    from .files import check_output_file
     from .profiles.predict import predict_profiles
 
+    check_output_file(args.output, "-o/--output")
     gpus = predict_profiles(args.model, args.gpu, slo=args.slo, backend=args.backend,
                             edges=_edges(args.edges, "--edges") or PROFILE_INPUT_EDGES,
                             output_edges=_edges(args.output_edges, "--output-edges") or PROFILE_OUTPUT_EDGES,
