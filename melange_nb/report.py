@@ -727,6 +727,8 @@ the reference); each is compared with serving everything on one GPU type.
 
 def plot_plan(table: pd.DataFrame, totals: Mapping):
     """Three panels over time: request rate, GPUs per type (stacked), $/h against the static peak line."""
+    import matplotlib.pyplot as plt
+
     names = [c for c in table.columns if c not in _PLAN_COLUMNS and not c.startswith("smoothed_")]
     start = pd.to_datetime(table["start"])
     edges = list(start) + [pd.to_datetime(table["end"]).iloc[-1]]

@@ -6,6 +6,7 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 import pytest
+from conftest import page_problems
 
 from melange_nb.cli import main
 from melange_nb.config import GPUS_DIR, WORKLOADS_DIR
@@ -48,7 +49,7 @@ def test_good_points_complete_and_the_bad_point_is_recorded(sweep):
             assert entry["status"] == "failed" and "negative" in entry["error"]
             assert (out / "failed" / pid / "traceback.txt").is_file() and not (out / pid).exists()
         else:
-            assert {"02_allocation.ipynb", "02_allocation.html", "02_allocation-shared.html", "allocation.json"} \
+            assert {"02_allocation.ipynb", "02_allocation-shared.html", "allocation.json"} \
                 <= {p.name for p in (out / pid).iterdir()}
     assert not list(out.glob(".*.tmp"))
 
@@ -70,10 +71,9 @@ def test_results_table_has_one_row_per_point_and_policy(sweep):
 
 def test_summary_and_index_are_self_contained(sweep):
     _, out, _, _, _ = sweep
-    for name in ("03_sweep_summary.html", "03_sweep_summary-shared.html"):
-        page = (out / name).read_text()
-        assert page.count("data:image/png;base64,") >= 3 and "median %" in page
-    assert "hl-ipython3" not in (out / "03_sweep_summary-shared.html").read_text()
+    page = (out / "03_sweep_summary-shared.html").read_text()
+    assert page.count("data:image/png;base64,") >= 3 and "median %" in page and "hl-ipython3" not in page
+    assert not (out / "03_sweep_summary.html").exists()     # the with-code page is optional, not default
     index = (out / "index.html").read_text()
     assert "data:image/png;base64," in index and "median %" in index and "3 failed" in index
     # the answer first: the headline at the rate where the mix saves most, then the mix and $/h per rate
@@ -142,23 +142,50 @@ def _chromium():
     return path, playwright
 
 
-def test_index_in_headless_chromium_images_load_and_links_resolve(sweep):
+def test_shared_pages_are_clean_and_small(sweep):
+    _, out, state, _, _ = sweep
+    pages = [out / "index.html", out / "03_sweep_summary-shared.html",
+             *[out / pid / "02_allocation-shared.html" for pid, p in state["points"].items() if p["status"] == "done"]]
+    for page in pages:
+        assert page_problems(page.read_text()) == [], page.name
+    for page in pages[2:]:
+        assert page.stat().st_size <= 150_000, (page, page.stat().st_size)
+
+
+def test_pages_in_headless_chromium_offline_show_the_answer_plots_and_no_broken_link(sweep):
     path, playwright = _chromium()
-    _, out, _, _, _ = sweep
-    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"]
+    _, out, state, _, _ = sweep
+    point = next(pid for pid, p in sorted(state["points"].items()) if p["status"] == "done" and p["rate"] == 4.0)
+    args = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-default-apps", "--disable-domain-reliability"]
+    blocked, links = [], []
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=path, args=args)
         page = browser.new_page()
-        for name in ("index.html", "03_sweep_summary-shared.html"):
+
+        def only_files(route):        # the network is off: anything not on disk is refused and recorded
+            if route.request.url.startswith(("file:", "data:")):
+                route.continue_()
+            else:
+                blocked.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", only_files)
+        for name in ("index.html", "03_sweep_summary-shared.html", f"{point}/02_allocation-shared.html"):
             page.goto((out / name).as_uri())
+            head = page.locator(".mnb-headline").first.inner_text()
+            assert "req/s:" in head and "$" in head and "/h" in head, (name, head)
             widths = page.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
             assert widths and all(w > 0 for w in widths), (name, widths)
-        page.goto((out / "index.html").as_uri())
-        links = page.evaluate("Array.from(document.links).map(a => a.href)")
+            links += page.evaluate("Array.from(document.links).map(a => a.href)")
+            if name.startswith(point):
+                assert "At 4 req/s: 1×A10G + 1×A100 = $4.68/h" in head
         browser.close()
-    assert len(links) >= 6 + 3 * 3
+    assert blocked == []
+    assert len(links) >= 6 + 3 * 2
     for href in links:
+        assert href.startswith("file:"), href
         target = Path(unquote(urlparse(href).path))
         assert target.is_file(), href
 
