@@ -156,7 +156,7 @@ def headline_html(sentence: str, table: pd.DataFrame | None = None, *, caveat: s
                 f'<b>Workload caveat:</b> {escape(caveat)}. The plan covers the other requests only.</p>')
     elif caveat:
         warn = f'<p class="mnb-note">Workload: {escape(caveat)}.</p>'
-    tab = table.to_html(classes="mnb-headline", border=0, escape=True) if table is not None else ""
+    tab = table.reset_index().to_html(index=False, border=0) if table is not None else ""
     return (f'<div class="mnb-answer tex2jax_ignore mathjax_ignore">'
             f'<p class="mnb-headline" style="font-size:1.3em;font-weight:bold;margin:0.5em 0">{escape(sentence)}</p>'
             f"{warn}{tab}</div>")
