@@ -116,15 +116,34 @@ def plot_lengths(requests: pd.DataFrame, label: str, *, max_input: int = 4096, m
 
 # ---------------------------------------------------------------- sweeps
 
+# The axes that make one sweep problem (every rate of it is one curve); older tables lack slo/constraints.
+PROBLEM_AXES = ("workload", "gpu_set", "slo", "constraints", "slice_factor")
+
+
 def _groups(results: pd.DataFrame):
-    return results.groupby(["workload", "gpu_set", "slice_factor"], sort=True)
+    """(axes as a dict, rows) per problem: workload x GPU set x SLO x constraints x slice factor."""
+    axes = [a for a in PROBLEM_AXES if a in results.columns]
+    for key, df in results.groupby(axes, sort=True):
+        yield dict(zip(axes, key)), df
 
 
-def _panels(results: pd.DataFrame, height: float):
-    """A figure with one panel per workload x GPU set x slice factor, and (axis, key, rows) per panel."""
+def _problem_title(key: dict) -> str:
+    extra = [f"SLO {key['slo']}" if key.get("slo") not in (None, "not stated") else "",
+             f"constraints {key['constraints']}" if key.get("constraints") not in (None, "none") else "",
+             f"slice factor {key['slice_factor']}" if key.get("slice_factor", 1) != 1 else ""]
+    extra = [e for e in extra if e]
+    return f"{key['workload']} on {key['gpu_set']}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _panels(results: pd.DataFrame, height: float, columns: int = 3):
+    """A figure with one panel per problem (up to `columns` a row), and (axis, key, rows) per panel."""
     groups = list(_groups(results))
-    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), height), squeeze=False)
-    return fig, [(ax, key, df) for ax, (key, df) in zip(axes[0], groups)]
+    ncols = min(columns, len(groups))
+    nrows = -(-len(groups) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, height * nrows), squeeze=False)
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
+    return fig, [(ax, key, df) for ax, (key, df) in zip(axes.flat, groups)]
 
 
 def _label_rate_axis(ax, ylabel: str, title: str, grid: bool = True) -> None:
@@ -139,12 +158,12 @@ def _label_rate_axis(ax, ylabel: str, title: str, grid: bool = True) -> None:
 def plot_cost_vs_rate(results: pd.DataFrame):
     """Cost ($/h) against request rate, one step curve per policy, one panel per workload x GPU set."""
     fig, panels = _panels(results, 4.8)
-    for ax, (workload, gpu_set, sf), df in panels:
+    for ax, key, df in panels:
         for policy, d in df.groupby("policy", sort=True):
             d = d.sort_values("rate")
             ax.step(d["rate"], d["cost_per_hour"], where="post", marker="o", ms=3, label=policy,
                     lw=2.5 if not policy.startswith("single:") else 1.5)
-        _label_rate_axis(ax, "Cost ($/hour)", f"{workload} on {gpu_set} (slice factor {sf})")
+        _label_rate_axis(ax, "Cost ($/hour)", _problem_title(key))
     fig.tight_layout()
     return fig
 
@@ -152,13 +171,13 @@ def plot_cost_vs_rate(results: pd.DataFrame):
 def plot_savings_vs_rate(results: pd.DataFrame):
     """Savings % of the reference mix against each other policy, per rate."""
     fig, panels = _panels(results, 4.2)
-    for ax, (workload, gpu_set, sf), df in panels:
+    for ax, key, df in panels:
         ref = df["reference"].iloc[0]
         for policy, d in df[df["policy"] != ref].groupby("policy", sort=True):
             d = d.sort_values("rate")
             ax.plot(d["rate"], d["savings_pct"], marker="o", ms=3, label=f"{ref} vs {policy}")
         ax.axhline(0, color="grey", lw=0.8)
-        _label_rate_axis(ax, "Savings of the mix (%)", f"{workload} on {gpu_set}")
+        _label_rate_axis(ax, "Savings of the mix (%)", _problem_title(key))
     fig.tight_layout()
     return fig
 
@@ -166,7 +185,7 @@ def plot_savings_vs_rate(results: pd.DataFrame):
 def plot_mix(results: pd.DataFrame):
     """Stacked bars: the reference mix's GPU count per type at each rate."""
     fig, panels = _panels(results, 4.2)
-    for ax, (workload, gpu_set, sf), df in panels:
+    for ax, key, df in panels:
         mix = df[df["policy"] == df["reference"]].sort_values("rate")
         counts = mix[[c for c in mix.columns if c.startswith("n_")]].loc[:, lambda d: d.sum() > 0]
         bottom = np.zeros(len(mix))
@@ -174,7 +193,7 @@ def plot_mix(results: pd.DataFrame):
         for col in counts:
             ax.bar(labels, counts[col], bottom=bottom, label=col[2:])
             bottom += counts[col].to_numpy()
-        _label_rate_axis(ax, "GPUs in the mix", f"{mix['reference'].iloc[0] if len(mix) else ''} mix: {workload} on {gpu_set}",
+        _label_rate_axis(ax, "GPUs in the mix", f"{mix['reference'].iloc[0] if len(mix) else ''} mix: {_problem_title(key)}",
                          grid=False)
     fig.tight_layout()
     return fig
@@ -183,15 +202,14 @@ def plot_mix(results: pd.DataFrame):
 def mix_changes(results: pd.DataFrame) -> pd.DataFrame:
     """The rates at which the reference mix changes, with the mix before and after."""
     rows = []
-    for (workload, gpu_set, sf), df in _groups(results):
+    for key, df in _groups(results):
         mix = df[df["policy"] == df["reference"]].sort_values("rate")
         cols = [c for c in mix.columns if c.startswith("n_")]
         previous = None
         for rate, (_, row) in zip(mix["rate"], mix.iterrows()):
             now = ", ".join(f"{int(row[c])}x{c[2:]}" for c in cols if row[c] > 0) or "none"
             if now != previous:
-                rows.append({"workload": workload, "gpu_set": gpu_set, "slice_factor": sf, "rate": rate,
-                             "mix": now, "cost_per_hour": row["cost_per_hour"]})
+                rows.append({**key, "rate": rate, "mix": now, "cost_per_hour": row["cost_per_hour"]})
             previous = now
     return pd.DataFrame(rows)
 
@@ -199,7 +217,8 @@ def mix_changes(results: pd.DataFrame) -> pd.DataFrame:
 def savings_summary(results: pd.DataFrame) -> pd.DataFrame:
     """Per workload x GPU set x policy: the reference mix's savings (min, mean, max %) over the rates."""
     others = results[results["policy"] != results["reference"]]
-    table = (others.groupby(["workload", "gpu_set", "slice_factor", "reference", "policy"])["savings_pct"]
+    axes = [a for a in PROBLEM_AXES if a in results.columns]
+    table = (others.groupby([*axes, "reference", "policy"])["savings_pct"]
              .agg(["min", "mean", "max", "count"]).round(2))
     return table.rename(columns={"min": "min_savings_pct", "mean": "mean_savings_pct",
                                  "max": "max_savings_pct", "count": "rates"})
@@ -225,7 +244,8 @@ def _workload_item(sweep_dir: Path, name: str, value) -> str:
     built = sweep_dir / "workloads" / name / "workload.csv"
     path = built if isinstance(value, dict) else Path(value)
     source = workload_source(path) if path.is_file() else "not built"
-    link = f' (<a href="workloads/{escape(name)}/01_workload-shared.html">workload report</a>)' if isinstance(value, dict) else ""
+    built_by_notebook = isinstance(value, dict) and "blend" not in value
+    link = f' (<a href="workloads/{escape(name)}/01_workload-shared.html">workload report</a>)' if built_by_notebook else ""
     return f"<li><b>{escape(name)}</b>: {escape(source)}{link}</li>"
 
 
@@ -242,14 +262,18 @@ def write_index(sweep_dir: str | Path, results: pd.DataFrame, manifest: dict) ->
     changes = mix_changes(results) if not results.empty else pd.DataFrame()
     img = figure_data_uri(plot_cost_vs_rate(results)) if not results.empty else None
     link_rows = []
+    rendered = sum(1 for p in points.values() if p.get("status") == "done" and p.get("rendered", True))
     for pid, entry in sorted(points.items(), key=lambda kv: (kv[1]["workload"], kv[1]["gpus"], kv[1]["rate"])):
+        if entry.get("status") == "done" and not entry.get("rendered", True):
+            continue      # solved, in results.csv, no report rendered for it
         if entry.get("status") == "done":
             link = (f'<a href="{escape(pid)}/02_allocation-shared.html">report</a> · '
                     f'<a href="{escape(pid)}/02_allocation.html">with code</a> · '
                     f'<a href="{escape(pid)}/02_allocation.ipynb">notebook</a>')
         else:
             link = f'<a href="failed/{escape(pid)}/traceback.txt">traceback</a>' if entry.get("status") == "failed" else ""
-        link_rows.append(f"<tr><td>{escape(entry['workload'])}</td><td>{escape(entry['gpus'])}</td>"
+        gpu_set = entry["gpus"] + (f" @ SLO {entry['slo']}" if entry.get("slo") else "")
+        link_rows.append(f"<tr><td>{escape(entry['workload'])}</td><td>{escape(gpu_set)}</td>"
                          f"<td>{entry['slice_factor']}</td><td>{entry['rate']:g}</td><td>{escape(entry.get('status', ''))}</td>"
                          f"<td>{link}</td><td>{escape(entry.get('error') or '')}</td></tr>")
     workloads = "".join(_workload_item(sweep_dir, k, v) for k, v in spec.get("workloads", {}).items())
@@ -271,6 +295,7 @@ td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}</style></h
 {changes.to_html(index=False) if not changes.empty else ""}
 <h2>Workloads</h2><ul>{workloads}</ul>
 <h2>Points</h2>
+<p>Reports for {rendered} points (the spec's <code>render</code> choice); every solved point is a row of results.csv.</p>
 <table><tr><th>workload</th><th>GPU set</th><th>slice factor</th><th>rate</th><th>status</th><th>links</th><th>error</th></tr>
 {''.join(link_rows)}</table>
 </body></html>
