@@ -267,7 +267,8 @@ def _constraint_sets(value, where: str) -> dict[str, dict]:
     if not isinstance(value, dict):
         raise InputError(f"{where}: constraints", "must be a mapping (max_instances, min_instances, utilization_cap, min_total)")
     known = ("max_instances", "min_instances", "utilization_cap", "min_total")
-    labelled = bool(value) and all(isinstance(v, dict) for v in value.values()) and not set(value) & set(known)
+    labelled = bool(value) and not set(value) & set(known) and \
+        all(isinstance(v, dict) and set(v) <= set(known) for v in value.values())
     sets = value if labelled else {NO_CONSTRAINTS: value}
     for label, doc in sets.items():
         if labelled and not re.fullmatch(r"[A-Za-z0-9_-]+", str(label)):
@@ -299,13 +300,12 @@ def _profile_file(spec, p: Point) -> str:
 
 
 def _slo_label(spec, p: Point, gpus) -> str:
-    """The SLO a point's profiles were made for: the spec's key (a number is TPOT ms) or the file's `slo`."""
+    """The SLO a point's profiles were made for: the spec's key (a number is mean TPOT ms), else the file's `slo`."""
+    from .profiles import format_slo
+
     if p.slo is not None:
-        return f"TPOT {p.slo} ms" if re.fullmatch(r"[\d.]+", p.slo) else p.slo
-    slo = next(iter(gpus.values())).meta.get("slo")
-    if isinstance(slo, Mapping) and "tpot_ms" in slo:
-        return f"TPOT {slo['tpot_ms']:g} ms"
-    return "not stated" if slo in (None, "", {}) else str(slo)
+        return format_slo(f"tpot_ms={p.slo}") if re.fullmatch(r"[\d.]+", p.slo) else p.slo
+    return format_slo(next(iter(gpus.values())).meta.get("slo", "unknown"))
 
 
 # ---------------------------------------------------------------- checking every input up front
@@ -330,6 +330,12 @@ def check_inputs(spec: Mapping[str, Any]) -> dict[str, Any]:
                     Constraints.from_mapping(doc).check(list(gpus))
             except InputError as exc:
                 raise _within(where, exc) from None
+            if slo is not None:       # a profile that states its SLO must be the one the spec files it under
+                point = Point(name, name, slo, None, 1, 1.0)
+                said, want = _slo_label(spec, Point(name, name, None, None, 1, 1.0), gpus), _slo_label(spec, point, gpus)
+                if said != "unknown" and said != want:
+                    raise InputError(f"{where}", f"{Path(file).name} was profiled for {said}, not {want}; "
+                                     "file it under its own SLO")
             profiles[file] = gpus
     workloads = {}
     for name, value in spec["workloads"].items():
@@ -433,7 +439,8 @@ class _Run:
     def go(self) -> dict:
         spec, out, log = self.spec, self.out, self.log
         _clean_partial(out)
-        files, broken = _prepare_workloads(spec, out, self.checked["workloads"], log)
+        files, broken = _prepare_workloads(spec, out, self.checked["workloads"], log,
+                                           self.state.setdefault("workloads", {}), self.retry_failed)
         points = grid(spec)
         hashes = {f: _sha(f) for f in {*files.values(), *(_profile_file(spec, p) for p in points)}}
         old = _read_table(out / "results")
@@ -490,7 +497,8 @@ class _Run:
         start = time.perf_counter()
         if self.workers > 1 and len(todo) >= POOL_MIN_POINTS:
             self.pool = _pool(min(self.workers, len(tasks)))
-            futures = {self.pool.submit(_solve_all, t): t for t in tasks}
+            with _workers_spawning():
+                futures = {self.pool.submit(_solve_all, t): t for t in tasks}
             for fut in cf.as_completed(futures):
                 try:
                     self._record_solved(fut.result())
@@ -556,8 +564,9 @@ class _Run:
         self.log(f"rendering {len(todo)} point reports ({self._render_label()}) with {min(self.workers, len(todo))} workers")
         by_id = {p.id: p for p in grid(self.spec)}
         self.pool = _pool(min(self.workers, len(todo)))
-        futures = {self.pool.submit(_render_point, str(self.out), pid,
-                                    _notebook_params(self.spec, by_id[pid], files), self.html): pid for pid in todo}
+        with _workers_spawning():
+            futures = {self.pool.submit(_render_point, str(self.out), pid,
+                                        _notebook_params(self.spec, by_id[pid], files), self.html): pid for pid in todo}
         for fut in cf.as_completed(futures):
             pid = futures[fut]
             try:
@@ -618,13 +627,42 @@ def _pool(n: int) -> cf.ProcessPoolExecutor:
                                   initializer=_worker_signals)
 
 
+@contextmanager
+def _workers_spawning():
+    """Submit (and so spawn) workers with SIGINT ignored: they inherit that, so a Ctrl-C while they
+    import cannot print a traceback from each; the parent alone handles it."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:      # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _worker_signals() -> None:
-    """Workers leave Ctrl-C to the parent (no tracebacks from each) and exit cleanly on SIGTERM."""
+    """Workers leave Ctrl-C to the parent (no tracebacks from each); on SIGTERM (the parent stopping
+    them) they end their notebook kernel and exit at once. The parent removes their temporary folders."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def _exit(signum, frame):
-        raise SystemExit(143)
+        _kill_children()
+        os._exit(143)
     signal.signal(signal.SIGTERM, _exit)
+
+
+def _kill_children() -> None:
+    """SIGKILL this process's children (a running notebook kernel), found in /proc on Linux; elsewhere
+    the kernel's own parent poller ends it within a second or so of this worker's exit."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[1] == me:
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+        except (OSError, IndexError, ValueError):
+            continue
 
 
 def _solve_task(spec, p: Point, files, slo: str) -> dict:
@@ -731,9 +769,13 @@ def _notebook_params(spec, p: Point, files) -> dict:
             "gpu_names": list(spec["gpu_names"]), "constraints": dict(spec["constraints"][p.constraints or NO_CONSTRAINTS])}
 
 
-def _prepare_workloads(spec, out: Path, loaded, log) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+def _prepare_workloads(spec, out: Path, loaded, log, failures: dict, retry_failed: bool
+                       ) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
     """Workload CSV per name: files as given; parameter mappings built once by the workload notebook;
-    blends written from their parts. Returns (files, {name: (error, traceback)} for those that failed)."""
+    blends written from their parts. Returns (files, {name: (error, traceback)} for those that failed).
+
+    `failures` (the manifest's record of failed builds) is updated; a build that failed with the same
+    parameters is not retried unless `retry_failed`."""
     from .workload import check_same_buckets, read_workload, write_workload
 
     files, broken = {}, {}
@@ -744,6 +786,10 @@ def _prepare_workloads(spec, out: Path, loaded, log) -> tuple[dict[str, str], di
             target = out / "workloads" / name
             wanted = json.loads(json.dumps(value, default=str))
             built = target / "params.json"
+            known = failures.get(name, {})
+            if not retry_failed and known.get("params") == wanted:
+                broken[name] = (known["error"], f"the workload build failed in an earlier run: {known['error']}\n")
+                continue
             try:
                 if not (target / "workload.csv").is_file() or not built.is_file() or json.loads(built.read_text()) != wanted:
                     log(f"building workload {name} with the workload notebook")
@@ -757,9 +803,11 @@ def _prepare_workloads(spec, out: Path, loaded, log) -> tuple[dict[str, str], di
                     finally:
                         shutil.rmtree(tmp, ignore_errors=True)
                 files[name] = str(target / "workload.csv")
+                failures.pop(name, None)
             except Exception as exc:
                 broken[name] = (f"workload {name}: " + " ".join(f"{type(exc).__name__}: {exc}".split())[:400],
                                 traceback.format_exc())
+                failures[name] = {"params": wanted, "error": broken[name][0]}
                 log(f"  workload {name} failed: {broken[name][0]}")
     for name, value in spec["workloads"].items():     # blends, once their parts exist
         if not (isinstance(value, dict) and "blend" in value):
