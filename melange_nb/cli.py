@@ -24,8 +24,15 @@ def _key_values(text: str, field: str) -> dict[str, int]:
     return out
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), like every other bad input."""
+
+    def error(self, message):
+        self.exit(2, f"melange-nb: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="melange-nb", description="Cheapest mix of GPU types for an LLM workload.")
+    parser = _Parser(prog="melange-nb", description="Cheapest mix of GPU types for an LLM workload.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("solve", help="solve one allocation and print JSON")
@@ -44,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--format", default="json", choices=["json", "melange"],
                    help="json: solver, status, allocation, baselines, savings; melange: melange-release's result")
     s.add_argument("-o", "--output", help="also write the JSON to this file")
+    s.add_argument("--export", metavar="DIR", help="also write deployment files for this plan into DIR "
+                                                   "(skyserve-<gpu>.yaml per GPU type, deploy.json)")
 
     w = sub.add_parser("workload", help="build a request-size histogram from a chat dataset or a length trace")
     src = w.add_mutually_exclusive_group(required=True)
@@ -89,15 +98,104 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("-j", "--workers", type=int, help="parallel points (default: cores)")
     sw.add_argument("--retry-failed", action="store_true", help="re-run points that failed before")
 
+    _plan_parser(sub)
+
+    pr = sub.add_parser("profile", help="GPU profiles: predict (aiconfigurator), compare two profile files")
+    psub = pr.add_subparsers(dest="profile_command", required=True)
+    pp = psub.add_parser("predict", help="predict a profile per GPU system with aiconfigurator-core (offline)")
+    pp.add_argument("--model", required=True, help="bundled HF id (e.g. meta-llama/Meta-Llama-3.1-8B) or a folder with config.json")
+    pp.add_argument("--gpu", action="append", required=True, metavar="SYSTEM[=NAME]",
+                    help="aiconfigurator system, e.g. h100_sxm=H100 (repeatable)")
+    pp.add_argument("--backend", default="vllm", help="vllm | sglang | trtllm (default vllm)")
+    pp.add_argument("--slo", action="append", required=True, metavar="[STAT_]METRIC_ms=N",
+                    help="e.g. tpot_ms=40, p99_ttft_ms=2000 (repeatable: all must hold)")
+    pp.add_argument("--edges", help="input bucket edges (default 0,25,100,250,500,1000,2000,4000,8000,16000)")
+    pp.add_argument("--output-edges", help="output bucket edges (default 0,25,100,250,500,1000,2000)")
+    pp.add_argument("--open-last-input", action="store_true", help="one more open-ended input bucket past the last edge")
+    pp.add_argument("--open-last-output", action="store_true", help="one more open-ended output bucket")
+    pp.add_argument("--prices", action="append", help="price file(s) (default params/prices/runpod-serverless.yaml)")
+    pp.add_argument("--tp", type=int, default=1, help="GPUs per replica (tensor parallel), default 1")
+    pp.add_argument("--sol", default="label", choices=["label", "calibrate"],
+                    help="GPUs without measured data: label the speed-of-light estimate, or scale it by a sibling GPU")
+    pp.add_argument("--no-cache", action="store_true", help="ignore outputs/cache/profiles/")
+    pp.add_argument("-o", "--output", required=True, help="profile YAML to write (e.g. params/gpus/NAME.yaml)")
+    pc = psub.add_parser("compare", help="per-bucket ratio A/B for the GPUs two profile files share (e.g. predicted/measured)")
+    pc.add_argument("a", help="profile YAML, e.g. a prediction")
+    pc.add_argument("b", help="profile YAML, e.g. a measurement")
+    pc.add_argument("--gpu", action="append", metavar="NAME_A[=NAME_B]",
+                    help="pair GPUs whose names differ, e.g. A100-80GB=A100 (default: same names)")
+
     r = sub.add_parser("run", help="execute the allocation notebook for a params file into outputs/<run>/")
     r.add_argument("-p", "--params", default="params/default.yaml")
     r.add_argument("-o", "--output-dir", help="run directory (default outputs/<run_name>-<timestamp>)")
     return parser
 
 
+def _plan_parser(sub) -> None:
+    pl = sub.add_parser("plan", help="a GPU mix per time window of a timestamped trace, against static peak provisioning")
+    pl.add_argument("--trace", required=True, help="CSV or Parquet, one row per request with a timestamp")
+    pl.add_argument("--timestamp-column", default="TIMESTAMP")
+    pl.add_argument("--input-column", default="ContextTokens")
+    pl.add_argument("--output-column", default="GeneratedTokens")
+    pl.add_argument("--window", default="5min", help="window length: a number and a unit, e.g. 5min, 300s, 1h")
+    pl.add_argument("--gpus", required=True, help="GPU profile YAML (params/gpus/*.yaml); its edges bucket the trace")
+    pl.add_argument("--gpu", action="append", default=[], help="use only this GPU type (repeatable)")
+    pl.add_argument("--solver", default="exact", choices=["exact", "melange"])
+    pl.add_argument("--slice-factor", type=int, default=1, help="Mélange ILP slices per bucket")
+    pl.add_argument("--time-limit", type=float, help="solver time limit per window, seconds")
+    pl.add_argument("--max-instances", default="", help="quota per GPU type, e.g. A100=2,A10G=8")
+    pl.add_argument("--min-instances", default="", help="minimum per GPU type, e.g. A10G=1 (also in empty windows)")
+    pl.add_argument("--utilization-cap", type=float, default=1.0, help="plan at most this fraction of max throughput")
+    pl.add_argument("--min-total", type=int, default=0, help="at least this many GPUs in all")
+    pl.add_argument("--overflow", default="drop", choices=["drop", "clip", "open"],
+                    help="requests beyond the profile's last edge: drop (counted), clip to the last bucket, open")
+    pl.add_argument("--smooth", help="hold:N (change the mix at most every N windows) or calm:N "
+                                     "(scale a type down only after N calm windows)")
+    pl.add_argument("--report", action="store_true", help="also run notebooks/04_time_varying.ipynb on the plan "
+                                                            "(executed notebook and HTML pages in the output folder)")
+    pl.add_argument("-o", "--output-dir", required=True, help="folder for plan.csv, plan.json, skyserve-<gpu>.yaml, deploy.json")
+
+
+def _constraints(args):
+    from .solver import Constraints
+
+    return Constraints(max_instances=_key_values(args.max_instances, "--max-instances"),
+                       min_instances=_key_values(args.min_instances, "--min-instances"),
+                       utilization_cap=args.utilization_cap, min_total=args.min_total)
+
+
+def _plan(args) -> int:
+    from .files import check_output_dir
+    from .plan import overflow_note, plan_trace, write_plan
+    from .profiles import load_gpus, select_gpus
+
+    check_output_dir(args.output_dir, "-o/--output-dir")
+    gpus = select_gpus(load_gpus(args.gpus), args.gpu)
+    plan = plan_trace(args.trace, gpus, window=args.window, timestamp_column=args.timestamp_column,
+                      input_column=args.input_column, output_column=args.output_column, overflow=args.overflow,
+                      solver=args.solver, slice_factor=args.slice_factor, time_limit=args.time_limit,
+                      constraints=_constraints(args), smoothing=args.smooth)
+    note = plan.info["trace"].get("note")
+    if note:
+        print(f"note: {note}")
+    over = plan.info["overflow"]
+    if over["beyond_last_edge"]:
+        print(f"note: {overflow_note(over)}")
+    paths = write_plan(plan, args.output_dir)
+    if args.report:
+        from .run import PLAN_NOTEBOOK, execute_notebook
+        executed = execute_notebook(PLAN_NOTEBOOK, Path(args.output_dir), {"plan_dir": str(Path(args.output_dir).resolve())})
+        paths += [executed, executed.with_suffix(".html"), executed.with_name(f"{executed.stem}-shared.html")]
+    print(plan.totals["headline"])
+    for bad in plan.totals["windows_without_plan"]:
+        print(f"window {bad['start']}: {bad['status']}: {bad['reason']}")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0 if plan.ok else 1
+
+
 def _solve(args) -> int:
     from .profiles import load_gpus, read_melange_config, select_gpus
-    from .solver import Constraints, compare
+    from .solver import compare
     from .workload import read_workload
 
     if args.config:
@@ -110,12 +208,16 @@ def _solve(args) -> int:
         if args.rate is None:
             raise InputError("--rate", "is required with --workload/--gpus (requests/s)")
         workload, gpus, rate, slice_factor = read_workload(args.workload), load_gpus(args.gpus), None, 1
+    if args.output:
+        from .files import check_output_file
+        check_output_file(args.output, "-o/--output")
+    if args.export:
+        from .files import check_output_dir
+        check_output_dir(args.export, "--export")
     rate = args.rate if args.rate is not None else rate
     slice_factor = args.slice_factor if args.slice_factor is not None else slice_factor
     gpus = select_gpus(gpus, args.gpu)
-    constraints = Constraints(max_instances=_key_values(args.max_instances, "--max-instances"),
-                              min_instances=_key_values(args.min_instances, "--min-instances"),
-                              utilization_cap=args.utilization_cap, min_total=args.min_total)
+    constraints = _constraints(args)
     comparison = compare(workload, gpus, rate, solvers=(args.solver,), slice_factor=slice_factor,
                          time_limit=args.time_limit, constraints=constraints)
     out = comparison.mix.melange_json() if args.format == "melange" else comparison.to_dict()
@@ -123,6 +225,10 @@ def _solve(args) -> int:
     if args.output:
         from .files import write_json
         write_json(args.output, out)
+    if args.export and comparison.mix.has_allocation:
+        from .export import result_deployment, write_exports
+        write_exports(result_deployment(comparison.mix, gpus, utilization_cap=constraints.utilization_cap,
+                                        source={"rate": rate, "workload": Path(args.workload or args.config).name}), args.export)
     print(text)
     return 0 if comparison.mix.has_allocation else 1
 
@@ -137,18 +243,21 @@ def _edges(text: str | None, field: str):
 
 
 def _workload(args) -> int:
-    from .workload import blend_files, build_workload, save_histogram
+    from .workload import blend_files, build_workload, check_histogram_path, save_histogram
 
+    check_histogram_path(args.output, "-o/--output")
     if args.blend:
         parts = {}
         for item in args.blend:
             path, sep, weight = item.rpartition("=")
+            if not sep or not path:
+                raise InputError("--blend", f"expects CSV=WEIGHT, got {item!r}")
+            if path in parts:
+                raise InputError("--blend", f"names {path} twice; give each workload CSV once with its total weight")
             try:
                 parts[path] = float(weight)
             except ValueError:
-                raise InputError("--blend", f"expects CSV=WEIGHT, got {item!r}") from None
-            if not sep or not path:
-                raise InputError("--blend", f"expects CSV=WEIGHT, got {item!r}")
+                raise InputError("--blend", f"expects CSV=WEIGHT with a number as weight, got {item!r}") from None
         workload, report = blend_files(parts)
         path = save_histogram(workload, report, args.output)
         print(f"wrote {path} ({report['source']})")
@@ -217,6 +326,9 @@ def _run(args) -> int:
     from .solver import Constraints
 
     params = load_params(args.params)
+    if args.output_dir:
+        from .files import check_output_dir
+        check_output_dir(args.output_dir, "-o/--output-dir")
     gpus = select_gpus(load_gpus(params["gpus"]), params["gpu_names"])  # fail fast, before any kernel starts
     Constraints.from_mapping(params["constraints"]).check(list(gpus))
     if not isinstance(params["workload"], dict):
@@ -226,10 +338,47 @@ def _run(args) -> int:
     return 0
 
 
+def _profile(args) -> int:
+    from .profiles import PROFILE_INPUT_EDGES, PROFILE_OUTPUT_EDGES, format_slo, save_profiles
+
+    if args.profile_command == "compare":
+        from .profiles import load_gpus
+        from .profiles.calibrate import compare_profiles, format_comparison
+
+        pairs = dict(_pair(g) for g in args.gpu or [])
+        print(format_comparison(compare_profiles(load_gpus(args.a), load_gpus(args.b), pairs=pairs or None),
+                                labels=(Path(args.a).stem, Path(args.b).stem)))
+        return 0
+    from .files import check_output_file
+    from .profiles.predict import predict_profiles
+
+    check_output_file(args.output, "-o/--output")
+    gpus = predict_profiles(args.model, args.gpu, slo=args.slo, backend=args.backend,
+                            edges=_edges(args.edges, "--edges") or PROFILE_INPUT_EDGES,
+                            output_edges=_edges(args.output_edges, "--output-edges") or PROFILE_OUTPUT_EDGES,
+                            open_last_input=args.open_last_input, open_last_output=args.open_last_output,
+                            prices=args.prices, tp=args.tp, sol=args.sol, cache=not args.no_cache)
+    first = next(iter(gpus.values())).meta
+    header = (f"Predicted by `melange-nb profile predict` (aiconfigurator-core): {first['model']}, "
+              f"{args.backend}, SLO {format_slo(first['slo'])}, tp={args.tp}.\n"
+              "Rows = input-token buckets, columns = output-token buckets; requests/s of one replica.")
+    path = save_profiles(args.output, gpus, header=header)
+    notes = sum(len(g.meta["cell_notes"]) for g in gpus.values())
+    listed = ", ".join(f"{n} ({g.meta['system']}, ${g.cost:g}/h)" for n, g in gpus.items())
+    print(f"wrote {path}: {listed}" + (f"; {notes} bucket(s) are 0 with a note" if notes else ""))
+    return 0
+
+
+def _pair(text: str) -> tuple[str, str]:
+    a, _, b = text.partition("=")
+    return a.strip(), (b.strip() or a.strip())
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"solve": _solve, "workload": _workload, "sweep": _sweep, "run": _run}[args.command](args)
+        return {"solve": _solve, "workload": _workload, "sweep": _sweep, "run": _run,
+                "profile": _profile, "plan": _plan}[args.command](args)
     except KeyboardInterrupt:
         print("melange-nb: interrupted", file=sys.stderr)
         return 130
