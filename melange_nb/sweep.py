@@ -9,6 +9,7 @@ A sweep spec (``params/sweeps/*.yaml``)::
       synthetic-chat: {dataset: synthetic}      #   or a blend of other workloads of this spec
       arena-seed: params/workloads/arena-seed.csv
       mixed: {blend: {arena-seed: 0.8, synthetic-chat: 0.2}}
+      short: {pad: params/workloads/arena-seed.csv}   # a CSV with zero-share buckets added up to the profiles' edges
     gpus:                                       # name -> profile YAML (its own SLO), or SLO -> profile YAML
       llama2-7b: params/gpus/llama2-7b-seed.yaml
       # per-slo: {40: params/gpus/x-tpot40.yaml, 120: params/gpus/x-tpot120.yaml}  (numbers = TPOT ms)
@@ -18,6 +19,10 @@ A sweep spec (``params/sweeps/*.yaml``)::
     constraints: {}                             # one set, or label -> set: {quota: {max_instances: {A100: 2}}}
     gpu_names: []                               # a subset of GPU types (empty: all)
     render: changes                             # changes | all | none | a list of rates
+    published:                                  # optional: published savings ranges to set beside the results
+      source: Griggs et al., arXiv 2404.14527
+      savings_pct: {short: [9, 77]}             # workload -> [lowest, highest] % against single-GPU policies
+      notes: why the numbers may differ (markdown)
 
 How it runs: every input (spec, files, constraints, GPU names, bucket labels) is checked before
 anything is written, so a bad spec fails in one line with exit 2. The output folder is locked
@@ -167,6 +172,7 @@ def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
     if not isinstance(spec["gpu_names"], list) or not all(isinstance(g, str) for g in spec["gpu_names"]):
         raise InputError(f"{where}: gpu_names", "must be a list of GPU type names, e.g. [A10G, A100]")
     spec["render"] = render_choice(spec["render"], spec["rates"], f"{where}: render")
+    spec["published"] = _published(spec["published"], spec["workloads"], f"{where}: published")
     try:
         from .solver import _check_time_limit
         _check_time_limit(spec["time_limit"])
@@ -246,16 +252,55 @@ def _workload_entry(value, all_workloads: Mapping, field: str):
         if set(value) != {"blend"} or not isinstance(parts, dict) or not parts:
             raise InputError(f"{field}.blend", "must be a mapping workload name -> weight, e.g. {chat: 0.8, docs: 0.2}")
         for part, weight in parts.items():
-            if part not in all_workloads or isinstance(all_workloads[part], dict) and "blend" in all_workloads[part]:
+            if part not in all_workloads or isinstance(all_workloads[part], dict) and "blend" in all_workloads[part] \
+                    or part == field.rsplit(".", 1)[-1]:
                 raise InputError(f"{field}.blend.{part}", f"must name another (non-blend) workload of this spec: {sorted(all_workloads)}")
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight < 0:
                 raise InputError(f"{field}.blend.{part}", f"must be a weight >= 0, got {weight!r}")
         if sum(parts.values()) <= 0:
             raise InputError(f"{field}.blend", "weights must have a positive sum")
         return {"blend": dict(parts)}
+    if isinstance(value, dict) and "pad" in value:
+        if set(value) != {"pad"} or not isinstance(value["pad"], str):
+            raise InputError(f"{field}.pad", "must be a workload CSV path, e.g. {pad: params/workloads/arena-seed.csv}")
+        return {"pad": str(resolve_path(value["pad"]))}
     if value is None or not isinstance(value, (str, dict)):
         raise InputError(field, f"must be a workload CSV path or workload parameters, got {value!r}")
     return workload_input(value, field)
+
+
+def _published(value, workloads, field: str) -> dict | None:
+    """{source, savings_pct: {workload: [lowest, highest]}, notes}: published ranges to compare with."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("source"), str) or not isinstance(value.get("savings_pct"), dict):
+        raise InputError(field, "must be {source: citation, savings_pct: {workload: [lowest, highest]}, notes: text}")
+    for name, pair in value["savings_pct"].items():
+        if name not in workloads:
+            raise InputError(f"{field}.savings_pct.{name}", f"is not a workload of this spec: {sorted(workloads)}")
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in pair)):
+            raise InputError(f"{field}.savings_pct.{name}", f"must be [lowest, highest] in %, got {pair!r}")
+    bad = sorted(set(value) - {"source", "savings_pct", "notes"})
+    if bad:
+        raise InputError(f"{field}.{bad[0]}", "is not a key; use source, savings_pct, notes")
+    return {"source": value["source"], "savings_pct": dict(value["savings_pct"]), "notes": str(value.get("notes") or "")}
+
+
+def savings_vs_published(results: pd.DataFrame, published: Mapping | None) -> pd.DataFrame:
+    """Per workload x SLO x GPU set x single-GPU policy: the lowest-highest % the reference mix saves over
+    the rates where both have a plan, beside the published range for that workload."""
+    singles = results[results["policy"].str.startswith("single:")]
+    if singles.empty:
+        return pd.DataFrame()
+    table = (singles.groupby(["workload", "slo", "gpu_set", "policy"], sort=True)["savings_pct"]
+             .agg(["min", "max", "count"]).reset_index())
+    table["measured %"] = [f"{lo:.1f} to {hi:.1f}" if n else "no plan: this GPU alone cannot serve the workload"
+                           for lo, hi, n in zip(table["min"], table["max"], table["count"])]
+    ranges = (published or {}).get("savings_pct", {})
+    table["published %"] = [f"{ranges[w][0]:g} to {ranges[w][1]:g}" if w in ranges else "—" for w in table["workload"]]
+    table["against"] = table["policy"].str.replace("single:", "", regex=False) + " only"
+    return table[["workload", "slo", "gpu_set", "against", "measured %", "count", "published %"]].rename(
+        columns={"slo": "SLO", "gpu_set": "GPU set", "count": "rates with both plans"})
 
 
 def _constraint_sets(value, where: str) -> dict[str, dict]:
@@ -318,7 +363,7 @@ def check_inputs(spec: Mapping[str, Any]) -> dict[str, Any]:
     """
     from .profiles import load_gpus, select_gpus
     from .solver import Constraints
-    from .workload import check_same_buckets, read_workload
+    from .workload import check_same_buckets, pad_workload, read_workload
 
     profiles = {}
     for name, value in spec["gpus"].items():
@@ -343,6 +388,10 @@ def check_inputs(spec: Mapping[str, Any]) -> dict[str, Any]:
             workloads[name] = read_workload(value)
         elif "blend" in value:
             workloads[name] = None
+        elif "pad" in value:
+            like = next(iter(next(iter(profiles.values())).values())).tputs
+            workloads[name] = pad_workload(read_workload(value["pad"]), like.index, like.columns,
+                                           field=f"workloads.{name}.pad")
         else:
             workloads[name] = None
             for key in ("trace",) + (("dataset",) if value.get("dataset") and Path(str(value["dataset"])).is_absolute() else ()):
@@ -776,12 +825,20 @@ def _prepare_workloads(spec, out: Path, loaded, log, failures: dict, retry_faile
 
     `failures` (the manifest's record of failed builds) is updated; a build that failed with the same
     parameters is not retried unless `retry_failed`."""
-    from .workload import check_same_buckets, read_workload, write_workload
+    from .workload import check_same_buckets, read_workload, workload_source, write_workload
 
     files, broken = {}, {}
     for name, value in spec["workloads"].items():
         if isinstance(value, str):
             files[name] = value
+        elif "pad" in value:
+            target = out / "workloads" / name / "workload.csv"
+            write_workload(loaded[name], target)
+            labels = f"{loaded[name].index[-1]} input x {loaded[name].columns[-1]} output tokens"
+            write_json(target.with_suffix(".json"), {"source": f"{workload_source(value['pad'])}; padded with "
+                       f"empty buckets up to {labels} to meet the GPU profiles (it holds no longer requests)",
+                       "file": value["pad"]})
+            files[name] = str(target)
         elif "blend" not in value:
             target = out / "workloads" / name
             wanted = json.loads(json.dumps(value, default=str))

@@ -75,7 +75,7 @@ def test_slo_axis_blend_and_constraint_sets(tmp_path):
     expected = pd.read_csv(ARENA, index_col=0, comment="#") * 0.8 + pd.read_csv(tmp_path / "long.csv", index_col=0) * 0.2
     assert (mixed - expected).abs().to_numpy().max() < 1e-12
     index = (tmp_path / "out" / "index.html").read_text()
-    assert "Reports for 0 points" in index
+    assert "Pages for 0 points" in index
 
 
 def test_points_to_render_picks_first_last_and_changes():
@@ -223,3 +223,36 @@ def test_ctrl_c_stops_workers_records_and_cleans_up(tmp_path):
     again = subprocess.run(_quick(out, ",".join(str(r) for r in range(1, 13)), "--render", "none"),
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "12 already done or failed, solving 0" in again.stdout
+
+
+def test_paper_spec_loads_and_its_long_workload_must_exist(tmp_path, capsys, monkeypatch):
+    """params/sweeps/paper.yaml is valid; where ../shared/data is absent it stops in one line, writing nothing."""
+    from melange_nb.config import PROJECT_ROOT
+    from melange_nb.sweep import check_inputs
+
+    spec = load_spec(PROJECT_ROOT / "params" / "sweeps" / "paper.yaml")
+    assert set(spec["workloads"]) == {"short", "long", "mixed"} and spec["published"]["savings_pct"]["short"] == [9, 77]
+    assert list(spec["gpus"]["llama31-8b-predicted"]) == ["40", "120"]
+    doc = (PROJECT_ROOT / "params" / "sweeps" / "paper.yaml").read_text()
+    (tmp_path / "paper.yaml").write_text(doc.replace("../shared/data/", str(tmp_path / "absent") + "/"))
+    out = tmp_path / "out"
+    assert main(["sweep", "-p", str(tmp_path / "paper.yaml"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "workloads.long.trace" in err and "not found" in err and err.count("\n") == 1 and not out.exists()
+    if (PROJECT_ROOT.parent / "shared" / "data" / "vidur_arxiv_summarization_llama2.csv").is_file():
+        checked = check_inputs(spec)       # the short workload is padded to the predicted profiles' buckets
+        short = checked["workloads"]["short"]
+        assert list(short.index)[-3:] == ["2000-4000", "4000-8000", "8000-16000"]
+        assert short.loc["2000-4000":].to_numpy().sum() == 0 and abs(short.to_numpy().sum() - 1) < 1e-6
+
+
+def test_savings_vs_published_ranges():
+    from melange_nb.sweep import savings_vs_published
+
+    rows = [{"workload": "short", "slo": "s", "gpu_set": "g", "policy": p, "savings_pct": v, "rate": r}
+            for r, (a, b) in enumerate([(0.0, None), (25.0, None), (50.0, None)])
+            for p, v in (("single:A", a), ("single:B", b))]
+    table = savings_vs_published(pd.DataFrame(rows), {"source": "x", "savings_pct": {"short": [9, 77]}})
+    a = table[table["against"] == "A only"].iloc[0]
+    assert a["measured %"] == "0.0 to 50.0" and a["published %"] == "9 to 77" and a["rates with both plans"] == 3
+    assert table[table["against"] == "B only"].iloc[0]["measured %"].startswith("no plan")
