@@ -653,7 +653,9 @@ class _Run:
 
 def points_to_render(results: pd.DataFrame, render) -> list[str]:
     """Point ids whose report to render: every point (`all`), none, the listed rates, or (`changes`)
-    per problem the first and last rate and every rate where the reference mix differs from the previous rate's."""
+    per problem the first and last rate and every rate where the reference mix changes its GPU types
+    (or has no plan) against the previous rate: counts grow with the rate at nearly every step, which
+    a reader does not need a page for; a new type in the mix is what each report is there to show."""
     if results.empty or render == "none":
         return []
     ref = results[results["policy"] == results["reference"]]
@@ -664,7 +666,8 @@ def points_to_render(results: pd.DataFrame, render) -> list[str]:
     chosen = []
     for _, df in ref.groupby(["workload", "gpu_set", "slo", "constraints", "slice_factor"], sort=True):
         df = df.sort_values("rate")
-        mixes = df["mix"].tolist()
+        mixes = [frozenset(part.split("x", 1)[1] for part in mix.split(" + ")) if mix != "none" else status
+                 for mix, status in zip(df["mix"], df["status"])]
         for i, pid in enumerate(df["point"]):
             if i == 0 or i == len(df) - 1 or mixes[i] != mixes[i - 1]:
                 chosen.append(pid)

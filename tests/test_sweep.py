@@ -122,7 +122,7 @@ def test_rerun_skips_done_points_and_retry_reruns_failed(sweep):
     assert not (out / "failed").exists() or not any((out / "failed").iterdir())
     assert len(collect_results(out)) == 6 * 4 and (out / done[0] / "allocation.json").is_file()
     # a changed input file makes its points stale: they are re-solved, the others are kept
-    arena = pd.read_csv(tmp / "arena.csv", index_col=0)
+    arena = pd.read_csv(tmp / "arena.csv", index_col=0, comment="#")
     arena.iloc[0, 0], arena.iloc[-1, -1] = arena.iloc[0, 0] + arena.iloc[-1, -1], 0.0
     arena.to_csv(tmp / "arena.csv")
     logs = []

@@ -79,13 +79,15 @@ def test_slo_axis_blend_and_constraint_sets(tmp_path):
 
 
 def test_points_to_render_picks_first_last_and_changes():
+    mixes = ["1xA", "2xA", "3xB", "none", "4xB", "1xA + 4xB", "2xA + 5xB", "3xA + 5xB"]
     rows = [{"point": f"p{r}", "workload": "w", "gpu_set": "g", "slo": "s", "constraints": "none", "slice_factor": 1,
-             "rate": float(r), "reference": "exact", "policy": policy, "mix": mix}
-            for r, mix in zip(range(1, 7), ["1xA", "1xA", "2xA", "2xA", "1xA + 1xB", "1xA + 1xB"])
-            for policy in ("exact", "single:A")]
+             "rate": float(r), "reference": "exact", "policy": policy, "mix": mix,
+             "status": "infeasible" if mix == "none" else "optimal"}
+            for r, mix in zip(range(1, 9), mixes) for policy in ("exact", "single:A")]
     results = pd.DataFrame(rows)
-    assert points_to_render(results, "changes") == ["p1", "p3", "p5", "p6"]
-    assert points_to_render(results, "all") == [f"p{r}" for r in range(1, 7)]
+    # first, new types (B), no plan, a plan again, A joins B, last; counts alone changing is no new page
+    assert points_to_render(results, "changes") == ["p1", "p3", "p4", "p5", "p6", "p8"]
+    assert points_to_render(results, "all") == [f"p{r}" for r in range(1, 9)]
     assert points_to_render(results, "none") == []
     assert points_to_render(results, [2.0, 4.0]) == ["p2", "p4"]
 
