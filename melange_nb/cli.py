@@ -13,17 +13,6 @@ from .errors import InputError, MelangeError
 from .workload import DEFAULT_EDGES
 
 
-def _key_values(text: str, field: str) -> dict[str, int]:
-    """``A10G=4,A100=2`` -> {"A10G": 4, "A100": 2}."""
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition("=")
-        if not sep or not value.strip().isdigit():
-            raise InputError(field, f"expects NAME=COUNT[,NAME=COUNT], got {part!r}")
-        out[name.strip()] = int(value)
-    return out
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="melange-nb", description="Cheapest mix of GPU types for an LLM workload.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _solve(args) -> int:
     from .profiles import load_gpus, read_melange_config, select_gpus
-    from .solver import Constraints, compare
+    from .solver import Constraints, compare, parse_counts
     from .workload import read_workload
 
     if args.config:
@@ -103,8 +92,8 @@ def _solve(args) -> int:
     rate = args.rate if args.rate is not None else rate
     slice_factor = args.slice_factor if args.slice_factor is not None else slice_factor
     gpus = select_gpus(gpus, args.gpu)
-    constraints = Constraints(max_instances=_key_values(args.max_instances, "--max-instances"),
-                              min_instances=_key_values(args.min_instances, "--min-instances"),
+    constraints = Constraints(max_instances=parse_counts(args.max_instances, "--max-instances"),
+                              min_instances=parse_counts(args.min_instances, "--min-instances"),
                               utilization_cap=args.utilization_cap, min_total=args.min_total)
     comparison = compare(workload, gpus, rate, solvers=(args.solver,), slice_factor=slice_factor,
                          time_limit=args.time_limit, constraints=constraints)
