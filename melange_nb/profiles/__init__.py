@@ -1,21 +1,41 @@
-"""GPU profiles: hourly cost plus profiled max throughput (requests/s) per request-size bucket.
+"""GPU profiles: hourly cost plus max throughput (requests/s) per request-size bucket, with provenance.
 
 A profile's ``tputs`` is a DataFrame with the workload's labels (index ``input_tokens``, columns
 ``output_tokens``). A throughput of 0 means this GPU cannot serve that bucket (memory, SLO).
-Profile files are YAML (``params/gpus/*.yaml``)::
+Profile files are YAML (``params/gpus/*.yaml``); every provenance key may sit at the top (it then
+applies to every GPU in the file) or inside one GPU's entry (it then overrides the top)::
 
-    model: Llama-2-7B
-    slo: {tpot_ms: 120}            # or null when unknown; free-form metadata
-    source: where the numbers come from
+    model: Llama-3.1-8B            # model served
+    source: predicted              # measured | predicted | seed | unknown
+    slo:                           # every condition must hold; or "unknown"
+      - {metric: tpot, stat: mean, ms: 40}    # metric tpot|ttft|itl|e2e, stat mean|p50|p90|p99
+    engine: {name: vllm, version: 0.10.1}      # serving engine ("unknown" when not known)
+    tool: {name: aiconfigurator-core, version: 0.12.0}   # what produced the numbers
+    date: 2026-11-25               # when the numbers were produced
+    notes: [free text, ...]
     input_edges:  [0, 25, 100, 250, 500, 1000, 2000]
     output_edges: [0, 25, 100, 250, 500, 1000, 2000]
     open_last_input: false         # true: one more open-ended input bucket "2000+" (likewise open_last_output)
-    gpus:                          # a mapping name -> {cost, tputs}, or a list of {name, cost, tputs}
-      A10G: {cost: 1.01, tputs: [[...], ...]}   # rows = input buckets, columns = output buckets
+    gpus:                          # a mapping name -> {cost, tputs, ...}, or a list of {name, cost, tputs, ...}
+      H100:
+        cost: 4.18                 # $/hour for one replica's GPUs (gpus_per_replica x price per GPU)
+        system: h100_sxm           # hardware id (aiconfigurator system name) or "unknown"
+        gpus_per_replica: 1        # tensor parallel size: one replica = this many GPUs
+        price: {file: params/prices/runpod.yaml, provider: RunPod, region: ..., date: ..., source: URL}
+        cell_notes:                # per bucket, e.g. why it is 0 or that it was filled
+          - {input: 16000+, output: 0-25, note: KV cache does not fit}
+        tputs: [[...], ...]        # rows = input buckets, columns = output buckets
+
+Missing facts read "unknown"; files written before these keys existed still load (a free-text
+``source`` moves into ``notes``, an ``slo: {tpot_ms: 120}`` mapping is parsed). ``save_profiles``
+writes this format atomically and ``load_gpus`` reads it back identically; ``provenance_lines``
+gives the short text report headers print.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -23,8 +43,22 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from ..errors import InputError
-from ..files import read_yaml
+from ..files import read_yaml, write_text
 from ..workload import bucket_labels, labelled_matrix
+
+UNKNOWN = "unknown"
+SOURCES = ("measured", "predicted", "seed", UNKNOWN)
+SLO_METRICS = ("tpot", "ttft", "itl", "e2e")
+SLO_STATS = ("mean", "p50", "p90", "p99")
+PROVENANCE_KEYS = ("model", "source", "system", "gpus_per_replica", "engine", "slo", "tool", "date",
+                   "price", "notes", "cell_notes")
+# Default edges for new (predicted or imported) profiles: inputs reach 16k tokens so long-context
+# traces (e.g. the Azure code trace) fit; outputs up to 2000 cover chat and summarization replies.
+PROFILE_INPUT_EDGES = (0, 25, 100, 250, 500, 1000, 2000, 4000, 8000, 16000)
+PROFILE_OUTPUT_EDGES = (0, 25, 100, 250, 500, 1000, 2000)
+_SLO_SYNTAX = ("use [STAT_]METRIC_ms=NUMBER with METRIC tpot|ttft|itl|e2e and STAT mean|p50|p90|p99 "
+               "(bare = mean), e.g. tpot_ms=40 or p99_ttft_ms=2000")
+_SLO_RE = re.compile(r"^\s*(?:(mean|median|p50|p90|p99)_)?(tpot|ttft|itl|e2el?)_ms\s*=\s*([0-9.eE+-]+)\s*$")
 
 
 @dataclass(frozen=True)
@@ -35,6 +69,209 @@ class GpuProfile:
     cost: float
     tputs: pd.DataFrame
     meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+def parse_slo(spec, *, field: str = "slo") -> list[dict] | str:
+    """SLO conditions from ``"tpot_ms=40"`` / ``"p99_tpot_ms=60"`` (bare = mean), a mapping
+    ``{metric, stat, ms}`` or ``{tpot_ms: 40}``, or a list of those; None/"unknown" -> "unknown".
+
+    Returns a list of ``{metric, stat, ms}`` (every condition must hold), sorted and deduplicated.
+    """
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() == UNKNOWN):
+        return UNKNOWN
+    items = spec if isinstance(spec, (list, tuple)) else [spec]
+    conds = []
+    for item in items:
+        if isinstance(item, str):
+            parts = [p for p in item.split(",") if p.strip()]
+            if not parts:
+                raise InputError(field, f"cannot parse {item!r}; {_SLO_SYNTAX}")
+            for part in parts:
+                m = _SLO_RE.match(part)
+                try:
+                    ms = float(m.group(3)) if m else None
+                except ValueError:
+                    ms = None
+                if ms is None:
+                    raise InputError(field, f"cannot parse {part.strip()!r}; {_SLO_SYNTAX}")
+                stat = {"median": "p50", None: "mean"}.get(m.group(1), m.group(1))
+                conds.append({"metric": "e2e" if m.group(2).startswith("e2e") else m.group(2), "stat": stat, "ms": ms})
+        elif isinstance(item, Mapping) and "metric" in item:
+            metric, stat = str(item["metric"]).lower(), str(item.get("stat", "mean")).lower()
+            ms = item.get("ms")
+            if metric not in SLO_METRICS or stat not in SLO_STATS or isinstance(ms, bool) \
+                    or not isinstance(ms, (int, float)):
+                raise InputError(field, f"condition {dict(item)} is not {{metric: {'|'.join(SLO_METRICS)}, "
+                                        f"stat: {'|'.join(SLO_STATS)}, ms: NUMBER}}")
+            conds.append({"metric": metric, "stat": stat, "ms": float(ms)})
+        elif isinstance(item, Mapping):
+            conds += parse_slo([f"{k}={v}" for k, v in item.items()], field=field)
+        else:
+            raise InputError(field, f"cannot parse {item!r}; {_SLO_SYNTAX}")
+    for c in conds:
+        if not np.isfinite(c["ms"]) or c["ms"] <= 0:
+            raise InputError(field, f"threshold must be a positive number of ms, got {c['ms']}; {_SLO_SYNTAX}")
+    unique = {(c["metric"], c["stat"]): c for c in conds}   # a repeated (metric, stat): the last one wins
+    return [unique[k] for k in sorted(unique)]
+
+
+def format_slo(slo, *, compact: bool = False) -> str:
+    """``[{tpot, mean, 40}]`` -> "mean TPOT <= 40 ms" (compact: "tpot_ms=40", the CLI syntax)."""
+    slo = parse_slo(slo)
+    if slo == UNKNOWN:
+        return UNKNOWN
+    if compact:
+        return ",".join(("" if c["stat"] == "mean" else c["stat"] + "_") + f"{c['metric']}_ms={c['ms']:g}" for c in slo)
+    return " and ".join(f"{c['stat']} {c['metric'].upper()} <= {c['ms']:g} ms" for c in slo)
+
+
+def _name_version(value, field: str) -> dict | str:
+    if value is None or value == UNKNOWN:
+        return UNKNOWN
+    if isinstance(value, str):
+        return {"name": value, "version": UNKNOWN}
+    if isinstance(value, Mapping) and "name" in value:
+        return {"name": str(value["name"]), "version": str(value.get("version") or UNKNOWN)}
+    raise InputError(field, f"must be {{name, version}} or {UNKNOWN!r}, got {value!r}")
+
+
+def normalize_provenance(raw: Mapping[str, Any], *, index: Sequence[str] = (), columns: Sequence[str] = (),
+                         field: str = "profile") -> dict[str, Any]:
+    """Every provenance key present, checked and in one shape; missing facts become "unknown".
+
+    Older files still load: a free-text ``source`` becomes source "unknown" plus a note.
+    """
+    out: dict[str, Any] = {}
+    notes = raw.get("notes") or []
+    notes = [str(n) for n in (notes if isinstance(notes, list) else [notes])]
+    for key in ("model", "system"):
+        out[key] = str(raw[key]) if raw.get(key) not in (None, "") else UNKNOWN
+    source = raw.get("source")
+    if source is None or str(source).strip().lower() in SOURCES:
+        out["source"] = str(source).strip().lower() if source is not None else UNKNOWN
+    else:
+        out["source"] = UNKNOWN
+        notes.append(f"source: {' '.join(str(source).split())}")
+    tp = raw.get("gpus_per_replica")
+    if tp is None or tp == UNKNOWN:
+        out["gpus_per_replica"] = UNKNOWN
+    elif isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+        raise InputError(f"{field}.gpus_per_replica", f"must be a whole number >= 1 (tensor parallel size), got {tp!r}")
+    else:
+        out["gpus_per_replica"] = tp
+    out["engine"] = _name_version(raw.get("engine"), f"{field}.engine")
+    out["tool"] = _name_version(raw.get("tool"), f"{field}.tool")
+    out["slo"] = parse_slo(raw.get("slo"), field=f"{field}.slo")
+    date = raw.get("date")
+    out["date"] = date.isoformat() if isinstance(date, (_dt.date, _dt.datetime)) else str(date) if date else UNKNOWN
+    price = raw.get("price")
+    if price is None or price == UNKNOWN:
+        out["price"] = UNKNOWN
+    elif isinstance(price, Mapping):
+        out["price"] = {str(k): (v.isoformat() if isinstance(v, (_dt.date, _dt.datetime)) else v) for k, v in price.items()}
+    else:
+        raise InputError(f"{field}.price", f"must be a mapping {{file, provider, region, date, source}} or {UNKNOWN!r}")
+    out["notes"] = notes
+    cells = raw.get("cell_notes") or []
+    if not isinstance(cells, list):
+        raise InputError(f"{field}.cell_notes", "must be a list of {input, output, note}")
+    out["cell_notes"] = []
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, Mapping) or not {"input", "output", "note"} <= set(cell):
+            raise InputError(f"{field}.cell_notes[{i}]", "must be a mapping {input: LABEL, output: LABEL, note: TEXT}")
+        cell = {"input": str(cell["input"]), "output": str(cell["output"]), "note": str(cell["note"])}
+        if (index and cell["input"] not in index) or (columns and cell["output"] not in columns):
+            raise InputError(f"{field}.cell_notes[{i}]", f"bucket {cell['input']} x {cell['output']} is not one of "
+                                                         f"the profile's buckets {list(index)} x {list(columns)}")
+        out["cell_notes"].append(cell)
+    return out
+
+
+def provenance_lines(gpus: Mapping[str, GpuProfile]) -> list[str]:
+    """One short human line per GPU type: where its numbers and price come from (for report headers)."""
+    lines = []
+    for gpu in gpus.values():
+        m = normalize_provenance(gpu.meta)
+        tp = m["gpus_per_replica"]
+        parts = [m["source"] if m["source"] != UNKNOWN else "source unknown", f"model {m['model']}",
+                 f"{tp} GPU{'s' if tp != 1 else ''}/replica" if tp != UNKNOWN else "GPUs/replica unknown",
+                 "engine " + (" ".join(m["engine"].values()) if m["engine"] != UNKNOWN else UNKNOWN),
+                 "SLO " + format_slo(m["slo"])]
+        if m["tool"] != UNKNOWN:
+            parts.append("by " + " ".join(m["tool"].values()))
+        parts.append(f"dated {m['date']}")
+        price = m["price"]
+        where = ", ".join(str(price[k]) for k in ("provider", "region", "date") if price != UNKNOWN and price.get(k))
+        parts.append(f"${gpu.cost:g}/h" + (f" ({where})" if where else " (price source unknown)"))
+        if m["cell_notes"]:
+            parts.append(f"{len(m['cell_notes'])} bucket note{'s' if len(m['cell_notes']) != 1 else ''}")
+        lines.append(f"{gpu.name}: " + "; ".join(parts))
+    return lines
+
+
+def _edges_from_labels(labels: Sequence[str], field: str) -> tuple[list, bool]:
+    """Bucket labels ``lo-hi`` (plus an optional last ``hi+``) back to edges and the open-last flag."""
+    def num(text):
+        value = float(text)
+        return int(value) if value.is_integer() else value
+    try:
+        open_last = labels[-1].endswith("+")
+        closed = labels[:-1] if open_last else labels
+        edges = [num(closed[0].split("-")[0])] if closed else [num(labels[-1][:-1])]
+        for label in closed:
+            lo, hi = label.split("-")
+            if num(lo) != edges[-1]:
+                raise ValueError(label)
+            edges.append(num(hi))
+        if open_last and num(labels[-1][:-1]) != edges[-1]:
+            raise ValueError(labels[-1])
+    except (ValueError, IndexError):
+        raise InputError(field, f"bucket labels {list(labels)} are not consecutive 'lo-hi' labels") from None
+    if len(edges) < 2:
+        raise InputError(field, "needs at least one closed bucket 'lo-hi'")
+    return edges, open_last
+
+
+def save_profiles(path: str | Path, gpus: Mapping[str, GpuProfile] | Sequence[GpuProfile],
+                  provenance: Mapping[str, Any] | None = None, *, header: str | None = None) -> Path:
+    """Write GPU profiles to a YAML that `load_gpus` reads back identically (atomic write).
+
+    `provenance` applies to every GPU (it overrides each profile's own `meta`); keys equal for all
+    GPUs go to the top of the file, the rest into each GPU's entry. Edges come from the labels,
+    which all profiles must share. `header` becomes leading ``#`` comment lines.
+    """
+    import yaml
+
+    gpus = list(gpus.values()) if isinstance(gpus, Mapping) else list(gpus)
+    if not gpus:
+        raise InputError("gpus", "lists no GPU; give at least one profile to save")
+    first = gpus[0].tputs
+    for gpu in gpus[1:]:
+        if list(gpu.tputs.index) != list(first.index) or list(gpu.tputs.columns) != list(first.columns):
+            raise InputError(f"gpus.{gpu.name}.tputs", f"has other buckets than {gpus[0].name}; save profiles "
+                                                       "with the same edges into one file")
+    input_edges, open_in = _edges_from_labels([str(x) for x in first.index], "tputs index (input buckets)")
+    output_edges, open_out = _edges_from_labels([str(x) for x in first.columns], "tputs columns (output buckets)")
+    metas = [normalize_provenance({**{k: v for k, v in gpu.meta.items() if k in PROVENANCE_KEYS}, **(provenance or {})},
+                                  index=list(first.index), columns=list(first.columns), field=f"gpus.{gpu.name}")
+             for gpu in gpus]
+    common = {k: metas[0][k] for k in PROVENANCE_KEYS if all(m[k] == metas[0][k] for m in metas)}
+    doc: dict[str, Any] = dict(common)
+    doc.update(input_edges=input_edges, output_edges=output_edges)
+    if open_in:
+        doc["open_last_input"] = True
+    if open_out:
+        doc["open_last_output"] = True
+    doc["gpus"] = {}
+    for gpu, meta in zip(gpus, metas):
+        entry: dict[str, Any] = {"cost": float(gpu.cost)}
+        entry.update({k: v for k, v in meta.items() if k not in common})
+        entry["tputs"] = [[float(v) for v in row] for row in gpu.tputs.to_numpy()]
+        doc["gpus"][gpu.name] = entry
+    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
+    if header:
+        text = "".join(f"# {line}\n" for line in header.splitlines()) + text
+    return write_text(path, text)
 
 
 def parse_gpu_info(gpu_info, index: Sequence[str], columns: Sequence[str], *,
@@ -61,8 +298,12 @@ def parse_gpu_info(gpu_info, index: Sequence[str], columns: Sequence[str], *,
         for key in ("cost", "tputs"):
             if key not in entry:
                 raise InputError(f"{where}.{key}", "is missing")
+        raw = {k: v for k, v in (meta or {}).items() if k in PROVENANCE_KEYS}
+        raw.update({k: entry[k] for k in PROVENANCE_KEYS if k in entry})   # a GPU's own keys override the file's
+        extra = {k: v for k, v in (meta or {}).items() if k not in PROVENANCE_KEYS}
+        gmeta = {**normalize_provenance(raw, index=index, columns=columns, field=where), **extra}
         gpus[name] = GpuProfile(name, _cost(entry["cost"], f"{where}.cost"),
-                                _tputs(entry["tputs"], index, columns, f"{where}.tputs"), dict(meta or {}))
+                                _tputs(entry["tputs"], index, columns, f"{where}.tputs"), gmeta)
     return gpus
 
 
@@ -96,7 +337,7 @@ def load_gpus(path: str | Path) -> dict[str, GpuProfile]:
             raise InputError(f"{path.name}: {key}", "is missing; list the bucket edges, e.g. [0, 25, 100, 250, 500, 1000, 2000]")
     index = bucket_labels(doc["input_edges"], open_last=bool(doc.get("open_last_input", False)))
     columns = bucket_labels(doc["output_edges"], open_last=bool(doc.get("open_last_output", False)))
-    meta = {k: doc.get(k) for k in ("model", "slo", "source")}
+    meta = {k: doc[k] for k in PROVENANCE_KEYS if k in doc}
     meta["file"] = str(path)
     meta["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     return parse_gpu_info(doc["gpus"], index, columns, meta=meta, field=f"{path.name}: gpus")
@@ -167,6 +408,9 @@ def read_melange_config(path: str | Path):
     columns = [str(j) for j in range(len(dist[0]))]
     workload = check_workload(labelled_matrix(dist, index, columns, field=f"{path.name}: workload_distribution"),
                               field=f"{path.name}: workload_distribution")
-    meta = {"source": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    meta = {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     gpus = parse_gpu_info(doc["gpu_info"], index, columns, meta=meta, field=f"{path.name}: gpu_info")
     return workload, gpus, doc["total_request_rate"], doc.get("slice_factor", 1)
+
+
+from .prices import Price, find_price, load_prices, merge_prices  # noqa: E402  (prices need nothing above)
