@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ import pandas as pd
 
 from .config import GPUS_DIR, PROJECT_ROOT, WORKLOADS_DIR, outputs_dir
 from .errors import InputError, MelangeError
-from .profiles import GpuProfile, load_gpus, select_gpus
+from .profiles import UNKNOWN, GpuProfile, format_slo, load_gpus, select_gpus
 from .solver import Comparison, Constraints, compare, parse_counts, routing_matrix
 from .workload import blend, read_workload, workload_source
 
@@ -58,13 +59,10 @@ def find_workloads(outputs: str | Path | None = None) -> dict[str, str]:
 
 
 def slo_label(slo: Any) -> str:
-    """A profile set's SLO for people: ``TPOT <= 40 ms``; ``SLO not stated`` for null/unknown."""
-    if slo in (None, "", "unknown") or (isinstance(slo, Mapping) and not slo):
-        return "SLO not stated"
-    if isinstance(slo, Mapping):
-        names = {"tpot_ms": "TPOT <= {} ms", "ttft_ms": "TTFT <= {} ms", "e2e_ms": "end-to-end <= {} ms"}
-        return ", ".join(names.get(k, f"{k} = {{}}").format(v) for k, v in slo.items())
-    return str(slo)
+    """A profile set's SLO for people (``profiles.format_slo``: ``mean TPOT <= 40 ms``); ``SLO not stated``
+    for a missing or unknown one."""
+    text = format_slo(slo)
+    return "SLO not stated" if text == UNKNOWN else text
 
 
 def find_profile_sets(folder: str | Path = GPUS_DIR) -> dict[str, dict]:
@@ -76,12 +74,11 @@ def find_profile_sets(folder: str | Path = GPUS_DIR) -> dict[str, dict]:
     for path in sorted(Path(folder).glob("*.yaml")):
         try:
             gpus = load_gpus(path)
+            meta = next(iter(gpus.values())).meta
+            sets[path.stem] = {"path": str(path), "model": meta.get("model"), "slo": slo_label(meta.get("slo")),
+                               "gpus": list(gpus)}
         except MelangeError as exc:
             sets[path.stem] = {"path": str(path), "error": str(exc)}
-            continue
-        meta = next(iter(gpus.values())).meta
-        sets[path.stem] = {"path": str(path), "model": meta.get("model"), "slo": slo_label(meta.get("slo")),
-                           "gpus": list(gpus)}
     return sets
 
 
@@ -199,7 +196,8 @@ class Explorer:
         self._task: asyncio.Task | None = None
         self._muted = False
         sets = model.profile_sets
-        slos = sorted({s["slo"] for s in sets.values() if "error" not in s})
+        slos = sorted({s["slo"] for s in sets.values() if "error" not in s},
+                      key=lambda t: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", t)])
         style = {"description_width": "9em"}
         layout = w.Layout(width="30em")
         c = self.controls = {

@@ -128,14 +128,15 @@ def test_slo_menu_filters_the_profile_sets(tmp_path):
         (tmp_path / f"seed-tpot{ms}.yaml").write_text(text.replace("slo: null", f"slo: {{tpot_ms: {ms}}}")
                                                       .replace("slo: unknown", f"slo: {{tpot_ms: {ms}}}"))
     (tmp_path / "broken.yaml").write_text("gpus: [")
+    shutil.copy(SEED, tmp_path / "seed.yaml")
     sets = find_profile_sets(tmp_path)
-    assert sets["seed-tpot40"]["slo"] == "TPOT <= 40 ms" and "error" in sets["broken"]
+    assert sets["seed-tpot40"]["slo"] == "mean TPOT <= 40 ms" and "error" in sets["broken"]
     assert slo_label(None) == slo_label("unknown") == "SLO not stated"
     ex = build_explorer(gpus=tmp_path / "seed-tpot40.yaml", gpus_dir=tmp_path, outputs=tmp_path / "none")
-    assert list(ex.controls["slo"].options) == ["any SLO", "TPOT <= 120 ms", "TPOT <= 40 ms"]
-    ex.controls["slo"].value = "TPOT <= 120 ms"     # outside an event loop the change solves at once
+    assert list(ex.controls["slo"].options) == ["any SLO", "SLO not stated", "mean TPOT <= 40 ms", "mean TPOT <= 120 ms"]
+    ex.controls["slo"].value = "mean TPOT <= 120 ms"     # outside an event loop the change solves at once
     assert ex.controls["profile_set"].value == "seed-tpot120" and ex.view.values["profile_set"] == "seed-tpot120"
-    assert "TPOT <= 120 ms" in ex.view.provenance and ex.view.headline.startswith("At 4 req/s: 1×A10G + 1×A100")
+    assert "mean TPOT <= 120 ms" in ex.view.provenance and ex.view.headline.startswith("At 4 req/s: 1×A10G + 1×A100")
     with pytest.raises(InputError, match="profile_set: 'seed-tpot40' is not offered"):
         ex.update(profile_set="seed-tpot40")
 
