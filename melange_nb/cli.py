@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--language", help="keep conversations whose `language` column equals this")
     w.add_argument("--turn-policy", default="every", choices=["every", "first"])
     w.add_argument("--special-tokens", action="store_true", help="count BOS/EOS special tokens per message")
+    w.add_argument("--chat-template", action="store_true",
+                   help="count each prompt as the server sees it: rendered by the model's chat template (inputs only)")
     w.add_argument("--num-proc", type=int, help="tokenizer processes (default: all cores)")
     w.add_argument("--edges", default=",".join(map(str, DEFAULT_EDGES)), help="input bucket edges")
     w.add_argument("--output-edges", help="output bucket edges (default: --edges)")
@@ -137,7 +139,8 @@ def _workload(args) -> int:
                                   "streaming": args.streaming, "schema": args.schema,
                                   "max_conversations": args.max_conversations, "seed": args.seed,
                                   "language": args.language, "turn_policy": args.turn_policy,
-                                  "add_special_tokens": args.special_tokens, "num_proc": args.num_proc}
+                                  "add_special_tokens": args.special_tokens, "chat_template": args.chat_template,
+                                  "num_proc": args.num_proc}
     workload, requests, report = build_workload(
         dataset=args.dataset, trace=args.trace, input_column=args.input_column, output_column=args.output_column,
         edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
