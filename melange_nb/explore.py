@@ -209,7 +209,7 @@ class Explorer:
             "slo": w.Dropdown(options=[ANY_SLO, *slos], description="SLO", style=style, layout=layout),
             "profile_set": w.Dropdown(options=self._sets_for(ANY_SLO), description="GPU profiles", style=style,
                                       layout=layout),
-            "gpu_names": w.SelectMultiple(options=[], description="GPU types allowed", rows=4, style=style,
+            "gpu_names": w.SelectMultiple(options=[], description="GPU types", rows=4, style=style,
                                           layout=layout),
             "rate": w.FloatSlider(min=0.5, max=float(rate_max), step=0.5, value=4.0, continuous_update=True,
                                   description="Rate (req/s)", style=style, layout=layout),
@@ -227,6 +227,8 @@ class Explorer:
         self.curve_out = w.HTML()
         self.timing = w.HTML()
         self._set_values(values)
+        c["slice_factor"].disabled = c["solver"].value == "exact"
+        c["solver"].observe(lambda ch: setattr(c["slice_factor"], "disabled", ch["new"] == "exact"), "value")
         c["slo"].observe(self._on_slo, "value")
         c["profile_set"].observe(self._on_profile_set, "value")
         for name, control in c.items():

@@ -89,3 +89,9 @@ def test_cli_flag_sidecar_and_the_per_turn_overhead_on_synthetic_chats(tmp_path,
     assert ((b["input_tokens"] - a["input_tokens"]) == 8 * (a["turn"] + 1)).all() and b["output_tokens"].equals(a["output_tokens"])
     assert main(["workload", "--dataset", "synthetic:60", "--chat-template", "--special-tokens", "-o", str(tmp_path / "x.csv")]) == 2
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_run_and_sweep_params_accept_the_key():
+    from melange_nb.run import workload_input
+
+    assert workload_input({"dataset": "synthetic", "chat_template": True}, "params: workload")["chat_template"] is True

@@ -218,6 +218,8 @@ def test_voila_serves_the_explorer_and_the_rate_control_changes_the_headline(tmp
                 page.keyboard.press("ArrowRight")
             page.wait_for_function("() => document.querySelector('p.mnb-headline').innerText.startsWith('At 6 req/s')",
                                    timeout=60_000)
+            page.wait_for_function("() => document.querySelector('svg.mnb-curve polygon.current')?.dataset.rate === '6'",
+                                   timeout=60_000)        # the curve follows the headline
             text = headline.inner_text()
             drawn = page.evaluate("[document.querySelectorAll('svg.mnb-curve polyline').length, "
                                   "document.querySelectorAll('table.mnb-routing').length, "
@@ -228,3 +230,14 @@ def test_voila_serves_the_explorer_and_the_rate_control_changes_the_headline(tmp
         server.wait(timeout=30)
     assert text.startswith("At 6 req/s: ") and "$" in text
     assert drawn[0] == 3 and drawn[1] >= 1 and drawn[2] == "6"   # exact + two single-GPU lines, marker at 6
+
+
+def test_notebook_runs_headless_and_shows_the_explorer(tmp_path, monkeypatch):
+    from melange_nb.run import execute_notebook
+
+    monkeypatch.setenv("MELANGE_NB_OUTPUTS", str(tmp_path / "outputs"))
+    nb = json.loads(execute_notebook("00_explore.ipynb", tmp_path, {"rate": 6.0, "gpu_names": ["A10G"]},
+                                     html=False).read_text())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o["output_type"] in ("error", "stream")]
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
