@@ -24,8 +24,15 @@ def _key_values(text: str, field: str) -> dict[str, int]:
     return out
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), like every other bad input."""
+
+    def error(self, message):
+        self.exit(2, f"melange-nb: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="melange-nb", description="Cheapest mix of GPU types for an LLM workload.")
+    parser = _Parser(prog="melange-nb", description="Cheapest mix of GPU types for an LLM workload.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("solve", help="solve one allocation and print JSON")
@@ -79,7 +86,32 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("-j", "--workers", type=int, help="parallel points (default: cores)")
     sw.add_argument("--retry-failed", action="store_true", help="re-run points that failed before")
 
-    _profile_parser(sub)
+    pr = sub.add_parser("profile", help="GPU profiles: predict (aiconfigurator), import measured runs, plan "
+                                        "benchmarks, compare two profile files")
+    psub = pr.add_subparsers(dest="profile_command", required=True)
+    pp = psub.add_parser("predict", help="predict a profile per GPU system with aiconfigurator-core (offline)")
+    pp.add_argument("--model", required=True, help="bundled HF id (e.g. meta-llama/Meta-Llama-3.1-8B) or a folder with config.json")
+    pp.add_argument("--gpu", action="append", required=True, metavar="SYSTEM[=NAME]",
+                    help="aiconfigurator system, e.g. h100_sxm=H100 (repeatable)")
+    pp.add_argument("--backend", default="vllm", help="vllm | sglang | trtllm (default vllm)")
+    pp.add_argument("--slo", action="append", required=True, metavar="[STAT_]METRIC_ms=N",
+                    help="e.g. tpot_ms=40, p99_ttft_ms=2000 (repeatable: all must hold)")
+    pp.add_argument("--edges", help="input bucket edges (default 0,25,100,250,500,1000,2000,4000,8000,16000)")
+    pp.add_argument("--output-edges", help="output bucket edges (default 0,25,100,250,500,1000,2000)")
+    pp.add_argument("--open-last-input", action="store_true", help="one more open-ended input bucket past the last edge")
+    pp.add_argument("--open-last-output", action="store_true", help="one more open-ended output bucket")
+    pp.add_argument("--prices", action="append", help="price file(s) (default params/prices/runpod-serverless.yaml)")
+    pp.add_argument("--tp", type=int, default=1, help="GPUs per replica (tensor parallel), default 1")
+    pp.add_argument("--sol", default="label", choices=["label", "calibrate"],
+                    help="GPUs without measured data: label the speed-of-light estimate, or scale it by a sibling GPU")
+    pp.add_argument("--no-cache", action="store_true", help="ignore outputs/cache/profiles/")
+    pp.add_argument("-o", "--output", required=True, help="profile YAML to write (e.g. params/gpus/NAME.yaml)")
+    pc = psub.add_parser("compare", help="per-bucket ratio A/B for the GPUs two profile files share (e.g. predicted/measured)")
+    pc.add_argument("a", help="profile YAML, e.g. a prediction")
+    pc.add_argument("b", help="profile YAML, e.g. a measurement")
+    pc.add_argument("--gpu", action="append", metavar="NAME_A[=NAME_B]",
+                    help="pair GPUs whose names differ, e.g. A100-80GB=A100 (default: same names)")
+    _measured_parsers(psub)
 
     r = sub.add_parser("run", help="execute the allocation notebook for a params file into outputs/<run>/")
     r.add_argument("-p", "--params", default="params/default.yaml")
@@ -87,12 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _profile_parser(sub) -> None:
-    """The `profile` group: one sub-parser per verb (import, plan, ...)."""
+def _measured_parsers(verbs) -> None:
+    """`profile import` and `profile plan`: measured profiles from benchmark runs, and the runs to make."""
     from .profiles import PROFILE_INPUT_EDGES, PROFILE_OUTPUT_EDGES
-
-    group = sub.add_parser("profile", help="GPU profiles: import benchmark runs, plan benchmark commands")
-    verbs = group.add_subparsers(dest="profile_command", required=True)
 
     pi = verbs.add_parser("import", help="a measured profile from vllm bench serve / AIPerf result files")
     pi.add_argument("results", nargs="+", help="result JSON files (vllm bench serve --save-result, "
@@ -139,6 +168,9 @@ def _solve(args) -> int:
         if args.rate is None:
             raise InputError("--rate", "is required with --workload/--gpus (requests/s)")
         workload, gpus, rate, slice_factor = read_workload(args.workload), load_gpus(args.gpus), None, 1
+    if args.output:
+        from .files import check_output_file
+        check_output_file(args.output, "-o/--output")
     rate = args.rate if args.rate is not None else rate
     slice_factor = args.slice_factor if args.slice_factor is not None else slice_factor
     gpus = select_gpus(gpus, args.gpu)
@@ -166,18 +198,21 @@ def _edges(text: str | None, field: str):
 
 
 def _workload(args) -> int:
-    from .workload import blend_files, build_workload, save_histogram
+    from .workload import blend_files, build_workload, check_histogram_path, save_histogram
 
+    check_histogram_path(args.output, "-o/--output")
     if args.blend:
         parts = {}
         for item in args.blend:
             path, sep, weight = item.rpartition("=")
+            if not sep or not path:
+                raise InputError("--blend", f"expects CSV=WEIGHT, got {item!r}")
+            if path in parts:
+                raise InputError("--blend", f"names {path} twice; give each workload CSV once with its total weight")
             try:
                 parts[path] = float(weight)
             except ValueError:
-                raise InputError("--blend", f"expects CSV=WEIGHT, got {item!r}") from None
-            if not sep or not path:
-                raise InputError("--blend", f"expects CSV=WEIGHT, got {item!r}")
+                raise InputError("--blend", f"expects CSV=WEIGHT with a number as weight, got {item!r}") from None
         workload, report = blend_files(parts)
         path = save_histogram(workload, report, args.output)
         print(f"wrote {path} ({report['source']})")
@@ -287,10 +322,6 @@ def _profile_plan(args) -> int:
     return 0
 
 
-def _profile(args) -> int:
-    return {"import": _profile_import, "plan": _profile_plan}[args.profile_command](args)
-
-
 def _run(args) -> int:
     from .profiles import load_gpus
     from .run import load_params, run_allocation
@@ -300,6 +331,9 @@ def _run(args) -> int:
     from .solver import Constraints
 
     params = load_params(args.params)
+    if args.output_dir:
+        from .files import check_output_dir
+        check_output_dir(args.output_dir, "-o/--output-dir")
     gpus = select_gpus(load_gpus(params["gpus"]), params["gpu_names"])  # fail fast, before any kernel starts
     Constraints.from_mapping(params["constraints"]).check(list(gpus))
     if not isinstance(params["workload"], dict):
@@ -307,6 +341,42 @@ def _run(args) -> int:
     run_dir = run_allocation(params, Path(args.output_dir) if args.output_dir else None)
     print(f"wrote {run_dir}")
     return 0
+
+
+def _profile(args) -> int:
+    from .profiles import PROFILE_INPUT_EDGES, PROFILE_OUTPUT_EDGES, format_slo, save_profiles
+
+    if args.profile_command in ("import", "plan"):
+        return {"import": _profile_import, "plan": _profile_plan}[args.profile_command](args)
+    if args.profile_command == "compare":
+        from .profiles import load_gpus
+        from .profiles.calibrate import compare_profiles, format_comparison
+
+        pairs = dict(_pair(g) for g in args.gpu or [])
+        print(format_comparison(compare_profiles(load_gpus(args.a), load_gpus(args.b), pairs=pairs or None),
+                                labels=(Path(args.a).stem, Path(args.b).stem)))
+        return 0
+    from .profiles.predict import predict_profiles
+
+    gpus = predict_profiles(args.model, args.gpu, slo=args.slo, backend=args.backend,
+                            edges=_edges(args.edges, "--edges") or PROFILE_INPUT_EDGES,
+                            output_edges=_edges(args.output_edges, "--output-edges") or PROFILE_OUTPUT_EDGES,
+                            open_last_input=args.open_last_input, open_last_output=args.open_last_output,
+                            prices=args.prices, tp=args.tp, sol=args.sol, cache=not args.no_cache)
+    first = next(iter(gpus.values())).meta
+    header = (f"Predicted by `melange-nb profile predict` (aiconfigurator-core): {first['model']}, "
+              f"{args.backend}, SLO {format_slo(first['slo'])}, tp={args.tp}.\n"
+              "Rows = input-token buckets, columns = output-token buckets; requests/s of one replica.")
+    path = save_profiles(args.output, gpus, header=header)
+    notes = sum(len(g.meta["cell_notes"]) for g in gpus.values())
+    listed = ", ".join(f"{n} ({g.meta['system']}, ${g.cost:g}/h)" for n, g in gpus.items())
+    print(f"wrote {path}: {listed}" + (f"; {notes} bucket(s) are 0 with a note" if notes else ""))
+    return 0
+
+
+def _pair(text: str) -> tuple[str, str]:
+    a, _, b = text.partition("=")
+    return a.strip(), (b.strip() or a.strip())
 
 
 def main(argv=None) -> int:

@@ -15,27 +15,128 @@ import yaml
 from .errors import InputError
 
 
-def read_yaml(path: str | Path, what: str, example: str) -> Any:
-    """Parse a YAML file; a missing or malformed file is an `InputError` naming it."""
+def read_text_file(path: str | Path, what: str, example: str) -> str:
+    """A UTF-8 text file's content; missing, unreadable or undecodable is an `InputError` naming it."""
     path = Path(path)
+    field = f"{what} {path}"
+    if path.is_dir():
+        raise InputError(field, f"is a folder, not a file; e.g. {example}")
     if not path.is_file():
-        raise InputError(f"{what} {path}", f"not found; e.g. {example}")
+        raise InputError(field, f"not found; e.g. {example}")
     try:
-        return yaml.safe_load(path.read_text())
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(field, f"cannot be read ({exc.strerror}); check its permissions") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(field, f"is not UTF-8 text (undecodable byte at offset {exc.start}); "
+                                "save it as UTF-8") from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load, except that a key repeated in one mapping is an error (YAML says keys are unique)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:   # unhashable key: safe_load reports it itself
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}; each key may appear once", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path, what: str, example: str) -> Any:
+    """Parse a YAML file strictly (UTF-8, unique keys); a bad file is one `InputError` naming it."""
+    text = read_text_file(path, what, example)
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         raise InputError(f"{what} {path}", f"is not valid YAML ({' '.join(str(exc).split())})") from None
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp)`` on a temporary path beside `path`, then rename it over `path`."""
+def read_json(path: str | Path, what: str, example: str) -> Any:
+    """Parse a JSON file strictly: UTF-8, unique keys, no NaN/Infinity; errors are one `InputError`."""
+    text = read_text_file(path, what, example)
+
+    def unique(pairs):
+        keys = [k for k, _ in pairs]
+        for k in keys:
+            if keys.count(k) > 1:
+                raise InputError(f"{what} {path}", f"has the key {k!r} twice in one object; each key may appear once")
+        return dict(pairs)
+
+    def constant(name):
+        raise InputError(f"{what} {path}", f"holds {name}, which is not a number; give a finite number")
+
+    try:
+        return json.loads(text, object_pairs_hook=unique, parse_constant=constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{what} {path}", f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise InputError(f"{what} {path}", "is nested too deeply to be a config") from None
+
+
+def check_output_file(path: str | Path, field: str) -> Path:
+    """Fail before any work if `path` cannot become a file: a folder there, a file where a folder
+    is due on the way, or a folder we may not write into. Creates nothing."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if str(path).endswith(("/", os.sep)) or path.is_dir():
+        raise InputError(field, f"{path} is a folder; give a file name, e.g. {path / 'result.json'}")
+    return _check_parent(path, field)
+
+
+def check_output_dir(path: str | Path, field: str) -> Path:
+    """Fail before any work if `path` cannot become a folder (a file is there or on the way, or no write access)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(field, f"{path} is a file, not a folder; give a folder name or move the file")
+    return _check_parent(path / "x", field).parent
+
+
+def _check_parent(path: Path, field: str) -> Path:
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(field, f"{parent} is a file, so nothing can be written under it; choose another path")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise InputError(field, f"cannot write into {parent} (permission denied); choose a writable folder")
+            break
+    return path
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp)`` on a temporary path beside `path`, then rename it over `path`.
+
+    A path that cannot be written (folder in the way, no permission, disk full) is an `InputError`
+    naming it, and nothing is left behind."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")   # per process: concurrent writers never share it
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         tmp.replace(path)
+    except (IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError) as exc:
+        raise InputError(f"output {path}", f"cannot be written ({exc.strerror or type(exc).__name__}); "
+                                            "choose a writable file path") from None
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise InputError(f"output {path}", f"cannot be written ({exc.strerror}); choose another path") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
     return path
 
 

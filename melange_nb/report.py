@@ -19,6 +19,166 @@ from .solver import SolveResult, routing_matrix
 
 X_LABEL = "Input length (tokens)"
 Y_LABEL = "Output length (tokens)"
+DROPPED_WARN_SHARE = 0.01   # a workload that loses more than this share of requests gets a visible warning
+
+
+# ---------------------------------------------------------------- the answer first: text helpers
+
+def plural(n: int, word: str) -> str:
+    """``1 GPU``, ``2 GPUs``, ``0 GPUs``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def format_dollars(x: float | None) -> str:
+    """$/h rounded to cents for people: ``$4.68/h``; ``no plan`` for a missing cost."""
+    return "no plan" if x is None or not np.isfinite(x) else f"${x:,.2f}/h"
+
+
+def format_mix(counts: Mapping[str, int]) -> str:
+    """GPU counts as people write them: ``1×A10G + 1×A100`` (types with 0 left out)."""
+    parts = [f"{int(c)}×{g}" for g, c in counts.items() if c and c > 0]
+    return " + ".join(parts) or "no GPUs"
+
+
+def policy_label(policy: str) -> str:
+    """``single:A100`` -> ``A100-only``; ``exact`` -> ``exact mix``; ``melange`` -> ``Mélange ILP``."""
+    if policy.startswith("single:"):
+        return f"{policy.split(':', 1)[1]}-only"
+    return {"exact": "exact mix", "melange": "Mélange ILP"}.get(policy, policy)
+
+
+def _versus(cost: float, other: float | None, name: str) -> str:
+    if other is None or not np.isfinite(other):
+        return f"{name} has no plan"
+    if other <= 0:
+        return f"{name} ({format_dollars(other)})"
+    pct = (other - cost) / other * 100
+    if round(pct, 1) == 0:
+        return f"the same as {name} ({format_dollars(other)})"
+    return f"{abs(pct):.1f}% {'below' if pct > 0 else 'above'} {name} ({format_dollars(other)})"
+
+
+def headline_sentence(rate: float, counts: Mapping[str, int], cost: float | None,
+                      baselines: Mapping[str, float | None], *, status: str = "optimal",
+                      message: str = "") -> str:
+    """One sentence with the answer: ``At 4 req/s: 1×A10G + 1×A100 = $4.68/h, 7.3% below A10G-only
+    ($5.05/h) and 36.2% below A100-only ($7.34/h)``.
+
+    `baselines`: single-GPU type name -> its $/h (None when it has no plan). A non-optimal status
+    is said, never hidden.
+    """
+    lead = f"At {rate:g} req/s"
+    if cost is None or not np.isfinite(cost) or status not in ("optimal", "time_limit"):
+        return f"{lead}: no plan ({status}{': ' + message if message else ''})"
+    comparisons = [_versus(cost, c, f"{g}-only") for g, c in baselines.items()]
+    tail = ", " + " and ".join(filter(None, [", ".join(comparisons[:-1]), comparisons[-1]])) if comparisons else ""
+    note = " (time limit reached: best plan found, not proven optimal)" if status == "time_limit" else ""
+    return f"{lead}: {format_mix(counts)} = {format_dollars(cost)}{tail}{note}"
+
+
+def comparison_headline(comparison) -> str:
+    """`headline_sentence` for a `solver.Comparison` (the reference mix against every single GPU type)."""
+    mix = comparison.mix
+    singles = {name.split(":", 1)[1]: (r.cost if r.has_allocation else None)
+               for name, r in comparison.results.items() if name.startswith("single:")}
+    return headline_sentence(comparison.rate, mix.counts, mix.cost if mix.has_allocation else None, singles,
+                             status=mix.status, message=mix.message)
+
+
+def headline_table(comparison) -> pd.DataFrame:
+    """Small people-ready table, one row per policy: mix, $/h, what the reference mix saves against it.
+
+    Strings, already rounded ($/h to cents, % to one decimal): display it as it is.
+    """
+    rows = []
+    ref = comparison.mix
+    for name, r in comparison.results.items():
+        ok = r.has_allocation
+        saving = ((r.cost - ref.cost) / r.cost * 100) if ok and ref.has_allocation and r.cost > 0 else None
+        rows.append({"policy": policy_label(name) + (" (reference)" if name == comparison.reference else ""),
+                     "GPUs": format_mix(r.counts) if ok else f"no plan ({r.status})",
+                     "$/h": format_dollars(r.cost) if ok else "—",
+                     "the mix saves": "—" if name == comparison.reference or saving is None else f"{saving:.1f}%"})
+    return pd.DataFrame(rows).set_index("policy")
+
+
+def workload_caveat(meta: Mapping | None) -> str:
+    """What the workload left out or moved, from its ``.json`` sidecar: ``14.3% of 19,366 requests
+    dropped (input or output >= 2000 tokens)``; clipped requests likewise; "" when nothing was."""
+    if not meta or not meta.get("requests"):
+        return ""
+    total = int(meta["requests"])
+    edge = meta.get("input_edges", [None])[-1], meta.get("output_edges", [None])[-1]
+    beyond = f"input >= {edge[0]} or output >= {edge[1]} tokens" if edge[0] is not None else "beyond the last edge"
+    notes = []
+    dropped = int(meta.get("dropped") or 0)
+    if dropped:
+        below = int(meta.get("below_first_edge") or 0)
+        why = beyond if not below else f"{beyond}, or below the first edge"
+        notes.append(f"{dropped / total:.1%} of {total:,} requests dropped ({why})")
+    if meta.get("overflow_policy") == "clip":
+        clipped = int(meta.get("beyond_last_edge") or 0) + int(meta.get("below_first_edge") or 0)
+        if clipped:
+            notes.append(f"{clipped / total:.1%} of {total:,} requests clipped into the edge buckets ({beyond})")
+    return "; ".join(notes)
+
+
+def workload_left_out_share(meta: Mapping | None) -> float:
+    """Share of the workload's requests dropped or clipped (0 when the sidecar says nothing)."""
+    if not meta or not meta.get("requests"):
+        return 0.0
+    moved = int(meta.get("dropped") or 0)
+    if meta.get("overflow_policy") == "clip":
+        moved += int(meta.get("beyond_last_edge") or 0) + int(meta.get("below_first_edge") or 0)
+    return moved / int(meta["requests"])
+
+
+def headline_html(sentence: str, table: pd.DataFrame | None = None, *, caveat: str = "",
+                  left_out_share: float = 0.0) -> str:
+    """The answer block at the top of a page: the sentence, a warning when more than 1% of the
+    workload was dropped or clipped, and the small table. Marked so MathJax never reads "$" as math."""
+    from html import escape
+
+    warn = ""
+    if caveat and left_out_share > DROPPED_WARN_SHARE:
+        warn = (f'<p class="mnb-warning" style="background:#fff3cd;border-left:4px solid #e0a800;padding:6px 10px">'
+                f'<b>Workload caveat:</b> {escape(caveat)}. The plan covers the other requests only.</p>')
+    elif caveat:
+        warn = f'<p class="mnb-note">Workload: {escape(caveat)}.</p>'
+    tab = table.to_html(classes="mnb-headline", border=0, escape=True) if table is not None else ""
+    return (f'<div class="mnb-answer tex2jax_ignore mathjax_ignore">'
+            f'<p class="mnb-headline" style="font-size:1.3em;font-weight:bold;margin:0.5em 0">{escape(sentence)}</p>'
+            f"{warn}{tab}</div>")
+
+
+# ---------------------------------------------------------------- one style per policy, in every plot
+
+_POLICY_STYLES = {   # the mix solvers: exact drawn wide and underneath, Mélange thin and dashed on top
+    "exact": {"color": "#1b1b1b", "marker": "o", "linestyle": "-", "linewidth": 4.0, "markersize": 8,
+              "markerfacecolor": "none", "alpha": 0.55, "zorder": 2},
+    "melange": {"color": "#d62728", "marker": "x", "linestyle": "--", "linewidth": 1.8, "markersize": 6, "zorder": 4},
+}
+# Single-GPU baselines: a fixed colour per GPU name (never red or black, which the mix solvers own).
+_GPU_COLOURS = {"A10G": "#1f77b4", "A100": "#2ca02c", "A100-80GB": "#2ca02c", "H100": "#9467bd", "L4": "#ff7f0e",
+                "T4": "#8c564b", "V100": "#e377c2", "L40S": "#17becf", "H200": "#bcbd22", "A6000": "#7f7f7f"}
+_SPARE_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+                  "#aec7e8", "#98df8a", "#c5b0d5", "#ffbb78")
+
+
+def gpu_colour(gpu: str) -> str:
+    """A GPU type's colour: fixed for common names, else picked by a stable hash of the name."""
+    import zlib
+
+    return _GPU_COLOURS.get(gpu) or _SPARE_COLOURS[zlib.crc32(gpu.encode()) % len(_SPARE_COLOURS)]
+
+
+def policy_style(policy: str) -> dict:
+    """Matplotlib keyword arguments (color, marker, linestyle, linewidth, ...) for a policy, the same
+    in every plot and every sweep: ``exact``, ``melange``, or ``single:<gpu>`` (the GPU's colour)."""
+    if policy in _POLICY_STYLES:
+        return dict(_POLICY_STYLES[policy])
+    gpu = policy.split(":", 1)[1] if policy.startswith("single:") else policy
+    return {"color": gpu_colour(gpu), "marker": "s", "linestyle": ":", "linewidth": 1.5, "markersize": 5, "zorder": 3}
 
 
 def _display(matrix: pd.DataFrame) -> pd.DataFrame:
@@ -26,15 +186,26 @@ def _display(matrix: pd.DataFrame) -> pd.DataFrame:
     return matrix.T.iloc[::-1]
 
 
-def _heatmap(data: pd.DataFrame, title: str, *, fmt_cell, cmap="flare", vmin=None, vmax=None, ax=None):
+def _axes_ticks(ax) -> None:
+    """The same tick layout on every heatmap: x labels at 45 degrees, y labels flat."""
+    ax.set_xlabel(X_LABEL)
+    ax.set_ylabel(Y_LABEL)
+    ax.tick_params(axis="y", rotation=0)
+    ax.tick_params(axis="x", rotation=45)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+        label.set_rotation_mode("anchor")
+
+
+def _heatmap(data: pd.DataFrame, title: str, *, fmt_cell, cbar_label: str, cmap="flare", vmin=None, vmax=None,
+             ax=None):
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 5.5))
     shown = _display(data)
     sns.heatmap(shown, cmap=sns.color_palette(cmap, as_cmap=True), vmin=vmin, vmax=vmax, square=True,
-                linewidths=0.5, cbar_kws={"shrink": 0.6}, annot=shown.map(fmt_cell), fmt="", ax=ax)
-    ax.set_xlabel(X_LABEL)
-    ax.set_ylabel(Y_LABEL)
+                linewidths=0.5, cbar_kws={"shrink": 0.6, "label": cbar_label}, annot=shown.map(fmt_cell), fmt="",
+                ax=ax)
+    _axes_ticks(ax)
     ax.set_title(title)
-    ax.tick_params(axis="y", rotation=0)
     fig.tight_layout()
     return fig
 
@@ -42,7 +213,7 @@ def _heatmap(data: pd.DataFrame, title: str, *, fmt_cell, cmap="flare", vmin=Non
 def plot_workload(workload: pd.DataFrame, title: str = "Share of requests per size bucket", ax=None):
     """The seed's percent-annotated heatmap of a workload (shares), correctly oriented."""
     pct = workload * 100
-    return _heatmap(pct, title, fmt_cell=lambda v: f"{v:.2f}%", vmin=0, ax=ax)
+    return _heatmap(pct, title, fmt_cell=lambda v: f"{v:.1f}%", cbar_label="Share of requests (%)", vmin=0, ax=ax)
 
 
 def plot_best_value(gpus: Mapping[str, GpuProfile], ax=None):
@@ -56,11 +227,9 @@ def plot_best_value(gpus: Mapping[str, GpuProfile], ax=None):
     colour = np.log2(adv.replace(np.inf, np.nan).astype(float)).fillna(0)
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(9, 6))
     sns.heatmap(_display(colour), cmap="crest", annot=_display(labels), fmt="", linewidths=0.5,
-                cbar_kws={"shrink": 0.6, "label": "log2(advantage)"}, ax=ax)
-    ax.set_xlabel(X_LABEL)
-    ax.set_ylabel(Y_LABEL)
+                cbar_kws={"shrink": 0.6, "label": "Advantage over the next best GPU (log2 of the factor)"}, ax=ax)
+    _axes_ticks(ax)
     ax.set_title("Most requests per dollar: best GPU and its advantage over the next best")
-    ax.tick_params(axis="y", rotation=0)
     fig.tight_layout()
     return fig
 
@@ -71,9 +240,10 @@ def plot_routing(result: SolveResult, workload: pd.DataFrame):
     fig, axes = plt.subplots(1, len(used), figsize=(7 * len(used), 5.5), squeeze=False)
     for ax, gpu in zip(axes[0], used):
         share = routing_matrix(result, gpu, workload) * 100
-        _heatmap(share, f"{gpu}: % of each bucket routed ({result.counts[gpu]} GPUs, "
+        _heatmap(share, f"{gpu}: % of each bucket routed ({plural(result.counts[gpu], 'GPU')}, "
                         f"{result.utilization.get(gpu, 0):.0%} utilised)",
-                 fmt_cell=lambda v: f"{v:.0f}%", cmap="Blues", vmin=0, vmax=100, ax=ax)
+                 fmt_cell=lambda v: f"{v:.0f}%", cbar_label=f"Share of the bucket's requests sent to {gpu} (%)",
+                 cmap="Blues", vmin=0, vmax=100, ax=ax)
     fig.tight_layout()
     return fig
 
@@ -127,44 +297,52 @@ def _panels(results: pd.DataFrame, height: float):
     return fig, [(ax, key, df) for ax, (key, df) in zip(axes[0], groups)]
 
 
-def _label_rate_axis(ax, ylabel: str, title: str, grid: bool = True) -> None:
-    ax.set_xlabel("Request rate (requests/s)")
+def _label_rate_axis(ax, ylabel: str, title: str, rates, grid: bool = True) -> None:
+    """Rate axis: ticks at the rates solved; log2 when they span more than 8x and are not evenly spaced."""
+    rates = sorted(set(float(r) for r in rates))
+    ax.set_xlabel("Request rate (requests/s); markers = rates solved, lines only join them")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend()
+    if len(rates) > 2 and rates[0] > 0 and rates[-1] / rates[0] > 8 and np.ptp(np.diff(rates)) > 1e-9:
+        ax.set_xscale("log", base=2)
+    if len(rates) <= 16:
+        ax.set_xticks(rates, [f"{r:g}" for r in rates])
+        ax.minorticks_off()
+    ax.legend(fontsize=8)
     if grid:
         ax.grid(alpha=0.3)
 
 
 def plot_cost_vs_rate(results: pd.DataFrame):
-    """Cost ($/h) against request rate, one step curve per policy, one panel per workload x GPU set."""
+    """Cost ($/h) against request rate: one marker per policy at each rate solved (no cost is drawn for
+    rates in between), one fixed style per policy (`policy_style`), one panel per workload x GPU set."""
     fig, panels = _panels(results, 4.8)
     for ax, (workload, gpu_set, sf), df in panels:
         for policy, d in df.groupby("policy", sort=True):
             d = d.sort_values("rate")
-            ax.step(d["rate"], d["cost_per_hour"], where="post", marker="o", ms=3, label=policy,
-                    lw=2.5 if not policy.startswith("single:") else 1.5)
-        _label_rate_axis(ax, "Cost ($/hour)", f"{workload} on {gpu_set} (slice factor {sf})")
+            ax.plot(d["rate"], d["cost_per_hour"], label=policy_label(policy), **policy_style(policy))
+        _label_rate_axis(ax, "Cost ($/hour)", f"{workload} on {gpu_set} (slice factor {sf})", df["rate"])
     fig.tight_layout()
     return fig
 
 
 def plot_savings_vs_rate(results: pd.DataFrame):
-    """Savings % of the reference mix against each other policy, per rate."""
+    """What the reference mix saves (%) against each other policy, at each rate solved."""
     fig, panels = _panels(results, 4.2)
     for ax, (workload, gpu_set, sf), df in panels:
         ref = df["reference"].iloc[0]
         for policy, d in df[df["policy"] != ref].groupby("policy", sort=True):
             d = d.sort_values("rate")
-            ax.plot(d["rate"], d["savings_pct"], marker="o", ms=3, label=f"{ref} vs {policy}")
+            ax.plot(d["rate"], d["savings_pct"], label=f"{policy_label(ref)} vs {policy_label(policy)}",
+                    **policy_style(policy))
         ax.axhline(0, color="grey", lw=0.8)
-        _label_rate_axis(ax, "Savings of the mix (%)", f"{workload} on {gpu_set}")
+        _label_rate_axis(ax, "Savings of the mix (%)", f"{workload} on {gpu_set}", df["rate"])
     fig.tight_layout()
     return fig
 
 
 def plot_mix(results: pd.DataFrame):
-    """Stacked bars: the reference mix's GPU count per type at each rate."""
+    """Stacked bars: the reference mix's GPU count per type at each rate solved (GPU colours as in every plot)."""
     fig, panels = _panels(results, 4.2)
     for ax, (workload, gpu_set, sf), df in panels:
         mix = df[df["policy"] == df["reference"]].sort_values("rate")
@@ -172,37 +350,109 @@ def plot_mix(results: pd.DataFrame):
         bottom = np.zeros(len(mix))
         labels = [f"{r:g}" for r in mix["rate"]]
         for col in counts:
-            ax.bar(labels, counts[col], bottom=bottom, label=col[2:])
+            ax.bar(labels, counts[col], bottom=bottom, label=col[2:], color=gpu_colour(col[2:]))
             bottom += counts[col].to_numpy()
-        _label_rate_axis(ax, "GPUs in the mix", f"{mix['reference'].iloc[0] if len(mix) else ''} mix: {workload} on {gpu_set}",
-                         grid=False)
+        ref = policy_label(mix["reference"].iloc[0]) if len(mix) else ""
+        ax.set_xlabel("Request rate (requests/s), rates solved only")
+        ax.set_ylabel("GPUs in the mix")
+        ax.set_title(f"{ref}: {workload} on {gpu_set}")
+        ax.yaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
+def _mix_of(row: pd.Series) -> dict[str, int]:
+    return {c[2:]: int(row[c]) for c in row.index if c.startswith("n_") and pd.notna(row[c])}
+
+
+def _has_plan(row: pd.Series) -> bool:
+    return row["status"] in ("optimal", "time_limit") and pd.notna(row["cost_per_hour"])
+
+
 def mix_changes(results: pd.DataFrame) -> pd.DataFrame:
-    """The rates at which the reference mix changes, with the mix before and after."""
+    """The rates at which the reference mix changes: rate, the new mix (``1×A10G + 1×A100``), its $/h."""
     rows = []
     for (workload, gpu_set, sf), df in _groups(results):
         mix = df[df["policy"] == df["reference"]].sort_values("rate")
-        cols = [c for c in mix.columns if c.startswith("n_")]
         previous = None
-        for rate, (_, row) in zip(mix["rate"], mix.iterrows()):
-            now = ", ".join(f"{int(row[c])}x{c[2:]}" for c in cols if row[c] > 0) or "none"
+        for _, row in mix.iterrows():
+            now = format_mix(_mix_of(row)) if _has_plan(row) else f"no plan ({row['status']})"
             if now != previous:
-                rows.append({"workload": workload, "gpu_set": gpu_set, "slice_factor": sf, "rate": rate,
+                rows.append({"workload": workload, "gpu_set": gpu_set, "slice_factor": sf, "rate": row["rate"],
                              "mix": now, "cost_per_hour": row["cost_per_hour"]})
             previous = now
     return pd.DataFrame(rows)
 
 
+def _rate_rows(df: pd.DataFrame):
+    """Per rate of one panel: (rate, reference row, {gpu: single row}), GPUs in the profile file's order."""
+    order = [c[2:] for c in df.columns if c.startswith("n_")]
+    for rate, d in df.groupby("rate", sort=True):
+        ref = d[d["policy"] == d["reference"]]
+        if ref.empty:
+            continue
+        singles = {r["policy"].split(":", 1)[1]: r for _, r in d[d["policy"].str.startswith("single:")].iterrows()}
+        singles = dict(sorted(singles.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+        yield rate, ref.iloc[0], singles
+
+
+def rate_table(results: pd.DataFrame) -> pd.DataFrame:
+    """The answer per rate, ready to show: workload, GPU set, rate, the mix, its $/h, and what it saves
+    against each single GPU type ($/h to cents, % to one decimal)."""
+    rows = []
+    for (workload, gpu_set, sf), df in _groups(results):
+        for rate, ref, singles in _rate_rows(df):
+            ok = _has_plan(ref)
+            row = {"workload": workload, "GPU set": gpu_set, "rate (req/s)": f"{rate:g}",
+                   "mix": format_mix(_mix_of(ref)) if ok else f"no plan ({ref['status']})",
+                   "$/h": format_dollars(ref["cost_per_hour"]) if ok else "—"}
+            for gpu, single in singles.items():
+                pct = single["savings_pct"]
+                row[f"saves vs {gpu}-only"] = f"{pct:.1f}%" if ok and _has_plan(single) and pd.notna(pct) else "—"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sweep_headlines(results: pd.DataFrame) -> dict[tuple, str]:
+    """One or two sentences per workload x GPU set: the range of savings against the cheapest single
+    GPU type over the rates solved, and the full headline at the rate where the mix saves most."""
+    out = {}
+    for key, df in _groups(results):
+        workload, gpu_set, sf = key
+        best, savings = None, []
+        for rate, ref, singles in _rate_rows(df):
+            plans = [s["cost_per_hour"] for s in singles.values() if _has_plan(s)]
+            if not _has_plan(ref) or not plans or min(plans) <= 0:
+                continue
+            saving = (min(plans) - ref["cost_per_hour"]) / min(plans) * 100
+            savings.append(saving)
+            if best is None or saving > best[0] + 1e-9:
+                best = (saving, rate, ref, singles)
+        name = f"{workload} on {gpu_set}" + (f" (slice factor {sf})" if sf != 1 else "")
+        if best is None:
+            out[key] = f"{name}: no rate has both a mix and a single-GPU plan."
+            continue
+        rates = sorted(df["rate"].unique())
+        saving, rate, ref, singles = best
+        sentence = headline_sentence(rate, _mix_of(ref), ref["cost_per_hour"],
+                                     {g: (s["cost_per_hour"] if _has_plan(s) else None) for g, s in singles.items()},
+                                     status=ref["status"])
+        out[key] = (f"{name}: over {rates[0]:g}–{rates[-1]:g} req/s ({plural(len(rates), 'rate')} solved) the "
+                    f"{policy_label(ref['reference'])} costs {min(savings):.1f}–{max(savings):.1f}% less than the "
+                    f"cheapest single GPU type. {sentence}.")
+    return out
+
+
 def savings_summary(results: pd.DataFrame) -> pd.DataFrame:
-    """Per workload x GPU set x policy: the reference mix's savings (min, mean, max %) over the rates."""
-    others = results[results["policy"] != results["reference"]]
-    table = (others.groupby(["workload", "gpu_set", "slice_factor", "reference", "policy"])["savings_pct"]
-             .agg(["min", "mean", "max", "count"]).round(2))
-    return table.rename(columns={"min": "min_savings_pct", "mean": "mean_savings_pct",
-                                 "max": "max_savings_pct", "count": "rates"})
+    """Per workload x GPU set x policy: what the reference mix saves against it over the rates solved
+    (lowest, median, highest %, one decimal) and at how many rates both had a plan."""
+    others = results[results["policy"] != results["reference"]].copy()
+    others["against"] = others["policy"].map(policy_label)
+    table = (others.groupby(["workload", "gpu_set", "slice_factor", "against"])["savings_pct"]
+             .agg(["min", "median", "max", "count"]).round(1).reset_index())
+    return table.rename(columns={"gpu_set": "GPU set", "slice_factor": "slice factor", "min": "lowest %",
+                                 "median": "median %", "max": "highest %", "count": "rates with both plans"})
 
 
 def figure_data_uri(fig) -> str:
@@ -216,62 +466,117 @@ def figure_data_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+PAGE_CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:1.5em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:0.6em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%}
+.mnb-answer{border:2px solid #2ca02c;border-radius:6px;padding:0.4em 1em;margin:1em 0;background:#f6fbf6}
+.mnb-note{color:#555}"""
+
+
+def _workload_meta_for(sweep_dir: Path, name: str, value) -> tuple[Path, dict]:
+    from .workload import workload_meta
+
+    path = sweep_dir / "workloads" / name / "workload.csv" if isinstance(value, dict) else Path(value)
+    return path, workload_meta(path)
+
+
 def _workload_item(sweep_dir: Path, name: str, value) -> str:
-    """One list item: the workload's name, where it came from (dataset, tokenizer) and its report."""
+    """One list item: the workload's name, where it came from (dataset, tokenizer), what it left out, its report."""
     from html import escape
 
     from .workload import workload_source
 
-    built = sweep_dir / "workloads" / name / "workload.csv"
-    path = built if isinstance(value, dict) else Path(value)
+    path, meta = _workload_meta_for(sweep_dir, name, value)
     source = workload_source(path) if path.is_file() else "not built"
-    link = f' (<a href="workloads/{escape(name)}/01_workload-shared.html">workload report</a>)' if isinstance(value, dict) else ""
-    return f"<li><b>{escape(name)}</b>: {escape(source)}{link}</li>"
+    report = sweep_dir / "workloads" / name / "01_workload-shared.html"
+    link = f' (<a href="workloads/{escape(name)}/01_workload-shared.html">workload report</a>)' if report.is_file() else ""
+    caveat = workload_caveat(meta)
+    return f"<li><b>{escape(name)}</b>: {escape(source)}{'; ' + escape(caveat) if caveat else ''}{link}</li>"
+
+
+def _point_links(sweep_dir: Path, pid: str, entry: Mapping) -> str:
+    """Links to a point's pages that exist (a page may be left out, e.g. the with-code page)."""
+    from html import escape
+
+    if entry.get("status") == "failed":
+        return f'<a href="failed/{escape(pid)}/traceback.txt">traceback</a>' \
+            if (sweep_dir / "failed" / pid / "traceback.txt").is_file() else ""
+    links = [(f"{pid}/02_allocation-shared.html", "report"), (f"{pid}/02_allocation.html", "with code"),
+             (f"{pid}/02_allocation.ipynb", "notebook")]
+    return " · ".join(f'<a href="{escape(href)}">{text}</a>' for href, text in links if (sweep_dir / href).is_file())
+
+
+def sweep_answer_html(sweep_dir: str | Path, results: pd.DataFrame, spec: Mapping) -> str:
+    """The answer block for a sweep page: per workload x GPU set, the headline sentence and a
+    warning when its workload dropped or clipped more than 1% of requests; then the per-rate table."""
+    from html import escape
+
+    sweep_dir = Path(sweep_dir)
+    if results.empty:
+        return '<div class="mnb-answer"><p class="mnb-headline">No completed points yet: nothing to compare.</p></div>'
+    blocks = []
+    workloads = spec.get("workloads", {})
+    for (workload, gpu_set, sf), sentence in sweep_headlines(results).items():
+        meta = _workload_meta_for(sweep_dir, workload, workloads[workload])[1] if workload in workloads else {}
+        blocks.append(headline_html(sentence, caveat=workload_caveat(meta), left_out_share=workload_left_out_share(meta)))
+    table = rate_table(results)
+    single_group = table[["workload", "GPU set"]].drop_duplicates().shape[0] == 1
+    if single_group:
+        table = table.drop(columns=["workload", "GPU set"])
+    return "".join(blocks) + f'<div class="tex2jax_ignore mathjax_ignore">{table.to_html(index=False, border=0)}</div>'
 
 
 def write_index(sweep_dir: str | Path, results: pd.DataFrame, manifest: dict) -> Path:
-    """``index.html``: headline savings, the cost-vs-rate plot (embedded), links to the summary and every point."""
+    """``index.html``: the answer first (headline per workload x GPU set, the mix and $/h per rate),
+    the cost-vs-rate plot (embedded), then links to the summary and every point. Works offline."""
     from html import escape
 
     sweep_dir = Path(sweep_dir)
     spec = manifest.get("spec", {})
     points = manifest.get("points", {})
     done = sum(1 for p in points.values() if p.get("status") == "done")
-    failed = {k: v for k, v in points.items() if v.get("status") == "failed"}
-    headline = savings_summary(results).reset_index() if not results.empty else pd.DataFrame()
-    changes = mix_changes(results) if not results.empty else pd.DataFrame()
+    failed = sum(1 for p in points.values() if p.get("status") == "failed")
     img = figure_data_uri(plot_cost_vs_rate(results)) if not results.empty else None
+    by_point = {}
+    if not results.empty and "point" in results:
+        for pid, d in results[results["policy"] == results["reference"]].groupby("point"):
+            row = d.iloc[0]
+            by_point[pid] = (format_mix(_mix_of(row)), format_dollars(row["cost_per_hour"])) if _has_plan(row) \
+                else (f"no plan ({row['status']})", "—")
     link_rows = []
     for pid, entry in sorted(points.items(), key=lambda kv: (kv[1]["workload"], kv[1]["gpus"], kv[1]["rate"])):
-        if entry.get("status") == "done":
-            link = (f'<a href="{escape(pid)}/02_allocation-shared.html">report</a> · '
-                    f'<a href="{escape(pid)}/02_allocation.html">with code</a> · '
-                    f'<a href="{escape(pid)}/02_allocation.ipynb">notebook</a>')
-        else:
-            link = f'<a href="failed/{escape(pid)}/traceback.txt">traceback</a>' if entry.get("status") == "failed" else ""
+        mix, cost = by_point.get(pid, ("", ""))
         link_rows.append(f"<tr><td>{escape(entry['workload'])}</td><td>{escape(entry['gpus'])}</td>"
-                         f"<td>{entry['slice_factor']}</td><td>{entry['rate']:g}</td><td>{escape(entry.get('status', ''))}</td>"
-                         f"<td>{link}</td><td>{escape(entry.get('error') or '')}</td></tr>")
+                         f"<td>{entry['slice_factor']}</td><td>{entry['rate']:g}</td><td>{escape(mix)}</td>"
+                         f"<td>{escape(cost)}</td><td>{escape(entry.get('status', ''))}</td>"
+                         f"<td>{_point_links(sweep_dir, pid, entry)}</td><td>{escape(entry.get('error') or '')}</td></tr>")
     workloads = "".join(_workload_item(sweep_dir, k, v) for k, v in spec.get("workloads", {}).items())
+    summary = ""
+    if (sweep_dir / "03_sweep_summary-shared.html").is_file():
+        summary = '<a href="03_sweep_summary-shared.html">Summary report</a> · '
+    if (sweep_dir / "03_sweep_summary.html").is_file():
+        summary += '<a href="03_sweep_summary.html">summary with code</a> · '
+    files = " · ".join(f'<a href="{f}">{f}</a>' for f in ("results.csv", "results.parquet", "manifest.json")
+                       if (sweep_dir / f).is_file())
+    solvers = ", ".join(policy_label(s) for s in spec.get("solvers", []))
+    name = escape(str(spec.get("name", "")))
+    table = savings_summary(results) if not results.empty else pd.DataFrame()
     page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>melange-nb sweep {escape(str(spec.get('name', '')))}</title>
-<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
-<h1>Sweep {escape(str(spec.get('name', '')))}: cheapest GPU mix vs request rate</h1>
-<p>{done} of {len(points)} points done, {len(failed)} failed. Solvers: {escape(', '.join(spec.get('solvers', [])))}
-(the first is the reference mix). Rates: {escape(', '.join(f'{r:g}' for r in spec.get('rates', [])))} requests/s.</p>
-<p><a href="03_sweep_summary-shared.html">Summary report</a> · <a href="03_sweep_summary.html">summary with code</a> ·
-<a href="results.csv">results.csv</a> · <a href="results.parquet">results.parquet</a> · <a href="manifest.json">manifest.json</a></p>
-<h2>Savings of the mix against each policy (%, over all rates)</h2>
-{headline.to_html(index=False, na_rep="—") if not headline.empty else "<p>No completed points.</p>"}
+<html lang="en"><head><meta charset="utf-8"><title>melange-nb sweep {name}</title>
+<style>{PAGE_CSS}</style></head><body>
+<h1>Sweep {name}: the cheapest GPU mix at each request rate</h1>
+{sweep_answer_html(sweep_dir, results, spec)}
+<p>{done} of {plural(len(points), 'point')} done, {failed} failed. Mix solvers: {escape(solvers)} (the first is
+the reference); each is compared with serving everything on one GPU type.
+{summary}{files}</p>
 <h2>Cost against request rate</h2>
 {f'<img alt="Cost in dollars per hour against request rate for each policy" src="{img}">' if img else ""}
-<h2>Rates where the mix changes</h2>
-{changes.to_html(index=False) if not changes.empty else ""}
+<h2>What the mix saves against each policy, over the rates solved</h2>
+{table.to_html(index=False, border=0, na_rep="—") if not table.empty else "<p>No completed points.</p>"}
 <h2>Workloads</h2><ul>{workloads}</ul>
 <h2>Points</h2>
-<table><tr><th>workload</th><th>GPU set</th><th>slice factor</th><th>rate</th><th>status</th><th>links</th><th>error</th></tr>
+<table><tr><th>workload</th><th>GPU set</th><th>slice factor</th><th>rate (req/s)</th><th>mix</th><th>$/h</th>
+<th>status</th><th>pages</th><th>error</th></tr>
 {''.join(link_rows)}</table>
 </body></html>
 """

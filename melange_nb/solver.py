@@ -37,6 +37,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from . import schemas
 from .errors import InputError
 from .profiles import GpuProfile
 from .workload import INPUT_AXIS, OUTPUT_AXIS, check_same_buckets, check_workload
@@ -258,8 +259,7 @@ def solve_melange(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: 
     """The Mélange ILP (melange-release's formulation) solved by CBC through PuLP."""
     import pulp
 
-    if isinstance(slice_factor, bool) or not isinstance(slice_factor, (int, np.integer)) or slice_factor < 1:
-        raise InputError("slice_factor", f"must be a whole number >= 1, got {slice_factor!r}")
+    slice_factor = _check_slice_factor(slice_factor)
     _check_time_limit(time_limit)
     start = time.perf_counter()
     p = _problem(workload, gpus, rate, constraints)
@@ -432,8 +432,11 @@ def _quiet_highs():
 
 
 def _check_time_limit(time_limit) -> None:
-    if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or time_limit <= 0):
-        raise InputError("time_limit", f"must be a positive number of seconds or None, got {time_limit!r}")
+    schemas.optional_seconds(time_limit, "time_limit")
+
+
+def _check_slice_factor(slice_factor) -> int:
+    return schemas.whole(slice_factor, "slice_factor", minimum=1, what="a whole number >= 1 (slices per bucket)")
 
 
 def _early_infeasible(solver: str, p: _Problem, start: float, options: dict) -> SolveResult | None:
@@ -462,6 +465,8 @@ def solve(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, *
           slice_factor: int = 1, time_limit: float | None = None,
           constraints: Constraints | None = None) -> SolveResult:
     """Run one policy by name: ``melange``, ``exact`` or ``single:<gpu>``."""
+    _check_slice_factor(slice_factor)    # checked for every policy: a bad value is bad input even where unused
+    _check_time_limit(time_limit)
     if solver == "melange":
         return solve_melange(workload, gpus, rate, slice_factor=slice_factor, time_limit=time_limit,
                              constraints=constraints)

@@ -7,6 +7,7 @@ bucket. GPU throughput matrices use exactly the same labels (see profiles.py).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -73,13 +74,47 @@ def read_workload(path: str | Path) -> pd.DataFrame:
         raise InputError(field, "not found; pass a CSV written by `melange-nb workload` or params/workloads/*.csv")
     try:
         df = pd.read_csv(path, index_col=0, comment="#")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
         raise InputError(field, f"is not a readable CSV ({exc.__class__.__name__}: {exc})".replace("\n", " "))
     df.index = df.index.astype(str)
     df.index.name, df.columns.name = INPUT_AXIS, OUTPUT_AXIS
+    header = _raw_header(path)     # pandas renames a repeated column ("25-100.1"): check the file's own header
+    check_bucket_labels(list(df.index), f"{field}: input buckets (first column)")
+    check_bucket_labels(header if len(header) == len(df.columns) else list(df.columns),
+                        f"{field}: output buckets (header)")
     if not all(pd.api.types.is_numeric_dtype(t) for t in df.dtypes):
         raise InputError(field, "has non-numeric shares; every cell must be a number")
     return check_workload(df.astype(float), field=field)
+
+
+_LABEL = re.compile(r"^(\d+(?:\.\d+)?)(?:-(\d+(?:\.\d+)?)|(\+))$")
+
+
+def check_bucket_labels(labels: Sequence[str], where: str) -> None:
+    """Labels must be consecutive buckets ``lo-hi`` (hi exclusive, each hi the next lo), the last may be ``lo+``."""
+    previous_hi = None
+    for k, label in enumerate(labels):
+        m = _LABEL.match(str(label).strip())
+        if not m:
+            raise InputError(where, f"label {label!r} is not a bucket `lo-hi` or `lo+` (token counts, e.g. 25-100)")
+        lo, hi, open_ = float(m.group(1)), m.group(2), m.group(3)
+        if open_ and k != len(labels) - 1:
+            raise InputError(where, f"open bucket {label!r} must be the last one")
+        if hi is not None and float(hi) <= lo:
+            raise InputError(where, f"bucket {label!r} is empty; write lo-hi with lo < hi")
+        if previous_hi is not None and lo != previous_hi:
+            raise InputError(where, f"bucket {label!r} does not start where the one before ends ({previous_hi:g}); "
+                                    "labels must be distinct, increasing and adjacent")
+        previous_hi = float(hi) if hi is not None else None
+
+
+def _raw_header(path: Path) -> list[str]:
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as f:
+        for row in csv.reader(line for line in f if not line.startswith("#")):
+            return [c.strip() for c in row[1:]]
+    return []
 
 
 def write_workload(workload: pd.DataFrame, path: str | Path) -> Path:
@@ -95,14 +130,19 @@ def check_same_buckets(a: pd.DataFrame, b: pd.DataFrame, *, what: str) -> None:
                                f"{list(b.columns)}; profile the GPU on the workload's buckets or rebucket the workload")
 
 
-def workload_source(path: str | Path) -> str:
-    """Where a workload CSV came from: its JSON sidecar's ``source``, else its leading ``#`` lines."""
+def workload_meta(path: str | Path) -> dict:
+    """A workload CSV's JSON sidecar (source, tokenizer, requests, dropped, overflow, ...); {} when it has none."""
     import json
 
+    sidecar = Path(path).with_suffix(".json")
+    return json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+
+
+def workload_source(path: str | Path) -> str:
+    """Where a workload CSV came from: its JSON sidecar's ``source``, else its leading ``#`` lines."""
     path = Path(path)
-    sidecar = path.with_suffix(".json")
-    if sidecar.is_file():
-        meta = json.loads(sidecar.read_text())
+    meta = workload_meta(path)
+    if meta:
         return "; ".join(f"{k}: {meta[k]}" for k in ("source", "tokenizer", "requests") if k in meta)
     lines = []
     with open(path, encoding="utf-8") as f:
@@ -207,8 +247,10 @@ def blend(workloads: Mapping[str, pd.DataFrame], weights: Mapping[str, float]) -
     """Mix workloads by weights (e.g. the paper's 80% chat / 20% long documents); buckets must match."""
     if set(workloads) != set(weights):
         raise InputError("weights", f"give one weight per workload: workloads {sorted(workloads)}, weights {sorted(weights)}")
-    w = np.array([weights[k] for k in workloads], dtype=float)
-    if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+    from .schemas import number
+
+    w = np.array([number(weights[k], f"weights.{k}", minimum=0, what="a number >= 0") for k in workloads])
+    if w.sum() <= 0:
         raise InputError("weights", f"must be non-negative numbers with a positive sum, got {dict(weights)}")
     names = list(workloads)
     first = workloads[names[0]]
@@ -228,9 +270,20 @@ def blend_files(weights: Mapping[str, float]) -> tuple[pd.DataFrame, dict]:
     return mixed, report
 
 
+def check_histogram_path(path: str | Path, field: str = "output") -> Path:
+    """Fail early unless `path` can take a workload CSV plus its ``.json`` sidecar (which must differ from it)."""
+    from .files import check_output_file
+
+    path = check_output_file(path, field)
+    if path.suffix.lower() == ".json":
+        raise InputError(field, f"{path} would be overwritten by its own .json sidecar; name the workload CSV "
+                                f"{path.with_suffix('.csv').name}")
+    return path
+
+
 def save_histogram(workload: pd.DataFrame, report: Mapping, path: str | Path) -> Path:
     """Write the workload CSV and its JSON sidecar (source, tokenizer, requests, overflow, edges)."""
-    path = write_workload(workload, path)
+    path = write_workload(workload, check_histogram_path(path))
     write_json(path.with_suffix(".json"), report)
     return path
 

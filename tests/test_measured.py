@@ -6,7 +6,7 @@ import pytest
 
 from melange_nb.errors import InputError
 from melange_nb.profiles.measured import (BenchmarkRun, bucket_max_rate, group_runs, import_profile,
-                                          plan_commands, read_runs, representative_lengths, write_plan)
+                                          plan_commands, read_runs, write_plan)
 
 TPOT40 = [{"metric": "tpot", "stat": "mean", "ms": 40.0}]
 
@@ -80,11 +80,6 @@ def test_runs_grouped_by_mean_lengths_into_labelled_buckets():
     assert outside == [runs[3]]                       # 500 input tokens: beyond the last edge, reported
     _, _, groups, outside = group_runs(runs, [0, 25, 100], [0, 25, 250], open_last_input=True)
     assert not outside and len(groups[("100+", "25-250")]) == 1
-
-
-def test_representative_lengths_are_bucket_midpoints():
-    assert representative_lengths([0, 25, 100, 250]) == [12, 62, 175]
-    assert representative_lengths([0, 2, 16000], open_last=True) == [1, 8001, 20000]
 
 
 # ---------------------------------------------------------------- vllm bench serve files

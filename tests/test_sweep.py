@@ -72,10 +72,16 @@ def test_summary_and_index_are_self_contained(sweep):
     _, out, _, _, _ = sweep
     for name in ("03_sweep_summary.html", "03_sweep_summary-shared.html"):
         page = (out / name).read_text()
-        assert page.count("data:image/png;base64,") >= 3 and "mean_savings_pct" in page
+        assert page.count("data:image/png;base64,") >= 3 and "median %" in page
     assert "hl-ipython3" not in (out / "03_sweep_summary-shared.html").read_text()
     index = (out / "index.html").read_text()
-    assert "data:image/png;base64," in index and "mean_savings_pct" in index and "3 failed" in index
+    assert "data:image/png;base64," in index and "median %" in index and "3 failed" in index
+    # the answer first: the headline at the rate where the mix saves most, then the mix and $/h per rate
+    head = index[:index.index("<h2>")]
+    assert ("over 2–8 req/s (3 rates solved) the exact mix costs 0.0–17.3% less than the cheapest single GPU type. "
+            "At 8 req/s: 1×A10G + 2×A100 = $8.35/h, 17.3% below A10G-only ($10.10/h) and 24.2% below A100-only "
+            "($11.01/h).") in head
+    assert "<td>4</td>\n      <td>1×A10G + 1×A100</td>\n      <td>$4.68/h</td>\n      <td>7.3%</td>\n      <td>36.2%</td>" in head
 
 
 def test_rerun_skips_done_points_and_retry_reruns_failed(sweep):

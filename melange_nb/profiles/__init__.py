@@ -43,7 +43,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from ..errors import InputError
-from ..files import read_yaml, write_text
+from ..files import read_json, read_yaml, write_text
+from .. import schemas
 from ..workload import bucket_labels, labelled_matrix
 
 UNKNOWN = "unknown"
@@ -278,7 +279,10 @@ def parse_gpu_info(gpu_info, index: Sequence[str], columns: Sequence[str], *,
                    meta: Mapping[str, Any] | None = None, field: str = "gpu_info") -> dict[str, GpuProfile]:
     """Profiles from melange-release's ``gpu_info``: a list of {name, cost, tputs} or a mapping name -> {cost, tputs}."""
     if isinstance(gpu_info, Mapping):
-        entries = [dict(spec or {}, name=name) for name, spec in gpu_info.items()]
+        for name, spec in gpu_info.items():
+            if not isinstance(spec, Mapping):
+                raise InputError(f"{field}.{name}", f"must be a mapping with keys cost and tputs, got {type(spec).__name__}")
+        entries = [{**spec, "name": name} for name, spec in gpu_info.items()]
     elif isinstance(gpu_info, list):
         entries = gpu_info
     else:
@@ -289,10 +293,13 @@ def parse_gpu_info(gpu_info, index: Sequence[str], columns: Sequence[str], *,
     for i, entry in enumerate(entries):
         if not isinstance(entry, Mapping):
             raise InputError(f"{field}[{i}]", "must be a mapping with keys name, cost, tputs")
-        name = str(entry.get("name", "")).strip()
+        raw_name = entry.get("name")
+        if isinstance(raw_name, int) and not isinstance(raw_name, bool):
+            raw_name = str(raw_name)          # a YAML key such as 4090
+        name = raw_name.strip() if isinstance(raw_name, str) else ""
         where = f"{field}.{name or i}"
         if not name:
-            raise InputError(where, "has no `name`; give each GPU type a name")
+            raise InputError(where, f"has no usable `name` (got {raw_name!r}); give each GPU type a name (text)")
         if name in gpus:
             raise InputError(where, "appears twice; GPU names must be unique")
         for key in ("cost", "tputs"):
@@ -308,21 +315,16 @@ def parse_gpu_info(gpu_info, index: Sequence[str], columns: Sequence[str], *,
 
 
 def _cost(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-        raise InputError(where, f"must be a positive number of dollars per hour, got {value!r}")
-    return float(value)
+    return schemas.number(value, where, positive=True, what="a positive number of dollars per hour")
 
 
 def _tputs(values, index, columns, where: str) -> pd.DataFrame:
-    if values is None or (isinstance(values, list) and any(v is None for row in values if isinstance(row, list) for v in row)):
-        raise InputError(where, "has empty cells; use 0 for a bucket this GPU cannot serve")
-    tputs = labelled_matrix(values, index, columns, field=where)
-    arr = tputs.to_numpy()
-    if np.isnan(arr).any():
-        raise InputError(where, "has NaN throughputs; use 0 for a bucket this GPU cannot serve")
-    if not np.isfinite(arr).all() or (arr < 0).any():
-        raise InputError(where, "has negative or infinite throughputs; give max requests/s >= 0 per bucket")
-    return tputs
+    if values is None:
+        raise InputError(where, "is empty; give max requests/s per bucket (0 for a bucket this GPU cannot serve)")
+    arr = schemas.number_matrix(values, where, what="max requests/s (0 = cannot serve)")
+    if (arr < 0).any():
+        raise InputError(where, "has negative throughputs; give max requests/s >= 0 per bucket")
+    return labelled_matrix(arr, index, columns, field=where)
 
 
 def load_gpus(path: str | Path) -> dict[str, GpuProfile]:
@@ -333,10 +335,12 @@ def load_gpus(path: str | Path) -> dict[str, GpuProfile]:
     if not isinstance(doc, Mapping) or "gpus" not in doc:
         raise InputError(field, "must be a YAML mapping with a `gpus` key (and input_edges, output_edges)")
     for key in ("input_edges", "output_edges"):
-        if not isinstance(doc.get(key), list):
+        if doc.get(key) is None:
             raise InputError(f"{path.name}: {key}", "is missing; list the bucket edges, e.g. [0, 25, 100, 250, 500, 1000, 2000]")
-    index = bucket_labels(doc["input_edges"], open_last=bool(doc.get("open_last_input", False)))
-    columns = bucket_labels(doc["output_edges"], open_last=bool(doc.get("open_last_output", False)))
+    index = bucket_labels(schemas.edges(doc["input_edges"], f"{path.name}: input_edges"),
+                          open_last=schemas.flag(doc.get("open_last_input", False), f"{path.name}: open_last_input"))
+    columns = bucket_labels(schemas.edges(doc["output_edges"], f"{path.name}: output_edges"),
+                            open_last=schemas.flag(doc.get("open_last_output", False), f"{path.name}: open_last_output"))
     meta = {k: doc[k] for k in PROVENANCE_KEYS if k in doc}
     meta["file"] = str(path)
     meta["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -384,33 +388,28 @@ def read_melange_config(path: str | Path):
     ``slice_factor``) as (workload, gpus, rate, slice_factor). Rows = input buckets, columns =
     output buckets, as melange-release's README says; buckets are labelled by position (0, 1, ...).
     """
-    import json
-
     from ..workload import check_workload
 
     path = Path(path)
     field = f"config {path}"
-    if not path.is_file():
-        raise InputError(field, "not found; pass a melange-release JSON config such as melange/config/example.json")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(field, f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})")
+    doc = read_json(path, "config", "a melange-release JSON config such as melange/config/example.json")
     if not isinstance(doc, Mapping):
         raise InputError(field, "must be a JSON object with gpu_info, workload_distribution, total_request_rate")
     for key in ("gpu_info", "workload_distribution", "total_request_rate"):
         if key not in doc:
             raise InputError(f"{path.name}: {key}", "is missing")
-    dist = doc["workload_distribution"]
-    if not isinstance(dist, list) or not dist or not all(isinstance(r, list) and r for r in dist):
-        raise InputError(f"{path.name}: workload_distribution", "must be a non-empty 2D list (rows = input buckets)")
+    dist = schemas.number_matrix(doc["workload_distribution"], f"{path.name}: workload_distribution",
+                                 what="request shares").tolist()
+    rate = schemas.number(doc["total_request_rate"], f"{path.name}: total_request_rate", positive=True,
+                          what="a positive number of requests/s")
+    slice_factor = schemas.whole(doc.get("slice_factor", 1), f"{path.name}: slice_factor", minimum=1)
     index = [str(i) for i in range(len(dist))]
     columns = [str(j) for j in range(len(dist[0]))]
     workload = check_workload(labelled_matrix(dist, index, columns, field=f"{path.name}: workload_distribution"),
                               field=f"{path.name}: workload_distribution")
     meta = {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     gpus = parse_gpu_info(doc["gpu_info"], index, columns, meta=meta, field=f"{path.name}: gpu_info")
-    return workload, gpus, doc["total_request_rate"], doc.get("slice_factor", 1)
+    return workload, gpus, rate, slice_factor
 
 
 from .prices import Price, find_price, load_prices, merge_prices  # noqa: E402  (prices need nothing above)

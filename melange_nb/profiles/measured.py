@@ -341,13 +341,6 @@ def _run_date(runs: Sequence[BenchmarkRun]) -> str:
 DEFAULT_RATES = (1, 2, 4, 8, 16, 32)
 
 
-def representative_lengths(edges: Sequence[float], open_last: bool = False) -> list[int]:
-    """One token count per bucket for benchmarking it: the midpoint of ``lo-hi`` (at least 1);
-    an open last bucket ``lo+`` is represented by 1.25 x lo."""
-    mids = [max(1, int(round((lo + hi) / 2))) for lo, hi in zip(edges, edges[1:])]
-    return mids + [int(round(edges[-1] * 1.25))] if open_last else mids
-
-
 def plan_commands(*, model: str, base_url: str, input_edges: Sequence[float], output_edges: Sequence[float],
                   rates: Sequence[float] = DEFAULT_RATES, num_prompts: int = 200, result_dir: str = "results",
                   open_last_input: bool = False, open_last_output: bool = False,
@@ -365,8 +358,10 @@ def plan_commands(*, model: str, base_url: str, input_edges: Sequence[float], ou
         raise InputError("--num-prompts", f"must be >= 1, got {num_prompts}")
     index = bucket_labels(input_edges, open_last=open_last_input)
     columns = bucket_labels(output_edges, open_last=open_last_output)
-    ins = representative_lengths(input_edges, open_last_input)
-    outs = representative_lengths(output_edges, open_last_output)
+    from .predict import representative_lengths     # the lengths predictions use too: same bucket, same point
+
+    ins = representative_lengths(input_edges, open_last_input, minimum=1)
+    outs = representative_lengths(output_edges, open_last_output, minimum=1)
     runs = []
     for i_label, isl in zip(index, ins):
         for o_label, osl in zip(columns, outs):

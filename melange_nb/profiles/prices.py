@@ -57,6 +57,16 @@ def _text(value) -> str:
     return "unknown" if value in (None, "") else str(value)
 
 
+def _shown(path: Path) -> str:
+    """A price file as profiles record it: relative to the project when inside it (no local paths)."""
+    from ..config import PROJECT_ROOT
+
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def load_prices(path: str | Path) -> dict[str, Price]:
     """Read a price file (see the module docstring) into {GPU name: Price}; every field checked."""
     path = Path(path)
@@ -78,7 +88,7 @@ def load_prices(path: str | Path) -> dict[str, Price]:
         systems = entry.get("systems") or []
         if not isinstance(systems, list):
             raise InputError(f"{field_}.systems", "must be a list of system names, e.g. [h100_sxm]")
-        prices[str(name)] = Price(str(name), float(value), file=str(path), systems=tuple(map(str, systems)),
+        prices[str(name)] = Price(str(name), float(value), file=_shown(path), systems=tuple(map(str, systems)),
                                   note=str(entry.get("note", "")), **facts)
     return prices
 

@@ -1,0 +1,363 @@
+"""Predicted GPU profiles from NVIDIA's aiconfigurator performance model (PyPI ``aiconfigurator-core``).
+
+What a predicted rate means: the requests/s that ONE replica (``tp`` GPUs) of the serving
+engine completes in steady state when it is kept at a constant number of concurrent requests
+(continuous batching, chunked prefill), every request having the bucket's representative
+lengths, with every SLO condition met and the KV cache fitting in the engine's memory budget
+(vLLM's ``gpu_memory_utilization``). Per bucket it is the maximum over a grid of concurrencies
+(batch sizes ``BATCH_SIZES``, then the sizes halfway to the
+best one's neighbours) and prefill chunk sizes (``CHUNK_TOKENS``, vLLM's
+``max_num_batched_tokens``): every point is evaluated, because throughput is not monotone in
+batch size once prefill dominates. Only memory is assumed to grow with batch size (the search
+stops at the first batch whose KV cache does not fit).
+
+Which lengths represent a bucket ``lo-hi``: its midpoint ``(lo + hi) / 2`` rounded (at least 1
+input and 2 output tokens: the model's rate needs one decode step); an open last bucket ``lo+``
+uses ``2 * lo``. A bucket whose requests exceed the model's context window, or whose KV cache
+does not fit even one request, is 0 with a note (``cell_notes``).
+
+aiconfigurator gives one (mean-field) latency per point, no distribution: a percentile condition
+(``p99_tpot_ms=...``) is checked against that value and the profile's notes say so; ITL is its
+TPOT. Systems with measured kernel data are predicted in its ``SILICON`` mode; systems with only
+a hardware spec (l4, a100_pcie, h100_pcie, a30) run in speed-of-light mode (``SOL``), which is
+1.4-2x optimistic where both exist: such profiles say so in their notes, or with
+``sol="calibrate"`` are scaled per bucket by a sibling GPU's measured/speed-of-light ratio
+(``SOL_SIBLINGS``), which their notes also say. Results are cached in
+``outputs/cache/profiles/`` keyed by every input, so a repeat takes well under a second.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..config import PARAMS_DIR, outputs_dir
+from ..errors import InputError, MelangeError
+from ..files import write_json
+from ..workload import bucket_labels, labelled_matrix
+from . import PROFILE_INPUT_EDGES, PROFILE_OUTPUT_EDGES, GpuProfile, parse_slo
+from .prices import Price, find_price, load_prices, merge_prices
+
+BACKENDS = ("vllm", "sglang", "trtllm")
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+CHUNK_TOKENS = (2048, 8192)
+SOL_SIBLINGS = {"l4": "l40s", "a100_pcie": "a100_sxm", "h100_pcie": "h100_sxm", "a30": "a100_sxm"}
+DEFAULT_PRICES = PARAMS_DIR / "prices" / "runpod-serverless.yaml"
+_METRIC_FIELD = {"tpot": "tpot", "itl": "tpot", "ttft": "ttft", "e2e": "request_latency"}
+_CACHE_VERSION = 1   # bump when the search or the representative lengths change
+
+
+class PredictorUnavailable(MelangeError):
+    """aiconfigurator-core is not installed (e.g. no wheel for this platform)."""
+
+
+def _aic():
+    """Import aiconfigurator-core lazily (``import melange_nb`` stays light) and quiet its logger."""
+    try:
+        from aiconfigurator_core.sdk import config_builders, models, perf_database
+        from aiconfigurator_core.sdk.backends.factory import get_backend
+        from aiconfigurator_core.sdk.config import RuntimeConfig
+    except ImportError:
+        raise PredictorUnavailable(
+            "profile predict needs aiconfigurator-core, which is not installed (it ships wheels for Linux "
+            "x86_64/aarch64 and macOS arm64 only, not Windows); use measured or seed profiles instead") from None
+    logging.getLogger("aiconfigurator_core").setLevel(logging.ERROR)
+    return config_builders, models, perf_database, get_backend, RuntimeConfig
+
+
+@contextlib.contextmanager
+def _fast_yaml():
+    """aiconfigurator parses hundreds of YAML files with pure-Python ``yaml.safe_load`` when a
+    database loads; libyaml's C loader gives the same data several times faster."""
+    import yaml
+
+    if not getattr(yaml, "__with_libyaml__", False):
+        yield
+        return
+    original = yaml.safe_load
+    yaml.safe_load = lambda stream: yaml.load(stream, Loader=yaml.CSafeLoader)
+    try:
+        yield
+    finally:
+        yaml.safe_load = original
+
+
+def _package_dir() -> Path:
+    """aiconfigurator-core's folder, found without importing it (a cached repeat never imports it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("aiconfigurator_core")
+    if spec is None or not spec.submodule_search_locations:
+        _aic()              # raises PredictorUnavailable with the reason
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def available(*, models: bool = False) -> dict[str, list[str]]:
+    """What predictions can use offline: systems, per backend the systems with measured kernel data
+    (the others get speed-of-light estimates), and with `models` the bundled model configs (this
+    imports aiconfigurator)."""
+    data = _package_dir() / "systems" / "data"
+    systems = sorted(p.name for p in data.iterdir() if p.is_dir())
+    measured = {b: [s for s in systems if (data / s / "gemm" / b).is_dir()] for b in BACKENDS}
+    out = {"systems": systems, "measured": measured, "backends": list(BACKENDS)}
+    if models:
+        _aic()
+        from aiconfigurator_core.sdk.utils import DefaultHFModels
+
+        out["models"] = sorted(DefaultHFModels)
+    return out
+
+
+def resolve_model(model: str | Path) -> tuple[str, str]:
+    """(model path for aiconfigurator, display name): a bundled HF id (also its short name, e.g.
+    ``Meta-Llama-3.1-8B``) or a local folder with a HuggingFace ``config.json``."""
+    text = str(model)
+    path = Path(text)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise InputError("model", f"folder {text} has no config.json; put the model's HuggingFace config.json there")
+        return str(path.resolve()), path.name
+    models = available(models=True)["models"]
+    if text in models:
+        return text, text.split("/")[-1]
+    short = [m for m in models if m.split("/")[-1].lower() in (text.lower(), f"meta-{text.lower()}")]
+    if len(short) == 1:
+        return short[0], short[0].split("/")[-1]
+    raise InputError("model", f"{text!r} is not available offline; use a local folder with config.json or one of: "
+                              + ", ".join(models))
+
+
+def representative_lengths(edges: Sequence[float], open_last: bool, *, minimum: int) -> list[int]:
+    """One length per bucket: the midpoint of ``lo-hi`` (at least `minimum`); ``2 * lo`` for an open ``lo+``."""
+    mids = [max(minimum, int(round((a + b) / 2))) for a, b in zip(edges, edges[1:])]
+    return mids + [max(minimum, int(2 * edges[-1]))] if open_last else mids
+
+
+def _parse_gpus(gpus) -> dict[str, str]:
+    """``["h100_sxm=H100", "l40s"]`` or {system: name} -> {name: system}."""
+    pairs = gpus.items() if isinstance(gpus, Mapping) else [str(g).partition("=")[::2] for g in gpus]
+    out: dict[str, str] = {}
+    for system, name in pairs:
+        system, name = str(system).strip(), (str(name).strip() or str(system).strip())
+        if not system:
+            raise InputError("gpu", "is empty; give a system name such as h100_sxm (optionally h100_sxm=H100)")
+        if name in out:
+            raise InputError("gpu", f"name {name!r} appears twice; rename one with SYSTEM=NAME")
+        out[name] = system
+    if not out:
+        raise InputError("gpu", "lists no GPU; give at least one, e.g. --gpu h100_sxm=H100")
+    return out
+
+
+def _prices(prices) -> dict[str, Price]:
+    if prices is None:
+        return load_prices(DEFAULT_PRICES)
+    if isinstance(prices, Mapping):
+        return dict(prices)
+    if isinstance(prices, (str, Path)):
+        return load_prices(prices)
+    return merge_prices(list(prices))
+
+
+def _condition_failures(result: Mapping[str, Any], slo: list[dict]) -> list[str]:
+    return [f"{c['stat']} {c['metric'].upper()} {float(result[_METRIC_FIELD[c['metric']]]):.0f} ms > {c['ms']:g}"
+            for c in slo if float(result[_METRIC_FIELD[c["metric"]]]) > c["ms"]]
+
+
+def _search_bucket(backend, model, database, runtime_config, isl: int, osl: int, slo: list[dict]) -> tuple[float, str]:
+    """(best requests/s, note) for one bucket: every (chunk, batch) point of the grid up to the first
+    batch that overflows memory, then the in-between batch sizes next to the best point."""
+    best, best_at, fits, failures, errors = 0.0, None, False, [], []
+
+    def rate(chunk: int, batch: int) -> float | None:
+        """requests/s meeting the SLO (0 if not met); None when the KV cache does not fit."""
+        nonlocal fits, failures
+        try:
+            summary = backend.run_agg(model, database, runtime_config(isl=isl, osl=osl, batch_size=batch),
+                                      ctx_tokens=chunk)
+        except (AssertionError, ValueError, ZeroDivisionError) as exc:   # a point the model rejects: skip it
+            errors.append(f"{type(exc).__name__}: {exc}")
+            return 0.0
+        if summary.check_oom() or summary.check_kv_cache_oom():
+            return None
+        fits = True
+        result = summary.get_result_dict()
+        failed = _condition_failures(result, slo)
+        if failed and batch == 1:
+            failures = failed
+        return 0.0 if failed else float(result["request_rate"])
+
+    for chunk in CHUNK_TOKENS:
+        for batch in BATCH_SIZES:
+            value = rate(chunk, batch)
+            if value is None:
+                break                                  # memory only grows with the batch
+            if value > best:
+                best, best_at = value, (chunk, batch)
+    if best_at:                                        # refine between the best batch and its grid neighbours
+        chunk, batch = best_at
+        k = BATCH_SIZES.index(batch)
+        for other in BATCH_SIZES[max(k - 1, 0):k] + BATCH_SIZES[k + 1:k + 2]:
+            mid = (batch + other) // 2
+            if mid not in BATCH_SIZES:
+                value = rate(chunk, mid)
+                if value and value > best:
+                    best = value
+    if best > 0:
+        return best, ""
+    if not fits:
+        return 0.0, "KV cache does not fit (not even one request)" if not errors else f"no estimate ({errors[0][:120]})"
+    return 0.0, "SLO not met even at batch 1 (" + "; ".join(failures) + ")" if failures else "SLO not met"
+
+
+def _predict_system(system: str, *, model_path: str, backend_name: str, slo: list[dict], tp: int,
+                    input_lengths: list[int], output_lengths: list[int], mode: str) -> dict[str, Any]:
+    """Raw predictions for one system in one database mode: rates (list of rows), cell notes, facts."""
+    config_builders, models, perf_database, get_backend, RuntimeConfig = _aic()
+    sibling = SOL_SIBLINGS.get(system, system)
+    slots = perf_database.get_version_slots(sibling, backend_name) or {}
+    if "current" not in slots:
+        raise InputError("backend", f"{backend_name} has no performance data for {system} offline; "
+                                    f"try another --backend of {list(BACKENDS)}")
+    version = slots["current"]
+    with _fast_yaml():
+        if mode == "SOL":
+            database = perf_database.get_database_view(system, backend_name, version, allow_missing_data=True,
+                                                       database_mode="SOL", allow_unlisted_version=True)
+        else:
+            database = perf_database.get_database_view(system, backend_name, version)
+        model = models.get_model(model_path, config_builders.build_model_config(tp, 1, 1, 1, 1), backend_name)
+        backend = get_backend(backend_name)      # one backend per database: its result cache ignores the system
+        from aiconfigurator_core.sdk.utils import get_model_config_from_model_path
+
+        raw = get_model_config_from_model_path(model_path).get("raw_config") or {}
+        window = raw.get("max_position_embeddings") or (raw.get("text_config") or {}).get("max_position_embeddings")
+        rates, notes = [], []
+        for i, isl in enumerate(input_lengths):
+            row = []
+            for j, osl in enumerate(output_lengths):
+                if window and isl + osl > int(window):
+                    rate, note = 0.0, f"longer than the model's context window ({int(window)} tokens)"
+                else:
+                    rate, note = _search_bucket(backend, model, database, RuntimeConfig, isl, osl, slo)
+                row.append(rate)
+                if note:
+                    notes.append([i, j, note])
+            rates.append(row)
+    return {"rates": rates, "notes": notes, "version": str(database.version), "mode": mode}
+
+
+def _model_key(model) -> str:
+    """The model as the cache sees it: a local config by its content, a name as given."""
+    path = Path(str(model))
+    if (path / "config.json").is_file():
+        return "config.json sha256 " + hashlib.sha256((path / "config.json").read_bytes()).hexdigest()
+    return str(model)
+
+
+def _cached_predict(system: str, mode: str, *, model, use_cache: bool, **kwargs) -> dict[str, Any]:
+    """One system's raw prediction, from the cache when every input matches (no aiconfigurator import then)."""
+    import importlib.metadata as md
+
+    try:
+        version = md.version("aiconfigurator-core")
+    except md.PackageNotFoundError:
+        _aic()
+    key = dict(kwargs, system=system, mode=mode, model=_model_key(model), aiconfigurator_core=version,
+               cache_version=_CACHE_VERSION, batch_sizes=BATCH_SIZES, chunks=CHUNK_TOKENS)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    path = outputs_dir() / "cache" / "profiles" / f"{system}-{mode.lower()}-{digest}.json"
+    if use_cache and path.is_file():
+        return json.loads(path.read_text())
+    model_path, model_name = resolve_model(model)
+    result = _predict_system(system, model_path=model_path, mode=mode, **kwargs)
+    result.update(model_name=model_name, tool_version=version, date=_dt.date.today().isoformat())
+    if use_cache:
+        write_json(path, result)
+    return result
+
+
+def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str], *, slo, backend: str = "vllm",
+                     edges: Sequence[float] = PROFILE_INPUT_EDGES, output_edges: Sequence[float] = PROFILE_OUTPUT_EDGES,
+                     open_last_input: bool = False, open_last_output: bool = False, prices=None, tp: int = 1,
+                     sol: str = "label", cache: bool = True) -> dict[str, GpuProfile]:
+    """Predicted profiles {GPU name: GpuProfile} for `model` on each aiconfigurator system in `gpus`.
+
+    `gpus`: system names, ``"h100_sxm=H100"`` to rename, or a mapping {system: name}. `slo`: what
+    `parse_slo` reads (e.g. ``"tpot_ms=40"`` or a list of conditions). `prices`: a price file, a
+    list of them, or {name: Price}; default ``params/prices/runpod-serverless.yaml``; cost =
+    price per GPU x `tp`. `sol`: "label" or "calibrate" for systems without measured data (see
+    the module docstring). Every input is checked before the first estimate.
+    """
+    conditions = parse_slo(slo, field="slo")
+    if conditions == "unknown":
+        raise InputError("slo", "is required for a prediction; e.g. tpot_ms=40")
+    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+        raise InputError("tp", f"must be a whole number >= 1 (GPUs per replica), got {tp!r}")
+    if sol not in ("label", "calibrate"):
+        raise InputError("sol", f"must be 'label' or 'calibrate', got {sol!r}")
+    index = bucket_labels(edges, open_last=open_last_input)
+    columns = bucket_labels(output_edges, open_last=open_last_output)
+    names = _parse_gpus(gpus)
+    info = available()
+    if backend not in info["backends"]:
+        raise InputError("backend", f"unknown backend {backend!r}; available offline: {', '.join(info['backends'])}")
+    for name, system in names.items():
+        if system not in info["systems"]:
+            raise InputError("gpu", f"unknown system {system!r}; available offline: {', '.join(info['systems'])} "
+                                    "(A10G has no data: use the seed's measured profile)")
+        if system not in info["measured"][backend] and system not in SOL_SIBLINGS:
+            raise InputError("backend", f"{backend} has no performance data for {system} offline; it has data for "
+                                        f"{', '.join(info['measured'][backend])}")
+    if Path(str(model)).is_dir() and not (Path(str(model)) / "config.json").is_file():
+        resolve_model(model)                  # the one-line error for a folder without config.json
+    price_table = _prices(prices)
+    priced = {name: find_price(price_table, name, system, field="prices") for name, system in names.items()}
+    input_lengths = representative_lengths(list(edges), open_last_input, minimum=1)
+    output_lengths = representative_lengths(list(output_edges), open_last_output, minimum=2)
+    common = dict(model=model, use_cache=cache, backend_name=backend, slo=conditions, tp=tp,
+                  input_lengths=input_lengths, output_lengths=output_lengths)
+    out = {}
+    for name, system in names.items():
+        measured = system in info["measured"][backend]
+        result = _cached_predict(system, "SILICON" if measured else "SOL", **common)
+        rates = np.asarray(result["rates"], dtype=float)
+        tool = {"name": "aiconfigurator-core", "version": result["tool_version"]}
+        model_name = result["model_name"]
+        notes = [f"predicted by aiconfigurator-core {tool['version']} ({backend} {result['version']} kernel data, "
+                 f"{'measured kernels' if measured else 'speed-of-light mode'}); rate = requests/s of one replica "
+                 f"at the best batch size and prefill chunk meeting the SLO; bucket lengths: midpoints "
+                 f"(open last bucket: 2x its lower edge)"]
+        if any(c["stat"] != "mean" or c["metric"] == "itl" for c in conditions):
+            notes.append("percentile/ITL conditions were checked against aiconfigurator's single mean-field "
+                         "latency (it models no distribution; ITL = TPOT)")
+        if not measured:
+            sibling = SOL_SIBLINGS.get(system)
+            if sol == "calibrate" and sibling:
+                sil = np.asarray(_cached_predict(sibling, "SILICON", **common)["rates"])
+                ref = np.asarray(_cached_predict(sibling, "SOL", **common)["rates"])
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = np.where(ref > 0, sil / ref, 0.0)
+                rates = rates * ratio
+                notes.append(f"{system} has no measured kernel data: speed-of-light estimate scaled per bucket by "
+                             f"{sibling}'s measured/speed-of-light ratio (median {np.median(ratio[ratio > 0]):.2f}); "
+                             "the SLO check itself used speed-of-light latencies"
+                             if (ratio > 0).any() else f"{system}: {sibling} calibration gave no ratio")
+            else:
+                notes.append(f"{system} has no measured kernel data: SPEED-OF-LIGHT (roofline) estimate, typically "
+                             "1.4-2x optimistic; use sol='calibrate' (--sol calibrate) to scale by a sibling GPU")
+        cell_notes = [{"input": index[i], "output": columns[j], "note": note} for i, j, note in result["notes"]]
+        if rates.max(initial=0) == 0 and cell_notes and all("KV cache" in c["note"] for c in cell_notes):
+            notes.append(f"{model_name} does not fit one replica of {tp} x {system}: every bucket is 0")
+        price = priced[name]
+        meta = {"model": model_name, "source": "predicted", "system": system, "gpus_per_replica": tp,
+                "engine": {"name": backend, "version": result["version"]}, "tool": tool, "slo": conditions,
+                "date": result["date"], "price": price.meta(), "notes": notes, "cell_notes": cell_notes}
+        out[name] = GpuProfile(name, price.usd_per_hour * tp, labelled_matrix(np.round(rates, 4), index, columns, field=name), meta)
+    return out

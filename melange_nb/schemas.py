@@ -1,0 +1,102 @@
+"""What a valid value is, in one place, for every input kind (workload CSV, profile YAML, melange
+JSON, run params, sweep specs).
+
+The rules hold everywhere at once: booleans are not numbers, NaN and infinities are not numbers,
+strings are not numbers, and a mapping never names a key twice (the strict file readers in
+`files.py` refuse repeated keys). Each helper takes `where`, the field path an error names
+(``"gpus.yaml: gpus.A10G.cost"``), and raises `InputError` with the fix.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import InputError
+
+
+def is_number(value: Any) -> bool:
+    """A real, finite number; not a bool, not NaN, not an infinity, not a numeric string."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:      # an int too large for a float
+        return False
+
+
+def number(value: Any, where: str, *, minimum: float | None = None, positive: bool = False,
+           maximum: float | None = None, what: str = "a number") -> float:
+    """`value` as a float if it is a finite real number within the bounds, else an `InputError`."""
+    ok = is_number(value) and (minimum is None or value >= minimum) and (not positive or value > 0) \
+        and (maximum is None or value <= maximum)
+    if not ok:
+        raise InputError(where, f"must be {what}, got {value!r}")
+    return float(value)
+
+
+def whole(value: Any, where: str, *, minimum: int = 0, what: str | None = None) -> int:
+    """`value` as an int if it is a whole number >= `minimum` (2.0 counts; 2.5, True, "2" do not)."""
+    ok = is_number(value) and float(value).is_integer() and value >= minimum
+    if not ok:
+        raise InputError(where, f"must be {what or f'a whole number >= {minimum}'}, got {value!r}")
+    return int(value)
+
+
+def optional_seconds(value: Any, where: str) -> float | None:
+    """A time limit: None, or a positive finite number of seconds."""
+    if value is None:
+        return None
+    return number(value, where, positive=True, what="a positive number of seconds (or none for no limit)")
+
+
+def number_matrix(values: Any, where: str, *, what: str = "numbers") -> np.ndarray:
+    """A non-empty rectangular 2D list of finite, non-bool numbers as a float array."""
+    if not isinstance(values, (list, tuple)) or not values or \
+            not all(isinstance(row, (list, tuple)) and row for row in values):
+        raise InputError(where, f"must be a 2D list of {what} (rows = input buckets, columns = output buckets)")
+    if len({len(row) for row in values}) > 1:
+        raise InputError(where, f"has rows of different lengths {[len(r) for r in values]}; every row needs one "
+                                "value per output bucket")
+    for i, row in enumerate(values):
+        for j, v in enumerate(row):
+            if v is None:
+                raise InputError(f"{where}[{i}][{j}]", "is empty; give a number (0 for a bucket without any)")
+            if not is_number(v):
+                raise InputError(f"{where}[{i}][{j}]", f"must be a finite number ({what}), got {v!r}")
+    return np.asarray(values, dtype=float)
+
+
+def edges(values: Any, where: str) -> list[float]:
+    """Bucket edges: a list of at least two strictly increasing finite numbers >= 0."""
+    if not isinstance(values, (list, tuple)):
+        raise InputError(where, "must be a list of bucket edges, e.g. [0, 25, 100, 250, 500, 1000, 2000]")
+    for i, v in enumerate(values):
+        if not is_number(v) or v < 0:
+            raise InputError(f"{where}[{i}]", f"must be a finite number of tokens >= 0, got {v!r}")
+    if len(values) < 2 or any(b <= a for a, b in zip(values, values[1:])):
+        raise InputError(where, f"needs at least two strictly increasing edges, got {list(values)}")
+    return [int(v) if float(v).is_integer() else float(v) for v in values]
+
+
+def flag(value: Any, where: str) -> bool:
+    """A true/false switch; 1, "yes" or None are not booleans here."""
+    if not isinstance(value, bool):
+        raise InputError(where, f"must be true or false, got {value!r}")
+    return value
+
+
+def unique_names(names: Sequence[Any], where: str) -> None:
+    """Raise if a name repeats (GPU names, workload labels, bucket labels)."""
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise InputError(where, f"names {name!r} twice; names must be unique")
+        seen.add(name)
+
+
+def mapping(value: Any, where: str, *, what: str = "a mapping") -> Mapping:
+    if not isinstance(value, Mapping):
+        raise InputError(where, f"must be {what}, got {type(value).__name__}")
+    return value

@@ -1,0 +1,214 @@
+"""Bad input through the real command: exit 2, exactly one stderr line naming the field, no
+traceback, nothing written. One case per kind of input (profile YAML, melange JSON, workload CSV,
+chat dataset, run params, solve options, output paths)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from melange_nb.cli import main
+from melange_nb.config import GPUS_DIR, WORKLOADS_DIR
+
+GPUS = str(GPUS_DIR / "llama2-7b-seed.yaml")
+ARENA = str(WORKLOADS_DIR / "arena-seed.csv")
+PROFILE = """input_edges: {edges}
+output_edges: [0, 25, 100]
+gpus:
+  A: {{cost: {cost}, tputs: [[1, 2], [3, {cell}]]}}
+  B: {{cost: 2.0, tputs: [[2, 4], [6, 8]]}}
+"""
+WORKLOAD = "input_tokens,0-25,25-100\n0-25,0.25,0.25\n25-100,0.25,0.25\n"
+CONFIG = {"gpu_info": {"A": {"cost": 1.0, "tputs": [[1, 2], [3, 4]]}, "B": {"cost": 2.0, "tputs": [[2, 4], [6, 8]]}},
+          "workload_distribution": [[0.25, 0.25], [0.25, 0.25]], "total_request_rate": 4}
+
+
+def profile(edges="[0, 25, 100]", cost="1.0", cell="4"):
+    return PROFILE.format(edges=edges, cost=cost, cell=cell)
+
+
+def run_cli(argv, cwd: Path, capsys):
+    """main(argv) in `cwd`: (exit code, stdout, stderr lines, files created under cwd)."""
+    before = {p for p in cwd.rglob("*")}
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:        # argparse's usage errors
+            code = exc.code
+    finally:
+        os.chdir(old)
+    out = capsys.readouterr()
+    created = sorted(str(p.relative_to(cwd)) for p in set(cwd.rglob("*")) - before)
+    return code, out.out, out.err.strip().splitlines(), created
+
+
+def assert_one_line(code, out, err, created, message):
+    assert code == 2, (code, out, err)
+    assert len(err) == 1 and err[0].startswith("melange-nb: error: "), err
+    assert "Traceback" not in err[0] and message in err[0], err
+    assert out == "" and created == [], (out, created)
+
+
+def write(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    return path
+
+
+# ---------------------------------------------------------------- GPU profile YAML
+
+PROFILE_CASES = {
+    "duplicate GPU name": (profile() + "  A: {cost: 3.0, tputs: [[1, 1], [1, 1]]}\n", "duplicate key 'A'"),
+    "boolean throughput": (profile(cell="true"), "gpus.A.tputs[1][1]: must be a finite number"),
+    "string throughput": (profile(cell="'4'"), "gpus.A.tputs[1][1]: must be a finite number"),
+    "null throughput": (profile(cell="null"), "gpus.A.tputs[1][1]: is empty"),
+    "infinite throughput": (profile(cell=".inf"), "gpus.A.tputs[1][1]: must be a finite number"),
+    "negative throughput": (profile(cell="-1"), "gpus.A.tputs: has negative throughputs"),
+    "boolean cost": (profile(cost="true"), "gpus.A.cost: must be a positive number"),
+    "nan cost": (profile(cost=".nan"), "gpus.A.cost: must be a positive number"),
+    "null edge": (profile(edges="[0, null, 100]"), "input_edges[1]: must be a finite number of tokens"),
+    "text edge": (profile(edges="[0, ten, 100]"), "input_edges[1]: must be a finite number of tokens"),
+    "edges not a list": (profile(edges="25"), "input_edges: must be a list of bucket edges"),
+    "decreasing edges": (profile(edges="[0, 100, 25]"), "input_edges: needs at least two strictly increasing"),
+    "undecodable bytes": (b"input_edges: [0, 25, 100]\n\xff\xfe model: x\n", "is not UTF-8 text"),
+    "open_last not a flag": (profile() + "open_last_input: 'no'\n", "open_last_input: must be true or false"),
+    "GPU entry not a mapping": ("input_edges: [0, 25, 100]\noutput_edges: [0, 25, 100]\ngpus:\n  A: [1, 2]\n",
+                                "gpus.A: must be a mapping with keys cost and tputs"),
+    "nameless list entry": ("input_edges: [0, 25, 100]\noutput_edges: [0, 25, 100]\ngpus:\n"
+                            "  - {name: null, cost: 1, tputs: [[1, 1], [1, 1]]}\n", "has no usable `name`"),
+    "not a file": (None, "is a folder, not a file"),
+}
+
+
+@pytest.mark.parametrize("case", PROFILE_CASES)
+def test_bad_profile_yaml(tmp_path, capsys, case):
+    content, message = PROFILE_CASES[case]
+    gpus = write(tmp_path, "gpus.yaml", content) if content is not None else tmp_path
+    wl = write(tmp_path, "w.csv", WORKLOAD)
+    result = run_cli(["solve", "--workload", wl, "--gpus", gpus, "--rate", 4, "-o", "out/plan.json"], tmp_path, capsys)
+    assert_one_line(*result, message)
+
+
+# ---------------------------------------------------------------- melange-release JSON config
+
+def config(**changes):
+    doc = json.loads(json.dumps(CONFIG))
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        node = doc
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return json.dumps(doc)
+
+
+CONFIG_CASES = {
+    "duplicate GPU name": (config()[:-1].replace('"workload_distribution"', '"gpu_info": {"A": {"cost": 1, "tputs": [[1, 1], [1, 1]]}}, "workload_distribution"') + "}",
+                           "has the key 'gpu_info' twice"),
+    "duplicate GPU inside gpu_info": ('{"gpu_info": {"A": {"cost": 1.0, "tputs": [[1, 2], [3, 4]]}, "A": {"cost": 2.0, '
+                                      '"tputs": [[2, 4], [6, 8]]}}, "workload_distribution": [[0.25, 0.25], [0.25, 0.25]], '
+                                      '"total_request_rate": 4}', "has the key 'A' twice"),
+    "NaN constant": (config().replace('"total_request_rate": 4', '"total_request_rate": NaN'), "holds NaN"),
+    "boolean rate": (config(total_request_rate=True), "total_request_rate: must be a positive number"),
+    "string rate": (config(total_request_rate="4"), "total_request_rate: must be a positive number"),
+    "boolean share": (config(workload_distribution=[[True, 0], [0, 0]]), "workload_distribution[0][0]: must be a finite"),
+    "null share": (config(workload_distribution=[[None, 0.5], [0.25, 0.25]]), "workload_distribution[0][0]: is empty"),
+    "ragged shares": (config(workload_distribution=[[0.5, 0.25], [0.25]]), "has rows of different lengths"),
+    "boolean throughput": (config(gpu_info__A__tputs=[[1, 2], [3, False]]), "gpu_info.A.tputs[1][1]: must be a finite"),
+    "slice factor 1.5": (config(slice_factor=1.5), "slice_factor: must be a whole number >= 1"),
+    "slice factor true": (config(slice_factor=True), "slice_factor: must be a whole number >= 1"),
+    "huge number": (config().replace('"total_request_rate": 4', '"total_request_rate": 1e999'),
+                    "total_request_rate: must be a positive number"),
+    "undecodable bytes": (b'{"gpu_info": "\xff"}', "is not UTF-8 text"),
+    "top level list": ("[1, 2]", "must be a JSON object"),
+    "gpu spec is a list": (config(gpu_info__A=[1, 2]), "gpu_info.A: must be a mapping"),
+    "deep nesting": ("[" * 100000 + "]" * 100000, "config"),
+}
+
+
+@pytest.mark.parametrize("case", CONFIG_CASES)
+def test_bad_melange_config(tmp_path, capsys, case):
+    content, message = CONFIG_CASES[case]
+    cfg = write(tmp_path, "c.json", content)
+    assert_one_line(*run_cli(["solve", "-c", cfg, "-o", "out/plan.json"], tmp_path, capsys), message)
+
+
+# ---------------------------------------------------------------- workload CSV
+
+WORKLOAD_CASES = {
+    "duplicate row label": ("input_tokens,0-25,25-100\n0-25,0.25,0.25\n0-25,0.25,0.25\n", "does not start where"),
+    "duplicate column label": ("input_tokens,0-25,0-25\n0-25,0.25,0.25\n25-100,0.25,0.25\n", "does not start where"),
+    "text label": ("input_tokens,short,long\n0-25,0.25,0.25\n25-100,0.25,0.25\n", "label 'short' is not a bucket"),
+    "empty bucket label": ("input_tokens,0-25,25-100\n0-25,0.25,0.25\n25-25,0.25,0.25\n", "bucket '25-25' is empty"),
+    "text share": ("input_tokens,0-25,25-100\n0-25,0.25,x\n25-100,0.25,0.25\n", "has non-numeric shares"),
+    "undecodable bytes": (b"input_tokens,0-25\n0-25,\xff\n", "is not a readable CSV"),
+}
+
+
+@pytest.mark.parametrize("case", WORKLOAD_CASES)
+def test_bad_workload_csv(tmp_path, capsys, case):
+    content, message = WORKLOAD_CASES[case]
+    wl = write(tmp_path, "w.csv", content)
+    gpus = write(tmp_path, "gpus.yaml", profile())
+    assert_one_line(*run_cli(["solve", "--workload", wl, "--gpus", gpus, "--rate", 4, "-o", "out/p.json"],
+                             tmp_path, capsys), message)
+
+
+def test_bad_blend(tmp_path, capsys):
+    wl = write(tmp_path, "w.csv", WORKLOAD)
+    for argv, message in ((["--blend", "w.csv=0.5", "--blend", "w.csv=0.5"], "names w.csv twice"),
+                          (["--blend", "w.csv=heavy"], "with a number as weight"),
+                          (["--blend", "w.csv=nan"], "weights.w.csv: must be a number >= 0"),
+                          (["--blend", "w.csv=0"], "positive sum")):
+        assert_one_line(*run_cli(["workload", *argv, "-o", "mixed.csv"], tmp_path, capsys), message)
+    assert wl.read_text() == WORKLOAD
+
+
+# ---------------------------------------------------------------- solve options and output paths
+
+SOLVE_CASES = {
+    "time limit nan": (["--time-limit", "nan"], "time_limit: must be a positive number of seconds"),
+    "time limit 0": (["--time-limit", "0"], "time_limit: must be a positive number of seconds"),
+    "time limit -1": (["--time-limit", "-1"], "time_limit: must be a positive number of seconds"),
+    "time limit inf": (["--time-limit", "inf"], "time_limit: must be a positive number of seconds"),
+    "exact slice factor 0": (["--solver", "exact", "--slice-factor", "0"], "slice_factor: must be a whole number >= 1"),
+    "rate nan": (["--rate", "nan"], "rate: must be a positive number"),
+    "cap nan": (["--utilization-cap", "nan"], "utilization_cap: must be in (0, 1]"),
+    "unknown option": (["--bogus"], "unrecognized arguments: --bogus"),
+    "rate not a number": (["--rate", "four"], "argument --rate: invalid float value"),
+}
+
+
+@pytest.mark.parametrize("case", SOLVE_CASES)
+def test_bad_solve_option(tmp_path, capsys, case):
+    extra, message = SOLVE_CASES[case]
+    argv = ["solve", "--workload", ARENA, "--gpus", GPUS, "--rate", 4, *extra, "-o", "out/plan.json"]
+    assert_one_line(*run_cli(argv, tmp_path, capsys), message)
+
+
+def test_output_paths_that_cannot_be_written(tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    write(tmp_path, "afile", "keep me")
+    base = ["solve", "--workload", ARENA, "--gpus", GPUS, "--rate", 4, "-o"]
+    assert_one_line(*run_cli([*base, "folder"], tmp_path, capsys), "folder is a folder; give a file name")
+    assert_one_line(*run_cli([*base, "afile/plan.json"], tmp_path, capsys), "afile is a file, so nothing can be written")
+    assert_one_line(*run_cli(["workload", "--blend", f"{ARENA}=1", "-o", "x.json"], tmp_path, capsys),
+                    "would be overwritten by its own .json sidecar")
+    assert_one_line(*run_cli(["run", "-p", "params/default.yaml", "-o", "afile"], tmp_path, capsys),
+                    "afile is a file, not a folder")
+    assert (tmp_path / "afile").read_text() == "keep me"
+    if os.geteuid() != 0:             # root writes anywhere: the permission check cannot fail
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert_one_line(*run_cli([*base, "locked/plan.json"], tmp_path, capsys), "permission denied")
+
+
+def test_usage_errors_are_one_line_through_a_real_process(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "melange_nb.cli", "solve", "--rate", "x"], capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "Traceback" not in out.stderr and list(tmp_path.iterdir()) == []
