@@ -137,6 +137,10 @@ def _measured_parsers(verbs) -> None:
     pi.add_argument("--system", help="hardware id, e.g. l4 or h100_sxm (provenance; price lookup)")
     pi.add_argument("--gpus-per-replica", type=int, help="tensor-parallel size: GPUs in one replica")
     pi.add_argument("--engine", help="serving engine and version, e.g. vllm=0.11.0")
+    pi.add_argument("--fill", choices=["predicted", "calibrated"],
+                    help="buckets without runs: the --prediction's rate, or it corrected by a fit on the measured buckets")
+    pi.add_argument("--prediction", help="predicted profile YAML (profile predict) with the same edges, for --fill")
+    pi.add_argument("--prediction-gpu", help="GPU name in --prediction (default: --gpu, or its only GPU)")
     pi.add_argument("--add", action="store_true", help="add this GPU to the existing -o file (same edges)")
     pi.add_argument("-o", "--output", required=True, help="profile YAML to write (what solve --gpus reads)")
 
@@ -284,8 +288,17 @@ def _profile_import(args) -> int:
         others = load_gpus(args.output)
         if args.gpu in others:
             raise InputError("--gpu", f"{args.gpu} is already in {args.output}; choose another name or drop --add")
-    profile, warnings = import_profile(args.results, gpu=args.gpu, cost=cost, slo=slo,
-                                       input_edges=edges, output_edges=out_edges, price=price)
+    prediction = None
+    if args.prediction or args.fill:
+        if not (args.prediction and args.fill):
+            raise InputError("--fill/--prediction", "go together: --fill predicted|calibrated --prediction PREDICTED.yaml")
+        predicted = load_gpus(args.prediction)
+        name = args.prediction_gpu or (args.gpu if args.gpu in predicted else next(iter(predicted)) if len(predicted) == 1 else None)
+        if name not in predicted:
+            raise InputError("--prediction-gpu", f"name the GPU of {args.prediction} to fill from, one of {list(predicted)}")
+        prediction = predicted[name]
+    profile, warnings = import_profile(args.results, gpu=args.gpu, cost=cost, slo=slo, input_edges=edges,
+                                       output_edges=out_edges, price=price, fill=args.fill, prediction=prediction)
     meta = dict(profile.meta)
     if args.system:
         meta["system"] = args.system

@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from melange_nb.errors import InputError
@@ -299,3 +300,64 @@ def test_cli_plan_writes_script_and_readme(tmp_path, capsys):
                  "-o", str(tmp_path / "plan")]) == 0
     script = (tmp_path / "plan" / "run_benchmarks.sh").read_text()
     assert script.count("|| vllm bench serve") == 4 and "--random-input-len 62" in script
+
+
+# ---------------------------------------------------------------- --fill predicted|calibrated
+
+def _prediction(values):
+    from melange_nb.profiles import GpuProfile
+    from melange_nb.workload import labelled_matrix
+
+    return GpuProfile("L4", 0.7, labelled_matrix(values, ["0-100", "100-200"], ["0-100"], field="p"),
+                      {"source": "predicted", "model": "meta-llama/Llama-3.1-8B"})
+
+
+def test_fill_predicted_copies_prediction_into_unmeasured_buckets_only(tmp_path):
+    files = [write(tmp_path, f"r{rate}.json", vllm_result(rate=rate, tpot=tpot)) for rate, tpot in [(1, 20), (2, 30), (4, 50)]]
+    profile, warnings = import_profile(files, gpu="L4", cost=1, slo="tpot_ms=40", input_edges=[0, 100, 200],
+                                       output_edges=[0, 100], fill="predicted", prediction=_prediction([[6.0], [4.0]]))
+    assert profile.tputs["0-100"].tolist() == [pytest.approx(3.0), 4.0]      # measured kept, the other predicted
+    assert not warnings
+    notes = {(c["input"], c["output"]): c["note"] for c in profile.meta["cell_notes"]}
+    assert list(notes) == [("100-200", "0-100")] and notes[("100-200", "0-100")].startswith("filled, not measured")
+
+
+def test_fill_calibrated_scales_prediction_by_measured_over_predicted(tmp_path):
+    files = [write(tmp_path, f"r{rate}.json", vllm_result(rate=rate, tpot=tpot)) for rate, tpot in [(1, 20), (2, 30), (4, 50)]]
+    profile, _ = import_profile(files, gpu="L4", cost=1, slo="tpot_ms=40", input_edges=[0, 100, 200],
+                                output_edges=[0, 100], fill="calibrated", prediction=_prediction([[6.0], [4.0]]))
+    # one measured bucket: one factor per GPU, measured / predicted = 3.0 / 6.0, applied to 4.0
+    assert profile.tputs["0-100"].tolist() == [pytest.approx(3.0), pytest.approx(2.0)]
+    assert any("calibrated fill" in n for n in profile.meta["notes"])
+    assert [c["note"] for c in profile.meta["cell_notes"]] == ["filled: calibrated prediction"]
+
+
+def test_fill_needs_a_prediction_on_the_same_buckets(tmp_path):
+    a = write(tmp_path, "a.json", vllm_result(rate=1, tpot=20))
+    with pytest.raises(InputError, match="--prediction: --fill calibrated needs"):
+        import_profile([a], gpu="L4", cost=1, slo="tpot_ms=40", input_edges=[0, 100, 200], output_edges=[0, 100],
+                       fill="calibrated")
+    with pytest.raises(InputError, match="--prediction: L4 has buckets"):
+        import_profile([a], gpu="L4", cost=1, slo="tpot_ms=40", input_edges=[0, 50, 200], output_edges=[0, 100],
+                       fill="predicted", prediction=_prediction([[6.0], [4.0]]))
+
+
+def test_cli_fill_calibrated_from_a_predicted_profile_file(tmp_path, capsys):
+    from melange_nb.cli import main
+    from melange_nb.profiles import load_gpus
+
+    # measured: bucket (25-100 in, 25-100 out) at 3.0 req/s; the others from the file's H100 prediction x (3.0 / its rate there)
+    files = [str(write(tmp_path, f"r{rate}.json", vllm_result(rate=rate, tpot=tpot, model="Meta-Llama-3.1-8B")))
+             for rate, tpot in [(1, 20), (2, 30), (4, 50)]]
+    out = tmp_path / "h100.yaml"
+    assert main(["profile", "import", *files, "--gpu", "H100-mine", "--cost", "2.5", "--slo", "tpot_ms=40",
+                 "--fill", "calibrated", "--prediction", "params/gpus/llama3.1-8b-tpot40.yaml", "--prediction-gpu", "H100",
+                 "-o", str(out)]) == 0
+    predicted = load_gpus("params/gpus/llama3.1-8b-tpot40.yaml")["H100"].tputs
+    tputs = load_gpus(out)["H100-mine"].tputs
+    assert tputs.loc["25-100", "25-100"] == pytest.approx(3.0)
+    factor = 3.0 / predicted.loc["25-100", "25-100"]
+    assert tputs.loc["0-25", "0-25"] == pytest.approx(predicted.loc["0-25", "0-25"] * factor, rel=1e-3)
+    assert main(["profile", "import", *files, "--gpu", "L4", "--cost", "0.7", "--slo", "tpot_ms=40", "--fill", "predicted",
+                 "-o", str(out)]) == 2
+    assert "--fill/--prediction: go together" in capsys.readouterr().err

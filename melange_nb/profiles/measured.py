@@ -275,23 +275,38 @@ def group_runs(runs: Sequence[BenchmarkRun], input_edges: Sequence[float], outpu
     return index, columns, groups, outside
 
 
+FILLS = ("predicted", "calibrated")
+
+
 def import_profile(paths: Sequence[str | Path], *, gpu: str, cost: float, slo,
                    input_edges: Sequence[float], output_edges: Sequence[float],
                    open_last_input: bool = False, open_last_output: bool = False,
-                   fill=None, price: Mapping[str, Any] | None = None):
+                   fill: str | None = None, prediction=None, price: Mapping[str, Any] | None = None):
     """A measured ``GpuProfile`` for one GPU type from benchmark result files.
 
     `slo` is anything ``parse_slo`` takes (e.g. ``"tpot_ms=40"``). Each bucket's max rate comes
     from ``bucket_max_rate`` over the runs whose mean lengths fall in it. A bucket without runs is
-    0 with a warning, unless `fill` (a labelled DataFrame of rates for those buckets, e.g. a
-    predicted or calibrated profile) gives it a value; every filled cell is named in
-    ``cell_notes``. Returns (profile, warnings).
+    0 with a warning, unless `fill` asks otherwise with a `prediction` (a predicted ``GpuProfile``
+    on the same buckets): "predicted" copies its rate, "calibrated" uses ``calibrated_fill``
+    (predictions corrected by a fit on the measured buckets, leave-one-out error in the notes).
+    Every filled cell is named in ``cell_notes``. Returns (profile, warnings).
     """
     from . import GpuProfile, parse_slo
 
     conds = parse_slo(slo, field="--slo")
     if conds == "unknown" or not conds:
         raise InputError("--slo", "is required to import measured runs, e.g. --slo tpot_ms=40")
+    if fill is not None:
+        if fill not in FILLS:
+            raise InputError("--fill", f"must be one of {list(FILLS)}, got {fill!r}")
+        if prediction is None:
+            raise InputError("--prediction", f"--fill {fill} needs a predicted profile file (melange-nb profile predict)")
+        index = bucket_labels(input_edges, open_last=open_last_input)
+        columns = bucket_labels(output_edges, open_last=open_last_output)
+        if list(prediction.tputs.index) != index or list(prediction.tputs.columns) != columns:
+            raise InputError("--prediction", f"{prediction.name} has buckets {list(prediction.tputs.index)} x "
+                                             f"{list(prediction.tputs.columns)}, not {index} x {columns}; predict "
+                                             "with the same --edges/--output-edges")
     runs = read_runs(paths)
     for run in runs:                 # every SLO metric present in every file, before any work
         for c in conds:
@@ -302,21 +317,36 @@ def import_profile(paths: Sequence[str | Path], *, gpu: str, cost: float, slo,
                 f"every bucket (input edges {list(input_edges)}, output edges {list(output_edges)}); not used"
                 for run in outside]
     rates = np.zeros((len(index), len(columns)))
-    cell_notes = []
+    measured = np.zeros(rates.shape, dtype=bool)
+    cell_notes, notes = [], []
     for (i_label, o_label), bucket_runs in groups.items():
         r, c = index.index(i_label), columns.index(o_label)
         if bucket_runs:
+            measured[r, c] = True
             rates[r, c], how = bucket_max_rate(bucket_runs, conds)
             if rates[r, c] == 0:
                 cell_notes.append({"input": i_label, "output": o_label, "note": f"0: {how}"})
-            continue
-        if fill is not None and i_label in fill.index and o_label in fill.columns:
-            rates[r, c] = float(fill.loc[i_label, o_label])
-            cell_notes.append({"input": i_label, "output": o_label,
-                               "note": f"filled, not measured: {fill.attrs.get('fill', 'fill')}"})
-        else:
+        elif fill is None:
             cell_notes.append({"input": i_label, "output": o_label, "note": "0: no benchmark runs (not measured)"})
             warnings.append(f"bucket input {i_label} x output {o_label}: no benchmark runs; set to 0 (cannot serve)")
+    if fill is not None and not measured.all():
+        pred = prediction.tputs
+        what = (f"{prediction.name} ({prediction.meta.get('source', 'unknown')}, "
+                f"model {prediction.meta.get('model', 'unknown')})")
+        if fill == "predicted":
+            rates = np.where(measured, rates, pred.to_numpy())
+            cell_notes += [{"input": i, "output": o, "note": f"filled, not measured: prediction of {what}"}
+                           for (i, o), m in zip(groups, measured.ravel()) if not m]
+        else:
+            from .calibrate import calibrated_fill
+            mask = labelled_matrix(measured.astype(float), index, columns, field="measured") > 0
+            filled, prov = calibrated_fill(pred, labelled_matrix(rates, index, columns, field="measured"), mask)
+            rates = filled.to_numpy()
+            notes += [f"{n} (prediction: {what})" for n in prov["notes"]]
+            cell_notes += prov["cell_notes"]
+        if prediction.meta.get("model") not in (None, "unknown", runs[0].model):
+            warnings.append(f"--prediction is for model {prediction.meta.get('model')!r}, the runs for "
+                            f"{runs[0].model!r}: filled buckets come from another model's prediction")
     tools = sorted({(run.tool, run.tool_version) for run in runs})
     tool = ({"name": tools[0][0], "version": tools[0][1]} if len(tools) == 1
             else {"name": " + ".join(t for t, _ in tools), "version": " + ".join(v for _, v in tools)})
@@ -324,7 +354,7 @@ def import_profile(paths: Sequence[str | Path], *, gpu: str, cost: float, slo,
             "date": _run_date(runs), "cell_notes": cell_notes,
             "notes": [f"imported from {len(runs)} benchmark run(s) in {len({r.file for r in runs})} file(s): max "
                       "rate = achieved requests/s where the SLO metric crosses its threshold, interpolated "
-                      "linearly between the last passing and the first failing run"]}
+                      "linearly between the last passing and the first failing run"] + notes}
     if price:
         meta["price"] = dict(price)
     tputs = labelled_matrix(rates, index, columns, field=f"{gpu}.tputs")
