@@ -161,6 +161,8 @@ def test_not_json_and_missing_file(tmp_path):
         read_runs([bad])
     with pytest.raises(InputError, match=r"nothere\.json: not found"):
         read_runs([tmp_path / "nothere.json"])
+    with pytest.raises(InputError, match=r"is a folder; pass the JSON files in it"):
+        read_runs([tmp_path])
 
 
 def test_two_models_in_one_import(tmp_path):

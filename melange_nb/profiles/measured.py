@@ -70,6 +70,9 @@ class BenchmarkRun:
 # ---------------------------------------------------------------- reading result files
 
 def _load_json(path: Path):
+    if path.is_dir():
+        raise InputError(f"result file {path}", "is a folder; pass the JSON files in it, e.g. results/*.json or "
+                                                "artifacts/*/profile_export_aiperf.json")
     if not path.is_file():
         raise InputError(f"result file {path}", "not found; pass files written by `vllm bench serve --save-result` "
                                                 "or AIPerf's profile_export_aiperf.json")
