@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--format", default="json", choices=["json", "melange"],
                    help="json: solver, status, allocation, baselines, savings; melange: melange-release's result")
     s.add_argument("-o", "--output", help="also write the JSON to this file")
+    s.add_argument("--export", metavar="DIR", help="also write deployment files for this plan into DIR "
+                                                   "(skyserve-<gpu>.yaml per GPU type, deploy.json)")
 
     w = sub.add_parser("workload", help="build a request-size histogram from a chat dataset or a length trace")
     src = w.add_mutually_exclusive_group(required=True)
@@ -85,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("-o", "--output-dir", help="sweep folder (default outputs/<name>); re-runs resume it")
     sw.add_argument("-j", "--workers", type=int, help="parallel points (default: cores)")
     sw.add_argument("--retry-failed", action="store_true", help="re-run points that failed before")
+
+    _plan_parser(sub)
 
     pr = sub.add_parser("profile", help="GPU profiles: predict (aiconfigurator), import measured runs, plan "
                                         "benchmarks, compare two profile files")
@@ -157,9 +161,71 @@ def _measured_parsers(verbs) -> None:
     pp.add_argument("-o", "--output-dir", required=True, help="folder for run_benchmarks.sh and README.md")
 
 
+def _plan_parser(sub) -> None:
+    pl = sub.add_parser("plan", help="a GPU mix per time window of a timestamped trace, against static peak provisioning")
+    pl.add_argument("--trace", required=True, help="CSV or Parquet, one row per request with a timestamp")
+    pl.add_argument("--timestamp-column", default="TIMESTAMP")
+    pl.add_argument("--input-column", default="ContextTokens")
+    pl.add_argument("--output-column", default="GeneratedTokens")
+    pl.add_argument("--window", default="5min", help="window length: a number and a unit, e.g. 5min, 300s, 1h")
+    pl.add_argument("--gpus", required=True, help="GPU profile YAML (params/gpus/*.yaml); its edges bucket the trace")
+    pl.add_argument("--gpu", action="append", default=[], help="use only this GPU type (repeatable)")
+    pl.add_argument("--solver", default="exact", choices=["exact", "melange"])
+    pl.add_argument("--slice-factor", type=int, default=1, help="Mélange ILP slices per bucket")
+    pl.add_argument("--time-limit", type=float, help="solver time limit per window, seconds")
+    pl.add_argument("--max-instances", default="", help="quota per GPU type, e.g. A100=2,A10G=8")
+    pl.add_argument("--min-instances", default="", help="minimum per GPU type, e.g. A10G=1 (also in empty windows)")
+    pl.add_argument("--utilization-cap", type=float, default=1.0, help="plan at most this fraction of max throughput")
+    pl.add_argument("--min-total", type=int, default=0, help="at least this many GPUs in all")
+    pl.add_argument("--overflow", default="drop", choices=["drop", "clip", "open"],
+                    help="requests beyond the profile's last edge: drop (counted), clip to the last bucket, open")
+    pl.add_argument("--smooth", help="hold:N (change the mix at most every N windows) or calm:N "
+                                     "(scale a type down only after N calm windows)")
+    pl.add_argument("--report", action="store_true", help="also run notebooks/04_time_varying.ipynb on the plan "
+                                                            "(executed notebook and HTML pages in the output folder)")
+    pl.add_argument("-o", "--output-dir", required=True, help="folder for plan.csv, plan.json, skyserve-<gpu>.yaml, deploy.json")
+
+
+def _constraints(args):
+    from .solver import Constraints
+
+    return Constraints(max_instances=_key_values(args.max_instances, "--max-instances"),
+                       min_instances=_key_values(args.min_instances, "--min-instances"),
+                       utilization_cap=args.utilization_cap, min_total=args.min_total)
+
+
+def _plan(args) -> int:
+    from .files import check_output_dir
+    from .plan import overflow_note, plan_trace, write_plan
+    from .profiles import load_gpus, select_gpus
+
+    check_output_dir(args.output_dir, "-o/--output-dir")
+    gpus = select_gpus(load_gpus(args.gpus), args.gpu)
+    plan = plan_trace(args.trace, gpus, window=args.window, timestamp_column=args.timestamp_column,
+                      input_column=args.input_column, output_column=args.output_column, overflow=args.overflow,
+                      solver=args.solver, slice_factor=args.slice_factor, time_limit=args.time_limit,
+                      constraints=_constraints(args), smoothing=args.smooth)
+    note = plan.info["trace"].get("note")
+    if note:
+        print(f"note: {note}")
+    over = plan.info["overflow"]
+    if over["beyond_last_edge"]:
+        print(f"note: {overflow_note(over)}")
+    paths = write_plan(plan, args.output_dir)
+    if args.report:
+        from .run import PLAN_NOTEBOOK, execute_notebook
+        executed = execute_notebook(PLAN_NOTEBOOK, Path(args.output_dir), {"plan_dir": str(Path(args.output_dir).resolve())})
+        paths += [executed, executed.with_suffix(".html"), executed.with_name(f"{executed.stem}-shared.html")]
+    print(plan.totals["headline"])
+    for bad in plan.totals["windows_without_plan"]:
+        print(f"window {bad['start']}: {bad['status']}: {bad['reason']}")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0 if plan.ok else 1
+
+
 def _solve(args) -> int:
     from .profiles import load_gpus, read_melange_config, select_gpus
-    from .solver import Constraints, compare
+    from .solver import compare
     from .workload import read_workload
 
     if args.config:
@@ -175,12 +241,13 @@ def _solve(args) -> int:
     if args.output:
         from .files import check_output_file
         check_output_file(args.output, "-o/--output")
+    if args.export:
+        from .files import check_output_dir
+        check_output_dir(args.export, "--export")
     rate = args.rate if args.rate is not None else rate
     slice_factor = args.slice_factor if args.slice_factor is not None else slice_factor
     gpus = select_gpus(gpus, args.gpu)
-    constraints = Constraints(max_instances=_key_values(args.max_instances, "--max-instances"),
-                              min_instances=_key_values(args.min_instances, "--min-instances"),
-                              utilization_cap=args.utilization_cap, min_total=args.min_total)
+    constraints = _constraints(args)
     comparison = compare(workload, gpus, rate, solvers=(args.solver,), slice_factor=slice_factor,
                          time_limit=args.time_limit, constraints=constraints)
     out = comparison.mix.melange_json() if args.format == "melange" else comparison.to_dict()
@@ -188,6 +255,10 @@ def _solve(args) -> int:
     if args.output:
         from .files import write_json
         write_json(args.output, out)
+    if args.export and comparison.mix.has_allocation:
+        from .export import result_deployment, write_exports
+        write_exports(result_deployment(comparison.mix, gpus, utilization_cap=constraints.utilization_cap,
+                                        source={"rate": rate, "workload": Path(args.workload or args.config).name}), args.export)
     print(text)
     return 0 if comparison.mix.has_allocation else 1
 
@@ -369,8 +440,10 @@ def _profile(args) -> int:
         print(format_comparison(compare_profiles(load_gpus(args.a), load_gpus(args.b), pairs=pairs or None),
                                 labels=(Path(args.a).stem, Path(args.b).stem)))
         return 0
+    from .files import check_output_file
     from .profiles.predict import predict_profiles
 
+    check_output_file(args.output, "-o/--output")
     gpus = predict_profiles(args.model, args.gpu, slo=args.slo, backend=args.backend,
                             edges=_edges(args.edges, "--edges") or PROFILE_INPUT_EDGES,
                             output_edges=_edges(args.output_edges, "--output-edges") or PROFILE_OUTPUT_EDGES,
@@ -396,7 +469,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"solve": _solve, "workload": _workload, "sweep": _sweep, "run": _run,
-                "profile": _profile}[args.command](args)
+                "profile": _profile, "plan": _plan}[args.command](args)
     except MelangeError as exc:
         print(f"melange-nb: error: {exc}", file=sys.stderr)
         return 2

@@ -581,3 +581,87 @@ the reference); each is compared with serving everything on one GPU type.
 </body></html>
 """
     return write_text(sweep_dir / "index.html", page)
+
+
+# ---------------------------------------------------------------- plans per time window (plan.py)
+
+def plot_plan(table: pd.DataFrame, totals: Mapping):
+    """Three panels over time: request rate, GPUs per type (stacked), $/h against the static peak line."""
+    names = [c for c in table.columns if c not in _PLAN_COLUMNS and not c.startswith("smoothed_")]
+    start = pd.to_datetime(table["start"])
+    edges = list(start) + [pd.to_datetime(table["end"]).iloc[-1]]
+    fig, (rate_ax, gpu_ax, cost_ax) = plt.subplots(3, 1, figsize=(11, 9), sharex=True)
+
+    def steps(ax, values, **kw):
+        ax.stairs(np.asarray(values, dtype=float), edges, baseline=None, **kw)
+
+    steps(rate_ax, table["rate"], label="all requests", lw=2)
+    steps(rate_ax, table["planned_rate"], label="planned (within the profile's edges)", lw=1.5, ls="--")
+    rate_ax.set_ylabel("Requests/s")
+    rate_ax.set_title("Request rate per window")
+    bottom = np.zeros(len(table))
+    for name in names:
+        counts = table[name].astype(float).fillna(0).to_numpy()
+        gpu_ax.stairs(bottom + counts, edges, baseline=bottom, fill=True, label=name, alpha=0.85,
+                      color=gpu_colour(name))
+        bottom += counts
+    gpu_ax.set_ylabel("GPUs")
+    gpu_ax.set_title("GPUs per type in each window's mix")
+    steps(cost_ax, table["cost_per_hour"], label="autoscaled mix", lw=2)
+    if "smoothed_cost_per_hour" in table:
+        steps(cost_ax, table["smoothed_cost_per_hour"], label=f"smoothed ({totals['smoothed']['rule']})", lw=1.5, ls=":")
+    static = totals["static_peak"].get("cost_per_hour")
+    if static is not None:
+        cost_ax.axhline(static, color="black", lw=1.2, ls="--", label=f"static peak ${static:.2f}/h")
+    cost_ax.set_ylabel("$/hour")
+    cost_ax.set_title("Cost per hour of each window's mix against static peak provisioning")
+    for ax in (rate_ax, gpu_ax, cost_ax):
+        ax.legend(loc="upper left", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.set_ylim(bottom=0)
+    cost_ax.set_xlabel("Window start")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+_PLAN_COLUMNS = {"start", "end", "requests", "rate", "planned_rate", "overflow", "partial", "cost_per_hour",
+                 "status", "message"}
+
+
+def plan_totals_table(totals: Mapping, *, as_text: bool = False) -> pd.DataFrame:
+    """One row per policy over the whole trace: GPUs, cost for the period, mean $/h, what autoscaling saves.
+
+    `as_text`: dollars and percentages formatted for a page ("$9.77", "25.0%", "—" when not applicable).
+    """
+    hours = totals["hours"]
+    rows = [{"policy": "autoscaled mix", "GPUs": "per window", "cost": totals["autoscaled"]["cost"]}]
+    if "smoothed" in totals:
+        rows.append({"policy": f"smoothed mix ({totals['smoothed']['rule']})", "GPUs": "per window",
+                     "cost": totals["smoothed"]["cost"]})
+    sp = totals["static_peak"]
+    rows.append({"policy": "static peak (cheapest fleet serving every window)",
+                 "GPUs": format_mix(sp["counts"]) if sp.get("cost_per_hour") is not None else "none serves every window",
+                 "cost": sp.get("cost")})
+    pw = totals.get("peak_window")
+    if pw:
+        note = "" if pw["covers_all_windows"] else f", misses {plural(pw['windows_not_covered'], 'window')}"
+        rows.append({"policy": f"mix of the peak-rate window, static{note}", "GPUs": format_mix(pw["counts"]),
+                     "cost": pw["cost"]})
+    for g, s in totals["single"].items():
+        rows.append({"policy": f"{g}-only, autoscaled", "GPUs": "per window", "cost": s["autoscaled_cost"]})
+        rows.append({"policy": f"{g}-only, static", "GPUs": format_mix(s["static_counts"]) if s["static_counts"] else "—",
+                     "cost": s["static_cost"]})
+    df = pd.DataFrame(rows).set_index("policy")
+    df["cost"] = df["cost"].astype(float)
+    mix = totals["autoscaled"]["cost"]
+    df["mean $/h"] = df["cost"] / hours
+    df["autoscaling saves"] = [(c - mix) / c * 100 if c else np.nan for c in df["cost"]]
+    df.iloc[0, df.columns.get_loc("autoscaling saves")] = np.nan
+    if pw and not pw["covers_all_windows"]:   # not a baseline: it cannot serve every window
+        df.loc[df.index.str.startswith("mix of the peak-rate window"), "autoscaling saves"] = np.nan
+    if as_text:
+        for col in ("cost", "mean $/h"):
+            df[col] = df[col].map(lambda v: "—" if pd.isna(v) else f"${v:,.2f}")
+        df["autoscaling saves"] = df["autoscaling saves"].map(lambda v: "—" if pd.isna(v) else f"{v:.1f}%")
+    return df.rename(columns={"cost": f"$ for {hours:.4g} h"})

@@ -24,6 +24,7 @@ from .report import render_html
 KERNEL = "python3"
 WORKLOAD_NOTEBOOK = "01_workload.ipynb"
 ALLOCATION_NOTEBOOK = "02_allocation.ipynb"
+PLAN_NOTEBOOK = "04_time_varying.ipynb"
 PACKAGES = ("melange-nb", "papermill", "nbconvert", "pandas", "numpy", "pulp", "highspy", "datasets",
             "transformers", "tokenizers", "matplotlib", "seaborn")
 # Allocation parameters and their defaults; a params file may set only these keys (plus run_name).

@@ -4,10 +4,10 @@
 measured), its median and its worst bucket (largest |log ratio|).
 
 `calibrated_fill(predicted, measured)`: fills the buckets nobody measured with predictions
-corrected by a model fit on the measured ones: measured = predicted x exp(c0 + c1 log(in) +
-c2 log(out)) (a smooth log-linear correction in input and output length; with fewer than 4
-measured buckets only c0, one factor per GPU). Its leave-one-out error goes into the
-provenance. `calibration_curve` shows how many measured buckets it takes to predict the rest.
+corrected by a model fit on the measured ones: log(measured / predicted) is a quadratic in the
+(standardized) log input and output lengths, fit by ridge least squares (``RIDGE``) so that
+with few measured buckets it is close to one factor per GPU and with more it bends with length.
+Its leave-one-out error goes into the provenance. `calibration_curve` shows how many measured buckets it takes to predict the rest.
 """
 from __future__ import annotations
 
@@ -77,8 +77,12 @@ def format_comparison(comparisons: Sequence[ProfileComparison], *, labels: tuple
     return "\n\n".join(blocks)
 
 
+RIDGE = 0.1   # shrinks the length terms towards 0: with few measured buckets the fit is ~ one factor
+
+
 def _design(index: Sequence[str], columns: Sequence[str]) -> np.ndarray:
-    """log of each bucket's representative input and output length (midpoints; open last = 2 x lo)."""
+    """Per bucket (rows in row-major order): 1, x, y, xy, x^2, y^2 with x, y the standardized log of
+    the bucket's representative input and output length (midpoints; an open last bucket 2 x lo)."""
     def mids(labels):
         out = []
         for label in labels:
@@ -87,25 +91,26 @@ def _design(index: Sequence[str], columns: Sequence[str]) -> np.ndarray:
             else:
                 lo, hi = (float(x) for x in label.split("-"))
                 out.append((lo + hi) / 2)
-        return np.log(np.maximum(out, 1.0))
-    li, lo = mids(index), mids(columns)
-    return np.array([[1.0, x, y] for x in li for y in lo])
+        logs = np.log(np.maximum(out, 1.0))
+        return (logs - logs.mean()) / (logs.std() or 1.0)
+    x, y = np.meshgrid(mids(index), mids(columns), indexing="ij")
+    x, y = x.ravel(), y.ravel()
+    return np.column_stack([np.ones_like(x), x, y, x * y, x * x, y * y])
 
 
 def _fit(X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least squares for log(measured / predicted); only the intercept with fewer than 4 points."""
-    if len(y) < 4:
-        return np.array([y.mean(), 0.0, 0.0])
-    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
-    return coef
+    """Ridge least squares for log(measured / predicted); the intercept is not penalized."""
+    penalty = RIDGE * np.eye(X.shape[1])
+    penalty[0, 0] = 0.0
+    return np.linalg.solve(X.T @ X + penalty, X.T @ y)
 
 
 def fit_correction(predicted: pd.DataFrame, measured: pd.DataFrame, mask: pd.DataFrame | None = None
                    ) -> tuple[np.ndarray, dict[str, Any]]:
     """Fit log(measured/predicted) on the `mask` buckets (default: where both are > 0).
 
-    Returns (coefficients c0, c1, c2 of the log-linear correction, stats with ``n`` and the
-    leave-one-out median and max relative error of the corrected predictions on those buckets).
+    Returns (the six coefficients of `_design`, stats with ``n`` and the leave-one-out median
+    and max relative error of the corrected predictions on those buckets).
     """
     if list(predicted.index) != list(measured.index) or list(predicted.columns) != list(measured.columns):
         raise InputError("measured", "must have the predicted profile's buckets (same edges)")
@@ -142,9 +147,8 @@ def calibrated_fill(predicted: GpuProfile | pd.DataFrame, measured: pd.DataFrame
     factor = np.exp(_design(list(pred.index), list(pred.columns)) @ coef).reshape(pred.shape)
     filled = pd.DataFrame(np.where(mask.to_numpy(), measured.fillna(0.0).to_numpy(), pred.to_numpy() * factor),
                           index=pred.index, columns=pred.columns)
-    kind = "one factor per GPU" if not coef[1] and not coef[2] else "log-linear in input and output length"
-    note = (f"calibrated fill: predictions x exp({coef[0]:.3f} {coef[1]:+.3f} log(in) {coef[2]:+.3f} log(out)) "
-            f"({kind}), fit on {stats['n']} measured buckets; leave-one-out error median "
+    note = (f"calibrated fill: predictions x a smooth correction in log input/output length (mean factor "
+            f"{np.exp(coef[0]):.2f}), fit on {stats['n']} measured buckets; leave-one-out error median "
             f"{stats['loo_median_error']:.0%}, max {stats['loo_max_error']:.0%}")
     cells = [{"input": i, "output": o, "note": "filled: calibrated prediction"}
              for i in pred.index for o in pred.columns if not mask.loc[i, o]]
@@ -154,35 +158,38 @@ def calibrated_fill(predicted: GpuProfile | pd.DataFrame, measured: pd.DataFrame
                     "coefficients": [float(c) for c in coef]}
 
 
-def calibration_curve(predicted: pd.DataFrame, measured: pd.DataFrame, *, sizes: Sequence[int] = (1, 2, 3, 4, 6, 8, 12),
+def calibration_curve(predicted: pd.DataFrame, measured: pd.DataFrame, *, sizes: Sequence[int] = (1, 2, 4, 6, 8, 12, 16),
                       trials: int = 200, seed: int = 0, tolerance: float = 0.15) -> pd.DataFrame:
     """How many measured buckets it takes: for each count k, `trials` random choices of k measured
-    buckets; the corrected predictions are scored on the other buckets.
+    buckets; the corrected predictions are scored on the other buckets (relative error).
 
-    Columns: ``measured`` (k), ``median_error`` and ``p90_error`` (relative error on the unmeasured
-    buckets, median over trials), ``within`` (median share of unmeasured buckets within
-    `tolerance`), ``all_within`` (share of trials where every unmeasured bucket is within it).
+    Columns: ``measured`` (k), ``median_error`` and ``p90_error`` (median over trials),
+    ``within`` (median share of unmeasured buckets within `tolerance`), ``all_within`` (share of
+    trials where every unmeasured bucket is within it), and ``median_error_no_prediction``: the
+    same smooth fit made to the measured numbers alone, to show what the prediction adds.
     """
     rng = np.random.default_rng(seed)
     serve = ((predicted > 0) & (measured > 0)).to_numpy().ravel()
     cells = np.flatnonzero(serve)
+    X = _design(list(predicted.index), list(predicted.columns))
+    log_pred = np.log(np.where(serve, predicted.to_numpy().ravel(), 1.0))
+    log_meas = np.log(np.where(serve, measured.to_numpy().ravel(), 1.0))
     rows = []
     for k in sizes:
         if k >= len(cells):
             continue
-        med, p90, within, all_in = [], [], [], []
+        med, p90, within, all_in, alone = [], [], [], [], []
         for _ in range(trials):
             chosen = rng.choice(cells, size=k, replace=False)
-            mask = np.zeros(predicted.size, bool)
-            mask[chosen] = True
-            mask_df = pd.DataFrame(mask.reshape(predicted.shape), index=predicted.index, columns=predicted.columns)
-            filled, _ = calibrated_fill(predicted, measured.where(mask_df, 0.0), mask_df)
-            rest = serve & ~mask
-            err = np.abs(filled.to_numpy().ravel()[rest] / measured.to_numpy().ravel()[rest] - 1)
+            rest = np.setdiff1d(cells, chosen)
+            corrected = log_pred[rest] + X[rest] @ _fit(X[chosen], log_meas[chosen] - log_pred[chosen])
+            err = np.abs(np.exp(corrected - log_meas[rest]) - 1)
             med.append(np.median(err))
             p90.append(np.quantile(err, 0.9))
             within.append(np.mean(err <= tolerance))
             all_in.append(bool((err <= tolerance).all()))
+            alone.append(np.median(np.abs(np.exp(X[rest] @ _fit(X[chosen], log_meas[chosen]) - log_meas[rest]) - 1)))
         rows.append({"measured": k, "median_error": float(np.median(med)), "p90_error": float(np.median(p90)),
-                     "within": float(np.median(within)), "all_within": float(np.mean(all_in))})
+                     "within": float(np.median(within)), "all_within": float(np.mean(all_in)),
+                     "median_error_no_prediction": float(np.median(alone))})
     return pd.DataFrame(rows)

@@ -1,0 +1,582 @@
+"""Plans that follow the traffic: a GPU mix per clock-aligned time window of a timestamped trace.
+
+A trace (one row per request: timestamp, input tokens, output tokens) is cut into windows the way
+pandas ``resample`` cuts it (fixed length, aligned to midnight of the first day). Per window:
+
+- ``rate`` = requests in the window / window seconds; the first and last windows are counted the
+  same way, even though the trace covers only part of them, and flagged ``partial``;
+- a histogram on the GPU profiles' edges (``workload.histogram``; requests beyond the last edge
+  follow the overflow policy and are counted per window); the solver plans ``planned_rate``, the
+  requests in the histogram / window seconds;
+- the chosen solver with the constraints (``solver.solve``). An empty window needs no GPUs, only
+  ``min_instances`` (and ``min_total``); a window no mix can serve keeps its status and reason.
+
+Totals (``Plan.totals``): the autoscaled cost (sum over windows of $/h x window hours, every
+window billed in full); the static peak cost, i.e. the cheapest single set of GPU counts that can
+serve every window (one integer program over all windows' demands, its own routing per window),
+which is what a fixed fleet must buy and therefore the fair baseline; the mix solved on the peak
+window alone, which can miss a window whose request sizes differ; each single GPU type autoscaled
+and static; optional smoothing against flapping.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .files import atomic_write, write_json
+from .profiles import GpuProfile
+from .solver import LOAD_EPS, Constraints, SolveResult, _problem, solve, solve_single
+from .workload import OVERFLOW_POLICIES, histogram, read_trace
+
+PLAN_SOLVERS = ("exact", "melange")
+
+
+# ---------------------------------------------------------------- inputs: trace, window, edges
+
+def read_timed_trace(path: str | Path, *, timestamp_column: str = "TIMESTAMP", input_column: str = "ContextTokens",
+                     output_column: str = "GeneratedTokens") -> tuple[pd.DataFrame, dict]:
+    """(requests, report): ``timestamp``, ``input_tokens``, ``output_tokens``, sorted by time.
+
+    Token columns are checked by ``workload.read_trace``. A missing timestamp column or an
+    unparseable timestamp is an error naming the column and the first bad row (file rows count the
+    header as row 1). Out-of-order rows are sorted, not rejected; the report says how many and where.
+    """
+    path = Path(path)
+    lengths = read_trace(path, input_column=input_column, output_column=output_column)
+    parquet = path.suffix.lower() == ".parquet"
+    columns = list(pd.read_parquet(path).columns if parquet else pd.read_csv(path, nrows=0).columns)
+    if timestamp_column not in columns:
+        raise InputError(f"{path.name}: {timestamp_column}", f"no such column; the trace has {columns}; "
+                                                             "set --timestamp-column")
+    raw = (pd.read_parquet(path, columns=[timestamp_column]) if parquet
+           else pd.read_csv(path, usecols=[timestamp_column]))[timestamp_column]
+    stamps = _timestamps(raw)
+    if stamps.isna().any():
+        row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+        raise InputError(f"{path.name}: {timestamp_column}", f"row {row + 2} holds {str(raw.iloc[row])!r}, not a "
+                                                             "timestamp; use ISO 8601, e.g. 2023-11-16 18:15:46.68")
+    if getattr(stamps.dt, "tz", None) is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    requests = pd.DataFrame({"timestamp": stamps.to_numpy(), **{c: lengths[c].to_numpy() for c in lengths}})
+    values = requests["timestamp"].to_numpy()
+    backwards = np.flatnonzero(values[1:] < values[:-1]) + 1
+    report = {"source": f"trace {path.name} (columns {timestamp_column}, {input_column}, {output_column})",
+              "requests": int(len(requests)), "out_of_order_rows": int(len(backwards)),
+              "first_out_of_order_row": int(backwards[0] + 2) if len(backwards) else None}
+    if len(backwards):
+        requests = requests.sort_values("timestamp", kind="stable", ignore_index=True)
+        report["note"] = (f"{len(backwards)} rows were earlier than the row before them (first: file row "
+                          f"{backwards[0] + 2}); the trace was sorted by {timestamp_column}")
+    return requests, report
+
+
+def _timestamps(raw: pd.Series) -> pd.Series:
+    """Datetimes from ISO 8601 text (other date formats as pandas infers them) or numbers of seconds."""
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        return raw
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        return pd.to_datetime(raw, unit="s", errors="coerce")     # seconds since the epoch or the trace start
+    stamps = pd.to_datetime(raw, errors="coerce", format="ISO8601")
+    if stamps.isna().any():
+        mixed = pd.to_datetime(raw, errors="coerce", format="mixed")
+        stamps = mixed if mixed.isna().sum() < stamps.isna().sum() else stamps
+    return stamps
+
+
+def parse_window(text: str | pd.Timedelta) -> pd.Timedelta:
+    """A window length such as ``5min``, ``300s`` or ``1h`` (a number and a unit) as a Timedelta."""
+    if isinstance(text, pd.Timedelta):
+        window = text
+    else:
+        if not isinstance(text, str) or not re.fullmatch(r"\s*\d+(\.\d+)?\s*[A-Za-z]+\s*", text):
+            raise InputError("window", f"{text!r} is not a length; give a number and a unit, e.g. 5min, 300s, 1h")
+        try:
+            window = pd.Timedelta(text.strip())
+        except ValueError:
+            raise InputError("window", f"{text!r} is not a length; give a number and a unit, e.g. 5min, 300s, 1h") from None
+    if window <= pd.Timedelta(0):
+        raise InputError("window", f"must be longer than 0, got {text!r}")
+    return window
+
+
+def profile_edges(gpus: Mapping[str, GpuProfile]) -> tuple[list[float], list[float], bool]:
+    """(input edges, output edges, open last bucket) recovered from the profiles' ``lo-hi`` labels."""
+    tputs = next(iter(gpus.values())).tputs
+    axes = []
+    for labels in (list(tputs.index), list(tputs.columns)):
+        is_open = labels[-1].endswith("+")
+        closed = labels[:-1] if is_open else labels
+        try:
+            pairs = [tuple(float(x) for x in label.split("-")) for label in closed]
+        except ValueError:
+            pairs = None
+        if not pairs or any(len(p) != 2 for p in pairs):
+            raise InputError("gpus", f"bucket labels {labels} are not lo-hi token ranges; a plan needs a profile "
+                                     "with token edges (params/gpus/*.yaml), not a melange-release config")
+        edges = [pairs[0][0]] + [hi for _, hi in pairs]
+        axes.append(([int(e) if e.is_integer() else e for e in edges], is_open))
+    (inp, open_in), (out, open_out) = axes
+    if open_in != open_out:
+        raise InputError("gpus", "the profile has an open last bucket on one axis only; a trace plan needs both or neither")
+    return inp, out, open_in
+
+
+# ---------------------------------------------------------------- windows
+
+@dataclass
+class Windows:
+    """Per-window facts (``table``) and the request-size histogram of each window (None when empty)."""
+
+    table: pd.DataFrame            # start, end, requests, rate, planned_rate, overflow, partial
+    workloads: list[pd.DataFrame | None]
+    window: pd.Timedelta
+    overflow: dict
+
+    @property
+    def seconds(self) -> float:
+        return self.window.total_seconds()
+
+
+def cut_windows(requests: pd.DataFrame, window: str | pd.Timedelta, gpus: Mapping[str, GpuProfile], *,
+                overflow: str = "drop") -> Windows:
+    """Cut a sorted timed trace into clock-aligned windows with one histogram each on the profiles' edges."""
+    shown = window if isinstance(window, str) else str(window)
+    window = parse_window(window)
+    if overflow not in OVERFLOW_POLICIES:
+        raise InputError("overflow", f"must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
+    input_edges, output_edges, is_open = profile_edges(gpus)
+    if is_open and overflow != "open":
+        overflow = "open"   # the profile serves every length: nothing overflows
+    elif overflow == "open":
+        raise InputError("overflow", "open needs a profile with an open last bucket (open_last_input/output); "
+                                     "use drop or clip")
+    stamps = requests["timestamp"]
+    first, last = stamps.iloc[0], stamps.iloc[-1]
+    if window > last - first:
+        raise InputError("window", f"{shown} is longer than the trace ({first} to {last}); "
+                                   "choose a shorter window")
+    origin = first.normalize()                       # resample's origin="start_day"
+    step = window.value
+    index = (stamps.to_numpy().astype("datetime64[ns]").astype(np.int64) - origin.value) // step
+    lo, hi = int(index[0]), int(index[-1])
+    n = hi - lo + 1
+    starts = origin + pd.to_timedelta(np.arange(lo, hi + 1) * step, unit="ns")
+    counts = np.bincount(index - lo, minlength=n)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    workloads, planned, dropped = [], np.zeros(n), np.zeros(n, dtype=int)
+    beyond = 0
+    for w in range(n):
+        part = requests.iloc[bounds[w]:bounds[w + 1]]
+        if part.empty:
+            workloads.append(None)
+            continue
+        try:
+            hist, rep = histogram(part, input_edges=input_edges, output_edges=output_edges, overflow=overflow)
+        except InputError:                           # every request of this window overflowed (drop)
+            hist, rep = None, {"in_histogram": 0, "dropped": len(part), "beyond_last_edge": len(part)}
+        workloads.append(hist)
+        planned[w], dropped[w] = rep["in_histogram"], rep["dropped"]
+        beyond += rep["beyond_last_edge"]
+    seconds = window.total_seconds()
+    table = pd.DataFrame({"start": starts, "end": starts + window, "requests": counts,
+                          "rate": counts / seconds, "planned_rate": planned / seconds, "overflow": dropped,
+                          "partial": False})
+    table.loc[0, "partial"] = bool(first > starts[0])
+    table.loc[n - 1, "partial"] = True               # the trace stops inside its last window
+    report = {"policy": overflow, "input_edges": input_edges, "output_edges": output_edges,
+              "beyond_last_edge": int(beyond), "dropped": int(dropped.sum()),
+              "dropped_share": float(dropped.sum() / len(requests))}
+    return Windows(table, workloads, window, report)
+
+
+# ---------------------------------------------------------------- planning
+
+@dataclass
+class Plan:
+    """A mix per window (``table``), the totals against static provisioning, and each window's result."""
+
+    table: pd.DataFrame
+    totals: dict
+    results: list[SolveResult | None]
+    gpus: dict[str, GpuProfile]
+    windows: Windows
+    info: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when every window has a plan."""
+        return not self.totals["windows_without_plan"]
+
+
+def plan_windows(windows: Windows, gpus: Mapping[str, GpuProfile], *, solver: str = "exact", slice_factor: int = 1,
+                 time_limit: float | None = None, constraints: Constraints | None = None,
+                 smoothing: str | None = None) -> Plan:
+    """Solve every window with `solver`, then the totals: static peak, peak window, single types, smoothing."""
+    gpus = dict(gpus)
+    if solver not in PLAN_SOLVERS:
+        raise InputError("solver", f"must be one of {PLAN_SOLVERS}, got {solver!r}")
+    constraints = (constraints or Constraints()).check(list(gpus))
+    smooth = parse_smoothing(smoothing)
+    names = list(gpus)
+    opts = {"solver": solver, "slice_factor": slice_factor, "time_limit": time_limit, "constraints": constraints}
+    start = time.perf_counter()
+    results, singles = [], {g: [] for g in names}
+    idle = _idle_counts(gpus, constraints)
+    for w, workload in enumerate(windows.workloads):
+        rate = windows.table.at[w, "planned_rate"]
+        if workload is None or rate <= 0:
+            results.append(None)
+            for g in names:
+                singles[g].append(None)
+            continue
+        results.append(solve(workload, gpus, rate, **opts))
+        for g in names:
+            singles[g].append(solve_single(workload, gpus, rate, g, constraints=constraints))
+    rows = []
+    for w, r in enumerate(results):
+        if r is None:
+            counts, status, message = idle, "empty", "no requests in this window to plan"
+        else:
+            counts = r.counts if r.has_allocation else {g: np.nan for g in names}
+            status, message = r.status, r.message
+        rows.append({**counts, "status": status, "message": message})
+    mix = pd.DataFrame(rows)
+    table = windows.table.copy()
+    for g in names:
+        table[g] = mix[g].astype("Int64")
+    costs = np.array([gpus[g].cost for g in names])
+    table["cost_per_hour"] = (mix[names].to_numpy(dtype=float) @ costs).round(6)
+    table["status"], table["message"] = mix["status"], mix["message"]
+    hours = windows.seconds / 3600
+    good = table["status"].isin(["optimal", "time_limit", "empty"]).to_numpy()
+    if smooth:
+        smoothed = smooth_counts(table.loc[good, names].astype(int), smooth)
+        for g in names:
+            table[f"smoothed_{g}"] = pd.array([pd.NA] * len(table), dtype="Int64")
+            table.loc[good, f"smoothed_{g}"] = smoothed[g].to_numpy()
+        table["smoothed_cost_per_hour"] = (table[[f"smoothed_{g}" for g in names]].to_numpy(dtype=float) @ costs).round(6)
+    solve_seconds = time.perf_counter() - start
+
+    static = static_peak(windows, gpus, results, **opts)
+    totals = _totals(table, windows, gpus, results, singles, static, hours, good, smooth, idle, opts)
+    totals["solve_seconds"] = round(solve_seconds, 3)
+    return Plan(table, totals, results, gpus, windows)
+
+
+def _idle_counts(gpus: Mapping[str, GpuProfile], c: Constraints) -> dict[str, int]:
+    """GPUs kept in an empty window: min_instances, topped up to min_total with the cheapest allowed types."""
+    counts = {g: int(c.min_instances.get(g, 0)) for g in gpus}
+    missing = c.min_total - sum(counts.values())
+    for g in sorted(gpus, key=lambda name: gpus[name].cost):
+        if missing <= 0:
+            break
+        add = min(missing, c.max_instances.get(g, missing + counts[g]) - counts[g])
+        counts[g] += max(add, 0)
+        missing -= max(add, 0)
+    return counts
+
+
+SMOOTHING = re.compile(r"(hold|calm):(\d+)")
+
+
+def parse_smoothing(text: str | None) -> tuple[str, int] | None:
+    """``hold:N`` (change the mix at most every N windows) or ``calm:N`` (scale down after N calm windows)."""
+    if text in (None, "", "none"):
+        return None
+    m = SMOOTHING.fullmatch(str(text).strip())
+    if not m or int(m.group(2)) < 1:
+        raise InputError("smoothing", f"{text!r}: use hold:N (keep each mix N windows) or calm:N (scale a GPU type "
+                                      "down only after N calm windows), N >= 1")
+    return m.group(1), int(m.group(2))
+
+
+def smooth_counts(counts: pd.DataFrame, smooth: tuple[str, int]) -> pd.DataFrame:
+    """GPU counts (windows x types) smoothed so that capacity never falls below the per-window plan.
+
+    ``calm:N``: a type's count is the largest of its own and the previous N windows' counts, so it
+    scales down only after N windows that needed fewer. ``hold:N``: the windows are taken in blocks
+    of N and each block keeps the largest count per type of its windows, so the mix changes at
+    most every N windows. Each window keeps its own routing: per type it has at least the GPUs it
+    was planned with.
+    """
+    kind, n = smooth
+    if kind == "calm":
+        return counts.rolling(n + 1, min_periods=1).max().astype(int)
+    block = np.arange(len(counts)) // n
+    return counts.groupby(block).transform("max").astype(int)
+
+
+# ---------------------------------------------------------------- static provisioning
+
+def static_peak(windows: Windows, gpus: Mapping[str, GpuProfile], results: Sequence[SolveResult | None], *,
+                solver: str = "exact", slice_factor: int = 1, time_limit: float | None = None,
+                constraints: Constraints | None = None) -> dict:
+    """The cheapest single set of GPU counts that serves every window that has a plan.
+
+    One integer program: integer counts per type, each window with its own routing (a continuous
+    share of each bucket per type for ``exact``; whole 1/slice_factor slices for ``melange``), every
+    window's load within the counts. Solved on a growing set of windows: it starts from the windows
+    whose own mix is not covered by another window's, then adds every window the answer cannot serve
+    (checked with the solver, counts fixed) until none is left.
+    """
+    names = list(gpus)
+    constraints = constraints or Constraints()
+    planned = [w for w, r in enumerate(results) if r is not None and r.has_allocation]
+    if not planned:
+        counts = _idle_counts(gpus, constraints)
+        return {"counts": counts, "cost_per_hour": _cost(gpus, counts), "status": "optimal", "rounds": 0}
+    mixes = np.array([[results[w].counts[g] for g in names] for w in planned])
+    keep = [k for k in range(len(planned))
+            if not any((mixes[o] >= mixes[k]).all() and ((mixes[o] > mixes[k]).any() or o < k)
+                       for o in range(len(planned)) if o != k)]
+    active = [planned[k] for k in keep]
+    opts = {"solver": solver, "slice_factor": slice_factor, "time_limit": time_limit}
+    for rounds in range(1, 51):
+        found = _cover(windows, gpus, active, solver, slice_factor, time_limit, constraints)
+        if found is None:
+            return {"counts": {g: None for g in names}, "cost_per_hour": None, "status": "infeasible", "rounds": rounds,
+                    "message": "no single set of counts within the constraints serves every window"}
+        counts, status = found
+        missed = [w for w in planned if w not in active and not covers(counts, windows, gpus, w, results[w], opts, constraints)]
+        if not missed:
+            break
+        active += missed
+    return {"counts": counts, "cost_per_hour": _cost(gpus, counts), "status": status, "rounds": rounds,
+            "windows_in_program": len(active)}
+
+
+def covers(counts: Mapping[str, int], windows: Windows, gpus: Mapping[str, GpuProfile], w: int,
+           result: SolveResult | None, opts: Mapping, constraints: Constraints) -> bool:
+    """Can these fixed GPU counts serve window `w`? Yes at once when they include its own mix."""
+    if result is not None and result.has_allocation and all(counts[g] >= c for g, c in result.counts.items()):
+        return True
+    workload, rate = windows.workloads[w], windows.table.at[w, "planned_rate"]
+    if workload is None or rate <= 0:
+        return True
+    fixed = Constraints(max_instances=dict(counts), min_instances={}, utilization_cap=constraints.utilization_cap)
+    return solve(workload, gpus, rate, solver=opts["solver"], slice_factor=opts["slice_factor"],
+                 time_limit=opts["time_limit"], constraints=fixed).has_allocation
+
+
+def _cost(gpus: Mapping[str, GpuProfile], counts: Mapping[str, int]) -> float:
+    return round(sum(gpus[g].cost * c for g, c in counts.items()), 6)
+
+
+def _cover(windows: Windows, gpus: Mapping[str, GpuProfile], active: Sequence[int], solver: str,
+           slice_factor: int, time_limit: float | None, constraints: Constraints) -> tuple[dict[str, int], str] | None:
+    """(counts, status) of the covering program over the `active` windows, solved by HiGHS; None when infeasible."""
+    import highspy
+
+    from .solver import _quiet_highs
+
+    names = list(gpus)
+    G = len(names)
+    probs = [_problem(windows.workloads[w], gpus, windows.table.at[w, "planned_rate"], constraints) for w in active]
+    low, high = probs[0].bounds()
+    k = slice_factor if solver == "melange" else 1
+    col_low, col_high, col_int = list(low), [highspy.kHighsInf if np.isinf(h) else h for h in high], [True] * G
+    rows, cols, vals, row_low, row_high = [], [], [], [], []
+    for p in probs:
+        bucket_rows = {}
+        gpu_row = len(row_low)
+        row_low += [-highspy.kHighsInf] * G
+        row_high += [0.0] * G
+        for j in range(G):                              # load_j - y_j <= 0
+            rows.append(gpu_row + j); cols.append(j); vals.append(-1.0)
+        for b in np.flatnonzero(p.demand > 0):
+            bucket_rows[b] = len(row_low)
+            row_low.append(float(k)); row_high.append(float(k))   # shares (in slices) of a bucket sum to k
+            for j in range(G):
+                if not np.isfinite(p.load[b, j]):
+                    continue
+                col = len(col_low)
+                col_low.append(0.0); col_high.append(float(k)); col_int.append(solver == "melange")
+                rows += [bucket_rows[b], gpu_row + j]; cols += [col, col]
+                vals += [1.0, p.demand[b] * p.load[b, j] / k]
+    if constraints.min_total:
+        for j in range(G):
+            rows.append(len(row_low)); cols.append(j); vals.append(1.0)
+        row_low.append(float(constraints.min_total)); row_high.append(highspy.kHighsInf)
+    n = len(col_low)
+    h = _quiet_highs()
+    for name, value in (("output_flag", False), ("mip_rel_gap", 0.0), ("mip_abs_gap", 1e-9), ("threads", 1)):
+        h.setOptionValue(name, value)
+    if time_limit is not None:
+        h.setOptionValue("time_limit", float(time_limit))
+    costs = np.array([gpus[g].cost for g in names])
+    h.addVars(n, np.array(col_low), np.array(col_high))
+    h.changeColsCost(n, np.arange(n, dtype=np.int32), np.concatenate([costs, np.zeros(n - G)]))
+    order = np.lexsort((cols, rows))
+    r, c, v = np.asarray(rows)[order], np.asarray(cols, dtype=np.int32)[order], np.asarray(vals)[order]
+    starts = np.searchsorted(r, np.arange(len(row_low))).astype(np.int32)
+    h.addRows(len(row_low), np.array(row_low), np.array(row_high), len(v), starts, c, v)
+    integer = np.flatnonzero(col_int).astype(np.int32)
+    h.changeColsIntegrality(len(integer), integer, np.array([highspy.HighsVarType.kInteger] * len(integer)))
+    h.run()
+    if h.getInfo().primal_solution_status != 2:
+        return None
+    y = np.asarray(h.getSolution().col_value[:G])
+    counts = {g: int(math.ceil(y[j] - LOAD_EPS)) for j, g in enumerate(names)}
+    return counts, ("optimal" if h.getModelStatus() == highspy.HighsModelStatus.kOptimal else "time_limit")
+
+
+# ---------------------------------------------------------------- totals
+
+def _totals(table, windows, gpus, results, singles, static, hours, good, smooth, idle, opts) -> dict:
+    names = list(gpus)
+    n = len(table)
+    autoscaled = float(table.loc[good, "cost_per_hour"].sum() * hours)
+    total_hours = n * hours
+    out = {"windows": n, "window": _window_text(windows.window), "window_seconds": windows.seconds,
+           "hours": round(total_hours, 6), "partial_windows": int(table["partial"].sum()),
+           "empty_windows": int((table["status"] == "empty").sum()),
+           "windows_without_plan": [{"start": str(table.at[w, "start"]), "status": table.at[w, "status"],
+                                     "reason": table.at[w, "message"]} for w in np.flatnonzero(~good)],
+           "billing": "every window is billed in full (window hours x $/h), partial first/last windows too"}
+    out["autoscaled"] = {"cost": round(autoscaled, 6), "mean_cost_per_hour": round(autoscaled / total_hours, 6)}
+    if smooth:
+        cost = float(table.loc[good, "smoothed_cost_per_hour"].sum() * hours)
+        changes = int((table.loc[good, [f"smoothed_{g}" for g in names]].diff().abs().sum(axis=1) > 0).sum())
+        out["smoothed"] = {"rule": f"{smooth[0]}:{smooth[1]}", "cost": round(cost, 6),
+                           "extra_cost": round(cost - autoscaled, 6), "mix_changes": changes}
+    out["mix_changes"] = int((table.loc[good, names].astype(float).diff().abs().sum(axis=1) > 0).sum())
+    sp = static
+    out["static_peak"] = {**sp, "cost": None if sp["cost_per_hour"] is None else round(sp["cost_per_hour"] * total_hours, 6),
+                          "method": "the cheapest single set of GPU counts that can serve every planned window: one integer "
+                                    "program over all windows' demands (one set of counts, each window its own routing)",
+                          "why": "a fixed fleet has to serve every window with the same GPUs; solving on the peak window "
+                                 "alone can miss a window with a different size mix, and the sum of per-window maxima per "
+                                 "type over-buys"}
+    peak = int(table.loc[good, "planned_rate"].idxmax()) if good.any() else None
+    if peak is not None and results[peak] is not None and results[peak].has_allocation:
+        counts = results[peak].counts
+        missed = [w for w in range(n) if good[w] and not covers(counts, windows, gpus, w, results[w], opts, opts["constraints"])]
+        out["peak_window"] = {"start": str(table.at[peak, "start"]), "rate": round(float(table.at[peak, "rate"]), 6),
+                              "counts": counts, "cost_per_hour": _cost(gpus, counts),
+                              "cost": round(_cost(gpus, counts) * total_hours, 6),
+                              "covers_all_windows": not missed, "windows_not_covered": len(missed),
+                              "differs_from_static_peak": counts != sp["counts"]}
+    out["single"] = {}
+    for g in names:
+        rs = [singles[g][w] for w in range(n) if good[w]]
+        ok = all(r is None or r.has_allocation for r in rs)
+        per = [idle if r is None else r.counts for r in rs]
+        auto = sum(_cost(gpus, c) for c in per) * hours if ok else None
+        top = max((c[g] for c in per), default=0)
+        static_counts = {x: (top if x == g else 0) for x in names}
+        out["single"][g] = {"autoscaled_cost": None if auto is None else round(auto, 6),
+                            "static_counts": static_counts if ok else None,
+                            "static_cost_per_hour": _cost(gpus, static_counts) if ok else None,
+                            "static_cost": round(_cost(gpus, static_counts) * total_hours, 6) if ok else None,
+                            "infeasible_windows": sum(1 for r in rs if r is not None and not r.has_allocation)}
+    out["savings"] = _savings(out)
+    out["headline"] = headline(out)
+    return out
+
+
+def _savings(t: dict) -> list[dict]:
+    """What the autoscaled mix saves against each alternative, in % of the alternative's cost."""
+    mix = t["autoscaled"]["cost"]
+    rows = [("static peak (mix)", t["static_peak"]["cost"])]
+    if t.get("peak_window", {}).get("covers_all_windows"):   # a baseline that drops windows is no baseline
+        rows.append(("mix solved on the peak window, static", t["peak_window"]["cost"]))
+    for g, s in t["single"].items():
+        rows += [(f"{g} only, autoscaled", s["autoscaled_cost"]), (f"{g} only, static", s["static_cost"])]
+    if "smoothed" in t:
+        rows.append((f"smoothed mix ({t['smoothed']['rule']})", t["smoothed"]["cost"]))
+    return [{"against": name, "cost": cost,
+             "savings_pct": None if not cost else round((cost - mix) / cost * 100, 3)} for name, cost in rows]
+
+
+def _window_text(window: pd.Timedelta) -> str:
+    minutes = window.total_seconds() / 60
+    return f"{minutes:g}-min" if minutes < 60 else f"{minutes / 60:g}-h"
+
+
+def headline(t: dict) -> str:
+    """The answer first: autoscaled cost for the period against static peak provisioning."""
+    hours = t["hours"]
+    period = "for the hour" if abs(hours - 1) < 1e-9 else f"for {hours:.4g} hours"
+    mix, static = t["autoscaled"]["cost"], t["static_peak"]["cost"]
+    if not static:
+        return f"Autoscaling {t['window']} windows costs ${mix:,.2f} {period}; no static fleet serves every window"
+    pct = (static - mix) / static * 100
+    return (f"Autoscaling {t['window']} windows costs ${mix:,.2f} {period} ({t['windows']} windows), "
+            f"{pct:.1f}% below static peak provisioning (${static:,.2f})")
+
+
+# ---------------------------------------------------------------- one call and files
+
+def plan_trace(trace: str | Path, gpus: Mapping[str, GpuProfile], *, window: str = "5min",
+               timestamp_column: str = "TIMESTAMP", input_column: str = "ContextTokens",
+               output_column: str = "GeneratedTokens", overflow: str = "drop", solver: str = "exact",
+               slice_factor: int = 1, time_limit: float | None = None, constraints: Constraints | None = None,
+               smoothing: str | None = None) -> Plan:
+    """Read a timed trace, cut it into windows and plan them (every input checked before solving)."""
+    if solver not in PLAN_SOLVERS:
+        raise InputError("solver", f"must be one of {PLAN_SOLVERS}, got {solver!r}")
+    constraints = (constraints or Constraints()).check(list(gpus))
+    parse_smoothing(smoothing)
+    parse_window(window)
+    requests, report = read_timed_trace(trace, timestamp_column=timestamp_column, input_column=input_column,
+                                        output_column=output_column)
+    windows = cut_windows(requests, window, gpus, overflow=overflow)
+    plan = plan_windows(windows, gpus, solver=solver, slice_factor=slice_factor, time_limit=time_limit,
+                        constraints=constraints, smoothing=smoothing)
+    plan.info = {"trace": report, "overflow": windows.overflow, "solver": solver, "slice_factor": slice_factor,
+                 "constraints": constraints.to_dict(), "profiles": _profile_info(gpus)}
+    return plan
+
+
+def _profile_info(gpus: Mapping[str, GpuProfile]) -> dict:
+    meta = next(iter(gpus.values())).meta
+    return {"file": Path(meta["file"]).name if meta.get("file") else None, "sha256": meta.get("sha256"),
+            **{k: meta.get(k) for k in ("model", "source", "slo", "notes")},
+            "gpus": {g: {"cost_per_hour": p.cost} for g, p in gpus.items()}}
+
+
+def plan_json(plan: Plan) -> dict:
+    """plan.json: where the numbers came from, then the totals."""
+    return {"headline": plan.totals["headline"], **plan.info, "totals": plan.totals}
+
+
+def overflow_note(overflow: Mapping) -> str:
+    """One sentence: how many requests lie beyond the profile's last edge and what the policy did with them."""
+    n = overflow["beyond_last_edge"]
+    what = {"drop": "are not planned", "clip": "are planned as if in the last bucket (an underestimate)",
+            "open": "fall in the open last bucket"}[overflow["policy"]]
+    return (f"{n:,} requests lie beyond the profile's last edge ({overflow['input_edges'][-1]} input or "
+            f"{overflow['output_edges'][-1]} output tokens) and {what} (overflow policy {overflow['policy']})")
+
+
+def read_plan(plan_dir: str | Path) -> tuple[pd.DataFrame, dict]:
+    """(plan.csv as a table, plan.json) from a folder written by `write_plan` (``melange-nb plan``)."""
+    import json
+
+    plan_dir = Path(plan_dir)
+    for name in ("plan.csv", "plan.json"):
+        if not (plan_dir / name).is_file():
+            raise InputError(f"plan_dir {plan_dir}", f"has no {name}; write one with `melange-nb plan ... -o {plan_dir}`")
+    table = pd.read_csv(plan_dir / "plan.csv", parse_dates=["start", "end"])
+    return table, json.loads((plan_dir / "plan.json").read_text())
+
+
+def write_plan(plan: Plan, out_dir: str | Path) -> list[Path]:
+    """Write plan.csv, plan.json and the deployment exports (skyserve-<gpu>.yaml, deploy.json)."""
+    from .export import plan_deployment, write_exports
+
+    out_dir = Path(out_dir)
+    table = plan.table.copy()
+    for col in ("start", "end"):
+        table[col] = table[col].dt.strftime("%Y-%m-%dT%H:%M:%S")
+    paths = [atomic_write(out_dir / "plan.csv", lambda tmp: table.to_csv(tmp, index=False)),
+             write_json(out_dir / "plan.json", plan_json(plan))]
+    return paths + write_exports(plan_deployment(plan), out_dir)
