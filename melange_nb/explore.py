@@ -138,6 +138,18 @@ class Model:
         return mixed, (f"blend {share:.0%} {text} + {1 - share:.0%} {Path(second).name}: "
                        f"{workload_source(second)}")
 
+    def check_buckets(self, workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], values: Mapping) -> None:
+        """A workload and a profile set with different buckets: say so in words, with the command that fits."""
+        like = next(iter(gpus.values())).tputs
+        if list(workload.index) == list(like.index) and list(workload.columns) == list(like.columns):
+            return
+        raise InputError("workload", f"its buckets (input {_span(workload.index)}, output {_span(workload.columns)}) "
+                                     f"differ from {values['profile_set']}'s (input {_span(like.index)}, output "
+                                     f"{_span(like.columns)}); choose another profile set, or build the workload on "
+                                     f"its edges: melange-nb workload ... --edges {_edges(like.index)} "
+                                     f"--output-edges {_edges(like.columns)}"
+                                     + (" --overflow open" if str(like.index[-1]).endswith("+") else ""))
+
     def gpus(self, values: Mapping) -> dict[str, GpuProfile]:
         path = self.profile_sets[values["profile_set"]]["path"]
         gpus = self._cached(path, lambda: load_gpus(path))
@@ -175,6 +187,16 @@ class Model:
         curve["gpu_set"] = values["profile_set"]
         curve["slice_factor"] = int(values["slice_factor"])
         return curve
+
+
+def _span(labels) -> str:
+    return f"{labels[0]} to {labels[-1]} tokens, {len(labels)} buckets"
+
+
+def _edges(labels) -> str:
+    """Bucket labels ``lo-hi`` (and an open ``hi+``) back to the comma-separated edges the CLI takes."""
+    closed = [str(x) for x in labels if not str(x).endswith("+")]
+    return ",".join([closed[0].split("-")[0]] + [x.split("-")[1] for x in closed])
 
 
 def _short(label: str) -> str:
@@ -345,6 +367,7 @@ class Explorer:
         try:
             workload, view.provenance = self.model.workload(values)
             gpus = self.model.gpus(values)
+            self.model.check_buckets(workload, gpus, values)
             meta = next(iter(gpus.values())).meta
             view.provenance += (f" · GPU profiles {Path(meta.get('file', '')).name}: {meta.get('model')}, "
                                 f"{slo_label(meta.get('slo'))}; {meta.get('source')}")

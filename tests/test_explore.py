@@ -241,3 +241,19 @@ def test_notebook_runs_headless_and_shows_the_explorer(tmp_path, monkeypatch):
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o["output_type"] in ("error", "stream")]
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+
+
+def test_the_bundled_slo_labelled_profile_sets_are_offered_and_solve(tmp_path):
+    ex = build_explorer(outputs=tmp_path)
+    slos = list(ex.controls["slo"].options)
+    assert slos[:2] == ["any SLO", "SLO not stated"] and "mean TPOT <= 40 ms" in slos
+    ex.controls["slo"].value = "mean TPOT <= 40 ms"
+    offered = [v for _, v in ex.controls["profile_set"].options]
+    assert offered and all("40" in name for name in offered)
+    view = ex.update(profile_set="llama2-7b-a100-predicted-tpot40")
+    assert view.headline.startswith("At 4 req/s: ") and "mean TPOT <= 40 ms" in view.provenance
+    assert list(view.comparison.mix.counts) == ["A100"]
+    # a profile set on other buckets than the workload: said in words, with the edges that would fit
+    view = ex.update(profile_set="llama3.1-8b-tpot40")
+    assert view.comparison is None and view.headline.startswith("Cannot solve: workload: its buckets (input 0-25 to")
+    assert "--edges 0,25,100,250,500,1000,2000,4000,8000,16000" in view.headline
