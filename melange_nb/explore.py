@@ -44,8 +44,9 @@ ANY_SLO = "any SLO"
 
 def find_workloads(outputs: str | Path | None = None) -> dict[str, str]:
     """Label -> path of every workload the explorer offers: the bundled ``params/workloads/*.csv``,
-    then each CSV under `outputs` (default ``outputs/``) that has a ``.json`` sidecar, i.e. one
-    built by ``melange-nb workload`` or a sweep (``outputs/cache`` is skipped)."""
+    then each CSV under `outputs` (default ``outputs/``) with a workload's ``.json`` sidecar (one
+    that names its ``source``), i.e. built by ``melange-nb workload`` or a sweep (``outputs/cache``
+    is skipped)."""
     found = {f"{p.stem} (bundled)": str(p) for p in sorted(WORKLOADS_DIR.glob("*.csv"))}
     root = Path(outputs) if outputs is not None else outputs_dir()
     if root.is_dir():
@@ -53,9 +54,20 @@ def find_workloads(outputs: str | Path | None = None) -> dict[str, str]:
             dirs[:] = sorted(d for d in dirs if d != "cache" and not d.startswith("."))
             for name in sorted(files):
                 path = Path(folder) / name
-                if name.endswith(".csv") and not name.startswith(".") and path.with_suffix(".json").is_file():
+                if name.endswith(".csv") and not name.startswith(".") and _is_workload_sidecar(path.with_suffix(".json")):
                     found[str(path.relative_to(root).with_suffix(""))] = str(path)
     return found
+
+
+def _is_workload_sidecar(path: Path) -> bool:
+    """A workload's ``.json`` sidecar says where it came from (``source``); a sweep point's
+    ``routing.json`` beside ``routing.csv`` does not."""
+    import json
+
+    try:
+        return path.is_file() and "source" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def slo_label(slo: Any) -> str:

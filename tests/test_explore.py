@@ -108,9 +108,13 @@ def test_solver_cap_and_blend_with_a_built_workload(tmp_path):
     (tmp_path / "outputs" / "cache").mkdir()
     flipped.to_csv(tmp_path / "outputs" / "cache" / "x.csv")
     (tmp_path / "outputs" / "cache" / "x.json").write_text("{}")
+    point = tmp_path / "outputs" / "sweep" / "point"          # a sweep point's routing.csv + routing.json
+    point.mkdir(parents=True)
+    (point / "routing.csv").write_text("input_tokens,output_tokens,gpu,share,rate\n")
+    (point / "routing.json").write_text(json.dumps({"solver": "exact", "routes": []}))
     offered = find_workloads(tmp_path / "outputs")
     assert offered["mine/workload"] == str(built) and "arena-seed (bundled)" in offered
-    assert not any(k.startswith("cache") for k in offered)
+    assert not any(k.startswith(("cache", "sweep")) for k in offered)
 
     ex = build_explorer(rate=10.0, outputs=tmp_path / "outputs", gpu_names=["A10G"])
     view = ex.update(blend_with="mine/workload", blend_weight=0.5)
