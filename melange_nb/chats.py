@@ -6,8 +6,14 @@ output = tokens of that assistant message. Each message is tokenized once; input
 sums, never re-tokenized histories.
 
 Counting policy, recorded with every result:
-- message *content* tokens only: no special tokens (BOS/EOS) unless `add_special_tokens=True`,
-  and no chat template;
+- by default message *content* tokens only: no special tokens (BOS/EOS) unless
+  `add_special_tokens=True`, and no chat template;
+- with `chat_template=True`, each request's input is the prompt as the server sees it: the
+  conversation so far rendered by the model's chat template with the generation prompt
+  (`mistral-v1`: mistral-common's v1 instruct tokenizer, ``<s>[INST] user [/INST] reply</s>...``;
+  other tokenizers: HuggingFace ``apply_chat_template``), tokenized whole. Outputs stay content
+  tokens. Empty messages are left out of the rendered prompt (Mistral's template rejects an empty
+  reply); system messages go where the template puts them; other roles are rendered as user text;
 - system, tool and other non-user/assistant messages count as context for later requests but are
   never requests themselves;
 - a user/assistant pair where either message is empty or null is skipped and counted;
@@ -19,6 +25,7 @@ Schemas (auto-detected from the column name, or forced with `schema=`): ``lmsys`
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -59,8 +66,10 @@ def load_tokenizer(name: str = DEFAULT_TOKENIZER, *, token: str | None = None):
         tok = Tokenizer.from_file(str(path))
     else:
         try:
+            os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")   # no "PyTorch was not found" line
             from transformers import AutoTokenizer
-            hf = AutoTokenizer.from_pretrained(name, token=token)
+            with hub_offline_unless_reachable(name):
+                hf = AutoTokenizer.from_pretrained(name, token=token)
         except OSError as exc:
             raise DatasetError(_hub_message(f"tokenizer {name}", exc, f"https://huggingface.co/{name}")) from None
         tok = getattr(hf, "backend_tokenizer", None)
@@ -76,6 +85,7 @@ def _convert_mistral_v1(target: Path) -> None:
     import tempfile
 
     import mistral_common
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")   # no "PyTorch was not found" line: not needed
     from transformers import LlamaTokenizer
 
     model = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
@@ -94,6 +104,64 @@ def _convert_mistral_v1(target: Path) -> None:
     atomic_write(target, lambda tmp: tok.save(str(tmp)))
 
 
+# ---------------------------------------------------------------- chat templates
+
+def load_chat_template(name: str = DEFAULT_TOKENIZER, *, token: str | None = None):
+    """A counter of prompt tokens as the server sees them: ``.count(kinds, texts)`` for one
+    conversation prefix (kinds: user, assistant, system, other) rendered with the generation prompt.
+
+    ``mistral-v1``: mistral-common's v1 instruct tokenizer (offline); any other name: the
+    HuggingFace tokenizer's own ``chat_template`` through ``apply_chat_template``.
+    """
+    if name == DEFAULT_TOKENIZER:
+        return _MistralTemplate()
+    try:
+        from transformers import AutoTokenizer
+        hf = AutoTokenizer.from_pretrained(name, token=token)
+    except OSError as exc:
+        raise DatasetError(_hub_message(f"tokenizer {name}", exc, f"https://huggingface.co/{name}")) from None
+    if not getattr(hf, "chat_template", None):
+        raise InputError("chat_template", f"tokenizer {name} has no chat template; drop --chat-template or choose an instruct/chat tokenizer")
+    return _HFTemplate(name, hf)
+
+
+def _rendered(kinds, texts):
+    """(role, text) pairs for a template: empty messages left out, other roles as user text."""
+    roles = {"user": "user", "assistant": "assistant", "system": "system", "other": "user"}
+    return [(roles[k], t) for k, t in zip(kinds, texts) if t]
+
+
+class _MistralTemplate:
+    """mistral-common's v1 instruct tokenizer: ``<s>[INST] user [/INST] reply</s>[INST] ... [/INST]``."""
+
+    name = "mistral-common v1 instruct (encode_chat_completion)"
+
+    def __init__(self):
+        from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+        self.tokenizer = MistralTokenizer.v1()
+
+    def count(self, kinds, texts) -> int:
+        from mistral_common.protocol.instruct.messages import AssistantMessage, SystemMessage, UserMessage
+        from mistral_common.protocol.instruct.request import ChatCompletionRequest
+
+        make = {"user": UserMessage, "assistant": AssistantMessage, "system": SystemMessage}
+        messages = [make[role](content=text) for role, text in _rendered(kinds, texts)]
+        return len(self.tokenizer.encode_chat_completion(ChatCompletionRequest(messages=messages)).tokens)
+
+
+class _HFTemplate:
+    """A HuggingFace tokenizer's ``apply_chat_template`` with ``add_generation_prompt=True``."""
+
+    def __init__(self, name, tokenizer):
+        self.name, self.tokenizer = f"{name} apply_chat_template", tokenizer
+
+    def count(self, kinds, texts) -> int:
+        messages = [{"role": role, "content": text} for role, text in _rendered(kinds, texts)]
+        ids = self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+        return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
 # ---------------------------------------------------------------- datasets
 
 def load_chats(source: str, *, split: str = "train", revision: str | None = None, token: str | None = None,
@@ -105,25 +173,29 @@ def load_chats(source: str, *, split: str = "train", revision: str | None = None
     keeps the first N (or a seeded random N when `seed` is set); `language` keeps rows whose
     ``language`` column equals it.
     """
-    import datasets
-
     if max_conversations is not None and (not isinstance(max_conversations, int) or max_conversations < 1):
         raise InputError("max_conversations", f"must be a positive integer or None, got {max_conversations!r}")
     info: dict[str, Any] = {"source": source, "split": split, "revision": revision}
+    hub = not (source == "synthetic" or source.startswith("synthetic:") or Path(source).exists())
+    with hub_offline_unless_reachable(source if hub else None):
+        import datasets     # imported here: the offline switch must come first to take effect
     if source == "synthetic" or source.startswith("synthetic:"):
         from .synthetic import synthetic_path
         n = source.partition(":")[2] or "3000"
         if not n.isdigit() or int(n) < 1:
             raise InputError("dataset", f"synthetic:N needs a positive number of conversations, got {source!r}")
         path = synthetic_path(int(n))
-        ds = datasets.load_dataset("json", data_files=str(path), split="train")
+        with quiet_progress():
+            ds = datasets.load_dataset("json", data_files=str(path), split="train")
         info["note"] = "SYNTHETIC: random words in the lmsys schema, made by melange_nb.synthetic (not real chats)"
     elif Path(source).exists():
-        ds = _load_local(Path(source), split)
+        with quiet_progress():
+            ds = _load_local(Path(source), split)
         info["note"] = f"local {'folder' if Path(source).is_dir() else 'file'}"
     else:
         try:
-            ds = datasets.load_dataset(source, split=split, revision=revision, token=token, streaming=streaming)
+            with hub_offline_unless_reachable(source):
+                ds = datasets.load_dataset(source, split=split, revision=revision, token=token, streaming=streaming)
         except Exception as exc:  # the hub raises many types; each becomes one clear line
             raise DatasetError(_hub_message(f"dataset {source}", exc, f"https://huggingface.co/datasets/{source}")) from None
         info["note"] = "HuggingFace hub" + (" (streamed)" if streaming else "")
@@ -164,12 +236,58 @@ def _load_local(path: Path, split: str):
         ds = datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:
         raise InputError("dataset", f"{path} could not be read as {builder} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    if builder == "csv":  # a CSV holds conversations as JSON strings
-        col = next((c for c, _, _ in SCHEMAS.values() if c in ds.column_names), None)
-        if col:
-            ds = ds.map(lambda rows: {col: [json.loads(r) if isinstance(r, str) else r for r in rows]},
-                        input_columns=col, batched=True)
-    return ds
+    return ds   # a CSV holds conversations as JSON strings: request_lengths decodes and checks them
+
+
+HUB_TIMEOUT = 3.0   # seconds to reach the hub before treating it as offline
+
+
+@contextlib.contextmanager
+def hub_offline_unless_reachable(name: str | None):
+    """Fail fast offline: if the HuggingFace hub cannot be reached within HUB_TIMEOUT seconds,
+    run the block with HF_HUB_OFFLINE set, so the libraries use their caches (or fail at once)
+    instead of retrying for half a minute. Local paths (`name` None or existing) skip the probe."""
+    import sys
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if name is None or Path(name).exists() or offline or _hub_reachable():
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    patched = []    # libraries imported before read the switch at import time: set their copies too
+    for module, attr in (("huggingface_hub.constants", "HF_HUB_OFFLINE"), ("datasets.config", "HF_HUB_OFFLINE"),
+                         ("datasets.config", "HF_DATASETS_OFFLINE")):
+        mod = sys.modules.get(module)
+        if mod is not None and hasattr(mod, attr):
+            patched.append((mod, attr, getattr(mod, attr)))
+            setattr(mod, attr, True)
+    try:
+        yield
+    finally:
+        for mod, attr, value in patched:
+            setattr(mod, attr, value)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _hub_reachable() -> bool:
+    """True when a TCP connection to the hub (HF_ENDPOINT) opens within HUB_TIMEOUT; a proxy counts as reachable."""
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                      timeout=HUB_TIMEOUT):
+            return True
+    except OSError:
+        return False
 
 
 def _hub_message(what: str, exc: BaseException, page: str | None = None) -> str:
@@ -199,11 +317,12 @@ def detect_schema(columns) -> str:
 
 def request_lengths(ds, tokenizer, *, schema: str | None = None, turn_policy: str = "every",
                     add_special_tokens: bool = False, num_proc: int | None = None,
-                    batch_size: int = 1000) -> tuple[pd.DataFrame, dict]:
+                    batch_size: int = 1000, template=None) -> tuple[pd.DataFrame, dict]:
     """Per-request table (conversation, turn, input_tokens, output_tokens) plus skip counts.
 
     Batched ``Dataset.map`` over Arrow batches with `num_proc` workers (default: all cores);
-    datasets' own progress bar shows progress.
+    datasets' own progress bar shows progress. `template` (from `load_chat_template`) counts each
+    request's input through the model's chat template instead of summing content tokens.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -216,15 +335,32 @@ def request_lengths(ds, tokenizer, *, schema: str | None = None, turn_policy: st
     column, role_key, text_key = SCHEMAS[schema]
     if column not in ds.column_names:
         raise InputError("schema", f"schema {schema} needs column `{column}`; the dataset has {ds.column_names}")
+    # Check the schema here, before any worker starts (DESIGN trap 13: an error inside the pool can hang).
+    keys = _fast_keys(ds.data.schema.field(column).type, role_key, text_key)
+    if keys is None:
+        ds = _normalise(ds, column, role_key, text_key)   # in this process: bad rows raise here, named
+        keys = role_key, text_key
+    role_key, text_key = keys
+    if pc.sum(pc.list_value_length(ds.data.column(column))).as_py() in (None, 0):
+        raise InputError("dataset", f"every conversation is empty (column `{column}` holds no messages); "
+                                    "check the file or the split")
     num_proc = num_proc or os.cpu_count() or 1
     num_proc = max(1, min(num_proc, len(ds) // batch_size or 1))
-    fn = _BatchLengths(tokenizer, role_key, text_key, column, turn_policy, add_special_tokens)
+    if template is not None and add_special_tokens:
+        raise InputError("chat_template", "the template already adds the special tokens; drop add_special_tokens (--special-tokens)")
+    fn = _BatchLengths(tokenizer, role_key, text_key, column, turn_policy, add_special_tokens, template)
     out = ds.select_columns([column]).with_format("arrow").map(
         fn, batched=True, batch_size=batch_size, with_indices=True, num_proc=num_proc,
         remove_columns=[column], desc="tokenizing", new_fingerprint=_fingerprint_of(ds, fn),
         keep_in_memory=True, load_from_cache_file=False)  # our Parquet cache is the one cache
     table = out.with_format("arrow")[:]
+    errors = table["error"].drop_null()
+    if len(errors):
+        raise InputError("dataset", f"could not be tokenized ({errors[0].as_py()})")
     counts = {k: int(pc.sum(table[k]).as_py() or 0) for k in _BatchLengths.COUNTERS}
+    if counts["messages"] == 0:
+        raise InputError("dataset", f"every conversation is empty (column `{column}` holds no messages); "
+                                    "check the file or the split")
     parents = pc.list_parent_indices(table["input_tokens"])
     requests = pa.table({
         "conversation": pc.take(table["conversation"], parents),
@@ -233,7 +369,8 @@ def request_lengths(ds, tokenizer, *, schema: str | None = None, turn_policy: st
         "output_tokens": pc.list_flatten(table["output_tokens"]),
     }).to_pandas()
     counts.update(conversations=len(ds), requests=len(requests), schema=schema, turn_policy=turn_policy,
-                  special_tokens="counted" if add_special_tokens else "not counted", chat_template="not applied")
+                  special_tokens="counted" if add_special_tokens else ("in the template" if template else "not counted"),
+                  chat_template=f"applied to inputs ({template.name})" if template else "not applied")
     return requests, counts
 
 
@@ -242,20 +379,126 @@ def _fingerprint_of(ds, fn) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+ROLE_KEYS, TEXT_KEYS = ("role", "from"), ("content", "value")
+
+
+def _fast_keys(arrow_type, role_key: str, text_key: str) -> tuple[str, str] | None:
+    """(role key, text key) when a conversation column is a list of {role, text} string structs
+    (either naming: role/content or from/value), else None (the rows need normalising first)."""
+    import pyarrow as pa
+
+    if not (pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)) \
+            or not pa.types.is_struct(arrow_type.value_type):
+        return None
+    fields = {f.name: f.type for f in arrow_type.value_type}
+    role = next((k for k in (role_key, *ROLE_KEYS) if k in fields), None)
+    text = next((k for k in (text_key, *TEXT_KEYS) if k in fields), None)
+    if role is None or text is None:
+        return None
+    strings = (pa.types.is_string(fields[role]) or pa.types.is_large_string(fields[role])) and \
+              (pa.types.is_string(fields[text]) or pa.types.is_large_string(fields[text]))
+    return (role, text) if strings else None
+
+
+def _normalise(ds, column: str, role_key: str, text_key: str):
+    """Rewrite each conversation as a list of {role_key: str, text_key: str}, raising an
+    `InputError` that names the first bad row. Accepts role/content or from/value, null content
+    (an empty message) and OpenAI-style list content (its text parts, joined by newlines)."""
+    import datasets
+
+    def fix(rows, indices):
+        out = []
+        for conversation, row in zip(rows, indices):
+            out.append([_message(m, f"row {row + 1}: {column}[{k}]", role_key, text_key)
+                        for k, m in enumerate(_conversation(conversation, f"row {row + 1}: {column}"))])
+        return {column: out}
+
+    features = datasets.Features({column: datasets.List({role_key: datasets.Value("string"),
+                                                          text_key: datasets.Value("string")})})
+    with quiet_progress():
+        return ds.select_columns([column]).map(fix, input_columns=column, with_indices=True, batched=True,
+                                               features=features, keep_in_memory=True, load_from_cache_file=False)
+
+
+@contextlib.contextmanager
+def quiet_progress():
+    """No datasets progress bars in the block (quick local steps: a bad file then gets one clean error line)."""
+    import datasets
+
+    enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if enabled:
+            datasets.enable_progress_bars()
+
+
+def _conversation(value, where: str) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)       # a conversation stored as a JSON string
+        except ValueError:
+            raise InputError(f"dataset {where}", "is a string, not a list of messages "
+                                                 "[{role, content}, ...]") from None
+    if not isinstance(value, list):
+        raise InputError(f"dataset {where}", f"must be a list of messages [{{role, content}}, ...], got {type(value).__name__}")
+    return value
+
+
+def _message(message, where: str, role_key: str, text_key: str) -> dict:
+    if not isinstance(message, dict):
+        raise InputError(f"dataset {where}", f"must be a message {{role, content}}, got {type(message).__name__} {str(message)[:40]!r}")
+    role = next((message[k] for k in (role_key, *ROLE_KEYS) if k in message), None)
+    if not isinstance(role, str):
+        raise InputError(f"dataset {where}", f"has no text role (keys {sorted(message)}); messages need "
+                                             "role/content or from/value")
+    if not any(k in message for k in (text_key, *TEXT_KEYS)):
+        raise InputError(f"dataset {where}", f"has no content (keys {sorted(message)}); messages need "
+                                             "role/content or from/value")
+    text = next(message[k] for k in (text_key, *TEXT_KEYS) if k in message)
+    if isinstance(text, list):              # OpenAI-style content parts: keep the text ones
+        parts = [p if isinstance(p, str) else p.get("text") for p in text
+                 if isinstance(p, str) or (isinstance(p, dict) and p.get("type", "text") == "text")]
+        if not all(isinstance(t, str) for t in parts):
+            raise InputError(f"dataset {where}", "has a text part without a `text` string")
+        text = "\n".join(parts)
+    elif text is not None and not isinstance(text, str):
+        raise InputError(f"dataset {where}", f"content must be text (or a list of text parts), got "
+                                             f"{type(text).__name__} {text!r:.40}")
+    return {role_key: role, text_key: text}
+
+
+
 class _BatchLengths:
     """Picklable batch function: Arrow batch of conversations -> per-conversation request lists."""
 
     COUNTERS = ("messages", "skipped_empty_pairs", "unanswered_user_turns", "context_only_messages")
 
-    def __init__(self, tokenizer, role_key, text_key, column, turn_policy, add_special_tokens):
+    def __init__(self, tokenizer, role_key, text_key, column, turn_policy, add_special_tokens, template=None):
         self.tokenizer, self.role_key, self.text_key, self.column = tokenizer, role_key, text_key, column
-        self.turn_policy, self.add_special_tokens = turn_policy, add_special_tokens
+        self.turn_policy, self.add_special_tokens, self.template = turn_policy, add_special_tokens, template
 
     def key(self):
         tok = hashlib.sha256(self.tokenizer.to_str().encode()).hexdigest()[:16]
-        return [tok, self.role_key, self.text_key, self.column, self.turn_policy, self.add_special_tokens]
+        return [tok, self.role_key, self.text_key, self.column, self.turn_policy, self.add_special_tokens,
+                self.template.name if self.template else None]
 
     def __call__(self, batch, indices):
+        # Errors come back as data: an exception raised in a datasets.map worker can hang the parent.
+        try:
+            out = self._lengths(batch, indices)
+        except Exception as exc:     # noqa: BLE001  (reported by request_lengths as one line)
+            out = {k: [[] for _ in indices] for k in ("turn", "input_tokens", "output_tokens")}
+            out.update({k: [0] * len(indices) for k in self.COUNTERS}, conversation=list(indices))
+            out["error"] = [f"{type(exc).__name__}: {exc}"] * len(indices)
+            return out
+        out["error"] = [None] * len(indices)
+        return out
+
+    def _lengths(self, batch, indices):
         import pyarrow as pa
 
         col = batch[self.column]
@@ -278,11 +521,24 @@ class _BatchLengths:
         lowered = np.char.lower(roles.astype(str))
         is_user = np.isin(lowered, list(USER_ROLES))
         is_assistant = np.isin(lowered, list(ASSISTANT_ROLES))
-        return _requests_per_conversation(offsets, lens, is_user, is_assistant, empty, indices, self.turn_policy)
+        prompt_tokens = None
+        if self.template is not None:
+            kinds = np.where(is_user, "user", np.where(is_assistant, "assistant",
+                                                       np.where(lowered == "system", "system", "other")))
+
+            def prompt_tokens(last, first):   # rendered prompt of messages first..last, per request
+                return np.array([self.template.count(kinds[a:b + 1], text_list[a:b + 1]) for a, b in zip(first, last)],
+                                dtype=np.int64)
+        return _requests_per_conversation(offsets, lens, is_user, is_assistant, empty, indices, self.turn_policy,
+                                          prompt_tokens)
 
 
-def _requests_per_conversation(offsets, lens, is_user, is_assistant, empty, indices, turn_policy):
-    """Vectorised seed rule over a batch: message arrays plus conversation offsets -> per-conversation lists."""
+def _requests_per_conversation(offsets, lens, is_user, is_assistant, empty, indices, turn_policy, prompt_tokens=None):
+    """Vectorised seed rule over a batch: message arrays plus conversation offsets -> per-conversation lists.
+
+    `prompt_tokens(last, first)`, when given, replaces the running content sums as the inputs: the
+    templated prompt length of messages first..last (user message `last`, its conversation's first).
+    """
     n_conv = len(offsets) - 1
     sizes = np.diff(offsets)
     conv_of = np.repeat(np.arange(n_conv), sizes)
@@ -297,7 +553,8 @@ def _requests_per_conversation(offsets, lens, is_user, is_assistant, empty, indi
     keep = ~skipped & ((turn == 0) if turn_policy == "first" else True)
     sel = pair[keep]
     last = offsets[1:][sizes > 0] - 1
-    out_in = np.split(context[sel], np.searchsorted(conv_of[sel], np.arange(1, n_conv)))
+    inputs = context[sel] if prompt_tokens is None else prompt_tokens(sel, offsets[conv_of[sel]])
+    out_in = np.split(inputs, np.searchsorted(conv_of[sel], np.arange(1, n_conv)))
     out_out = np.split(lens[sel + 1], np.searchsorted(conv_of[sel], np.arange(1, n_conv)))
     out_turn = np.split(turn[keep], np.searchsorted(conv_of[sel], np.arange(1, n_conv)))
 
@@ -322,18 +579,21 @@ def chat_requests(source: str, *, tokenizer: str = DEFAULT_TOKENIZER, split: str
                   revision: str | None = None, token: str | None = None, streaming: bool = False,
                   schema: str | None = None, max_conversations: int | None = None, seed: int | None = None,
                   language: str | None = None, turn_policy: str = "every", add_special_tokens: bool = False,
-                  num_proc: int | None = None, cache: bool = True) -> tuple[pd.DataFrame, dict]:
+                  chat_template: bool = False, num_proc: int | None = None, cache: bool = True) -> tuple[pd.DataFrame, dict]:
     """Load, tokenize and return the per-request table with its provenance, cached as Parquet.
 
     The cache key covers the dataset (id, split, revision, fingerprint), the tokenizer (name and
     content hash) and every option; a second call with the same key reads
     ``outputs/cache/requests/<key>.parquet`` and tokenizes nothing (``info["cache"] == "hit"``).
     """
+    if chat_template and add_special_tokens:   # before any loading: both cannot hold
+        raise InputError("chat_template", "the template already adds the special tokens; drop add_special_tokens (--special-tokens)")
     ds, ds_info = load_chats(source, split=split, revision=revision, token=token, streaming=streaming,
                              max_conversations=max_conversations, seed=seed, language=language)
     tok, tok_info = load_tokenizer(tokenizer, token=token)
+    template = load_chat_template(tokenizer, token=token) if chat_template else None
     options = {"schema": schema or detect_schema(ds.column_names), "turn_policy": turn_policy,
-               "add_special_tokens": add_special_tokens}
+               "add_special_tokens": add_special_tokens, "chat_template": template.name if template else None}
     key_doc = {"dataset": {k: ds_info[k] for k in ("source", "split", "revision", "fingerprint", "max_conversations",
                                                     "seed", "language")},
                "tokenizer": tok_info["sha256_16"], "options": options}
@@ -343,7 +603,7 @@ def chat_requests(source: str, *, tokenizer: str = DEFAULT_TOKENIZER, split: str
         info = json.loads(path.with_suffix(".json").read_text())
         return pd.read_parquet(path), {**info, "cache": "hit", "cache_file": str(path)}
     requests, counts = request_lengths(ds, tok, schema=options["schema"], turn_policy=turn_policy,
-                                       add_special_tokens=add_special_tokens, num_proc=num_proc)
+                                       add_special_tokens=add_special_tokens, num_proc=num_proc, template=template)
     info = {"dataset": ds_info, "tokenizer": tok_info, "counts": counts, "cache_key": key}
     if cache:
         write_json(path.with_suffix(".json"), info)   # the Parquet file last: it marks the entry complete

@@ -80,12 +80,13 @@ def _fast_yaml():
     if not getattr(yaml, "__with_libyaml__", False):
         yield
         return
-    original = yaml.safe_load
+    original = yaml.safe_load, yaml.SafeLoader
     yaml.safe_load = lambda stream: yaml.load(stream, Loader=yaml.CSafeLoader)
+    yaml.SafeLoader = yaml.CSafeLoader          # its `yaml.load(f, Loader=yaml.SafeLoader)` calls
     try:
         yield
     finally:
-        yaml.safe_load = original
+        yaml.safe_load, yaml.SafeLoader = original
 
 
 def _package_dir() -> Path:
@@ -221,7 +222,8 @@ def _predict_system(system: str, *, model_path: str, backend_name: str, slo: lis
     """Raw predictions for one system in one database mode: rates (list of rows), cell notes, facts."""
     config_builders, models, perf_database, get_backend, RuntimeConfig = _aic()
     sibling = SOL_SIBLINGS.get(system, system)
-    slots = perf_database.get_version_slots(sibling, backend_name) or {}
+    with _fast_yaml():
+        slots = perf_database.get_version_slots(sibling, backend_name) or {}
     if "current" not in slots:
         raise InputError("backend", f"{backend_name} has no performance data for {system} offline; "
                                     f"try another --backend of {list(BACKENDS)}")
@@ -353,6 +355,11 @@ def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str],
                 notes.append(f"{system} has no measured kernel data: SPEED-OF-LIGHT (roofline) estimate, typically "
                              "1.4-2x optimistic; use sol='calibrate' (--sol calibrate) to scale by a sibling GPU")
         cell_notes = [{"input": index[i], "output": columns[j], "note": note} for i, j, note in result["notes"]]
+        noted = {(c["input"], c["output"]) for c in cell_notes}
+        cell_notes += [{"input": index[i], "output": columns[j], "note": f"0 after calibration: {SOL_SIBLINGS[system]} "
+                        "cannot serve this bucket on its measured data"}
+                       for i, j in zip(*np.nonzero(rates == 0))
+                       if (index[i], columns[j]) not in noted and system in SOL_SIBLINGS and sol == "calibrate"]
         if rates.max(initial=0) == 0 and cell_notes and all("KV cache" in c["note"] for c in cell_notes):
             notes.append(f"{model_name} does not fit one replica of {tp} x {system}: every bucket is 0")
         price = priced[name]
