@@ -325,8 +325,10 @@ def _sweep(args) -> int:
         if not args.output_dir:
             raise InputError("-o", "the quick form needs an output folder, e.g. -o outputs/my-sweep")
         rates = _edges(args.rates, "--rates")
-        constraints = {k: v for k, v in (("max_instances", _key_values(args.max_instances, "--max-instances")),
-                                         ("min_instances", _key_values(args.min_instances, "--min-instances")),
+        from .solver import parse_counts
+
+        constraints = {k: v for k, v in (("max_instances", parse_counts(args.max_instances, "--max-instances")),
+                                         ("min_instances", parse_counts(args.min_instances, "--min-instances")),
                                          ("utilization_cap", args.utilization_cap), ("min_total", args.min_total))
                        if v not in (None, {})}
         spec = load_spec(None, workload=args.workload, gpus=args.gpus, rates=rates, solvers=args.solver,
