@@ -141,6 +141,7 @@ def _plan_parser(sub) -> None:
                     help="requests beyond the profile's last edge: drop (counted), clip to the last bucket, open")
     pl.add_argument("--smooth", help="hold:N (change the mix at most every N windows) or calm:N "
                                      "(scale a type down only after N calm windows)")
+    pl.add_argument("-j", "--workers", type=int, default=1, help="solve windows in this many processes (default 1)")
     pl.add_argument("--report", action="store_true", help="also run notebooks/04_time_varying.ipynb on the plan "
                                                             "(executed notebook and HTML pages in the output folder)")
     pl.add_argument("-o", "--output-dir", required=True, help="folder for plan.csv, plan.json, skyserve-<gpu>.yaml, deploy.json")
@@ -164,7 +165,7 @@ def _plan(args) -> int:
     plan = plan_trace(args.trace, gpus, window=args.window, timestamp_column=args.timestamp_column,
                       input_column=args.input_column, output_column=args.output_column, overflow=args.overflow,
                       solver=args.solver, slice_factor=args.slice_factor, time_limit=args.time_limit,
-                      constraints=_constraints(args), smoothing=args.smooth)
+                      constraints=_constraints(args), smoothing=args.smooth, workers=args.workers)
     note = plan.info["trace"].get("note")
     if note:
         print(f"note: {note}")
