@@ -9,9 +9,12 @@ instance; 20x20x10 exact < 1 s.
 """
 import statistics
 import sys
+from pathlib import Path
 
 from melange_nb.solver import solve
-from melange_nb.synthetic import random_instance
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from instances import random_instance  # noqa: E402  (seeded solver instances live beside the tests)
 
 SIZES = [(4, 2), (6, 4), (10, 6)]
 RATES = [10, 100]

@@ -3,7 +3,7 @@
 Public API, one module per pipeline stage:
 
 - workload: labelled request-size histograms, traces, blends (chats: chat datasets and
-  tokenization into per-request lengths; synthetic: the offline demo dataset and random instances);
+  tokenization into per-request lengths; synthetic: the offline demo dataset);
 - profiles: GPU costs and throughputs per bucket;
 - solver: Mélange ILP, exact solver, single-GPU baselines, savings tables;
 - sweep: papermill grid runs over rates x workloads x GPU sets;

@@ -19,6 +19,7 @@ Schemas (auto-detected from the column name, or forced with `schema=`): ``lmsys`
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -59,8 +60,10 @@ def load_tokenizer(name: str = DEFAULT_TOKENIZER, *, token: str | None = None):
         tok = Tokenizer.from_file(str(path))
     else:
         try:
+            os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")   # no "PyTorch was not found" line
             from transformers import AutoTokenizer
-            hf = AutoTokenizer.from_pretrained(name, token=token)
+            with hub_offline_unless_reachable(name):
+                hf = AutoTokenizer.from_pretrained(name, token=token)
         except OSError as exc:
             raise DatasetError(_hub_message(f"tokenizer {name}", exc, f"https://huggingface.co/{name}")) from None
         tok = getattr(hf, "backend_tokenizer", None)
@@ -76,6 +79,7 @@ def _convert_mistral_v1(target: Path) -> None:
     import tempfile
 
     import mistral_common
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")   # no "PyTorch was not found" line: not needed
     from transformers import LlamaTokenizer
 
     model = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
@@ -105,25 +109,29 @@ def load_chats(source: str, *, split: str = "train", revision: str | None = None
     keeps the first N (or a seeded random N when `seed` is set); `language` keeps rows whose
     ``language`` column equals it.
     """
-    import datasets
-
     if max_conversations is not None and (not isinstance(max_conversations, int) or max_conversations < 1):
         raise InputError("max_conversations", f"must be a positive integer or None, got {max_conversations!r}")
     info: dict[str, Any] = {"source": source, "split": split, "revision": revision}
+    hub = not (source == "synthetic" or source.startswith("synthetic:") or Path(source).exists())
+    with hub_offline_unless_reachable(source if hub else None):
+        import datasets     # imported here: the offline switch must come first to take effect
     if source == "synthetic" or source.startswith("synthetic:"):
         from .synthetic import synthetic_path
         n = source.partition(":")[2] or "3000"
         if not n.isdigit() or int(n) < 1:
             raise InputError("dataset", f"synthetic:N needs a positive number of conversations, got {source!r}")
         path = synthetic_path(int(n))
-        ds = datasets.load_dataset("json", data_files=str(path), split="train")
+        with quiet_progress():
+            ds = datasets.load_dataset("json", data_files=str(path), split="train")
         info["note"] = "SYNTHETIC: random words in the lmsys schema, made by melange_nb.synthetic (not real chats)"
     elif Path(source).exists():
-        ds = _load_local(Path(source), split)
+        with quiet_progress():
+            ds = _load_local(Path(source), split)
         info["note"] = f"local {'folder' if Path(source).is_dir() else 'file'}"
     else:
         try:
-            ds = datasets.load_dataset(source, split=split, revision=revision, token=token, streaming=streaming)
+            with hub_offline_unless_reachable(source):
+                ds = datasets.load_dataset(source, split=split, revision=revision, token=token, streaming=streaming)
         except Exception as exc:  # the hub raises many types; each becomes one clear line
             raise DatasetError(_hub_message(f"dataset {source}", exc, f"https://huggingface.co/datasets/{source}")) from None
         info["note"] = "HuggingFace hub" + (" (streamed)" if streaming else "")
@@ -164,12 +172,58 @@ def _load_local(path: Path, split: str):
         ds = datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:
         raise InputError("dataset", f"{path} could not be read as {builder} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    if builder == "csv":  # a CSV holds conversations as JSON strings
-        col = next((c for c, _, _ in SCHEMAS.values() if c in ds.column_names), None)
-        if col:
-            ds = ds.map(lambda rows: {col: [json.loads(r) if isinstance(r, str) else r for r in rows]},
-                        input_columns=col, batched=True)
-    return ds
+    return ds   # a CSV holds conversations as JSON strings: request_lengths decodes and checks them
+
+
+HUB_TIMEOUT = 3.0   # seconds to reach the hub before treating it as offline
+
+
+@contextlib.contextmanager
+def hub_offline_unless_reachable(name: str | None):
+    """Fail fast offline: if the HuggingFace hub cannot be reached within HUB_TIMEOUT seconds,
+    run the block with HF_HUB_OFFLINE set, so the libraries use their caches (or fail at once)
+    instead of retrying for half a minute. Local paths (`name` None or existing) skip the probe."""
+    import sys
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if name is None or Path(name).exists() or offline or _hub_reachable():
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    patched = []    # libraries imported before read the switch at import time: set their copies too
+    for module, attr in (("huggingface_hub.constants", "HF_HUB_OFFLINE"), ("datasets.config", "HF_HUB_OFFLINE"),
+                         ("datasets.config", "HF_DATASETS_OFFLINE")):
+        mod = sys.modules.get(module)
+        if mod is not None and hasattr(mod, attr):
+            patched.append((mod, attr, getattr(mod, attr)))
+            setattr(mod, attr, True)
+    try:
+        yield
+    finally:
+        for mod, attr, value in patched:
+            setattr(mod, attr, value)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _hub_reachable() -> bool:
+    """True when a TCP connection to the hub (HF_ENDPOINT) opens within HUB_TIMEOUT; a proxy counts as reachable."""
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                      timeout=HUB_TIMEOUT):
+            return True
+    except OSError:
+        return False
 
 
 def _hub_message(what: str, exc: BaseException, page: str | None = None) -> str:
@@ -216,6 +270,15 @@ def request_lengths(ds, tokenizer, *, schema: str | None = None, turn_policy: st
     column, role_key, text_key = SCHEMAS[schema]
     if column not in ds.column_names:
         raise InputError("schema", f"schema {schema} needs column `{column}`; the dataset has {ds.column_names}")
+    # Check the schema here, before any worker starts (DESIGN trap 13: an error inside the pool can hang).
+    keys = _fast_keys(ds.data.schema.field(column).type, role_key, text_key)
+    if keys is None:
+        ds = _normalise(ds, column, role_key, text_key)   # in this process: bad rows raise here, named
+        keys = role_key, text_key
+    role_key, text_key = keys
+    if pc.sum(pc.list_value_length(ds.data.column(column))).as_py() in (None, 0):
+        raise InputError("dataset", f"every conversation is empty (column `{column}` holds no messages); "
+                                    "check the file or the split")
     num_proc = num_proc or os.cpu_count() or 1
     num_proc = max(1, min(num_proc, len(ds) // batch_size or 1))
     fn = _BatchLengths(tokenizer, role_key, text_key, column, turn_policy, add_special_tokens)
@@ -224,7 +287,13 @@ def request_lengths(ds, tokenizer, *, schema: str | None = None, turn_policy: st
         remove_columns=[column], desc="tokenizing", new_fingerprint=_fingerprint_of(ds, fn),
         keep_in_memory=True, load_from_cache_file=False)  # our Parquet cache is the one cache
     table = out.with_format("arrow")[:]
+    errors = table["error"].drop_null()
+    if len(errors):
+        raise InputError("dataset", f"could not be tokenized ({errors[0].as_py()})")
     counts = {k: int(pc.sum(table[k]).as_py() or 0) for k in _BatchLengths.COUNTERS}
+    if counts["messages"] == 0:
+        raise InputError("dataset", f"every conversation is empty (column `{column}` holds no messages); "
+                                    "check the file or the split")
     parents = pc.list_parent_indices(table["input_tokens"])
     requests = pa.table({
         "conversation": pc.take(table["conversation"], parents),
@@ -242,6 +311,99 @@ def _fingerprint_of(ds, fn) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+ROLE_KEYS, TEXT_KEYS = ("role", "from"), ("content", "value")
+
+
+def _fast_keys(arrow_type, role_key: str, text_key: str) -> tuple[str, str] | None:
+    """(role key, text key) when a conversation column is a list of {role, text} string structs
+    (either naming: role/content or from/value), else None (the rows need normalising first)."""
+    import pyarrow as pa
+
+    if not (pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)) \
+            or not pa.types.is_struct(arrow_type.value_type):
+        return None
+    fields = {f.name: f.type for f in arrow_type.value_type}
+    role = next((k for k in (role_key, *ROLE_KEYS) if k in fields), None)
+    text = next((k for k in (text_key, *TEXT_KEYS) if k in fields), None)
+    if role is None or text is None:
+        return None
+    strings = (pa.types.is_string(fields[role]) or pa.types.is_large_string(fields[role])) and \
+              (pa.types.is_string(fields[text]) or pa.types.is_large_string(fields[text]))
+    return (role, text) if strings else None
+
+
+def _normalise(ds, column: str, role_key: str, text_key: str):
+    """Rewrite each conversation as a list of {role_key: str, text_key: str}, raising an
+    `InputError` that names the first bad row. Accepts role/content or from/value, null content
+    (an empty message) and OpenAI-style list content (its text parts, joined by newlines)."""
+    import datasets
+
+    def fix(rows, indices):
+        out = []
+        for conversation, row in zip(rows, indices):
+            out.append([_message(m, f"row {row + 1}: {column}[{k}]", role_key, text_key)
+                        for k, m in enumerate(_conversation(conversation, f"row {row + 1}: {column}"))])
+        return {column: out}
+
+    features = datasets.Features({column: datasets.List({role_key: datasets.Value("string"),
+                                                          text_key: datasets.Value("string")})})
+    with quiet_progress():
+        return ds.select_columns([column]).map(fix, input_columns=column, with_indices=True, batched=True,
+                                               features=features, keep_in_memory=True, load_from_cache_file=False)
+
+
+@contextlib.contextmanager
+def quiet_progress():
+    """No datasets progress bars in the block (quick local steps: a bad file then gets one clean error line)."""
+    import datasets
+
+    enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if enabled:
+            datasets.enable_progress_bars()
+
+
+def _conversation(value, where: str) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)       # a conversation stored as a JSON string
+        except ValueError:
+            raise InputError(f"dataset {where}", "is a string, not a list of messages "
+                                                 "[{role, content}, ...]") from None
+    if not isinstance(value, list):
+        raise InputError(f"dataset {where}", f"must be a list of messages [{{role, content}}, ...], got {type(value).__name__}")
+    return value
+
+
+def _message(message, where: str, role_key: str, text_key: str) -> dict:
+    if not isinstance(message, dict):
+        raise InputError(f"dataset {where}", f"must be a message {{role, content}}, got {type(message).__name__} {str(message)[:40]!r}")
+    role = next((message[k] for k in (role_key, *ROLE_KEYS) if k in message), None)
+    if not isinstance(role, str):
+        raise InputError(f"dataset {where}", f"has no text role (keys {sorted(message)}); messages need "
+                                             "role/content or from/value")
+    if not any(k in message for k in (text_key, *TEXT_KEYS)):
+        raise InputError(f"dataset {where}", f"has no content (keys {sorted(message)}); messages need "
+                                             "role/content or from/value")
+    text = next(message[k] for k in (text_key, *TEXT_KEYS) if k in message)
+    if isinstance(text, list):              # OpenAI-style content parts: keep the text ones
+        parts = [p if isinstance(p, str) else p.get("text") for p in text
+                 if isinstance(p, str) or (isinstance(p, dict) and p.get("type", "text") == "text")]
+        if not all(isinstance(t, str) for t in parts):
+            raise InputError(f"dataset {where}", "has a text part without a `text` string")
+        text = "\n".join(parts)
+    elif text is not None and not isinstance(text, str):
+        raise InputError(f"dataset {where}", f"content must be text (or a list of text parts), got "
+                                             f"{type(text).__name__} {text!r:.40}")
+    return {role_key: role, text_key: text}
+
+
+
 class _BatchLengths:
     """Picklable batch function: Arrow batch of conversations -> per-conversation request lists."""
 
@@ -256,6 +418,18 @@ class _BatchLengths:
         return [tok, self.role_key, self.text_key, self.column, self.turn_policy, self.add_special_tokens]
 
     def __call__(self, batch, indices):
+        # Errors come back as data: an exception raised in a datasets.map worker can hang the parent.
+        try:
+            out = self._lengths(batch, indices)
+        except Exception as exc:     # noqa: BLE001  (reported by request_lengths as one line)
+            out = {k: [[] for _ in indices] for k in ("turn", "input_tokens", "output_tokens")}
+            out.update({k: [0] * len(indices) for k in self.COUNTERS}, conversation=list(indices))
+            out["error"] = [f"{type(exc).__name__}: {exc}"] * len(indices)
+            return out
+        out["error"] = [None] * len(indices)
+        return out
+
+    def _lengths(self, batch, indices):
         import pyarrow as pa
 
         col = batch[self.column]

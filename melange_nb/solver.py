@@ -25,6 +25,7 @@ Formulations (load of a bucket on a GPU = demand / max throughput, in GPUs):
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -239,7 +240,7 @@ def solve_single(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: f
                            time.perf_counter() - start)
     load = float(p.demand[active] @ p.load[active, j])
     c = p.constraints
-    count = max(math.ceil(load - LOAD_EPS), c.min_instances.get(gpu, 0), c.min_total)
+    count = max(math.ceil(load - LOAD_EPS), 1, c.min_instances.get(gpu, 0), c.min_total)  # any demand needs a GPU
     if count > c.max_instances.get(gpu, math.inf):
         return _infeasible(name, f"{gpu} needs {count} instances but max_instances.{gpu} is "
                                  f"{c.max_instances[gpu]}", p.gpus, time.perf_counter() - start)
@@ -256,7 +257,14 @@ def solve_single(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: f
 def solve_melange(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, *,
                   slice_factor: int = 1, time_limit: float | None = None,
                   constraints: Constraints | None = None) -> SolveResult:
-    """The Mélange ILP (melange-release's formulation) solved by CBC through PuLP."""
+    """The Mélange ILP (melange-release's formulation) solved by CBC through PuLP, checked.
+
+    CBC can call a dearer plan "Optimal" (DESIGN trap 10), so: CBC starts from the cheapest
+    single-GPU-type plan (feasible at every slice factor, so never beaten by a dearer answer); a
+    plan is called optimal only when it meets the exact solver's lower bound or a second solver
+    (HiGHS, on the same ILP) proves the same cost; otherwise the cheapest verified plan is
+    reported with what was proved (status ``time_limit`` when the checks ran out of time).
+    """
     import pulp
 
     slice_factor = _check_slice_factor(slice_factor)
@@ -267,6 +275,95 @@ def solve_melange(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: 
     early = _early_infeasible("melange", p, start, options)
     if early:
         return early
+    prob, y, x, slices = _melange_model(p, slice_factor)
+    warm = _single_start(p)
+    if warm is not None:
+        for (s_, j), v in x.items():
+            v.setInitialValue(1 if j == warm.gpu else 0)
+        for j, v in enumerate(y):
+            v.setInitialValue(int(warm.counts[j]))
+    with tempfile.TemporaryDirectory() as tmp:
+        log = os.path.join(tmp, "cbc.log")
+        prob.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, logPath=log, threads=1,
+                                     warmStart=warm is not None))
+        cbc_bound = _cbc_bound(log)
+    if prob.status == pulp.LpStatusInfeasible and warm is None:
+        return _infeasible("melange", _binding(p), p.gpus, time.perf_counter() - start, **options)
+    cbc_proved = prob.sol_status == pulp.LpSolutionOptimal
+    cbc = _melange_plan(p, prob, y, x, slices, slice_factor, "CBC")
+    plans = [q for q in (cbc, warm) if q is not None]
+    if not plans:
+        return SolveResult("melange", "no_solution", f"CBC found no allocation within the time limit of {time_limit} s; "
+                           "raise --time-limit or lower --slice-factor", {g: 0 for g in p.gpus}, math.nan,
+                           time.perf_counter() - start, options=options)
+    best = min(plans, key=lambda q: q.cost)
+    notes = []
+    if cbc is not None and cbc.cost > best.cost + COST_EPS:
+        notes.append(f"CBC returned ${cbc.cost:.4g}/h{' and called it optimal' if cbc_proved else ''}, dearer than "
+                     f"the single-GPU plan it started from")
+    # Lower bound 1: the exact solver (continuous split, integer counts) is a relaxation of the ILP.
+    budget = time_limit if time_limit is not None else max(CHECK_SECONDS, 2 * (time.perf_counter() - start))
+    exact = solve_exact(workload, gpus, rate, time_limit=budget, constraints=p.constraints)
+    lower = exact.cost if exact.status == "optimal" else exact.bound
+    if lower is not None and np.isfinite(lower) and best.cost <= lower + COST_EPS:
+        return _melange_result("optimal", f"proved optimal: ${best.cost:.4g}/h equals the exact solver's lower bound"
+                               + _notes(notes), p, best, start, lower, options)
+    # Lower bound 2: HiGHS on the same ILP, when CBC's answer needs a second opinion.
+    highs = _highs_check(prob, y, x, slices, p, slice_factor, budget)
+    if highs is not None:
+        plan, highs_proved, highs_bound = highs
+        if plan is not None and plan.cost < best.cost - COST_EPS:
+            notes.append(f"CBC's ${best.cost:.4g}/h was beaten by HiGHS")
+            best = plan
+        if highs_proved and abs(plan.cost - best.cost) <= COST_EPS:
+            proved_by = "CBC and HiGHS agree" if cbc_proved and cbc is not None and abs(cbc.cost - best.cost) <= COST_EPS \
+                else "HiGHS proved it"
+            return _melange_result("optimal", f"proved optimal ({proved_by})" + _notes(notes), p, best, start,
+                                   best.cost, options)
+        if highs_bound is not None and (lower is None or highs_bound > lower):
+            lower = highs_bound
+    if cbc_proved and best is cbc and not notes:
+        return _melange_result("optimal", "CBC proved this allocation optimal (HiGHS could not confirm it within "
+                               f"{budget:.3g} s)", p, best, start, best.cost, options)
+    bound = lower if lower is not None and np.isfinite(lower) else cbc_bound
+    gap = (best.cost - bound) / best.cost if bound is not None and best.cost > 0 else None
+    limit = f"the time limit of {time_limit} s" if time_limit is not None else f"the {budget:.3g} s check budget"
+    return _melange_result("time_limit", f"best allocation found, not proven optimal within {limit}"
+                           + (f" (bound {bound:.4g}, gap {gap:.2%})" if gap is not None else "") + _notes(notes),
+                           p, best, start, bound, options, gap=gap)
+
+
+# A plan's cost is a sum of a few prices: costs within this of each other are equal.
+COST_EPS = 1e-6
+# Without a time limit, the optimality checks get at least this long (or twice CBC's time).
+CHECK_SECONDS = 10.0
+
+
+@dataclass
+class _Plan:
+    """A feasible Mélange ILP solution: GPU counts, shares per bucket x type, its cost, who found it."""
+
+    counts: np.ndarray
+    share: np.ndarray
+    cost: float
+    found_by: str
+    gpu: int | None = None
+
+
+def _notes(notes: list[str]) -> str:
+    return "; " + "; ".join(notes) if notes else ""
+
+
+def _melange_result(status, message, p, plan: _Plan, start, bound, options, gap=0.0) -> SolveResult:
+    message = f"{message} [allocation from {plan.found_by}]"
+    return _finish("melange", status, message, p, plan.counts, plan.share, time.perf_counter() - start,
+                   bound=None if bound is None else float(bound), gap=gap, **options)
+
+
+def _melange_model(p: _Problem, slice_factor: int):
+    """The PuLP model: binary slice -> GPU type assignments x, integer counts y."""
+    import pulp
+
     low, high = p.bounds()
     prob = pulp.LpProblem("melange", pulp.LpMinimize)
     y = [prob.add_variable(f"y_{j}", lowBound=low[j], upBound=None if np.isinf(high[j]) else high[j],
@@ -277,39 +374,76 @@ def solve_melange(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: 
          for s, (b, _) in enumerate(slices) for j in range(len(p.gpus)) if np.isfinite(p.load[b, j])}
     by_slice = [[] for _ in slices]
     by_gpu = [[] for _ in p.gpus]
+    assigned = [[] for _ in p.gpus]
     for (s, j), v in x.items():
         b = slices[s][0]
         by_slice[s].append(v)
         by_gpu[j].append(v * (p.demand[b] / slice_factor) * p.load[b, j])
+        assigned[j].append(v)
     for terms in by_slice:                      # each slice goes whole to one GPU type
         prob += pulp.lpSum(terms) == 1
     for j, terms in enumerate(by_gpu):          # load on a type fits its count
         prob += pulp.lpSum(terms) <= y[j]
+    for j, terms in enumerate(assigned):        # any slice on a type needs >= 1 GPU of it, however small its load
+        if terms:
+            prob += pulp.lpSum(terms) <= len(terms) * y[j]
     if p.constraints.min_total:
         prob += pulp.lpSum(y) >= p.constraints.min_total
-    with tempfile.TemporaryDirectory() as tmp:
-        log = os.path.join(tmp, "cbc.log")
-        prob.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, logPath=log, threads=1))
-        bound = _cbc_bound(log)
-    seconds = time.perf_counter() - start
-    if prob.status == pulp.LpStatusInfeasible:
-        return _infeasible("melange", _binding(p), p.gpus, seconds, **options)
+    return prob, y, x, slices
+
+
+def _melange_plan(p, prob, y, x, slices, slice_factor, found_by) -> _Plan | None:
+    """The solver's values as a plan, or None when it holds no complete assignment."""
+    import pulp
+
     if prob.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
-        return SolveResult("melange", "no_solution", f"CBC found no allocation within the time limit of {time_limit} s; raise --time-limit or lower --slice-factor",
-                           {g: 0 for g in p.gpus}, math.nan, seconds, options=options)
-    counts = np.array([v.value() or 0.0 for v in y])
+        return None
+    counts = np.rint([v.value() or 0.0 for v in y])
     share = np.zeros_like(p.load)
     for (s, j), v in x.items():
         if (v.value() or 0) > 0.5:
             share[slices[s][0], j] += 1.0 / slice_factor
-    if prob.sol_status == pulp.LpSolutionOptimal:
-        return _finish("melange", "optimal", "CBC proved this allocation optimal", p, counts, share, seconds,
-                       bound=float(counts.round() @ p.costs), gap=0.0, **options)
-    cost = float(np.rint(counts) @ p.costs)
-    gap = (cost - bound) / cost if bound is not None and cost > 0 else None
-    return _finish("melange", "time_limit", f"CBC stopped at the time limit of {time_limit} s; best allocation found, not proven optimal"
-                   + (f" (bound {bound:.4g}, gap {gap:.2%})" if gap is not None else " (CBC reported no bound)"),
-                   p, counts, share, seconds, bound=bound, gap=gap, **options)
+    active = p.demand > 0
+    if not np.allclose(share[active].sum(axis=1), 1.0):
+        return None
+    return _Plan(counts, share, round(float(counts @ p.costs), 9), found_by)
+
+
+def _single_start(p: _Problem) -> _Plan | None:
+    """The cheapest plan that sends every bucket to one GPU type and meets every constraint.
+
+    A valid Mélange ILP solution at every slice factor: CBC's start and an upper bound."""
+    low, high = p.bounds()
+    active = p.demand > 0
+    best = None
+    for j in range(len(p.gpus)):
+        if not np.isfinite(p.load[active, j]).all():
+            continue
+        counts = low.copy()
+        counts[j] = max(low[j], math.ceil(float(p.demand[active] @ p.load[active, j]) - LOAD_EPS), 1)
+        counts[j] += max(0, p.constraints.min_total - counts.sum())
+        if counts[j] > high[j]:
+            continue
+        cost = round(float(counts @ p.costs), 9)
+        if best is None or cost < best.cost:
+            share = np.zeros_like(p.load)
+            share[active, j] = 1.0
+            best = _Plan(counts, share, cost, f"the single-GPU start ({p.gpus[j]})", gpu=j)
+    return best
+
+
+def _highs_check(prob, y, x, slices, p, slice_factor, budget):
+    """(plan, proved optimal, lower bound) from HiGHS on the same ILP, or None if it cannot run."""
+    import pulp
+
+    try:
+        with _quiet_stdout():
+            prob.solve(pulp.HiGHS(msg=False, timeLimit=float(budget), threads=1))
+    except pulp.PulpSolverError:
+        return None
+    plan = _melange_plan(p, prob, y, x, slices, slice_factor, "HiGHS")
+    proved = plan is not None and prob.sol_status == pulp.LpSolutionOptimal
+    return plan, proved, (plan.cost if proved else None)
 
 
 def _cbc_bound(log_path: str) -> float | None:
@@ -355,9 +489,17 @@ def solve_exact(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: fl
     for j in range(G):
         rows.append(base + j); cols.append(j); vals.append(-1.0)
     row_low += [-highspy.kHighsInf] * G; row_high += [0.0] * G
+    base += G
+    per_gpu = np.bincount([j for _, j in pairs], minlength=G)
+    for k, (b, j) in enumerate(pairs):          # sum_b f_bj - n_j y_j <= 0: any share on a type needs >= 1 of it
+        rows.append(base + j); cols.append(G + k); vals.append(1.0)
+    for j in range(G):
+        rows.append(base + j); cols.append(j); vals.append(-float(max(per_gpu[j], 1)))
+    row_low += [-highspy.kHighsInf] * G; row_high += [0.0] * G
+    base += G
     if p.constraints.min_total:
         for j in range(G):
-            rows.append(base + G); cols.append(j); vals.append(1.0)
+            rows.append(base); cols.append(j); vals.append(1.0)
         row_low.append(float(p.constraints.min_total)); row_high.append(highspy.kHighsInf)
 
     h = _quiet_highs()
@@ -399,6 +541,7 @@ def solve_exact(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: fl
     share = np.zeros_like(p.load)
     for k, (b, j) in enumerate(pairs):
         share[b, j] = x[G + k] if x[G + k] > 1e-9 else 0.0
+    share[:, np.rint(x[:G]) < 1] = 0.0                          # no traffic to a type with no GPU (solver tolerance)
     share[active] /= share[active].sum(axis=1, keepdims=True)   # remove solver round-off
     if status == M.kOptimal:
         return _finish("exact", "optimal", "HiGHS proved this allocation optimal (relative gap 0)", p, x[:G], share,
@@ -418,6 +561,14 @@ _SUB_MIP_HEURISTICS = ("mip_heuristic_run_rens", "mip_heuristic_run_rins", "mip_
 def _quiet_highs():
     """A highspy.Highs() without its banner, which HiGHS prints to the C-level stdout."""
     import highspy
+
+    with _quiet_stdout():
+        return highspy.Highs()
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence the C-level stdout (HiGHS prints its banner there, whatever its options say)."""
     import sys
 
     sys.stdout.flush()
@@ -425,8 +576,9 @@ def _quiet_highs():
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 1)
-            return highspy.Highs()
+            yield
     finally:
+        sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
 

@@ -21,6 +21,7 @@ INPUT_AXIS = "input_tokens"
 OUTPUT_AXIS = "output_tokens"
 DEFAULT_EDGES = (0, 25, 100, 250, 500, 1000, 2000)
 SHARE_TOLERANCE = 1e-6
+MAX_TOKENS = 10**12     # a token count above this is an error, not a request (and would overflow int64 arithmetic)
 
 
 def bucket_labels(edges: Sequence[float], open_last: bool = False) -> list[str]:
@@ -243,10 +244,13 @@ def read_trace(path: str | Path, *, input_column: str = "ContextTokens",
     out = {}
     for col, name in ((input_column, "input_tokens"), (output_column, "output_tokens")):
         values = pd.to_numeric(df[col], errors="coerce")
-        bad = values.isna() | (values < 0) | (values != np.floor(values))
+        if values.dtype == object:      # integers beyond int64/uint64: far beyond any real token count
+            values = pd.Series([float(v) if v is not None else np.nan for v in values])
+        bad = values.isna() | (values < 0) | (values != np.floor(values)) | (values > MAX_TOKENS)
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(f"{path.name}: {col}", f"row {row + 2} holds {_plain(df[col].iloc[row])!r}; token counts must be whole numbers >= 0")
+            raise InputError(f"{path.name}: {col}", f"row {row + 2} holds {_plain(df[col].iloc[row])!r}; token counts "
+                                                    f"must be whole numbers from 0 to {MAX_TOKENS:.0e}")
         out[name] = values.astype(np.int64).to_numpy()
     return pd.DataFrame(out)
 

@@ -212,3 +212,87 @@ def test_usage_errors_are_one_line_through_a_real_process(tmp_path):
                          text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "Traceback" not in out.stderr and list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- chat datasets
+
+def jsonl(tmp_path, name, rows):
+    return write(tmp_path, name, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+GOOD_TURN = [{"role": "user", "content": "hello there"}, {"role": "assistant", "content": "hi"}]
+CHAT_CASES = {
+    "no role": ([{"conversation": [{"content": "hi"}, {"content": "yo"}]}], "has no text role"),
+    "text instead of content": ([{"conversation": [{"role": "user", "text": "hi"}, {"role": "assistant", "text": "yo"}]}],
+                                "has no content (keys ['role', 'text'])"),
+    "integer content": ([{"conversation": [{"role": "user", "content": 5}, {"role": "assistant", "content": 7}]}],
+                        "row 1: conversation[0]: content must be text"),
+    "conversation is a string": ([{"conversation": GOOD_TURN}, {"conversation": "hello"}],
+                                 "row 2: conversation: is a string, not a list of messages"),
+    "messages are strings": ([{"conversation": ["hi", "yo"]}], "must be a message {role, content}, got str"),
+    "every conversation empty": ([{"conversation": []}, {"conversation": []}], "every conversation is empty"),
+    "null conversations": ([{"conversation": None}], "every conversation is empty"),
+    "no conversation column": ([{"chat": GOOD_TURN}], "no conversation column found"),
+}
+
+
+@pytest.mark.parametrize("case", CHAT_CASES)
+def test_bad_chat_dataset(tmp_path, capsys, monkeypatch, case):
+    monkeypatch.setenv("MELANGE_NB_OUTPUTS", str(tmp_path / "cache-outputs"))
+    rows, message = CHAT_CASES[case]
+    jsonl(tmp_path, "chats.jsonl", rows)
+    code, out, err, created = run_cli(["workload", "--dataset", "chats.jsonl", "-o", "w.csv"], tmp_path, capsys)
+    created = [c for c in created if not c.startswith("cache-outputs")]   # the tokenizer cache may be built
+    assert_one_line(code, out, err, created, message)
+
+
+def test_bad_rows_are_caught_before_the_tokenizer_pool(tmp_path):
+    # DESIGN trap 13: an error inside datasets.map(num_proc=2) used to hang the parent forever.
+    rows = [{"conversation": GOOD_TURN}] * 2100 + [{"conversation": [{"role": "user", "text": "x"}]}]
+    jsonl(tmp_path, "big.jsonl", rows)
+    env = {**os.environ, "MELANGE_NB_OUTPUTS": str(tmp_path / "outputs")}
+    out = subprocess.run([sys.executable, "-m", "melange_nb.cli", "workload", "--dataset", "big.jsonl", "--num-proc", "2",
+                          "-o", "w.csv"], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "melange-nb: error: dataset row 2101: conversation[0]: has no content (keys ['role', 'text']); "
+        "messages need role/content or from/value"], out.stderr
+    assert not (tmp_path / "w.csv").exists()
+
+
+def test_common_chat_variants_are_accepted(tmp_path, monkeypatch):
+    from melange_nb.chats import chat_requests, load_tokenizer
+
+    monkeypatch.setenv("MELANGE_NB_OUTPUTS", str(tmp_path / "outputs"))
+    tok, _ = load_tokenizer()
+    n = {t: len(tok.encode(t, add_special_tokens=False).ids) for t in ("hello there", "hi", "look\nat this")}
+    # ShareGPT with role/content instead of from/value
+    jsonl(tmp_path, "sharegpt.jsonl", [{"conversations": GOOD_TURN}])
+    # OpenAI-style list content: the text parts, joined by newlines; image parts carry no tokens here
+    jsonl(tmp_path, "openai.jsonl", [{"messages": [
+        {"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "u"}},
+                                     {"type": "text", "text": "at this"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "hi"}]}]}])
+    requests, info = chat_requests(str(tmp_path / "sharegpt.jsonl"), num_proc=1)
+    assert info["counts"]["schema"] == "sharegpt"
+    assert requests[["input_tokens", "output_tokens"]].values.tolist() == [[n["hello there"], n["hi"]]]
+    requests, info = chat_requests(str(tmp_path / "openai.jsonl"), num_proc=1)
+    assert requests[["input_tokens", "output_tokens"]].values.tolist() == [[n["look\nat this"], n["hi"]]]
+
+
+def test_trace_counts_beyond_int64_are_refused(tmp_path, capsys):
+    write(tmp_path, "t.csv", "ContextTokens,GeneratedTokens\n10,20\n99999999999999999999999,5\n")
+    assert_one_line(*run_cli(["workload", "--trace", "t.csv", "-o", "w.csv"], tmp_path, capsys),
+                    "t.csv: ContextTokens: row 3 holds 99999999999999999999999; token counts must be whole numbers")
+
+
+def test_offline_hub_fails_fast_in_one_line(tmp_path):
+    # No network here: one line, and no half-minute of retries (HF_ENDPOINT points at a closed local port).
+    env = {**os.environ, "MELANGE_NB_OUTPUTS": str(tmp_path / "outputs"), "HF_ENDPOINT": "http://127.0.0.1:9",
+           "HF_HOME": str(tmp_path / "hf")}
+    for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        env.pop(k, None)
+    out = subprocess.run([sys.executable, "-m", "melange_nb.cli", "workload", "--dataset", "lmsys/lmsys-chat-1m",
+                          "-o", "w.csv"], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "could not reach the HuggingFace hub" in lines[0], out.stderr
+    assert "Retrying" not in out.stderr and not (tmp_path / "w.csv").exists()

@@ -4,7 +4,7 @@ from hypothesis import given, settings, strategies as st
 
 from melange_nb.profiles import GpuProfile
 from melange_nb.solver import Constraints, solve
-from melange_nb.synthetic import random_instance
+from instances import random_instance
 
 instances = st.builds(lambda seed, n, g: random_instance(seed, n, g),
                       st.integers(0, 10_000), st.integers(2, 4), st.integers(2, 3))
