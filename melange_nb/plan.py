@@ -290,7 +290,7 @@ def _solve_all(jobs, gpus, opts, workers: int) -> list[SolveResult]:
 def single_type_counts(windows: Windows, gpus: Mapping[str, GpuProfile],
                        constraints: Constraints) -> dict[str, list[dict | None | bool]]:
     """Per GPU type and window, the counts when that type serves everything (``solver.solve_single``'s
-    rule, for all windows at once: ceil(load / cap), then the instance limits); None for an empty
+    rule, for all windows at once: ceil(load / cap), at least 1, then the instance limits); None for an empty
     window, False when the type cannot serve the window."""
     names = list(gpus)
     busy = [w for w, wl in enumerate(windows.workloads) if wl is not None and windows.table.at[w, "planned_rate"] > 0]
@@ -306,7 +306,7 @@ def single_type_counts(windows: Windows, gpus: Mapping[str, GpuProfile],
         finite = np.isfinite(load[:, j])
         cannot = (demand[:, ~finite] > 0).any(axis=1)
         need = np.ceil(demand[:, finite] @ load[finite, j] - LOAD_EPS)
-        count = np.maximum(need, max(c.min_instances.get(g, 0), c.min_total)).astype(int)
+        count = np.maximum(need, max(1, c.min_instances.get(g, 0), c.min_total)).astype(int)   # any demand: >= 1 GPU
         over = count > c.max_instances.get(g, math.inf)
         for w, n, bad in zip(busy, count, cannot | over):
             out[g][w] = False if bad else {x: (int(n) if x == g else 0) for x in names}
