@@ -123,3 +123,13 @@ def test_missing_aiconfigurator_says_so_in_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "aiconfigurator_core", None)     # what an install without the wheel looks like
     with pytest.raises(PredictorUnavailable, match="not installed .*not Windows"):
         predict_profiles(LLAMA, ["h100_sxm"], slo="tpot_ms=40")
+
+
+def test_speed_of_light_calibrated_by_a_sibling_is_slower_and_says_so():
+    args = dict(slo="tpot_ms=200", edges=[0, 100, 1000], output_edges=[0, 100])
+    labelled = predict_profiles(LLAMA, ["l4=L4"], **args)["L4"]
+    calibrated = predict_profiles(LLAMA, ["l4=L4"], sol="calibrate", **args)["L4"]
+    served = labelled.tputs.to_numpy() > 0
+    assert served.all() and (calibrated.tputs.to_numpy() < labelled.tputs.to_numpy()).all()
+    assert any("scaled per bucket by l40s's measured/speed-of-light ratio" in n for n in calibrated.meta["notes"])
+    assert not any("SPEED-OF-LIGHT" in n for n in calibrated.meta["notes"])

@@ -353,6 +353,11 @@ def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str],
                 notes.append(f"{system} has no measured kernel data: SPEED-OF-LIGHT (roofline) estimate, typically "
                              "1.4-2x optimistic; use sol='calibrate' (--sol calibrate) to scale by a sibling GPU")
         cell_notes = [{"input": index[i], "output": columns[j], "note": note} for i, j, note in result["notes"]]
+        noted = {(c["input"], c["output"]) for c in cell_notes}
+        cell_notes += [{"input": index[i], "output": columns[j], "note": f"0 after calibration: {SOL_SIBLINGS[system]} "
+                        "cannot serve this bucket on its measured data"}
+                       for i, j in zip(*np.nonzero(rates == 0))
+                       if (index[i], columns[j]) not in noted and system in SOL_SIBLINGS and sol == "calibrate"]
         if rates.max(initial=0) == 0 and cell_notes and all("KV cache" in c["note"] for c in cell_notes):
             notes.append(f"{model_name} does not fit one replica of {tp} x {system}: every bucket is 0")
         price = priced[name]
