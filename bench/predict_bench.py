@@ -10,6 +10,7 @@ buckets), prices from params/prices/runpod-serverless.yaml.
 """
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -29,9 +30,15 @@ print(json.dumps({{"import": t1 - t0, "predict": t2 - t1, "first": {{n: round(g.
 
 
 def run(env) -> tuple[float, dict]:
+    """Wall seconds of a fresh process, and what it printed plus its CPU seconds (user + system)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", CODE], env=env, capture_output=True, text=True, check=True)
-    return time.perf_counter() - start, json.loads(out.stdout.strip().splitlines()[-1])
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, result
 
 
 def main() -> None:
@@ -46,6 +53,8 @@ def main() -> None:
           f"{'OK' if cold['predict'] < 10 else 'MISSED'}   (process wall {cold_wall:.2f} s)")
     print(f"repeat predict call (cache):      {repeat['predict']:6.2f} s   target < 1 s   "
           f"{'OK' if repeat['predict'] < 1 else 'MISSED'}   (process wall {repeat_wall:.2f} s)")
+    print(f"CPU seconds (user+sys) of the whole cold process: {cold['cpu']:.2f} s, of the repeat process: "
+          f"{repeat['cpu']:.2f} s (what the wall times approach on an idle core)")
     print(f"Python start + import melange_nb (pandas): {repeat['import']:.2f} s; "
           f"cold/repeat call ratio {cold['predict'] / repeat['predict']:.0f}x; load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} cores")

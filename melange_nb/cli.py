@@ -13,19 +13,6 @@ from .errors import InputError, MelangeError
 from .workload import DEFAULT_EDGES
 
 
-def _key_values(text: str, field: str) -> dict[str, int]:
-    """``A10G=4,A100=2`` -> {"A10G": 4, "A100": 2}."""
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition("=")
-        if not sep or not value.strip().isdigit():
-            raise InputError(field, f"expects NAME=COUNT[,NAME=COUNT], got {part!r}")
-        if name.strip() in out:
-            raise InputError(field, f"names {name.strip()} twice; give each GPU type once")
-        out[name.strip()] = int(value)
-    return out
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit 2), like every other bad input."""
 
@@ -74,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--language", help="keep conversations whose `language` column equals this")
     w.add_argument("--turn-policy", default="every", choices=["every", "first"])
     w.add_argument("--special-tokens", action="store_true", help="count BOS/EOS special tokens per message")
+    w.add_argument("--chat-template", action="store_true",
+                   help="count each prompt as the server sees it: rendered by the model's chat template (inputs only)")
     w.add_argument("--num-proc", type=int, help="tokenizer processes (default: all cores)")
     w.add_argument("--edges", default=",".join(map(str, DEFAULT_EDGES)), help="input bucket edges")
     w.add_argument("--output-edges", help="output bucket edges (default: --edges)")
@@ -92,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
 
     _plan_parser(sub)
 
-    pr = sub.add_parser("profile", help="GPU profiles: predict (aiconfigurator), compare two profile files")
+    pr = sub.add_parser("profile", help="GPU profiles: predict (aiconfigurator), import measured runs, plan "
+                                        "benchmarks, compare two profile files")
     psub = pr.add_subparsers(dest="profile_command", required=True)
     pp = psub.add_parser("predict", help="predict a profile per GPU system with aiconfigurator-core (offline)")
     pp.add_argument("--model", required=True, help="bundled HF id (e.g. meta-llama/Meta-Llama-3.1-8B) or a folder with config.json")
@@ -116,11 +106,50 @@ def _parser() -> argparse.ArgumentParser:
     pc.add_argument("b", help="profile YAML, e.g. a measurement")
     pc.add_argument("--gpu", action="append", metavar="NAME_A[=NAME_B]",
                     help="pair GPUs whose names differ, e.g. A100-80GB=A100 (default: same names)")
+    _measured_parsers(psub)
 
     r = sub.add_parser("run", help="execute the allocation notebook for a params file into outputs/<run>/")
     r.add_argument("-p", "--params", default="params/default.yaml")
     r.add_argument("-o", "--output-dir", help="run directory (default outputs/<run_name>-<timestamp>)")
     return parser
+
+
+def _measured_parsers(verbs) -> None:
+    """`profile import` and `profile plan`: measured profiles from benchmark runs, and the runs to make."""
+    from .profiles import PROFILE_INPUT_EDGES, PROFILE_OUTPUT_EDGES
+
+    pi = verbs.add_parser("import", help="a measured profile from vllm bench serve / AIPerf result files")
+    pi.add_argument("results", nargs="+", help="result JSON files (vllm bench serve --save-result, "
+                                               "AIPerf profile_export_aiperf.json)")
+    pi.add_argument("--gpu", required=True, help="GPU type name in the profile file, e.g. L4")
+    price = pi.add_mutually_exclusive_group(required=True)
+    price.add_argument("--cost", type=float, help="$/hour of one replica")
+    price.add_argument("--prices", help="price file (params/prices/*.yaml) that prices --gpu (or --system)")
+    pi.add_argument("--slo", action="append", required=True,
+                    help="SLO condition, e.g. tpot_ms=40 (mean) or p99_ttft_ms=2000; repeatable, all must hold")
+    pi.add_argument("--edges", default=",".join(map(str, PROFILE_INPUT_EDGES)), help="input bucket edges")
+    pi.add_argument("--output-edges", default=",".join(map(str, PROFILE_OUTPUT_EDGES)), help="output bucket edges")
+    pi.add_argument("--system", help="hardware id, e.g. l4 or h100_sxm (provenance; price lookup)")
+    pi.add_argument("--gpus-per-replica", type=int, help="tensor-parallel size: GPUs in one replica")
+    pi.add_argument("--engine", help="serving engine and version, e.g. vllm=0.11.0")
+    pi.add_argument("--fill", choices=["predicted", "calibrated"],
+                    help="buckets without runs: the --prediction's rate, or it corrected by a fit on the measured buckets")
+    pi.add_argument("--prediction", help="predicted profile YAML (profile predict) with the same edges, for --fill")
+    pi.add_argument("--prediction-gpu", help="GPU name in --prediction (default: --gpu, or its only GPU)")
+    pi.add_argument("--add", action="store_true", help="add this GPU to the existing -o file (same edges)")
+    pi.add_argument("-o", "--output", required=True, help="profile YAML to write (what solve --gpus reads)")
+
+    pp = verbs.add_parser("plan", help="write the vllm bench serve commands that measure one GPU")
+    pp.add_argument("--gpu", required=True, help="GPU type name (for the file names and the import command)")
+    pp.add_argument("--model", required=True, help="model name as the server knows it")
+    pp.add_argument("--base-url", required=True, help="server URL, e.g. http://127.0.0.1:8000")
+    pp.add_argument("--tokenizer", help="tokenizer for vllm bench serve (default: the model's)")
+    pp.add_argument("--edges", default=",".join(map(str, PROFILE_INPUT_EDGES)), help="input bucket edges")
+    pp.add_argument("--output-edges", default=",".join(map(str, PROFILE_OUTPUT_EDGES)), help="output bucket edges")
+    pp.add_argument("--rates", default="1,2,4,8,16,32", help="request rates to run per bucket, requests/s")
+    pp.add_argument("--num-prompts", type=int, default=200, help="requests per run")
+    pp.add_argument("--slo", default="tpot_ms=40", help="SLO written into the follow-up import command")
+    pp.add_argument("-o", "--output-dir", required=True, help="folder for run_benchmarks.sh and README.md")
 
 
 def _plan_parser(sub) -> None:
@@ -149,10 +178,10 @@ def _plan_parser(sub) -> None:
 
 
 def _constraints(args):
-    from .solver import Constraints
+    from .solver import Constraints, parse_counts
 
-    return Constraints(max_instances=_key_values(args.max_instances, "--max-instances"),
-                       min_instances=_key_values(args.min_instances, "--min-instances"),
+    return Constraints(max_instances=parse_counts(args.max_instances, "--max-instances"),
+                       min_instances=parse_counts(args.min_instances, "--min-instances"),
                        utilization_cap=args.utilization_cap, min_total=args.min_total)
 
 
@@ -259,7 +288,8 @@ def _workload(args) -> int:
                                   "streaming": args.streaming, "schema": args.schema,
                                   "max_conversations": args.max_conversations, "seed": args.seed,
                                   "language": args.language, "turn_policy": args.turn_policy,
-                                  "add_special_tokens": args.special_tokens, "num_proc": args.num_proc}
+                                  "add_special_tokens": args.special_tokens, "chat_template": args.chat_template,
+                                  "num_proc": args.num_proc}
     workload, requests, report = build_workload(
         dataset=args.dataset, trace=args.trace, input_column=args.input_column, output_column=args.output_column,
         edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
@@ -296,6 +326,78 @@ def _sweep(args) -> int:
     return 1 if failed else 0
 
 
+def _profile_import(args) -> int:
+    from .profiles import load_gpus, parse_slo, save_profiles
+    from .profiles.measured import import_profile
+    from .workload import bucket_labels
+
+    slo = parse_slo(args.slo, field="--slo")        # every input checked before reading result files
+    edges, out_edges = _edges(args.edges, "--edges"), _edges(args.output_edges, "--output-edges")
+    bucket_labels(edges), bucket_labels(out_edges)
+    if args.gpus_per_replica is not None and args.gpus_per_replica < 1:
+        raise InputError("--gpus-per-replica", f"must be >= 1, got {args.gpus_per_replica}")
+    replica = args.gpus_per_replica or 1
+    price = None
+    if args.prices:
+        from .profiles.prices import find_price, load_prices
+        found = find_price(load_prices(args.prices), args.gpu, args.system, field="--prices")
+        cost, price = found.usd_per_hour * replica, found.meta()
+    elif not (args.cost and args.cost > 0):
+        raise InputError("--cost", f"must be a positive $/hour, got {args.cost}")
+    else:
+        cost = args.cost
+    others = {}
+    if args.add:
+        others = load_gpus(args.output)
+        if args.gpu in others:
+            raise InputError("--gpu", f"{args.gpu} is already in {args.output}; choose another name or drop --add")
+    prediction = None
+    if args.prediction or args.fill:
+        if not (args.prediction and args.fill):
+            raise InputError("--fill/--prediction", "go together: --fill predicted|calibrated --prediction PREDICTED.yaml")
+        predicted = load_gpus(args.prediction)
+        name = args.prediction_gpu or (args.gpu if args.gpu in predicted else next(iter(predicted)) if len(predicted) == 1 else None)
+        if name not in predicted:
+            raise InputError("--prediction-gpu", f"name the GPU of {args.prediction} to fill from, one of {list(predicted)}")
+        prediction = predicted[name]
+    profile, warnings = import_profile(args.results, gpu=args.gpu, cost=cost, slo=slo, input_edges=edges,
+                                       output_edges=out_edges, price=price, fill=args.fill, prediction=prediction)
+    meta = dict(profile.meta)
+    if args.system:
+        meta["system"] = args.system
+    if args.gpus_per_replica:
+        meta["gpus_per_replica"] = args.gpus_per_replica
+    if args.engine:
+        name, _, version = args.engine.partition("=")
+        meta["engine"] = {"name": name, "version": version or "unknown"}
+    from .profiles import GpuProfile
+    profile = GpuProfile(profile.name, profile.cost, profile.tputs, meta)
+    for other in others.values():
+        if list(other.tputs.index) != list(profile.tputs.index) or list(other.tputs.columns) != list(profile.tputs.columns):
+            raise InputError("--edges", f"{args.output} has other buckets than --edges/--output-edges; "
+                                        "import with the same edges or write another file")
+    path = save_profiles(args.output, {**others, profile.name: profile},
+                         header=f"Written by melange-nb profile import ({len(args.results)} result file(s)).")
+    for warning in warnings:
+        print(f"melange-nb: warning: {warning}", file=sys.stderr)
+    measured = int((profile.tputs.to_numpy() > 0).sum())
+    print(f"wrote {path}: {args.gpu}, {measured} of {profile.tputs.size} buckets with a rate > 0")
+    return 0
+
+
+def _profile_plan(args) -> int:
+    from .profiles import parse_slo
+    from .profiles.measured import write_plan
+
+    parse_slo(args.slo, field="--slo")
+    paths = write_plan(args.output_dir, gpu=args.gpu, model=args.model, base_url=args.base_url,
+                       input_edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
+                       rates=_edges(args.rates, "--rates"), num_prompts=args.num_prompts, tokenizer=args.tokenizer,
+                       slo=args.slo)
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
 def _run(args) -> int:
     from .profiles import load_gpus
     from .run import load_params, run_allocation
@@ -320,6 +422,8 @@ def _run(args) -> int:
 def _profile(args) -> int:
     from .profiles import PROFILE_INPUT_EDGES, PROFILE_OUTPUT_EDGES, format_slo, save_profiles
 
+    if args.profile_command in ("import", "plan"):
+        return {"import": _profile_import, "plan": _profile_plan}[args.profile_command](args)
     if args.profile_command == "compare":
         from .profiles import load_gpus
         from .profiles.calibrate import compare_profiles, format_comparison

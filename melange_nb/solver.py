@@ -111,6 +111,19 @@ class Constraints:
                 "utilization_cap": self.utilization_cap, "min_total": self.min_total}
 
 
+def parse_counts(text: str, field: str) -> dict[str, int]:
+    """``A10G=4,A100=2`` -> {"A10G": 4, "A100": 2} (quotas as typed on the command line or in the explorer)."""
+    out = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise InputError(field, f"expects NAME=COUNT[,NAME=COUNT], got {part!r}")
+        if name.strip() in out:
+            raise InputError(field, f"names {name.strip()} twice; give each GPU type once")
+        out[name.strip()] = int(value)
+    return out
+
+
 def _is_count(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
 

@@ -80,12 +80,13 @@ def _fast_yaml():
     if not getattr(yaml, "__with_libyaml__", False):
         yield
         return
-    original = yaml.safe_load
+    original = yaml.safe_load, yaml.SafeLoader
     yaml.safe_load = lambda stream: yaml.load(stream, Loader=yaml.CSafeLoader)
+    yaml.SafeLoader = yaml.CSafeLoader          # its `yaml.load(f, Loader=yaml.SafeLoader)` calls
     try:
         yield
     finally:
-        yaml.safe_load = original
+        yaml.safe_load, yaml.SafeLoader = original
 
 
 def _package_dir() -> Path:
@@ -221,7 +222,8 @@ def _predict_system(system: str, *, model_path: str, backend_name: str, slo: lis
     """Raw predictions for one system in one database mode: rates (list of rows), cell notes, facts."""
     config_builders, models, perf_database, get_backend, RuntimeConfig = _aic()
     sibling = SOL_SIBLINGS.get(system, system)
-    slots = perf_database.get_version_slots(sibling, backend_name) or {}
+    with _fast_yaml():
+        slots = perf_database.get_version_slots(sibling, backend_name) or {}
     if "current" not in slots:
         raise InputError("backend", f"{backend_name} has no performance data for {system} offline; "
                                     f"try another --backend of {list(BACKENDS)}")
