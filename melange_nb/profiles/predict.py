@@ -9,7 +9,8 @@ lengths, with every SLO condition met and the KV cache fitting in the engine's m
 best one's neighbours) and prefill chunk sizes (``CHUNK_TOKENS``, vLLM's
 ``max_num_batched_tokens``): every point is evaluated, because throughput is not monotone in
 batch size once prefill dominates. Only memory is assumed to grow with batch size (the search
-stops at the first batch whose KV cache does not fit).
+stops at the first batch whose KV cache does not fit). Concurrency is capped at 512 requests (a
+serving engine's ``max_num_seqs`` is of that order): very short buckets on fast GPUs hit the cap.
 
 Which lengths represent a bucket ``lo-hi``: its midpoint ``(lo + hi) / 2`` rounded (at least 1
 input and 2 output tokens: the model's rate needs one decode step); an open last bucket ``lo+``
