@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test bench browser-deps clean-outputs
+.PHONY: help install demo test bench browser-deps clean-outputs explore
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ browser-deps: ## install Debian's chromium for the browser test (needs root and 
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && echo "installed chromium"; \
 	else echo "chromium not installed (not root or no apt-get): the browser test will skip"; fi
+
+explore: $(STAMP) ## serve the explorer notebook (notebooks/00_explore.ipynb) with Voila on http://127.0.0.1:8866/
+	$(BIN)/voila notebooks/00_explore.ipynb --no-browser --Voila.ip=127.0.0.1 --port=8866
 
 bench: $(STAMP) ## run the benchmark scripts in bench/
 	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -6,8 +6,14 @@ output = tokens of that assistant message. Each message is tokenized once; input
 sums, never re-tokenized histories.
 
 Counting policy, recorded with every result:
-- message *content* tokens only: no special tokens (BOS/EOS) unless `add_special_tokens=True`,
-  and no chat template;
+- by default message *content* tokens only: no special tokens (BOS/EOS) unless
+  `add_special_tokens=True`, and no chat template;
+- with `chat_template=True`, each request's input is the prompt as the server sees it: the
+  conversation so far rendered by the model's chat template with the generation prompt
+  (`mistral-v1`: mistral-common's v1 instruct tokenizer, ``<s>[INST] user [/INST] reply</s>...``;
+  other tokenizers: HuggingFace ``apply_chat_template``), tokenized whole. Outputs stay content
+  tokens. Empty messages are left out of the rendered prompt (Mistral's template rejects an empty
+  reply); system messages go where the template puts them; other roles are rendered as user text;
 - system, tool and other non-user/assistant messages count as context for later requests but are
   never requests themselves;
 - a user/assistant pair where either message is empty or null is skipped and counted;
@@ -96,6 +102,64 @@ def _convert_mistral_v1(target: Path) -> None:
     bos = tok.token_to_id("<s>")
     tok.post_processor = TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)])
     atomic_write(target, lambda tmp: tok.save(str(tmp)))
+
+
+# ---------------------------------------------------------------- chat templates
+
+def load_chat_template(name: str = DEFAULT_TOKENIZER, *, token: str | None = None):
+    """A counter of prompt tokens as the server sees them: ``.count(kinds, texts)`` for one
+    conversation prefix (kinds: user, assistant, system, other) rendered with the generation prompt.
+
+    ``mistral-v1``: mistral-common's v1 instruct tokenizer (offline); any other name: the
+    HuggingFace tokenizer's own ``chat_template`` through ``apply_chat_template``.
+    """
+    if name == DEFAULT_TOKENIZER:
+        return _MistralTemplate()
+    try:
+        from transformers import AutoTokenizer
+        hf = AutoTokenizer.from_pretrained(name, token=token)
+    except OSError as exc:
+        raise DatasetError(_hub_message(f"tokenizer {name}", exc, f"https://huggingface.co/{name}")) from None
+    if not getattr(hf, "chat_template", None):
+        raise InputError("chat_template", f"tokenizer {name} has no chat template; drop --chat-template or choose an instruct/chat tokenizer")
+    return _HFTemplate(name, hf)
+
+
+def _rendered(kinds, texts):
+    """(role, text) pairs for a template: empty messages left out, other roles as user text."""
+    roles = {"user": "user", "assistant": "assistant", "system": "system", "other": "user"}
+    return [(roles[k], t) for k, t in zip(kinds, texts) if t]
+
+
+class _MistralTemplate:
+    """mistral-common's v1 instruct tokenizer: ``<s>[INST] user [/INST] reply</s>[INST] ... [/INST]``."""
+
+    name = "mistral-common v1 instruct (encode_chat_completion)"
+
+    def __init__(self):
+        from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+        self.tokenizer = MistralTokenizer.v1()
+
+    def count(self, kinds, texts) -> int:
+        from mistral_common.protocol.instruct.messages import AssistantMessage, SystemMessage, UserMessage
+        from mistral_common.protocol.instruct.request import ChatCompletionRequest
+
+        make = {"user": UserMessage, "assistant": AssistantMessage, "system": SystemMessage}
+        messages = [make[role](content=text) for role, text in _rendered(kinds, texts)]
+        return len(self.tokenizer.encode_chat_completion(ChatCompletionRequest(messages=messages)).tokens)
+
+
+class _HFTemplate:
+    """A HuggingFace tokenizer's ``apply_chat_template`` with ``add_generation_prompt=True``."""
+
+    def __init__(self, name, tokenizer):
+        self.name, self.tokenizer = f"{name} apply_chat_template", tokenizer
+
+    def count(self, kinds, texts) -> int:
+        messages = [{"role": role, "content": text} for role, text in _rendered(kinds, texts)]
+        ids = self.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+        return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
 
 # ---------------------------------------------------------------- datasets
@@ -253,11 +317,12 @@ def detect_schema(columns) -> str:
 
 def request_lengths(ds, tokenizer, *, schema: str | None = None, turn_policy: str = "every",
                     add_special_tokens: bool = False, num_proc: int | None = None,
-                    batch_size: int = 1000) -> tuple[pd.DataFrame, dict]:
+                    batch_size: int = 1000, template=None) -> tuple[pd.DataFrame, dict]:
     """Per-request table (conversation, turn, input_tokens, output_tokens) plus skip counts.
 
     Batched ``Dataset.map`` over Arrow batches with `num_proc` workers (default: all cores);
-    datasets' own progress bar shows progress.
+    datasets' own progress bar shows progress. `template` (from `load_chat_template`) counts each
+    request's input through the model's chat template instead of summing content tokens.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -281,7 +346,9 @@ def request_lengths(ds, tokenizer, *, schema: str | None = None, turn_policy: st
                                     "check the file or the split")
     num_proc = num_proc or os.cpu_count() or 1
     num_proc = max(1, min(num_proc, len(ds) // batch_size or 1))
-    fn = _BatchLengths(tokenizer, role_key, text_key, column, turn_policy, add_special_tokens)
+    if template is not None and add_special_tokens:
+        raise InputError("chat_template", "the template already adds the special tokens; drop add_special_tokens (--special-tokens)")
+    fn = _BatchLengths(tokenizer, role_key, text_key, column, turn_policy, add_special_tokens, template)
     out = ds.select_columns([column]).with_format("arrow").map(
         fn, batched=True, batch_size=batch_size, with_indices=True, num_proc=num_proc,
         remove_columns=[column], desc="tokenizing", new_fingerprint=_fingerprint_of(ds, fn),
@@ -302,7 +369,8 @@ def request_lengths(ds, tokenizer, *, schema: str | None = None, turn_policy: st
         "output_tokens": pc.list_flatten(table["output_tokens"]),
     }).to_pandas()
     counts.update(conversations=len(ds), requests=len(requests), schema=schema, turn_policy=turn_policy,
-                  special_tokens="counted" if add_special_tokens else "not counted", chat_template="not applied")
+                  special_tokens="counted" if add_special_tokens else ("in the template" if template else "not counted"),
+                  chat_template=f"applied to inputs ({template.name})" if template else "not applied")
     return requests, counts
 
 
@@ -409,13 +477,14 @@ class _BatchLengths:
 
     COUNTERS = ("messages", "skipped_empty_pairs", "unanswered_user_turns", "context_only_messages")
 
-    def __init__(self, tokenizer, role_key, text_key, column, turn_policy, add_special_tokens):
+    def __init__(self, tokenizer, role_key, text_key, column, turn_policy, add_special_tokens, template=None):
         self.tokenizer, self.role_key, self.text_key, self.column = tokenizer, role_key, text_key, column
-        self.turn_policy, self.add_special_tokens = turn_policy, add_special_tokens
+        self.turn_policy, self.add_special_tokens, self.template = turn_policy, add_special_tokens, template
 
     def key(self):
         tok = hashlib.sha256(self.tokenizer.to_str().encode()).hexdigest()[:16]
-        return [tok, self.role_key, self.text_key, self.column, self.turn_policy, self.add_special_tokens]
+        return [tok, self.role_key, self.text_key, self.column, self.turn_policy, self.add_special_tokens,
+                self.template.name if self.template else None]
 
     def __call__(self, batch, indices):
         # Errors come back as data: an exception raised in a datasets.map worker can hang the parent.
@@ -452,11 +521,24 @@ class _BatchLengths:
         lowered = np.char.lower(roles.astype(str))
         is_user = np.isin(lowered, list(USER_ROLES))
         is_assistant = np.isin(lowered, list(ASSISTANT_ROLES))
-        return _requests_per_conversation(offsets, lens, is_user, is_assistant, empty, indices, self.turn_policy)
+        prompt_tokens = None
+        if self.template is not None:
+            kinds = np.where(is_user, "user", np.where(is_assistant, "assistant",
+                                                       np.where(lowered == "system", "system", "other")))
+
+            def prompt_tokens(last, first):   # rendered prompt of messages first..last, per request
+                return np.array([self.template.count(kinds[a:b + 1], text_list[a:b + 1]) for a, b in zip(first, last)],
+                                dtype=np.int64)
+        return _requests_per_conversation(offsets, lens, is_user, is_assistant, empty, indices, self.turn_policy,
+                                          prompt_tokens)
 
 
-def _requests_per_conversation(offsets, lens, is_user, is_assistant, empty, indices, turn_policy):
-    """Vectorised seed rule over a batch: message arrays plus conversation offsets -> per-conversation lists."""
+def _requests_per_conversation(offsets, lens, is_user, is_assistant, empty, indices, turn_policy, prompt_tokens=None):
+    """Vectorised seed rule over a batch: message arrays plus conversation offsets -> per-conversation lists.
+
+    `prompt_tokens(last, first)`, when given, replaces the running content sums as the inputs: the
+    templated prompt length of messages first..last (user message `last`, its conversation's first).
+    """
     n_conv = len(offsets) - 1
     sizes = np.diff(offsets)
     conv_of = np.repeat(np.arange(n_conv), sizes)
@@ -471,7 +553,8 @@ def _requests_per_conversation(offsets, lens, is_user, is_assistant, empty, indi
     keep = ~skipped & ((turn == 0) if turn_policy == "first" else True)
     sel = pair[keep]
     last = offsets[1:][sizes > 0] - 1
-    out_in = np.split(context[sel], np.searchsorted(conv_of[sel], np.arange(1, n_conv)))
+    inputs = context[sel] if prompt_tokens is None else prompt_tokens(sel, offsets[conv_of[sel]])
+    out_in = np.split(inputs, np.searchsorted(conv_of[sel], np.arange(1, n_conv)))
     out_out = np.split(lens[sel + 1], np.searchsorted(conv_of[sel], np.arange(1, n_conv)))
     out_turn = np.split(turn[keep], np.searchsorted(conv_of[sel], np.arange(1, n_conv)))
 
@@ -496,18 +579,21 @@ def chat_requests(source: str, *, tokenizer: str = DEFAULT_TOKENIZER, split: str
                   revision: str | None = None, token: str | None = None, streaming: bool = False,
                   schema: str | None = None, max_conversations: int | None = None, seed: int | None = None,
                   language: str | None = None, turn_policy: str = "every", add_special_tokens: bool = False,
-                  num_proc: int | None = None, cache: bool = True) -> tuple[pd.DataFrame, dict]:
+                  chat_template: bool = False, num_proc: int | None = None, cache: bool = True) -> tuple[pd.DataFrame, dict]:
     """Load, tokenize and return the per-request table with its provenance, cached as Parquet.
 
     The cache key covers the dataset (id, split, revision, fingerprint), the tokenizer (name and
     content hash) and every option; a second call with the same key reads
     ``outputs/cache/requests/<key>.parquet`` and tokenizes nothing (``info["cache"] == "hit"``).
     """
+    if chat_template and add_special_tokens:   # before any loading: both cannot hold
+        raise InputError("chat_template", "the template already adds the special tokens; drop add_special_tokens (--special-tokens)")
     ds, ds_info = load_chats(source, split=split, revision=revision, token=token, streaming=streaming,
                              max_conversations=max_conversations, seed=seed, language=language)
     tok, tok_info = load_tokenizer(tokenizer, token=token)
+    template = load_chat_template(tokenizer, token=token) if chat_template else None
     options = {"schema": schema or detect_schema(ds.column_names), "turn_policy": turn_policy,
-               "add_special_tokens": add_special_tokens}
+               "add_special_tokens": add_special_tokens, "chat_template": template.name if template else None}
     key_doc = {"dataset": {k: ds_info[k] for k in ("source", "split", "revision", "fingerprint", "max_conversations",
                                                     "seed", "language")},
                "tokenizer": tok_info["sha256_16"], "options": options}
@@ -517,7 +603,7 @@ def chat_requests(source: str, *, tokenizer: str = DEFAULT_TOKENIZER, split: str
         info = json.loads(path.with_suffix(".json").read_text())
         return pd.read_parquet(path), {**info, "cache": "hit", "cache_file": str(path)}
     requests, counts = request_lengths(ds, tok, schema=options["schema"], turn_policy=turn_policy,
-                                       add_special_tokens=add_special_tokens, num_proc=num_proc)
+                                       add_special_tokens=add_special_tokens, num_proc=num_proc, template=template)
     info = {"dataset": ds_info, "tokenizer": tok_info, "counts": counts, "cache_key": key}
     if cache:
         write_json(path.with_suffix(".json"), info)   # the Parquet file last: it marks the entry complete

@@ -13,17 +13,6 @@ from .errors import InputError, MelangeError
 from .workload import DEFAULT_EDGES
 
 
-def _key_values(text: str, field: str) -> dict[str, int]:
-    """``A10G=4,A100=2`` -> {"A10G": 4, "A100": 2}."""
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition("=")
-        if not sep or not value.strip().isdigit():
-            raise InputError(field, f"expects NAME=COUNT[,NAME=COUNT], got {part!r}")
-        out[name.strip()] = int(value)
-    return out
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit 2), like every other bad input."""
 
@@ -72,25 +61,38 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--language", help="keep conversations whose `language` column equals this")
     w.add_argument("--turn-policy", default="every", choices=["every", "first"])
     w.add_argument("--special-tokens", action="store_true", help="count BOS/EOS special tokens per message")
+    w.add_argument("--chat-template", action="store_true",
+                   help="count each prompt as the server sees it: rendered by the model's chat template (inputs only)")
     w.add_argument("--num-proc", type=int, help="tokenizer processes (default: all cores)")
     w.add_argument("--edges", default=",".join(map(str, DEFAULT_EDGES)), help="input bucket edges")
     w.add_argument("--output-edges", help="output bucket edges (default: --edges)")
     w.add_argument("--overflow", default="drop", choices=["drop", "clip", "open"])
     w.add_argument("-o", "--output", required=True, help="workload CSV to write (plus a .json sidecar)")
 
-    sw = sub.add_parser("sweep", help="run the allocation notebook over a grid of rates (x workloads x GPU sets)")
+    sw = sub.add_parser("sweep", help="solve a grid of rates x workloads x GPU sets x SLOs; reports where the mix changes")
     sw.add_argument("-p", "--params", help="sweep spec YAML (params/sweeps/*.yaml)")
     sw.add_argument("--workload", help="quick form: one workload CSV")
     sw.add_argument("--gpus", help="quick form: one GPU profile YAML")
     sw.add_argument("--rates", help="quick form: comma-separated rates, e.g. 1,2,4,8")
-    sw.add_argument("--solver", action="append", choices=["melange", "exact"], help="quick form: mix solver(s)")
+    sw.add_argument("--solver", action="append", choices=["melange", "exact"],
+                    help="quick form: mix solver (repeatable; the first is the reference; default melange)")
+    sw.add_argument("--gpu", action="append", default=[], help="quick form: use only this GPU type (repeatable)")
+    sw.add_argument("--slice-factor", type=int, help="quick form: Mélange ILP slices per bucket (default 1)")
+    sw.add_argument("--time-limit", type=float, help="quick form: solver time limit in seconds per point (default none)")
+    sw.add_argument("--max-instances", default="", help="quick form: quota per GPU type, e.g. A100=2,A10G=8")
+    sw.add_argument("--min-instances", default="", help="quick form: minimum per GPU type, e.g. A10G=1")
+    sw.add_argument("--utilization-cap", type=float, help="quick form: plan at most this fraction of max throughput (default 1)")
+    sw.add_argument("--min-total", type=int, help="quick form: at least this many GPUs in all (default 0)")
+    sw.add_argument("--render", help="per-point reports: changes (default: rates where the mix changes, plus the "
+                                     "first and last), all, none, or comma-separated rates")
     sw.add_argument("-o", "--output-dir", help="sweep folder (default outputs/<name>); re-runs resume it")
     sw.add_argument("-j", "--workers", type=int, help="parallel points (default: cores)")
     sw.add_argument("--retry-failed", action="store_true", help="re-run points that failed before")
 
     _plan_parser(sub)
 
-    pr = sub.add_parser("profile", help="GPU profiles: predict (aiconfigurator), compare two profile files")
+    pr = sub.add_parser("profile", help="GPU profiles: predict (aiconfigurator), import measured runs, plan "
+                                        "benchmarks, compare two profile files")
     psub = pr.add_subparsers(dest="profile_command", required=True)
     pp = psub.add_parser("predict", help="predict a profile per GPU system with aiconfigurator-core (offline)")
     pp.add_argument("--model", required=True, help="bundled HF id (e.g. meta-llama/Meta-Llama-3.1-8B) or a folder with config.json")
@@ -114,11 +116,50 @@ def _parser() -> argparse.ArgumentParser:
     pc.add_argument("b", help="profile YAML, e.g. a measurement")
     pc.add_argument("--gpu", action="append", metavar="NAME_A[=NAME_B]",
                     help="pair GPUs whose names differ, e.g. A100-80GB=A100 (default: same names)")
+    _measured_parsers(psub)
 
     r = sub.add_parser("run", help="execute the allocation notebook for a params file into outputs/<run>/")
     r.add_argument("-p", "--params", default="params/default.yaml")
     r.add_argument("-o", "--output-dir", help="run directory (default outputs/<run_name>-<timestamp>)")
     return parser
+
+
+def _measured_parsers(verbs) -> None:
+    """`profile import` and `profile plan`: measured profiles from benchmark runs, and the runs to make."""
+    from .profiles import PROFILE_INPUT_EDGES, PROFILE_OUTPUT_EDGES
+
+    pi = verbs.add_parser("import", help="a measured profile from vllm bench serve / AIPerf result files")
+    pi.add_argument("results", nargs="+", help="result JSON files (vllm bench serve --save-result, "
+                                               "AIPerf profile_export_aiperf.json)")
+    pi.add_argument("--gpu", required=True, help="GPU type name in the profile file, e.g. L4")
+    price = pi.add_mutually_exclusive_group(required=True)
+    price.add_argument("--cost", type=float, help="$/hour of one replica")
+    price.add_argument("--prices", help="price file (params/prices/*.yaml) that prices --gpu (or --system)")
+    pi.add_argument("--slo", action="append", required=True,
+                    help="SLO condition, e.g. tpot_ms=40 (mean) or p99_ttft_ms=2000; repeatable, all must hold")
+    pi.add_argument("--edges", default=",".join(map(str, PROFILE_INPUT_EDGES)), help="input bucket edges")
+    pi.add_argument("--output-edges", default=",".join(map(str, PROFILE_OUTPUT_EDGES)), help="output bucket edges")
+    pi.add_argument("--system", help="hardware id, e.g. l4 or h100_sxm (provenance; price lookup)")
+    pi.add_argument("--gpus-per-replica", type=int, help="tensor-parallel size: GPUs in one replica")
+    pi.add_argument("--engine", help="serving engine and version, e.g. vllm=0.11.0")
+    pi.add_argument("--fill", choices=["predicted", "calibrated"],
+                    help="buckets without runs: the --prediction's rate, or it corrected by a fit on the measured buckets")
+    pi.add_argument("--prediction", help="predicted profile YAML (profile predict) with the same edges, for --fill")
+    pi.add_argument("--prediction-gpu", help="GPU name in --prediction (default: --gpu, or its only GPU)")
+    pi.add_argument("--add", action="store_true", help="add this GPU to the existing -o file (same edges)")
+    pi.add_argument("-o", "--output", required=True, help="profile YAML to write (what solve --gpus reads)")
+
+    pp = verbs.add_parser("plan", help="write the vllm bench serve commands that measure one GPU")
+    pp.add_argument("--gpu", required=True, help="GPU type name (for the file names and the import command)")
+    pp.add_argument("--model", required=True, help="model name as the server knows it")
+    pp.add_argument("--base-url", required=True, help="server URL, e.g. http://127.0.0.1:8000")
+    pp.add_argument("--tokenizer", help="tokenizer for vllm bench serve (default: the model's)")
+    pp.add_argument("--edges", default=",".join(map(str, PROFILE_INPUT_EDGES)), help="input bucket edges")
+    pp.add_argument("--output-edges", default=",".join(map(str, PROFILE_OUTPUT_EDGES)), help="output bucket edges")
+    pp.add_argument("--rates", default="1,2,4,8,16,32", help="request rates to run per bucket, requests/s")
+    pp.add_argument("--num-prompts", type=int, default=200, help="requests per run")
+    pp.add_argument("--slo", default="tpot_ms=40", help="SLO written into the follow-up import command")
+    pp.add_argument("-o", "--output-dir", required=True, help="folder for run_benchmarks.sh and README.md")
 
 
 def _plan_parser(sub) -> None:
@@ -147,10 +188,10 @@ def _plan_parser(sub) -> None:
 
 
 def _constraints(args):
-    from .solver import Constraints
+    from .solver import Constraints, parse_counts
 
-    return Constraints(max_instances=_key_values(args.max_instances, "--max-instances"),
-                       min_instances=_key_values(args.min_instances, "--min-instances"),
+    return Constraints(max_instances=parse_counts(args.max_instances, "--max-instances"),
+                       min_instances=parse_counts(args.min_instances, "--min-instances"),
                        utilization_cap=args.utilization_cap, min_total=args.min_total)
 
 
@@ -257,7 +298,8 @@ def _workload(args) -> int:
                                   "streaming": args.streaming, "schema": args.schema,
                                   "max_conversations": args.max_conversations, "seed": args.seed,
                                   "language": args.language, "turn_policy": args.turn_policy,
-                                  "add_special_tokens": args.special_tokens, "num_proc": args.num_proc}
+                                  "add_special_tokens": args.special_tokens, "chat_template": args.chat_template,
+                                  "num_proc": args.num_proc}
     workload, requests, report = build_workload(
         dataset=args.dataset, trace=args.trace, input_column=args.input_column, output_column=args.output_column,
         edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
@@ -283,15 +325,102 @@ def _sweep(args) -> int:
         if not args.output_dir:
             raise InputError("-o", "the quick form needs an output folder, e.g. -o outputs/my-sweep")
         rates = _edges(args.rates, "--rates")
+        from .solver import parse_counts
+
+        constraints = {k: v for k, v in (("max_instances", parse_counts(args.max_instances, "--max-instances")),
+                                         ("min_instances", parse_counts(args.min_instances, "--min-instances")),
+                                         ("utilization_cap", args.utilization_cap), ("min_total", args.min_total))
+                       if v not in (None, {})}
         spec = load_spec(None, workload=args.workload, gpus=args.gpus, rates=rates, solvers=args.solver,
-                         name=Path(args.output_dir).name)
+                         name=_quick_name(args.output_dir), gpu_names=args.gpu or None,
+                         slice_factors=[args.slice_factor] if args.slice_factor is not None else None,
+                         time_limit=args.time_limit, constraints=constraints)
     if args.workers is not None and args.workers < 1:
         raise InputError("--workers", f"must be >= 1, got {args.workers}")
     out = Path(args.output_dir) if args.output_dir else outputs_dir() / spec["name"]
-    state = run_sweep(spec, out, workers=args.workers, retry_failed=args.retry_failed,
+    state = run_sweep(spec, out, workers=args.workers, retry_failed=args.retry_failed, render=args.render,
                       log=lambda msg: print(msg, flush=True))
     failed = [k for k, v in state["points"].items() if v["status"] == "failed"]
     return 1 if failed else 0
+
+
+def _quick_name(output_dir: str) -> str:
+    """The quick form's sweep name: the output folder's name, made a valid name."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", Path(output_dir).resolve().name).lstrip(".-") or "sweep"
+
+
+def _profile_import(args) -> int:
+    from .profiles import load_gpus, parse_slo, save_profiles
+    from .profiles.measured import import_profile
+    from .workload import bucket_labels
+
+    slo = parse_slo(args.slo, field="--slo")        # every input checked before reading result files
+    edges, out_edges = _edges(args.edges, "--edges"), _edges(args.output_edges, "--output-edges")
+    bucket_labels(edges), bucket_labels(out_edges)
+    if args.gpus_per_replica is not None and args.gpus_per_replica < 1:
+        raise InputError("--gpus-per-replica", f"must be >= 1, got {args.gpus_per_replica}")
+    replica = args.gpus_per_replica or 1
+    price = None
+    if args.prices:
+        from .profiles.prices import find_price, load_prices
+        found = find_price(load_prices(args.prices), args.gpu, args.system, field="--prices")
+        cost, price = found.usd_per_hour * replica, found.meta()
+    elif not (args.cost and args.cost > 0):
+        raise InputError("--cost", f"must be a positive $/hour, got {args.cost}")
+    else:
+        cost = args.cost
+    others = {}
+    if args.add:
+        others = load_gpus(args.output)
+        if args.gpu in others:
+            raise InputError("--gpu", f"{args.gpu} is already in {args.output}; choose another name or drop --add")
+    prediction = None
+    if args.prediction or args.fill:
+        if not (args.prediction and args.fill):
+            raise InputError("--fill/--prediction", "go together: --fill predicted|calibrated --prediction PREDICTED.yaml")
+        predicted = load_gpus(args.prediction)
+        name = args.prediction_gpu or (args.gpu if args.gpu in predicted else next(iter(predicted)) if len(predicted) == 1 else None)
+        if name not in predicted:
+            raise InputError("--prediction-gpu", f"name the GPU of {args.prediction} to fill from, one of {list(predicted)}")
+        prediction = predicted[name]
+    profile, warnings = import_profile(args.results, gpu=args.gpu, cost=cost, slo=slo, input_edges=edges,
+                                       output_edges=out_edges, price=price, fill=args.fill, prediction=prediction)
+    meta = dict(profile.meta)
+    if args.system:
+        meta["system"] = args.system
+    if args.gpus_per_replica:
+        meta["gpus_per_replica"] = args.gpus_per_replica
+    if args.engine:
+        name, _, version = args.engine.partition("=")
+        meta["engine"] = {"name": name, "version": version or "unknown"}
+    from .profiles import GpuProfile
+    profile = GpuProfile(profile.name, profile.cost, profile.tputs, meta)
+    for other in others.values():
+        if list(other.tputs.index) != list(profile.tputs.index) or list(other.tputs.columns) != list(profile.tputs.columns):
+            raise InputError("--edges", f"{args.output} has other buckets than --edges/--output-edges; "
+                                        "import with the same edges or write another file")
+    path = save_profiles(args.output, {**others, profile.name: profile},
+                         header=f"Written by melange-nb profile import ({len(args.results)} result file(s)).")
+    for warning in warnings:
+        print(f"melange-nb: warning: {warning}", file=sys.stderr)
+    measured = int((profile.tputs.to_numpy() > 0).sum())
+    print(f"wrote {path}: {args.gpu}, {measured} of {profile.tputs.size} buckets with a rate > 0")
+    return 0
+
+
+def _profile_plan(args) -> int:
+    from .profiles import parse_slo
+    from .profiles.measured import write_plan
+
+    parse_slo(args.slo, field="--slo")
+    paths = write_plan(args.output_dir, gpu=args.gpu, model=args.model, base_url=args.base_url,
+                       input_edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
+                       rates=_edges(args.rates, "--rates"), num_prompts=args.num_prompts, tokenizer=args.tokenizer,
+                       slo=args.slo)
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
 
 
 def _run(args) -> int:
@@ -318,6 +447,8 @@ def _run(args) -> int:
 def _profile(args) -> int:
     from .profiles import PROFILE_INPUT_EDGES, PROFILE_OUTPUT_EDGES, format_slo, save_profiles
 
+    if args.profile_command in ("import", "plan"):
+        return {"import": _profile_import, "plan": _profile_plan}[args.profile_command](args)
     if args.profile_command == "compare":
         from .profiles import load_gpus
         from .profiles.calibrate import compare_profiles, format_comparison
@@ -356,9 +487,14 @@ def main(argv=None) -> int:
     try:
         return {"solve": _solve, "workload": _workload, "sweep": _sweep, "run": _run,
                 "profile": _profile, "plan": _plan}[args.command](args)
+    except KeyboardInterrupt:
+        print("melange-nb: interrupted", file=sys.stderr)
+        return 130
     except MelangeError as exc:
-        print(f"melange-nb: error: {exc}", file=sys.stderr)
-        return 2
+        from .sweep import SweepInterrupted   # light: sweep is imported already when a sweep was interrupted
+
+        print(f"melange-nb: {'' if isinstance(exc, SweepInterrupted) else 'error: '}{exc}", file=sys.stderr)
+        return 130 if isinstance(exc, SweepInterrupted) else 2
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ ALLOCATION_DEFAULTS: dict[str, Any] = {"workload": None, "gpus": None, "rate": N
                                        "solver": "melange", "time_limit": None, "gpu_names": [],
                                        "constraints": {}}
 WORKLOAD_KEYS = ("dataset", "trace", "input_column", "output_column", "tokenizer", "split", "revision", "schema",
-                 "max_conversations", "seed", "language", "turn_policy", "add_special_tokens", "num_proc",
+                 "max_conversations", "seed", "language", "turn_policy", "add_special_tokens", "chat_template", "num_proc",
                  "edges", "output_edges", "overflow")
 
 

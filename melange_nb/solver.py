@@ -32,7 +32,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -100,6 +100,17 @@ class Constraints:
     def to_dict(self) -> dict:
         return {"max_instances": dict(self.max_instances), "min_instances": dict(self.min_instances),
                 "utilization_cap": self.utilization_cap, "min_total": self.min_total}
+
+
+def parse_counts(text: str, field: str) -> dict[str, int]:
+    """``A10G=4,A100=2`` -> {"A10G": 4, "A100": 2} (quotas as typed on the command line or in the explorer)."""
+    out = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise InputError(field, f"expects NAME=COUNT[,NAME=COUNT], got {part!r}")
+        out[name.strip()] = int(value)
+    return out
 
 
 def _is_count(value) -> bool:
@@ -183,11 +194,37 @@ def _bucket_name(bucket: tuple[str, str]) -> str:
     return f"input {bucket[0]} x output {bucket[1]}"
 
 
-def _problem(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float,
+@dataclass(frozen=True)
+class Prepared:
+    """A workload, its GPU profiles and constraints, checked and flattened once (at 1 request/s).
+
+    Pass it as the `workload` of any solver (with ``gpus=prepared.gpus``): a sweep re-solves the
+    same problem across rates and solvers without re-validating or rebuilding the arrays.
+    """
+
+    problem: _Problem
+    gpus: Mapping[str, GpuProfile]
+
+    @property
+    def constraints(self) -> Constraints:
+        return self.problem.constraints
+
+
+def prepare(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile],
+            constraints: Constraints | None = None) -> Prepared:
+    """Check `workload`, `gpus` and `constraints` once; the result re-solves at any rate."""
+    return Prepared(_problem(workload, gpus, 1.0, constraints), dict(gpus))
+
+
+def _problem(workload: pd.DataFrame | Prepared, gpus: Mapping[str, GpuProfile], rate: float,
              constraints: Constraints | None) -> _Problem:
-    check_workload(workload)
     if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) or not np.isfinite(rate) or rate <= 0:
         raise InputError("rate", f"must be a positive number of requests/s, got {rate!r}")
+    if isinstance(workload, Prepared):
+        if constraints is not None and constraints != workload.constraints:
+            raise InputError("constraints", "differ from those the problem was prepared with; prepare it again")
+        return replace(workload.problem, demand=workload.problem.demand * float(rate))
+    check_workload(workload)
     if not gpus:
         raise InputError("gpus", "no GPU types given; pass at least one profile")
     constraints = (constraints or Constraints()).check(list(gpus))

@@ -323,3 +323,16 @@ def build_workload(*, dataset: str | None = None, trace: str | Path | None = Non
 def _plain(value):
     """A numpy scalar as its Python value, so messages read `-3`, not `np.int64(-3)`."""
     return value.item() if hasattr(value, "item") else value
+
+
+def pad_workload(workload: pd.DataFrame, index: Sequence[str], columns: Sequence[str], *, field: str = "workload") -> pd.DataFrame:
+    """`workload` on wider buckets (`index` x `columns`): its own labels must come first, in order; the new
+    buckets get share 0. For a histogram that holds no requests there (e.g. the seed's Arena histogram, whose
+    requests of 2000+ tokens were dropped) meeting profiles with longer edges."""
+    for axis, have, want in ((INPUT_AXIS, list(workload.index), list(index)), (OUTPUT_AXIS, list(workload.columns), list(columns))):
+        if want[:len(have)] != have:
+            raise InputError(field, f"cannot pad {axis} buckets {have} to {want}: the workload's buckets must be "
+                                    "the first of the target's, in order; rebuild the workload on the profile's edges")
+    padded = workload.reindex(index=list(index), columns=list(columns), fill_value=0.0)
+    padded.index.name, padded.columns.name = INPUT_AXIS, OUTPUT_AXIS
+    return check_workload(padded, field=field)
