@@ -239,7 +239,7 @@ def _solve(args) -> int:
         if args.rate is None:
             raise InputError("--rate", "is required with --workload/--gpus (requests/s)")
         workload, gpus, rate, slice_factor = read_workload(args.workload), load_gpus(args.gpus), None, 1
-    if args.output:
+    if args.output is not None:
         from .files import check_output_file
         check_output_file(args.output, "-o/--output")
     if args.export:
@@ -253,7 +253,7 @@ def _solve(args) -> int:
                          time_limit=args.time_limit, constraints=constraints)
     out = comparison.mix.melange_json() if args.format == "melange" else comparison.to_dict()
     text = json.dumps(out, indent=2 if args.format == "json" else None)
-    if args.output:
+    if args.output is not None:
         from .files import write_json
         write_json(args.output, out)
     if args.export and comparison.mix.has_allocation:

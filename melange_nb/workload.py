@@ -235,6 +235,8 @@ def read_trace(path: str | Path, *, input_column: str = "ContextTokens",
         raise InputError(field, "has no rows")
     out = {}
     for col, name in ((input_column, "input_tokens"), (output_column, "output_tokens")):
+        if pd.api.types.is_bool_dtype(df[col]):
+            raise InputError(f"{path.name}: {col}", "holds true/false values; token counts must be whole numbers")
         values = pd.to_numeric(df[col], errors="coerce")
         if values.dtype == object:      # integers beyond int64/uint64: far beyond any real token count
             values = pd.Series([float(v) if v is not None else np.nan for v in values])
