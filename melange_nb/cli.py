@@ -69,12 +69,22 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--overflow", default="drop", choices=["drop", "clip", "open"])
     w.add_argument("-o", "--output", required=True, help="workload CSV to write (plus a .json sidecar)")
 
-    sw = sub.add_parser("sweep", help="run the allocation notebook over a grid of rates (x workloads x GPU sets)")
+    sw = sub.add_parser("sweep", help="solve a grid of rates x workloads x GPU sets x SLOs; reports where the mix changes")
     sw.add_argument("-p", "--params", help="sweep spec YAML (params/sweeps/*.yaml)")
     sw.add_argument("--workload", help="quick form: one workload CSV")
     sw.add_argument("--gpus", help="quick form: one GPU profile YAML")
     sw.add_argument("--rates", help="quick form: comma-separated rates, e.g. 1,2,4,8")
-    sw.add_argument("--solver", action="append", choices=["melange", "exact"], help="quick form: mix solver(s)")
+    sw.add_argument("--solver", action="append", choices=["melange", "exact"],
+                    help="quick form: mix solver (repeatable; the first is the reference; default melange)")
+    sw.add_argument("--gpu", action="append", default=[], help="quick form: use only this GPU type (repeatable)")
+    sw.add_argument("--slice-factor", type=int, help="quick form: Mélange ILP slices per bucket (default 1)")
+    sw.add_argument("--time-limit", type=float, help="quick form: solver time limit in seconds per point (default none)")
+    sw.add_argument("--max-instances", default="", help="quick form: quota per GPU type, e.g. A100=2,A10G=8")
+    sw.add_argument("--min-instances", default="", help="quick form: minimum per GPU type, e.g. A10G=1")
+    sw.add_argument("--utilization-cap", type=float, help="quick form: plan at most this fraction of max throughput (default 1)")
+    sw.add_argument("--min-total", type=int, help="quick form: at least this many GPUs in all (default 0)")
+    sw.add_argument("--render", help="per-point reports: changes (default: rates where the mix changes, plus the "
+                                     "first and last), all, none, or comma-separated rates")
     sw.add_argument("-o", "--output-dir", help="sweep folder (default outputs/<name>); re-runs resume it")
     sw.add_argument("-j", "--workers", type=int, help="parallel points (default: cores)")
     sw.add_argument("--retry-failed", action="store_true", help="re-run points that failed before")
@@ -172,6 +182,7 @@ def _plan_parser(sub) -> None:
                     help="requests beyond the profile's last edge: drop (counted), clip to the last bucket, open")
     pl.add_argument("--smooth", help="hold:N (change the mix at most every N windows) or calm:N "
                                      "(scale a type down only after N calm windows)")
+    pl.add_argument("-j", "--workers", type=int, default=1, help="solve windows in this many processes (default 1)")
     pl.add_argument("--report", action="store_true", help="also run notebooks/04_time_varying.ipynb on the plan "
                                                             "(executed notebook and HTML pages in the output folder)")
     pl.add_argument("-o", "--output-dir", required=True, help="folder for plan.csv, plan.json, skyserve-<gpu>.yaml, deploy.json")
@@ -195,7 +206,7 @@ def _plan(args) -> int:
     plan = plan_trace(args.trace, gpus, window=args.window, timestamp_column=args.timestamp_column,
                       input_column=args.input_column, output_column=args.output_column, overflow=args.overflow,
                       solver=args.solver, slice_factor=args.slice_factor, time_limit=args.time_limit,
-                      constraints=_constraints(args), smoothing=args.smooth)
+                      constraints=_constraints(args), smoothing=args.smooth, workers=args.workers)
     note = plan.info["trace"].get("note")
     if note:
         print(f"note: {note}")
@@ -229,7 +240,7 @@ def _solve(args) -> int:
         if args.rate is None:
             raise InputError("--rate", "is required with --workload/--gpus (requests/s)")
         workload, gpus, rate, slice_factor = read_workload(args.workload), load_gpus(args.gpus), None, 1
-    if args.output:
+    if args.output is not None:
         from .files import check_output_file
         check_output_file(args.output, "-o/--output")
     if args.export:
@@ -243,7 +254,7 @@ def _solve(args) -> int:
                          time_limit=args.time_limit, constraints=constraints)
     out = comparison.mix.melange_json() if args.format == "melange" else comparison.to_dict()
     text = json.dumps(out, indent=2 if args.format == "json" else None)
-    if args.output:
+    if args.output is not None:
         from .files import write_json
         write_json(args.output, out)
     if args.export and comparison.mix.has_allocation:
@@ -315,15 +326,30 @@ def _sweep(args) -> int:
         if not args.output_dir:
             raise InputError("-o", "the quick form needs an output folder, e.g. -o outputs/my-sweep")
         rates = _edges(args.rates, "--rates")
+        from .solver import parse_counts
+
+        constraints = {k: v for k, v in (("max_instances", parse_counts(args.max_instances, "--max-instances")),
+                                         ("min_instances", parse_counts(args.min_instances, "--min-instances")),
+                                         ("utilization_cap", args.utilization_cap), ("min_total", args.min_total))
+                       if v not in (None, {})}
         spec = load_spec(None, workload=args.workload, gpus=args.gpus, rates=rates, solvers=args.solver,
-                         name=Path(args.output_dir).name)
+                         name=_quick_name(args.output_dir), gpu_names=args.gpu or None,
+                         slice_factors=[args.slice_factor] if args.slice_factor is not None else None,
+                         time_limit=args.time_limit, constraints=constraints)
     if args.workers is not None and args.workers < 1:
         raise InputError("--workers", f"must be >= 1, got {args.workers}")
     out = Path(args.output_dir) if args.output_dir else outputs_dir() / spec["name"]
-    state = run_sweep(spec, out, workers=args.workers, retry_failed=args.retry_failed,
+    state = run_sweep(spec, out, workers=args.workers, retry_failed=args.retry_failed, render=args.render,
                       log=lambda msg: print(msg, flush=True))
     failed = [k for k, v in state["points"].items() if v["status"] == "failed"]
     return 1 if failed else 0
+
+
+def _quick_name(output_dir: str) -> str:
+    """The quick form's sweep name: the output folder's name, made a valid name."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", Path(output_dir).resolve().name).lstrip(".-") or "sweep"
 
 
 def _profile_import(args) -> int:
@@ -462,9 +488,14 @@ def main(argv=None) -> int:
     try:
         return {"solve": _solve, "workload": _workload, "sweep": _sweep, "run": _run,
                 "profile": _profile, "plan": _plan}[args.command](args)
+    except KeyboardInterrupt:
+        print("melange-nb: interrupted", file=sys.stderr)
+        return 130
     except MelangeError as exc:
-        print(f"melange-nb: error: {exc}", file=sys.stderr)
-        return 2
+        from .sweep import SweepInterrupted   # light: sweep is imported already when a sweep was interrupted
+
+        print(f"melange-nb: {'' if isinstance(exc, SweepInterrupted) else 'error: '}{exc}", file=sys.stderr)
+        return 130 if isinstance(exc, SweepInterrupted) else 2
 
 
 if __name__ == "__main__":

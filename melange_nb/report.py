@@ -286,15 +286,39 @@ def plot_lengths(requests: pd.DataFrame, label: str, *, max_input: int = 4096, m
 
 # ---------------------------------------------------------------- sweeps
 
+# The axes that make one sweep problem (every rate of it is one curve); older tables lack slo/constraints.
+PROBLEM_AXES = ("workload", "gpu_set", "slo", "constraints", "slice_factor")
+
+
 def _groups(results: pd.DataFrame):
-    return results.groupby(["workload", "gpu_set", "slice_factor"], sort=True)
+    """(axes as a dict, rows) per problem: workload x GPU set x SLO x constraints x slice factor."""
+    axes = [a for a in PROBLEM_AXES if a in results.columns]
+    for key, df in results.groupby(axes, sort=True):
+        yield dict(zip(axes, key)), df
 
 
-def _panels(results: pd.DataFrame, height: float):
-    """A figure with one panel per workload x GPU set x slice factor, and (axis, key, rows) per panel."""
+def _problem_title(key: dict) -> str:
+    extra = [f"SLO {key['slo']}" if key.get("slo") not in (None, "unknown") else "",
+             f"constraints {key['constraints']}" if key.get("constraints") not in (None, "none") else "",
+             f"slice factor {key['slice_factor']}" if key.get("slice_factor", 1) != 1 else ""]
+    extra = [e for e in extra if e]
+    return f"{key['workload']} on {key['gpu_set']}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _gpu_set_label(key: dict) -> str:
+    """The GPU set, with its SLO when the sweep has more than one."""
+    return key["gpu_set"] + (f" @ {key['slo']}" if key.get("slo") not in (None, "unknown") else "")
+
+
+def _panels(results: pd.DataFrame, height: float, columns: int = 3):
+    """A figure with one panel per problem (up to `columns` a row), and (axis, key, rows) per panel."""
     groups = list(_groups(results))
-    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), height), squeeze=False)
-    return fig, [(ax, key, df) for ax, (key, df) in zip(axes[0], groups)]
+    ncols = min(columns, len(groups))
+    nrows = -(-len(groups) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, height * nrows), squeeze=False)
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
+    return fig, [(ax, key, df) for ax, (key, df) in zip(axes.flat, groups)]
 
 
 def _label_rate_axis(ax, ylabel: str, title: str, rates, grid: bool = True) -> None:
@@ -317,11 +341,11 @@ def plot_cost_vs_rate(results: pd.DataFrame):
     """Cost ($/h) against request rate: one marker per policy at each rate solved (no cost is drawn for
     rates in between), one fixed style per policy (`policy_style`), one panel per workload x GPU set."""
     fig, panels = _panels(results, 4.8)
-    for ax, (workload, gpu_set, sf), df in panels:
+    for ax, key, df in panels:
         for policy, d in df.groupby("policy", sort=True):
             d = d.sort_values("rate")
             ax.plot(d["rate"], d["cost_per_hour"], label=policy_label(policy), **policy_style(policy))
-        _label_rate_axis(ax, "Cost ($/hour)", f"{workload} on {gpu_set} (slice factor {sf})", df["rate"])
+        _label_rate_axis(ax, "Cost ($/hour)", _problem_title(key), df["rate"])
     fig.tight_layout()
     return fig
 
@@ -329,14 +353,14 @@ def plot_cost_vs_rate(results: pd.DataFrame):
 def plot_savings_vs_rate(results: pd.DataFrame):
     """What the reference mix saves (%) against each other policy, at each rate solved."""
     fig, panels = _panels(results, 4.2)
-    for ax, (workload, gpu_set, sf), df in panels:
+    for ax, key, df in panels:
         ref = df["reference"].iloc[0]
         for policy, d in df[df["policy"] != ref].groupby("policy", sort=True):
             d = d.sort_values("rate")
             ax.plot(d["rate"], d["savings_pct"], label=f"{policy_label(ref)} vs {policy_label(policy)}",
                     **policy_style(policy))
         ax.axhline(0, color="grey", lw=0.8)
-        _label_rate_axis(ax, "Savings of the mix (%)", f"{workload} on {gpu_set}", df["rate"])
+        _label_rate_axis(ax, "Savings of the mix (%)", _problem_title(key), df["rate"])
     fig.tight_layout()
     return fig
 
@@ -344,7 +368,7 @@ def plot_savings_vs_rate(results: pd.DataFrame):
 def plot_mix(results: pd.DataFrame):
     """Stacked bars: the reference mix's GPU count per type at each rate solved (GPU colours as in every plot)."""
     fig, panels = _panels(results, 4.2)
-    for ax, (workload, gpu_set, sf), df in panels:
+    for ax, key, df in panels:
         mix = df[df["policy"] == df["reference"]].sort_values("rate")
         counts = mix[[c for c in mix.columns if c.startswith("n_")]].loc[:, lambda d: d.sum() > 0]
         bottom = np.zeros(len(mix))
@@ -355,7 +379,7 @@ def plot_mix(results: pd.DataFrame):
         ref = policy_label(mix["reference"].iloc[0]) if len(mix) else ""
         ax.set_xlabel("Request rate (requests/s), rates solved only")
         ax.set_ylabel("GPUs in the mix")
-        ax.set_title(f"{ref}: {workload} on {gpu_set}")
+        ax.set_title(f"{ref}: {_problem_title(key)}")
         ax.yaxis.get_major_locator().set_params(integer=True)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -373,14 +397,13 @@ def _has_plan(row: pd.Series) -> bool:
 def mix_changes(results: pd.DataFrame) -> pd.DataFrame:
     """The rates at which the reference mix changes: rate, the new mix (``1×A10G + 1×A100``), its $/h."""
     rows = []
-    for (workload, gpu_set, sf), df in _groups(results):
+    for key, df in _groups(results):
         mix = df[df["policy"] == df["reference"]].sort_values("rate")
         previous = None
         for _, row in mix.iterrows():
             now = format_mix(_mix_of(row)) if _has_plan(row) else f"no plan ({row['status']})"
             if now != previous:
-                rows.append({"workload": workload, "gpu_set": gpu_set, "slice_factor": sf, "rate": row["rate"],
-                             "mix": now, "cost_per_hour": row["cost_per_hour"]})
+                rows.append({**key, "rate": row["rate"], "mix": now, "cost_per_hour": row["cost_per_hour"]})
             previous = now
     return pd.DataFrame(rows)
 
@@ -401,10 +424,10 @@ def rate_table(results: pd.DataFrame) -> pd.DataFrame:
     """The answer per rate, ready to show: workload, GPU set, rate, the mix, its $/h, and what it saves
     against each single GPU type ($/h to cents, % to one decimal)."""
     rows = []
-    for (workload, gpu_set, sf), df in _groups(results):
+    for key, df in _groups(results):
         for rate, ref, singles in _rate_rows(df):
             ok = _has_plan(ref)
-            row = {"workload": workload, "GPU set": gpu_set, "rate (req/s)": f"{rate:g}",
+            row = {"workload": key["workload"], "GPU set": _gpu_set_label(key), "rate (req/s)": f"{rate:g}",
                    "mix": format_mix(_mix_of(ref)) if ok else f"no plan ({ref['status']})",
                    "$/h": format_dollars(ref["cost_per_hour"]) if ok else "—"}
             for gpu, single in singles.items():
@@ -419,7 +442,6 @@ def sweep_headlines(results: pd.DataFrame) -> dict[tuple, str]:
     GPU type over the rates solved, and the full headline at the rate where the mix saves most."""
     out = {}
     for key, df in _groups(results):
-        workload, gpu_set, sf = key
         best, savings = None, []
         for rate, ref, singles in _rate_rows(df):
             plans = [s["cost_per_hour"] for s in singles.values() if _has_plan(s)]
@@ -429,7 +451,7 @@ def sweep_headlines(results: pd.DataFrame) -> dict[tuple, str]:
             savings.append(saving)
             if best is None or saving > best[0] + 1e-9:
                 best = (saving, rate, ref, singles)
-        name = f"{workload} on {gpu_set}" + (f" (slice factor {sf})" if sf != 1 else "")
+        name, key = _problem_title(key), tuple(key.values())
         if best is None:
             out[key] = f"{name}: no rate has both a mix and a single-GPU plan."
             continue
@@ -449,9 +471,10 @@ def savings_summary(results: pd.DataFrame) -> pd.DataFrame:
     (lowest, median, highest %, one decimal) and at how many rates both had a plan."""
     others = results[results["policy"] != results["reference"]].copy()
     others["against"] = others["policy"].map(policy_label)
-    table = (others.groupby(["workload", "gpu_set", "slice_factor", "against"])["savings_pct"]
+    axes = [a for a in PROBLEM_AXES if a in results.columns]
+    table = (others.groupby([*axes, "against"], sort=True)["savings_pct"]
              .agg(["min", "median", "max", "count"]).round(1).reset_index())
-    return table.rename(columns={"gpu_set": "GPU set", "slice_factor": "slice factor", "min": "lowest %",
+    return table.rename(columns={"gpu_set": "GPU set", "slo": "SLO", "slice_factor": "slice factor", "min": "lowest %",
                                  "median": "median %", "max": "highest %", "count": "rates with both plans"})
 
 
@@ -516,7 +539,7 @@ def sweep_answer_html(sweep_dir: str | Path, results: pd.DataFrame, spec: Mappin
         return '<div class="mnb-answer"><p class="mnb-headline">No completed points yet: nothing to compare.</p></div>'
     blocks = []
     workloads = spec.get("workloads", {})
-    for (workload, gpu_set, sf), sentence in sweep_headlines(results).items():
+    for (workload, *_), sentence in sweep_headlines(results).items():
         meta = _workload_meta_for(sweep_dir, workload, workloads[workload])[1] if workload in workloads else {}
         blocks.append(headline_html(sentence, caveat=workload_caveat(meta), left_out_share=workload_left_out_share(meta)))
     table = rate_table(results)
@@ -544,9 +567,13 @@ def write_index(sweep_dir: str | Path, results: pd.DataFrame, manifest: dict) ->
             by_point[pid] = (format_mix(_mix_of(row)), format_dollars(row["cost_per_hour"])) if _has_plan(row) \
                 else (f"no plan ({row['status']})", "—")
     link_rows = []
+    rendered = sum(1 for p in points.values() if p.get("status") == "done" and p.get("rendered", True))
     for pid, entry in sorted(points.items(), key=lambda kv: (kv[1]["workload"], kv[1]["gpus"], kv[1]["rate"])):
+        if entry.get("status") == "done" and not entry.get("rendered", True):
+            continue      # solved (a row of results.csv), no report rendered for it
         mix, cost = by_point.get(pid, ("", ""))
-        link_rows.append(f"<tr><td>{escape(entry['workload'])}</td><td>{escape(entry['gpus'])}</td>"
+        gpu_set = entry["gpus"] + (f" @ SLO {entry['slo']}" if entry.get("slo") else "")
+        link_rows.append(f"<tr><td>{escape(entry['workload'])}</td><td>{escape(gpu_set)}</td>"
                          f"<td>{entry['slice_factor']}</td><td>{entry['rate']:g}</td><td>{escape(mix)}</td>"
                          f"<td>{escape(cost)}</td><td>{escape(entry.get('status', ''))}</td>"
                          f"<td>{_point_links(sweep_dir, pid, entry)}</td><td>{escape(entry.get('error') or '')}</td></tr>")
@@ -575,6 +602,8 @@ the reference); each is compared with serving everything on one GPU type.
 {table.to_html(index=False, border=0, na_rep="—") if not table.empty else "<p>No completed points.</p>"}
 <h2>Workloads</h2><ul>{workloads}</ul>
 <h2>Points</h2>
+<p>Pages for {plural(rendered, 'point')} (the sweep's <code>render</code> choice) and every failed point;
+every solved point is a row of results.csv.</p>
 <table><tr><th>workload</th><th>GPU set</th><th>slice factor</th><th>rate (req/s)</th><th>mix</th><th>$/h</th>
 <th>status</th><th>pages</th><th>error</th></tr>
 {''.join(link_rows)}</table>

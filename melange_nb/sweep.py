@@ -1,110 +1,189 @@
-"""The papermill grid runner: the allocation notebook over rates x workloads x GPU sets x slice factors.
+"""The sweep engine: every point of workloads x GPU sets x SLOs x constraints x slice factors x rates,
+solved in-process, with per-point notebooks only where a person reads them.
 
 A sweep spec (``params/sweeps/*.yaml``)::
 
     name: demo
     rates: {start: 1, stop: 12, step: 1}      # or a list [1, 2, 4, 8]
-    workloads:                                  # name -> workload CSV, or workload-notebook parameters
-      synthetic-chat: {dataset: synthetic}
+    workloads:                                  # name -> workload CSV, workload-notebook parameters,
+      synthetic-chat: {dataset: synthetic}      #   or a blend of other workloads of this spec
       arena-seed: params/workloads/arena-seed.csv
-    gpus: {llama2-7b: params/gpus/llama2-7b-seed.yaml}   # name -> profile YAML
+      mixed: {blend: {arena-seed: 0.8, synthetic-chat: 0.2}}
+      short: {pad: params/workloads/arena-seed.csv}   # a CSV with zero-share buckets added up to the profiles' edges
+    gpus:                                       # name -> profile YAML (its own SLO), or SLO -> profile YAML
+      llama2-7b: params/gpus/llama2-7b-seed.yaml
+      # per-slo: {40: params/gpus/x-tpot40.yaml, 120: params/gpus/x-tpot120.yaml}  (numbers = TPOT ms)
     solvers: [melange, exact]                   # every point compares all of them; the first is the reference
     slice_factors: [1]
     time_limit: null
-    constraints: {}
+    constraints: {}                             # one set, or label -> set: {quota: {max_instances: {A100: 2}}}
+    gpu_names: []                               # a subset of GPU types (empty: all)
+    render: changes                             # changes | all | none | a list of rates
+    published:                                  # optional: published savings ranges to set beside the results
+      source: Griggs et al., arXiv 2404.14527
+      savings_pct: {short: [9, 77]}             # workload -> [lowest, highest] % against single-GPU policies
+      notes: why the numbers may differ (markdown)
+
+How it runs: every input (spec, files, constraints, GPU names, bucket labels) is checked before
+anything is written, so a bad spec fails in one line with exit 2. The output folder is locked
+(a second sweep into it is refused). Each (workload, GPU set, SLO, constraints, slice factor) problem
+is validated and flattened once (`solver.prepare`) and re-solved at every rate by every solver, in
+this process (or in a spawned process pool for large grids). The results table, the summary notebook
+and ``index.html`` come first; per-point allocation notebooks and HTML are rendered only for the
+rates chosen by `render`: by default the rates where the reference mix changes plus the first and
+last rate of each problem.
 
 Layout of ``outputs/<sweep>/``: ``manifest.json`` (spec and each point's status), ``workloads/<name>/``
-(built workloads with their report), one folder per completed point (executed notebook, HTML, JSON/CSV),
-``failed/<point>/`` (error, traceback, partial notebook), ``results.csv``/``results.parquet``,
-the summary notebook and ``index.html``.
+(built workloads), ``<point>/`` for rendered points (notebook, HTML, JSON/CSV), ``failed/<point>/``
+(error, traceback), ``results.csv``/``results.parquet``, the summary notebook and ``index.html``.
 
-Points run in parallel worker processes; only the parent writes the manifest. A point is built
-under a temporary name and renamed when complete, so an interrupted run never leaves a
-half-written point marked done; a re-run skips done points whose inputs (notebook parameters and
-the contents of the workload and profile files) are unchanged, re-runs the others, and
-``retry_failed`` re-runs failed ones.
+A re-run skips done points whose inputs (parameters and the contents of the workload and profile
+files) are unchanged, re-solves the others, and ``retry_failed`` re-runs failed ones. Ctrl-C
+stops within seconds: workers end, finished points are recorded, temporary folders are removed.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
 import json
+import math
 import multiprocessing
 import os
+import re
 import shutil
+import signal
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
+
 from .errors import InputError, MelangeError
 from .files import atomic_write, read_yaml, write_json
-from .report import write_index
-from .run import (ALLOCATION_NOTEBOOK, WORKLOAD_NOTEBOOK, execute_notebook, manifest, resolve_path,
-                  workload_input)
+from .run import ALLOCATION_NOTEBOOK, WORKLOAD_NOTEBOOK, execute_notebook, manifest, resolve_path, workload_input
 
 SUMMARY_NOTEBOOK = "03_sweep_summary.ipynb"
-SPEC_KEYS = ("name", "rates", "workloads", "gpus", "solvers", "slice_factors", "time_limit", "constraints", "gpu_names")
+SPEC_KEYS = ("name", "rates", "workloads", "gpus", "solvers", "slice_factors", "time_limit", "constraints",
+             "gpu_names", "render", "published")
+RENDER_MODES = ("changes", "all", "none")
+NO_CONSTRAINTS = "none"
+# Below this many points to solve, spawning worker processes (about 2 s each to import the stack)
+# costs more than it saves: solve in this process.
+POOL_MIN_POINTS = 300
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class SweepInterrupted(MelangeError):
+    """Ctrl-C: the sweep stopped; finished points are recorded and a re-run resumes."""
+
+
+class SweepLocked(InputError):
+    """Another sweep holds the output folder."""
 
 
 @dataclass(frozen=True)
 class Point:
-    """One grid point: a workload, a GPU set, a slice factor and a rate."""
+    """One grid point: a workload, a GPU set at an SLO, a constraints set, a slice factor and a rate."""
 
     workload: str
     gpus: str
+    slo: str | None          # the SLO key of a per-SLO GPU set; None for a single profile file
+    constraints: str | None  # the label of a constraints set; None when the spec gives one unlabelled set
     slice_factor: int
     rate: float
 
     @property
-    def id(self) -> str:
-        return f"{self.workload}__{self.gpus}__sf{self.slice_factor}__rate{self.rate:g}"
+    def problem(self) -> tuple:
+        """What the points of one prepared problem share (everything but the rate)."""
+        return (self.workload, self.gpus, self.slo, self.constraints, self.slice_factor)
 
+    @property
+    def id(self) -> str:
+        parts = [self.workload, self.gpus, *([f"slo{self.slo}"] if self.slo is not None else []),
+                 *([self.constraints] if self.constraints is not None else []), f"sf{self.slice_factor}"]
+        return "__".join(parts) + f"__rate{self.rate:g}"
+
+
+# ---------------------------------------------------------------- the spec
 
 def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
-    """A sweep spec from YAML, or from the quick form (`workload`, `gpus`, `rates` paths/values)."""
+    """A sweep spec from YAML, or from the quick form (`workload`, `gpus`, `rates` and solver options).
+
+    Checks the spec's shape; `check_inputs` then reads every file it names.
+    """
     if path is not None:
         path = resolve_path(path)
-        spec = read_yaml(path, "sweep spec", "params/sweeps/demo.yaml") or {}
+        spec = read_yaml(path, "sweep spec", "params/sweeps/demo.yaml")
         where = path.name
+        if spec is None:
+            spec = {}
     else:
         spec = {"name": quick.get("name") or "sweep", "rates": quick["rates"],
                 "workloads": {Path(quick["workload"]).stem: quick["workload"]},
                 "gpus": {Path(quick["gpus"]).stem: quick["gpus"]}, "solvers": quick.get("solvers") or ["melange"]}
+        for key in ("slice_factors", "time_limit", "constraints", "gpu_names", "render"):
+            if quick.get(key) is not None:
+                spec[key] = quick[key]
         where = "sweep"
     if not isinstance(spec, dict):
         raise InputError(where, "must be a YAML mapping")
-    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    unknown = sorted(set(spec) - set(SPEC_KEYS), key=str)
     if unknown:
         raise InputError(f"{where}: {unknown[0]}", f"is not a sweep key; known: {list(SPEC_KEYS)}")
     for key in ("rates", "workloads", "gpus"):
         if not spec.get(key):
             raise InputError(f"{where}: {key}", "is required")
     spec = {"name": "sweep", "solvers": ["melange"], "slice_factors": [1], "time_limit": None, "constraints": {},
-            "gpu_names": [], **spec}
+            "gpu_names": [], "render": "changes", "published": None, **spec}
+    name = spec["name"]
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise InputError(f"{where}: name", f"must be a folder name of letters, digits, '.', '-' and '_' "
+                                           f"(no '/' or '..'), got {name!r}")
     spec["rates"] = _rates(spec["rates"], f"{where}: rates")
     for key in ("workloads", "gpus"):
         if not isinstance(spec[key], dict):
-            raise InputError(f"{where}: {key}", "must be a mapping name -> file (or workload parameters)")
-        for name in spec[key]:
-            if not str(name).replace("-", "").replace("_", "").isalnum():
-                raise InputError(f"{where}: {key}.{name}", "names may hold letters, digits, - and _ only")
-    spec["gpus"] = {k: str(resolve_path(v)) for k, v in spec["gpus"].items()}
-    spec["workloads"] = {name: workload_input(value, f"{where}: workloads.{name}")
-                         for name, value in spec["workloads"].items()}
+            raise InputError(f"{where}: {key}", "must be a mapping name -> file (or parameters)")
+        for item in spec[key]:
+            if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", item):
+                raise InputError(f"{where}: {key}.{item}", "names may hold letters, digits, - and _ only")
+    spec["gpus"] = {k: _gpu_set(v, f"{where}: gpus.{k}") for k, v in spec["gpus"].items()}
+    spec["workloads"] = {k: _workload_entry(v, spec["workloads"], f"{where}: workloads.{k}")
+                         for k, v in spec["workloads"].items()}
     if isinstance(spec["solvers"], str):
         spec["solvers"] = [spec["solvers"]]
+    if not isinstance(spec["solvers"], list) or not spec["solvers"]:
+        raise InputError(f"{where}: solvers", "must list melange and/or exact")
     for s in spec["solvers"]:
         if s not in ("melange", "exact"):
             raise InputError(f"{where}: solvers", f"unknown solver {s!r}; use melange and/or exact")
+    if isinstance(spec["slice_factors"], int):
+        spec["slice_factors"] = [spec["slice_factors"]]
+    if not isinstance(spec["slice_factors"], list) or not spec["slice_factors"]:
+        raise InputError(f"{where}: slice_factors", "must be a list of whole numbers >= 1, e.g. [1]")
     for sf in spec["slice_factors"]:
         if isinstance(sf, bool) or not isinstance(sf, int) or sf < 1:
             raise InputError(f"{where}: slice_factors", f"must be whole numbers >= 1, got {sf!r}")
+    spec["constraints"] = _constraint_sets(spec["constraints"], where)
+    if not isinstance(spec["gpu_names"], list) or not all(isinstance(g, str) for g in spec["gpu_names"]):
+        raise InputError(f"{where}: gpu_names", "must be a list of GPU type names, e.g. [A10G, A100]")
+    spec["render"] = render_choice(spec["render"], spec["rates"], f"{where}: render")
+    spec["published"] = _published(spec["published"], spec["workloads"], f"{where}: published")
+    try:
+        from .solver import _check_time_limit
+        _check_time_limit(spec["time_limit"])
+    except InputError as exc:
+        raise _within(where, exc) from None
     return spec
+
+
+def _within(where: str, exc: InputError) -> InputError:
+    """The same error, its field prefixed with the spec it came from."""
+    return InputError(f"{where}: {exc.field}", str(exc)[len(exc.field) + 2:])
 
 
 def _rates(value, field: str) -> list[float]:
@@ -113,7 +192,7 @@ def _rates(value, field: str) -> list[float]:
             start, stop, step = (float(value[k]) for k in ("start", "stop", "step"))
         except (KeyError, TypeError, ValueError):
             raise InputError(field, "a range needs numeric start, stop and step, e.g. {start: 1, stop: 12, step: 1}") from None
-        if step <= 0 or stop < start:
+        if not (step > 0 and stop >= start):
             raise InputError(field, f"needs step > 0 and stop >= start, got {value}")
         rates = list(np.round(np.arange(start, stop + step / 2, step), 9))
     elif isinstance(value, (list, tuple)):
@@ -128,71 +207,566 @@ def _rates(value, field: str) -> list[float]:
     return sorted(set(out))
 
 
+def render_choice(value, rates, field: str = "render"):
+    """`changes`, `all`, `none`, or a list of rates (each one of the sweep's rates)."""
+    if isinstance(value, str) and value in RENDER_MODES:
+        return value
+    if isinstance(value, str):
+        try:
+            value = [float(x) for x in value.split(",") if x.strip()]
+        except ValueError:
+            raise InputError(field, f"must be changes, all, none or comma-separated rates, got {value!r}") from None
+    if not isinstance(value, (list, tuple)) or not value:
+        raise InputError(field, f"must be changes, all, none or a list of rates, got {value!r}")
+    picked = _rates(list(value), field)
+    missing = [r for r in picked if r not in rates]
+    if missing:
+        raise InputError(field, f"rates {[f'{r:g}' for r in missing]} are not in the sweep's rates")
+    return picked
+
+
+def _gpu_set(value, field: str) -> str | dict[str, str]:
+    """A profile file (its SLO from its own `slo` field), or a mapping SLO -> profile file."""
+    if isinstance(value, str):
+        return str(resolve_path(value))
+    if isinstance(value, dict) and value:
+        out = {}
+        for slo, source in value.items():
+            key = f"{slo:g}" if isinstance(slo, (int, float)) and not isinstance(slo, bool) else str(slo)
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
+                raise InputError(f"{field}.{slo}", "SLO keys are numbers (TPOT ms) or names of letters, digits, ., - and _")
+            if isinstance(source, dict) and "predict" in source:
+                raise InputError(f"{field}.{slo}.predict", "predicted GPU sets are not supported by this version; "
+                                 "write the profile with the predictor and name the YAML file here")
+            if not isinstance(source, str):
+                raise InputError(f"{field}.{slo}", f"must be a GPU profile YAML path, got {source!r}")
+            out[key] = str(resolve_path(source))
+        return out
+    raise InputError(field, "must be a GPU profile YAML path, or a mapping SLO -> profile YAML")
+
+
+def _workload_entry(value, all_workloads: Mapping, field: str):
+    """A CSV path, workload-notebook parameters, or {blend: {other workload: weight, ...}}."""
+    if isinstance(value, dict) and "blend" in value:
+        parts = value["blend"]
+        if set(value) != {"blend"} or not isinstance(parts, dict) or not parts:
+            raise InputError(f"{field}.blend", "must be a mapping workload name -> weight, e.g. {chat: 0.8, docs: 0.2}")
+        for part, weight in parts.items():
+            if part not in all_workloads or isinstance(all_workloads[part], dict) and "blend" in all_workloads[part] \
+                    or part == field.rsplit(".", 1)[-1]:
+                raise InputError(f"{field}.blend.{part}", f"must name another (non-blend) workload of this spec: {sorted(all_workloads)}")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight < 0:
+                raise InputError(f"{field}.blend.{part}", f"must be a weight >= 0, got {weight!r}")
+        if sum(parts.values()) <= 0:
+            raise InputError(f"{field}.blend", "weights must have a positive sum")
+        return {"blend": dict(parts)}
+    if isinstance(value, dict) and "pad" in value:
+        if set(value) != {"pad"} or not isinstance(value["pad"], str):
+            raise InputError(f"{field}.pad", "must be a workload CSV path, e.g. {pad: params/workloads/arena-seed.csv}")
+        return {"pad": str(resolve_path(value["pad"]))}
+    if value is None or not isinstance(value, (str, dict)):
+        raise InputError(field, f"must be a workload CSV path or workload parameters, got {value!r}")
+    return workload_input(value, field)
+
+
+def _published(value, workloads, field: str) -> dict | None:
+    """{source, savings_pct: {workload: [lowest, highest]}, notes}: published ranges to compare with."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("source"), str) or not isinstance(value.get("savings_pct"), dict):
+        raise InputError(field, "must be {source: citation, savings_pct: {workload: [lowest, highest]}, notes: text}")
+    for name, pair in value["savings_pct"].items():
+        if name not in workloads:
+            raise InputError(f"{field}.savings_pct.{name}", f"is not a workload of this spec: {sorted(workloads)}")
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in pair)):
+            raise InputError(f"{field}.savings_pct.{name}", f"must be [lowest, highest] in %, got {pair!r}")
+    bad = sorted(set(value) - {"source", "savings_pct", "notes"})
+    if bad:
+        raise InputError(f"{field}.{bad[0]}", "is not a key; use source, savings_pct, notes")
+    return {"source": value["source"], "savings_pct": dict(value["savings_pct"]), "notes": str(value.get("notes") or "")}
+
+
+def savings_vs_published(results: pd.DataFrame, published: Mapping | None) -> pd.DataFrame:
+    """Per workload x SLO x GPU set x single-GPU policy: the lowest-highest % the reference mix saves over
+    the rates where both have a plan, beside the published range for that workload."""
+    singles = results[results["policy"].str.startswith("single:")]
+    if singles.empty:
+        return pd.DataFrame()
+    table = (singles.groupby(["workload", "slo", "gpu_set", "policy"], sort=True)["savings_pct"]
+             .agg(["min", "max", "count"]).reset_index())
+    table["measured %"] = [f"{lo:.1f} to {hi:.1f}" if n else "no plan: this GPU alone cannot serve the workload"
+                           for lo, hi, n in zip(table["min"], table["max"], table["count"])]
+    ranges = (published or {}).get("savings_pct", {})
+    table["published %"] = [f"{ranges[w][0]:g} to {ranges[w][1]:g}" if w in ranges else "—" for w in table["workload"]]
+    table["against"] = table["policy"].str.replace("single:", "", regex=False) + " only"
+    return table[["workload", "slo", "gpu_set", "against", "measured %", "count", "published %"]].rename(
+        columns={"slo": "SLO", "gpu_set": "GPU set", "count": "rates with both plans"})
+
+
+def _constraint_sets(value, where: str) -> dict[str, dict]:
+    """One unlabelled constraints mapping (label `none`), or label -> constraints mapping."""
+    from .solver import Constraints
+
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: constraints", "must be a mapping (max_instances, min_instances, utilization_cap, min_total)")
+    known = ("max_instances", "min_instances", "utilization_cap", "min_total")
+    labelled = bool(value) and not set(value) & set(known) and \
+        all(isinstance(v, dict) and set(v) <= set(known) for v in value.values())
+    sets = value if labelled else {NO_CONSTRAINTS: value}
+    for label, doc in sets.items():
+        if labelled and not re.fullmatch(r"[A-Za-z0-9_-]+", str(label)):
+            raise InputError(f"{where}: constraints.{label}", "labels may hold letters, digits, - and _ only")
+        try:
+            Constraints.from_mapping(doc)
+        except InputError as exc:
+            raise _within(where, exc if not labelled else InputError(f"{label}.{exc.field}", str(exc)[len(exc.field) + 2:])) from None
+        except TypeError as exc:
+            raise InputError(f"{where}: constraints", f"is not a constraints mapping ({exc})") from None
+    return {str(k): dict(v) for k, v in sets.items()}
+
+
+def _labelled(spec) -> bool:
+    return list(spec["constraints"]) != [NO_CONSTRAINTS]
+
+
 def grid(spec: Mapping[str, Any]) -> list[Point]:
     """Every point of the spec, in a stable order."""
-    return [Point(w, g, sf, r) for w, g, sf, r in
-            product(spec["workloads"], spec["gpus"], spec["slice_factors"], spec["rates"])]
+    sets = [(g, slo) for g, v in spec["gpus"].items() for slo in ([None] if isinstance(v, str) else v)]
+    labels = list(spec["constraints"]) if _labelled(spec) else [None]
+    return [Point(w, g, slo, c, sf, r) for w, (g, slo), c, sf, r in
+            product(spec["workloads"], sets, labels, spec["slice_factors"], spec["rates"])]
+
+
+def _profile_file(spec, p: Point) -> str:
+    v = spec["gpus"][p.gpus]
+    return v if p.slo is None else v[p.slo]
+
+
+def _slo_label(spec, p: Point, gpus) -> str:
+    """The SLO a point's profiles were made for: the spec's key (a number is mean TPOT ms), else the file's `slo`."""
+    from .profiles import format_slo
+
+    if p.slo is not None:
+        return format_slo(f"tpot_ms={p.slo}") if re.fullmatch(r"[\d.]+", p.slo) else p.slo
+    return format_slo(next(iter(gpus.values())).meta.get("slo", "unknown"))
+
+
+# ---------------------------------------------------------------- checking every input up front
+
+def check_inputs(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Read every workload CSV and GPU profile the spec names and apply the checks `solve` and `run`
+    apply (GPU names, constraints per GPU set, matching buckets), before anything is written.
+
+    Returns {"profiles": {file: gpus}, "workloads": {name: DataFrame or None (built by a notebook)}}.
+    """
+    from .profiles import load_gpus, select_gpus
+    from .solver import Constraints
+    from .workload import check_same_buckets, pad_workload, read_workload
+
+    profiles = {}
+    for name, value in spec["gpus"].items():
+        for slo, file in ([(None, value)] if isinstance(value, str) else value.items()):
+            where = f"gpus.{name}" + (f".{slo}" if slo is not None else "")
+            try:
+                gpus = select_gpus(load_gpus(file), spec["gpu_names"])
+                for label, doc in spec["constraints"].items():
+                    Constraints.from_mapping(doc).check(list(gpus))
+            except InputError as exc:
+                raise _within(where, exc) from None
+            if slo is not None:       # a profile that states its SLO must be the one the spec files it under
+                point = Point(name, name, slo, None, 1, 1.0)
+                said, want = _slo_label(spec, Point(name, name, None, None, 1, 1.0), gpus), _slo_label(spec, point, gpus)
+                if said != "unknown" and said != want:
+                    raise InputError(f"{where}", f"{Path(file).name} was profiled for {said}, not {want}; "
+                                     "file it under its own SLO")
+            profiles[file] = gpus
+    workloads = {}
+    for name, value in spec["workloads"].items():
+        if isinstance(value, str):
+            workloads[name] = read_workload(value)
+        elif "blend" in value:
+            workloads[name] = None
+        elif "pad" in value:
+            like = next(iter(next(iter(profiles.values())).values())).tputs
+            workloads[name] = pad_workload(read_workload(value["pad"]), like.index, like.columns,
+                                           field=f"workloads.{name}.pad")
+        else:
+            workloads[name] = None
+            for key in ("trace",) + (("dataset",) if value.get("dataset") and Path(str(value["dataset"])).is_absolute() else ()):
+                if value.get(key) and not Path(value[key]).exists():
+                    raise InputError(f"workloads.{name}.{key}", f"{value[key]} not found; check the path "
+                                     "(relative paths are taken from the current folder, then the project root)")
+    for name, value in spec["workloads"].items():
+        if isinstance(value, dict) and "blend" in value:
+            parts = [workloads[k] for k in value["blend"] if workloads[k] is not None]
+            for other in parts[1:]:
+                check_same_buckets(parts[0], other, what=f"workloads.{name}.blend")
+            if parts and len(parts) == len(value["blend"]):
+                workloads[name] = _blend(workloads, value["blend"])
+    for name, w in workloads.items():
+        if w is None:
+            continue
+        for file, gpus in profiles.items():
+            for gpu in gpus.values():
+                check_same_buckets(w, gpu.tputs, what=f"GPU profile {Path(file).name} ({gpu.name}) for workload {name}")
+    return {"profiles": profiles, "workloads": workloads}
+
+
+def _blend(workloads: Mapping[str, pd.DataFrame], weights: Mapping[str, float]) -> pd.DataFrame:
+    from .workload import blend
+
+    return blend({k: workloads[k] for k in weights}, dict(weights))
 
 
 # ---------------------------------------------------------------- running
 
 def run_sweep(spec: Mapping[str, Any], out_dir: str | Path, *, workers: int | None = None,
-              retry_failed: bool = False, html: bool = True, log=print) -> dict[str, Any]:
-    """Run every point not yet done with its current inputs; return the manifest.
+              retry_failed: bool = False, render=None, html: bool = True, log=print) -> dict[str, Any]:
+    """Solve every point not yet done with its current inputs, render the chosen points; return the manifest.
 
-    Done points are kept unless their parameters or input files changed; failed ones are kept
-    unless `retry_failed`.
+    `render`: changes | all | none | a list of rates (default: the spec's `render`). Raises
+    `InputError` before writing anything when an input is bad, `SweepLocked` when another sweep
+    holds `out_dir`, and `SweepInterrupted` on Ctrl-C (after recording what finished).
     """
+    render = spec["render"] if render is None else render_choice(render, spec["rates"], "--render")
+    checked = check_inputs(spec)
     out = Path(out_dir).resolve()   # notebooks run with their own folder as cwd: pass absolute paths
+    if out.exists() and not out.is_dir():
+        raise InputError("output folder", f"{out} is a file; choose a folder with -o")
+    workers = workers or os.cpu_count() or 1
     out.mkdir(parents=True, exist_ok=True)
-    state = _load_manifest(out, spec)
-    _clean_partial(out)
-    workload_files = _prepare_workloads(spec, out, log)
-    points = grid(spec)
-    todo, changed = [], 0
-    params = {p.id: _notebook_params(spec, p, workload_files) for p in points}
-    hashes = {f: hashlib.sha256(Path(f).read_bytes()).hexdigest()
-              for f in {*workload_files.values(), *spec["gpus"].values()}}
-    for p in points:
-        entry = state["points"].get(p.id, {})
-        key = _inputs_key(params[p.id], hashes)
-        fresh = entry.get("inputs") == key
-        done = entry.get("status") == "done" and fresh and (out / p.id / "allocation.json").is_file()
-        if done or (entry.get("status") == "failed" and fresh and not retry_failed):
-            continue
-        changed += bool(entry) and not fresh
-        shutil.rmtree(out / "failed" / p.id, ignore_errors=True)
-        state["points"][p.id] = {"status": "pending", "inputs": key, **_point_params(p)}
-        todo.append(p)
-    _save_manifest(out, state)
-    log(f"sweep {spec['name']}: {len(points)} points, {len(points) - len(todo)} already done or failed, "
-        f"running {len(todo)} with {workers or os.cpu_count() or 1} workers"
-        + (f" ({changed} re-run because their inputs changed)" if changed else ""))
-    ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=ctx) as pool:
-        futures = {pool.submit(_run_point, str(out), p.id, params[p.id], html): p for p in todo}
+    with _locked(out):
+        run = _Run(spec, out, workers, retry_failed, render, html, log, checked)
+        try:
+            return run.go()
+        except KeyboardInterrupt:
+            run.stop_pool()
+            run.record()
+            _clean_partial(out)
+            done = sum(e.get("status") == "done" for e in run.state["points"].values())
+            raise SweepInterrupted(f"interrupted: {done} of {len(run.state['points'])} points done and recorded in "
+                                   f"{out / 'manifest.json'}; run the same command again to resume") from None
+
+
+@contextmanager
+def _locked(out: Path):
+    """Hold an exclusive lock on `out` (``.lock``) for the sweep; refuse if another sweep holds it."""
+    import fcntl
+
+    with open(out / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise SweepLocked("output folder", f"{out} is in use by another sweep ({holder}); wait for it to "
+                              "finish or choose another -o") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+
+
+class _Run:
+    """One sweep run's state, so that Ctrl-C at any step can record what finished."""
+
+    def __init__(self, spec, out: Path, workers: int, retry_failed: bool, render, html: bool, log, checked):
+        self.spec, self.out, self.workers, self.retry_failed = spec, out, workers, retry_failed
+        self.render, self.html, self.log, self.checked = render, html, log, checked
+        self.state = _load_manifest(out, spec)
+        self.pool: cf.ProcessPoolExecutor | None = None
+        self.kept = pd.DataFrame()
+        self.new_rows: list[dict] = []
+
+    def go(self) -> dict:
+        spec, out, log = self.spec, self.out, self.log
+        _clean_partial(out)
+        files, broken = _prepare_workloads(spec, out, self.checked["workloads"], log,
+                                           self.state.setdefault("workloads", {}), self.retry_failed)
+        points = grid(spec)
+        hashes = {f: _sha(f) for f in {*files.values(), *(_profile_file(spec, p) for p in points)}}
+        old = _read_table(out / "results")
+        have = set(old["point"]) if not old.empty else set()
+        todo, changed = [], 0
+        keep_ids = set()
+        for p in points:
+            entry = self.state["points"].get(p.id, {})
+            key = _inputs_key(_point_inputs(spec, p, files), hashes, p.workload in broken)
+            fresh = entry.get("inputs") == key
+            status = entry.get("status")
+            if fresh and (status == "done" and p.id in have or status == "failed" and not self.retry_failed):
+                keep_ids.add(p.id)
+                continue
+            changed += bool(entry) and not fresh
+            shutil.rmtree(out / "failed" / p.id, ignore_errors=True)
+            shutil.rmtree(out / p.id, ignore_errors=True)
+            self.state["points"][p.id] = {"status": "pending", "inputs": key, **_point_fields(p), "rendered": False}
+            todo.append(p)
+        self.state["points"] = {p.id: self.state["points"][p.id] for p in points}   # drop points no longer in the spec
+        self.kept = old[old["point"].isin(keep_ids)] if not old.empty else old
+        _save_manifest(out, self.state)
+        log(f"sweep {spec['name']}: {len(points)} points, {len(points) - len(todo)} already done or failed, "
+            f"solving {len(todo)}" + (f" ({changed} re-run because their inputs changed)" if changed else ""))
+        for name, error in broken.items():
+            for p in todo:
+                if p.workload == name:
+                    self._fail(p, error[0], error[1])
+        self._solve([p for p in todo if p.workload not in broken], files)
+        results = self.record()
+        self._render(results, files)
+        self.record()
+        if not results.empty:
+            execute_notebook(SUMMARY_NOTEBOOK, out, {"sweep_dir": str(out)})
+        from .report import write_index
+        write_index(out, results, self.state)
+        log(f"wrote {out / 'index.html'}")
+        return self.state
+
+    # -- solving
+
+    def _solve(self, todo: list[Point], files) -> None:
+        groups: dict[tuple, list[Point]] = {}
+        for p in todo:
+            groups.setdefault(p.problem, []).append(p)
+        tasks = []
+        for key, pts in groups.items():
+            slo = _slo_label(self.spec, pts[0], self.checked["profiles"][_profile_file(self.spec, pts[0])])
+            task = _solve_task(self.spec, pts[0], files, slo)
+            size = len(pts) if self.workers == 1 or len(todo) < POOL_MIN_POINTS else \
+                max(1, math.ceil(len(todo) / (self.workers * 4)))
+            for i in range(0, len(pts), size):
+                tasks.append({**task, "points": [(p.id, p.rate) for p in pts[i:i + size]]})
+        start = time.perf_counter()
+        if self.workers > 1 and len(todo) >= POOL_MIN_POINTS:
+            self.pool = _pool(min(self.workers, len(tasks)))
+            with _workers_spawning():
+                futures = {self.pool.submit(_solve_all, t): t for t in tasks}
+            for fut in cf.as_completed(futures):
+                try:
+                    self._record_solved(fut.result())
+                except Exception as exc:   # a worker that died (BrokenProcessPool) or could not return
+                    self._fail_task(futures[fut], exc)
+            self.stop_pool()
+        else:
+            for task in tasks:
+                try:
+                    for solved in _solve_points(task):
+                        self._record_solved([solved])
+                except Exception as exc:
+                    self._fail_task(task, exc)
+        if todo:
+            self.log(f"solved {len(todo)} points in {time.perf_counter() - start:.1f} s")
+
+    def _record_solved(self, solved: list) -> None:
+        for pid, rows, seconds, error in solved:
+            entry = self.state["points"][pid]
+            if error:
+                entry.update(status="failed", error=error[0], seconds=seconds)
+                _write_failure(self.out, pid, error[1])
+            else:
+                entry.update(status="done", error=None, seconds=round(seconds, 4))
+                self.new_rows.extend(rows)
+
+    def _fail_task(self, task, exc: BaseException) -> None:
+        error = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+        for pid, _ in task["points"]:
+            if self.state["points"][pid]["status"] == "pending":
+                self._fail_id(pid, error, traceback.format_exc())
+
+    def _fail(self, p: Point, error: str, tb: str) -> None:
+        self._fail_id(p.id, error, tb)
+
+    def _fail_id(self, pid: str, error: str, tb: str) -> None:
+        self.state["points"][pid].update(status="failed", error=error, seconds=None)
+        _write_failure(self.out, pid, tb)
+
+    def record(self) -> pd.DataFrame:
+        """Write the results table and the manifest: done points are those whose rows are in the table."""
+        new = pd.DataFrame(self.new_rows)
+        results = pd.concat([d for d in (self.kept, new) if not d.empty], ignore_index=True) \
+            if not (self.kept.empty and new.empty) else pd.DataFrame()
+        if not results.empty:
+            counts = [c for c in results.columns if c.startswith("n_")]
+            results[counts] = results[counts].fillna(0).astype(int)
+            results = results.sort_values(["workload", "gpu_set", "slo", "constraints", "slice_factor", "rate",
+                                           "policy"]).reset_index(drop=True)
+            _write_table(results, self.out / "results")
+        _save_manifest(self.out, self.state)
+        return results
+
+    # -- rendering
+
+    def _render(self, results: pd.DataFrame, files) -> None:
+        chosen = points_to_render(results, self.render)
+        entries = self.state["points"]
+        todo = [pid for pid in chosen if entries.get(pid, {}).get("status") == "done"
+                and not (entries[pid].get("rendered") and (self.out / pid / "allocation.json").is_file())]
+        if not todo:
+            return
+        self.log(f"rendering {len(todo)} point reports ({self._render_label()}) with {min(self.workers, len(todo))} workers")
+        by_id = {p.id: p for p in grid(self.spec)}
+        self.pool = _pool(min(self.workers, len(todo)))
+        with _workers_spawning():
+            futures = {self.pool.submit(_render_point, str(self.out), pid,
+                                        _notebook_params(self.spec, by_id[pid], files), self.html): pid for pid in todo}
         for fut in cf.as_completed(futures):
-            p = futures[fut]
+            pid = futures[fut]
             try:
                 status = fut.result()
-            except Exception as exc:  # a worker that died without reporting
-                status = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "seconds": None}
-            state["points"][p.id].update(status)
-            _save_manifest(out, state)
-            log(f"  {p.id}: {status['status']}" + (f" ({status['seconds']:.1f} s)" if status.get("seconds") else "")
-                + (f" - {status['error']}" if status.get("error") else ""))
-    results = collect_results(out, state, spec)
-    if not results.empty:
-        _write_table(results, out / "results")
-        execute_notebook(SUMMARY_NOTEBOOK, out, {"sweep_dir": str(out)})
-    write_index(out, results, state)
-    log(f"wrote {out / 'index.html'}")
-    return state
+            except Exception as exc:   # a worker that died without reporting
+                status = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+            if status.get("error"):
+                entries[pid].update(status="failed", error="report: " + status["error"], rendered=False)
+                self.kept = self.kept[self.kept["point"] != pid] if not self.kept.empty else self.kept
+                self.new_rows = [r for r in self.new_rows if r["point"] != pid]
+                self.log(f"  {pid}: report failed - {status['error']}")
+            else:
+                entries[pid]["rendered"] = True
+        self.stop_pool()
+
+    def _render_label(self) -> str:
+        return self.render if isinstance(self.render, str) else "rates " + ", ".join(f"{r:g}" for r in self.render)
+
+    def stop_pool(self) -> None:
+        """End the worker processes now (Ctrl-C or done): pending work is cancelled, running work stopped."""
+        pool, self.pool = self.pool, None
+        if pool is None:
+            return
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()          # SIGTERM: the worker exits through its finally blocks
+        deadline = time.monotonic() + 10
+        for proc in procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
 
 
-def _run_point(out: str, point_id: str, params: dict, html: bool) -> dict:
+def points_to_render(results: pd.DataFrame, render) -> list[str]:
+    """Point ids whose report to render: every point (`all`), none, the listed rates, or (`changes`)
+    per problem the first and last rate and every rate where the reference mix changes its GPU types
+    (or has no plan) against the previous rate: counts grow with the rate at nearly every step, which
+    a reader does not need a page for; a new type in the mix is what each report is there to show."""
+    if results.empty or render == "none":
+        return []
+    ref = results[results["policy"] == results["reference"]]
+    if render == "all":
+        return sorted(set(ref["point"]))
+    if not isinstance(render, str):
+        return sorted(set(ref.loc[ref["rate"].isin(render), "point"]))
+    chosen = []
+    for _, df in ref.groupby(["workload", "gpu_set", "slo", "constraints", "slice_factor"], sort=True):
+        df = df.sort_values("rate")
+        mixes = [frozenset(part.split("x", 1)[1] for part in mix.split(" + ")) if mix != "none" else status
+                 for mix, status in zip(df["mix"], df["status"])]
+        for i, pid in enumerate(df["point"]):
+            if i == 0 or i == len(df) - 1 or mixes[i] != mixes[i - 1]:
+                chosen.append(pid)
+    return chosen
+
+
+def _pool(n: int) -> cf.ProcessPoolExecutor:
+    return cf.ProcessPoolExecutor(max_workers=max(1, n), mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=_worker_signals)
+
+
+@contextmanager
+def _workers_spawning():
+    """Submit (and so spawn) workers with SIGINT ignored: they inherit that, so a Ctrl-C while they
+    import cannot print a traceback from each; the parent alone handles it."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:      # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _worker_signals() -> None:
+    """Workers leave Ctrl-C to the parent (no tracebacks from each); on SIGTERM (the parent stopping
+    them) they end their notebook kernel and exit at once. The parent removes their temporary folders."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def _exit(signum, frame):
+        _kill_children()
+        os._exit(143)
+    signal.signal(signal.SIGTERM, _exit)
+
+
+def _kill_children() -> None:
+    """SIGKILL this process's children (a running notebook kernel), found in /proc on Linux; elsewhere
+    the kernel's own parent poller ends it within a second or so of this worker's exit."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[1] == me:
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+        except (OSError, IndexError, ValueError):
+            continue
+
+
+def _solve_task(spec, p: Point, files, slo: str) -> dict:
+    return {"workload": files[p.workload], "gpus": _profile_file(spec, p), "gpu_names": list(spec["gpu_names"]),
+            "constraints": spec["constraints"][p.constraints or NO_CONSTRAINTS], "solvers": list(spec["solvers"]),
+            "slice_factor": p.slice_factor, "time_limit": spec["time_limit"],
+            "fields": {"workload": p.workload, "gpu_set": p.gpus, "slo": slo,
+                       "constraints": p.constraints or NO_CONSTRAINTS, "slice_factor": p.slice_factor}}
+
+
+def _solve_all(task) -> list:
+    return list(_solve_points(task))
+
+
+def _solve_points(task) -> Iterator[tuple[str, list[dict], float, tuple | None]]:
+    """Prepare one problem once and solve it at each of the task's rates with every solver.
+
+    Yields (point id, result rows, seconds, None) or (point id, [], seconds, (error, traceback)).
+    """
+    from .profiles import load_gpus, select_gpus
+    from .solver import Constraints, compare, prepare
+    from .workload import read_workload
+
+    gpus = select_gpus(load_gpus(task["gpus"]), task["gpu_names"])
+    prepared = prepare(read_workload(task["workload"]), gpus, Constraints.from_mapping(task["constraints"]))
+    for pid, rate in task["points"]:
+        start = time.perf_counter()
+        try:
+            cmp = compare(prepared, prepared.gpus, rate, solvers=task["solvers"], slice_factor=task["slice_factor"],
+                          time_limit=task["time_limit"], constraints=prepared.constraints)
+        except Exception as exc:
+            yield pid, [], time.perf_counter() - start, (" ".join(f"{type(exc).__name__}: {exc}".split())[:500],
+                                                         traceback.format_exc())
+            continue
+        yield pid, _rows(pid, cmp, {**task["fields"], "rate": float(rate)}), time.perf_counter() - start, None
+
+
+def _rows(pid: str, cmp, fields: Mapping[str, Any]) -> list[dict]:
+    """One results row per policy of a comparison."""
+    savings = cmp.savings()["savings_pct"]
+    rows = []
+    for policy, res in cmp.results.items():
+        mix = " + ".join(f"{c}x{g}" for g, c in res.counts.items() if c > 0) if res.has_allocation else "none"
+        rows.append({"point": pid, **fields, "reference": cmp.reference, "policy": policy, "mix": mix,
+                     **{f"n_{g}": c for g, c in res.counts.items()}, "cost_per_hour": res.cost,
+                     "savings_pct": float(savings[policy]), "status": res.status,
+                     "solve_seconds": round(res.solve_seconds, 6)})
+    return rows
+
+
+def _render_point(out: str, point_id: str, params: dict, html: bool) -> dict:
     """Worker: execute the allocation notebook for one point into a temporary folder, then rename it."""
-    start = time.perf_counter()
     out_dir = Path(out)
     tmp = out_dir / f".{point_id}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -203,75 +777,150 @@ def _run_point(out: str, point_id: str, params: dict, html: bool) -> dict:
         final = out_dir / point_id
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
-        return {"status": "done", "error": None, "seconds": time.perf_counter() - start}
+        return {"error": None}
     except Exception as exc:
-        failed = out_dir / "failed" / point_id
-        shutil.rmtree(failed, ignore_errors=True)
-        failed.parent.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            tmp.rename(failed)
-        failed.mkdir(parents=True, exist_ok=True)
-        (failed / "traceback.txt").write_text(traceback.format_exc())
-        return {"status": "failed", "error": " ".join(f"{type(exc).__name__}: {exc}".split())[:500],
-                "seconds": time.perf_counter() - start}
+        _write_failure(out_dir, point_id, traceback.format_exc(), partial=tmp)
+        return {"error": " ".join(f"{type(exc).__name__}: {exc}".split())[:500]}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _inputs_key(params: Mapping[str, Any], hashes: Mapping[str, str]) -> str:
-    """What a point's result depends on: its notebook parameters and the contents (`hashes`) of its input files."""
-    files = {k: hashes[params[k]] for k in ("workload", "gpus")}
-    doc = json.dumps({"params": params, "files": files}, sort_keys=True, default=str)
+def _write_failure(out: Path, pid: str, tb: str, partial: Path | None = None) -> None:
+    failed = out / "failed" / pid
+    shutil.rmtree(failed, ignore_errors=True)
+    failed.parent.mkdir(parents=True, exist_ok=True)
+    if partial is not None and partial.exists():
+        partial.rename(failed)
+    failed.mkdir(parents=True, exist_ok=True)
+    (failed / "traceback.txt").write_text(tb)
+
+
+def _sha(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _inputs_key(inputs: Mapping[str, Any], hashes: Mapping[str, str], broken: bool = False) -> str:
+    """What a point's result depends on: its parameters and the contents (`hashes`) of its input files."""
+    files = {k: (None if broken else hashes.get(inputs[k])) for k in ("workload", "gpus")}
+    doc = json.dumps({"params": inputs, "files": files}, sort_keys=True, default=str)
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
-def _point_params(p: Point) -> dict:
-    return {"workload": p.workload, "gpus": p.gpus, "slice_factor": p.slice_factor, "rate": p.rate}
+def _point_fields(p: Point) -> dict:
+    return {"workload": p.workload, "gpus": p.gpus, "slo": p.slo, "constraints": p.constraints,
+            "slice_factor": p.slice_factor, "rate": p.rate}
 
 
-def _notebook_params(spec, p: Point, workload_files) -> dict:
-    return {"workload": workload_files[p.workload], "gpus": spec["gpus"][p.gpus], "rate": p.rate,
+def _point_inputs(spec, p: Point, files) -> dict:
+    return {**_notebook_params(spec, p, files), "workload": files.get(p.workload, p.workload)}
+
+
+def _notebook_params(spec, p: Point, files) -> dict:
+    return {"workload": files.get(p.workload), "gpus": _profile_file(spec, p), "rate": p.rate,
             "slice_factor": p.slice_factor, "solver": list(spec["solvers"]), "time_limit": spec["time_limit"],
-            "gpu_names": list(spec["gpu_names"]), "constraints": dict(spec["constraints"])}
+            "gpu_names": list(spec["gpu_names"]), "constraints": dict(spec["constraints"][p.constraints or NO_CONSTRAINTS])}
 
 
-def _prepare_workloads(spec, out: Path, log) -> dict[str, str]:
-    """Workload CSV per name: files as given; parameter mappings built once by the workload notebook."""
-    files = {}
+def _prepare_workloads(spec, out: Path, loaded, log, failures: dict, retry_failed: bool
+                       ) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """Workload CSV per name: files as given; parameter mappings built once by the workload notebook;
+    blends written from their parts. Returns (files, {name: (error, traceback)} for those that failed).
+
+    `failures` (the manifest's record of failed builds) is updated; a build that failed with the same
+    parameters is not retried unless `retry_failed`."""
+    from .workload import check_same_buckets, read_workload, workload_source, write_workload
+
+    files, broken = {}, {}
     for name, value in spec["workloads"].items():
-        if not isinstance(value, dict):
+        if isinstance(value, str):
             files[name] = value
-            continue
-        target = out / "workloads" / name
-        wanted = json.loads(json.dumps(value, default=str))
-        built = target / "params.json"
-        if not (target / "workload.csv").is_file() or not built.is_file() or json.loads(built.read_text()) != wanted:
-            log(f"building workload {name} with the workload notebook")
-            tmp = target.with_name(f".{name}.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
+        elif "pad" in value:
+            target = out / "workloads" / name / "workload.csv"
+            write_workload(loaded[name], target)
+            labels = f"{loaded[name].index[-1]} input x {loaded[name].columns[-1]} output tokens"
+            write_json(target.with_suffix(".json"), {"source": f"{workload_source(value['pad'])}; padded with "
+                       f"empty buckets up to {labels} to meet the GPU profiles (it holds no longer requests)",
+                       "file": value["pad"]})
+            files[name] = str(target)
+        elif "blend" not in value:
+            target = out / "workloads" / name
+            wanted = json.loads(json.dumps(value, default=str))
+            built = target / "params.json"
+            known = failures.get(name, {})
+            if not retry_failed and known.get("params") == wanted:
+                broken[name] = (known["error"], f"the workload build failed in an earlier run: {known['error']}\n")
+                continue
             try:
-                execute_notebook(WORKLOAD_NOTEBOOK, tmp, {**value, "output_dir": str(tmp)})
-                write_json(tmp / "params.json", wanted)
-                shutil.rmtree(target, ignore_errors=True)
-                tmp.rename(target)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        files[name] = str(target / "workload.csv")
-    return files
+                if not (target / "workload.csv").is_file() or not built.is_file() or json.loads(built.read_text()) != wanted:
+                    log(f"building workload {name} with the workload notebook")
+                    tmp = target.with_name(f".{name}.tmp")
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    try:
+                        execute_notebook(WORKLOAD_NOTEBOOK, tmp, {**value, "output_dir": str(tmp)})
+                        write_json(tmp / "params.json", wanted)
+                        shutil.rmtree(target, ignore_errors=True)
+                        tmp.rename(target)
+                    finally:
+                        shutil.rmtree(tmp, ignore_errors=True)
+                files[name] = str(target / "workload.csv")
+                failures.pop(name, None)
+            except Exception as exc:
+                broken[name] = (f"workload {name}: " + " ".join(f"{type(exc).__name__}: {exc}".split())[:400],
+                                traceback.format_exc())
+                failures[name] = {"params": wanted, "error": broken[name][0]}
+                log(f"  workload {name} failed: {broken[name][0]}")
+    for name, value in spec["workloads"].items():     # blends, once their parts exist
+        if not (isinstance(value, dict) and "blend" in value):
+            continue
+        bad = [k for k in value["blend"] if k in broken]
+        if bad:
+            broken[name] = (f"workload {name}: its part {bad[0]} failed", broken[bad[0]][1])
+            continue
+        try:
+            parts = {k: read_workload(files[k]) for k in value["blend"]}
+            mixed = _blend(parts, value["blend"])
+            target = out / "workloads" / name / "workload.csv"
+            total = sum(value["blend"].values())
+            source = "blend of " + ", ".join(f"{k} x {w / total:.3g}" for k, w in value["blend"].items())
+            write_workload(mixed, target)
+            write_json(target.with_suffix(".json"), {"source": source, "parts": {k: {"weight": w / total, "file": files[k]}
+                                                                                  for k, w in value["blend"].items()}})
+            files[name] = str(target)
+        except Exception as exc:
+            broken[name] = (f"workload {name}: " + " ".join(f"{type(exc).__name__}: {exc}".split())[:400],
+                            traceback.format_exc())
+    # built workloads meet the profiles only now: check their buckets before the first point
+    from .profiles import load_gpus
+    for name, file in files.items():
+        if loaded.get(name) is not None or name in broken:
+            continue
+        try:
+            w = read_workload(file)
+            for p in {v for g in spec["gpus"].values() for v in ([g] if isinstance(g, str) else g.values())}:
+                for gpu in load_gpus(p).values():
+                    check_same_buckets(w, gpu.tputs, what=f"GPU profile {Path(p).name} ({gpu.name}) for workload {name}")
+        except InputError as exc:
+            broken[name] = (f"workload {name}: {exc}", traceback.format_exc())
+    return files, broken
 
 
 def _clean_partial(out: Path) -> None:
-    for tmp in out.glob(".*.tmp"):
+    for tmp in [*out.glob(".*.tmp"), *(out / "workloads").glob(".*.tmp")]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _load_manifest(out: Path, spec) -> dict:
     path = out / "manifest.json"
     if path.is_file():
-        state = json.loads(path.read_text())
-        state["spec"] = json.loads(json.dumps(spec, default=str))
-        return state
-    inputs = [*spec["gpus"].values(), *(w for w in spec["workloads"].values() if isinstance(w, str))]
+        try:
+            state = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            state = None
+        if isinstance(state, dict) and isinstance(state.get("points"), dict):
+            state["spec"] = json.loads(json.dumps(spec, default=str))
+            return state
+    inputs = sorted({*(g for v in spec["gpus"].values() for g in ([v] if isinstance(v, str) else v.values())),
+                     *(w for w in spec["workloads"].values() if isinstance(w, str))})
     return {**manifest({"spec": spec}, inputs=inputs), "spec": json.loads(json.dumps(spec, default=str)), "points": {}}
 
 
@@ -284,28 +933,24 @@ def _write_table(df: pd.DataFrame, stem: Path) -> None:
     atomic_write(stem.with_suffix(".parquet"), lambda tmp: df.to_parquet(tmp, index=False))
 
 
+def _read_table(stem: Path) -> pd.DataFrame:
+    path = stem.with_suffix(".parquet")
+    try:
+        return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+    except Exception:   # an unreadable table: every point is solved again
+        return pd.DataFrame()
+
+
 # ---------------------------------------------------------------- results
 
 def collect_results(out: str | Path, state: Mapping | None = None, spec: Mapping | None = None) -> pd.DataFrame:
-    """One row per done point x policy: workload, GPU set, rate, policy, counts per GPU type, $/h,
-    savings % of the reference mix vs that policy, status, solve seconds."""
+    """The results table of a sweep folder, done points only: one row per point x policy with a column
+    per axis (workload, gpu_set, slo, constraints, slice_factor, rate), the reference solver, the policy,
+    its mix and counts per GPU type, $/h, savings % of the reference mix against it, status, solve seconds."""
     out = Path(out)
     state = state or json.loads((out / "manifest.json").read_text())
-    rows = []
-    for pid, entry in state["points"].items():
-        if entry.get("status") != "done":
-            continue
-        alloc = json.loads((out / pid / "allocation.json").read_text())
-        savings = {r["policy"]: r.get("savings_pct") for r in alloc["savings"]}
-        for policy, res in alloc["policies"].items():
-            rows.append({"point": pid, "workload": entry["workload"], "gpu_set": entry["gpus"],
-                         "slice_factor": entry["slice_factor"], "rate": entry["rate"], "reference": alloc["solver"],
-                         "policy": policy, **{f"n_{g}": c for g, c in res["counts"].items()},
-                         "cost_per_hour": res["cost"], "savings_pct": savings.get(policy),
-                         "status": res["status"], "solve_seconds": res["solve_seconds"]})
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return df
-    count_cols = [c for c in df.columns if c.startswith("n_")]
-    df[count_cols] = df[count_cols].fillna(0).astype(int)
-    return df.sort_values(["workload", "gpu_set", "slice_factor", "rate", "policy"]).reset_index(drop=True)
+    results = _read_table(out / "results")
+    if results.empty:
+        return results
+    done = {k for k, v in state["points"].items() if v.get("status") == "done"}
+    return results[results["point"].isin(done)].reset_index(drop=True)

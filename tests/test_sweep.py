@@ -16,41 +16,46 @@ GOOD = GPUS_DIR / "llama2-7b-seed.yaml"
 RATES = [2.0, 4.0, 8.0]
 
 
-def spec_with_bad_profile(tmp: Path) -> dict:
-    bad = tmp / "bad.yaml"
-    bad.write_text(GOOD.read_text().replace("[33.96,", "[-33.96,"))   # a negative throughput
-    return load_spec_from({"name": "t", "rates": RATES, "workloads": {"arena": str(WORKLOADS_DIR / "arena-seed.csv")},
-                           "gpus": {"seed": str(GOOD), "bad": str(bad)}, "solvers": ["exact", "melange"]}, tmp)
-
-
 def load_spec_from(doc: dict, tmp: Path) -> dict:
     path = tmp / "spec.yaml"
     path.write_text(json.dumps(doc))   # JSON is YAML
     return load_spec(path)
 
 
+def spec_with_broken_workload(tmp: Path) -> dict:
+    """Arena (a CSV) plus a trace workload whose column does not exist: the workload notebook fails."""
+    shutil.copy(WORKLOADS_DIR / "arena-seed.csv", tmp / "arena.csv")
+    (tmp / "trace.csv").write_text("in,out\n10,20\n300,40\n")
+    return load_spec_from({"name": "t", "rates": RATES, "render": "all",
+                           "workloads": {"arena": str(tmp / "arena.csv"),
+                                         "broken": {"trace": str(tmp / "trace.csv"), "input_column": "prompt",
+                                                    "output_column": "out"}},
+                           "gpus": {"seed": str(GOOD)}, "solvers": ["exact", "melange"]}, tmp)
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sweep")
-    spec = spec_with_bad_profile(tmp)
+    spec = spec_with_broken_workload(tmp)
     out = tmp / "out"
     logs = []
     state = run_sweep(spec, out, workers=2, log=logs.append)
     return spec, out, state, logs, tmp
 
 
-def test_good_points_complete_and_the_bad_point_is_recorded(sweep):
+def test_good_points_complete_and_the_broken_workload_is_recorded(sweep):
     spec, out, state, logs, _ = sweep
     status = {k: v["status"] for k, v in state["points"].items()}
     assert sum(s == "done" for s in status.values()) == 3 and sum(s == "failed" for s in status.values()) == 3
     for pid, entry in state["points"].items():
-        if entry["gpus"] == "bad":
-            assert entry["status"] == "failed" and "negative" in entry["error"]
+        if entry["workload"] == "broken":
+            assert entry["status"] == "failed" and "prompt" in entry["error"], entry
             assert (out / "failed" / pid / "traceback.txt").is_file() and not (out / pid).exists()
         else:
+            assert entry["rendered"] is True
             assert {"02_allocation.ipynb", "02_allocation.html", "02_allocation-shared.html", "allocation.json"} \
                 <= {p.name for p in (out / pid).iterdir()}
-    assert not list(out.glob(".*.tmp"))
+    assert not list(out.glob(".*.tmp")) and not list((out / "workloads").glob(".*.tmp"))
 
 
 def test_results_table_has_one_row_per_point_and_policy(sweep):
@@ -59,10 +64,18 @@ def test_results_table_has_one_row_per_point_and_policy(sweep):
     assert len(results) == 3 * 4          # 3 done points x (exact, melange, single:A10G, single:A100)
     assert pd.read_csv(out / "results.csv").shape == results.shape
     assert set(results["policy"]) == {"exact", "melange", "single:A10G", "single:A100"}
+    assert {"workload", "gpu_set", "slo", "constraints", "slice_factor", "rate", "reference", "mix",
+            "cost_per_hour", "savings_pct", "status", "solve_seconds"} <= set(results.columns)
+    assert set(results["slo"]) == {"unknown"} and set(results["constraints"]) == {"none"}
     row = results[(results["rate"] == 4.0) & (results["policy"] == "single:A100")].iloc[0]
     exact = results[(results["rate"] == 4.0) & (results["policy"] == "exact")].iloc[0]
     assert (row["n_A100"], row["cost_per_hour"]) == (2, 7.34) and exact["cost_per_hour"] == 4.68
+    assert exact["mix"] == "1xA10G + 1xA100"
     assert row["savings_pct"] == pytest.approx((7.34 - 4.68) / 7.34 * 100)
+    # the in-process result equals what the point's notebook wrote
+    pid = exact["point"]
+    alloc = json.loads((out / pid / "allocation.json").read_text())
+    assert alloc["policies"]["exact"]["counts"] == {"A10G": 1, "A100": 1}
     # cost never decreases with rate, for every policy
     for _, d in results.groupby("policy"):
         assert d.sort_values("rate")["cost_per_hour"].is_monotonic_increasing
@@ -90,7 +103,8 @@ def test_rerun_skips_done_points_and_retry_reruns_failed(sweep):
     stamp = (out / done[0] / "allocation.json").stat().st_mtime_ns
     logs = []
     again = run_sweep(spec, out, workers=2, log=logs.append)
-    assert "6 points, 6 already done or failed, running 0" in logs[0]
+    assert "6 points, 6 already done or failed, solving 0" in "\n".join(logs)
+    assert not any("building workload" in line for line in logs)   # a failed build is not retried unasked
     assert (out / done[0] / "allocation.json").stat().st_mtime_ns == stamp
     assert again["points"] == state["points"]
     # an interrupted point: a leftover temporary folder and a pending entry are rebuilt, not trusted
@@ -99,35 +113,48 @@ def test_rerun_skips_done_points_and_retry_reruns_failed(sweep):
     (out / "manifest.json").write_text(json.dumps(manifest))
     shutil.rmtree(out / done[0])
     (out / f".{done[0]}.tmp").mkdir()
-    # fix the bad profile and retry the failed points
-    (tmp / "bad.yaml").write_text(GOOD.read_text())
+    # fix the broken trace and retry the failed points
+    (tmp / "trace.csv").write_text("prompt,out\n10,20\n300,40\n")
     logs = []
     final = run_sweep(spec, out, workers=2, retry_failed=True, log=logs.append)
-    assert "running 4" in logs[0]
+    assert "solving 4 (3 re-run because their inputs changed)" in "\n".join(logs)   # the built workload is new
     assert all(v["status"] == "done" for v in final["points"].values())
     assert not (out / "failed").exists() or not any((out / "failed").iterdir())
-    assert len(collect_results(out)) == 6 * 4
-    # a changed input file makes its points stale: they are re-run, the others are kept
-    (tmp / "bad.yaml").write_text(GOOD.read_text().replace("cost: 3.67", "cost: 3.00"))
+    assert len(collect_results(out)) == 6 * 4 and (out / done[0] / "allocation.json").is_file()
+    # a changed input file makes its points stale: they are re-solved, the others are kept
+    arena = pd.read_csv(tmp / "arena.csv", index_col=0, comment="#")
+    arena.iloc[0, 0], arena.iloc[-1, -1] = arena.iloc[0, 0] + arena.iloc[-1, -1], 0.0
+    arena.to_csv(tmp / "arena.csv")
     logs = []
-    rerun = run_sweep(spec, out, workers=2, log=logs.append)
-    assert "running 3" in logs[0] and "3 re-run because their inputs changed" in logs[0]
-    costs = collect_results(out).query("gpu_set == 'bad' and policy == 'single:A100' and rate == 4.0")
-    assert costs["cost_per_hour"].tolist() == [6.0] and all(v["status"] == "done" for v in rerun["points"].values())
+    rerun = run_sweep(spec, out, workers=2, render="none", log=logs.append)
+    assert "solving 3 (3 re-run because their inputs changed)" in "\n".join(logs)
+    assert all(v["status"] == "done" for v in rerun["points"].values())
+    assert not (out / done[0]).exists()    # a stale report is removed, not left beside new numbers
 
 
 def test_quick_form_cli_and_bad_specs(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)        # a relative output folder, as a user would type it
     out = tmp_path / "quick"
     code = main(["sweep", "--workload", str(WORKLOADS_DIR / "arena-seed.csv"), "--gpus", str(GOOD),
-                 "--rates", "3", "-o", "quick", "-j", "1"])
-    assert code == 0 and (out / "index.html").is_file() and (out / "arena-seed__llama2-7b-seed__sf1__rate3" / "allocation.json").is_file()
-    assert json.loads((out / "manifest.json").read_text())["spec"]["solvers"] == ["melange"]
+                 "--rates", "3,4,5", "-o", "quick", "-j", "1", "--render", "4", "--solver", "exact",
+                 "--slice-factor", "2", "--max-instances", "A100=1", "--utilization-cap", "0.9", "--min-total", "2",
+                 "--gpu", "A10G", "--gpu", "A100"])
+    assert code == 0, capsys.readouterr().err
+    assert (out / "index.html").is_file()
+    rendered = [p.name for p in out.iterdir() if p.is_dir() and "__rate" in p.name]
+    assert rendered == ["arena-seed__llama2-7b-seed__sf2__rate4"]
+    spec = json.loads((out / "manifest.json").read_text())["spec"]
+    assert spec["solvers"] == ["exact"] and spec["slice_factors"] == [2] and spec["gpu_names"] == ["A10G", "A100"]
+    assert spec["constraints"] == {"none": {"max_instances": {"A100": 1}, "utilization_cap": 0.9, "min_total": 2}}
+    results = collect_results(out)
+    assert (results.query("policy == 'exact'")["n_A100"] <= 1).all()
+    assert (results.groupby("rate")["cost_per_hour"].min() > 0).all()
     for doc, match in (({"rates": [0, 1], "workloads": {"a": "x.csv"}, "gpus": {"g": str(GOOD)}}, "every rate must be a positive"),
                        ({"rates": {"start": 1}, "workloads": {"a": "x.csv"}, "gpus": {"g": str(GOOD)}}, "start, stop and step"),
                        ({"rates": [1], "gpus": {"g": str(GOOD)}}, "workloads: is required"),
                        ({"rates": [1], "workloads": {"a": "x.csv"}, "gpus": {"g": str(GOOD)}, "solver": "x"}, "solver: is not a sweep key"),
-                       ({"rates": [1], "workloads": {"a b": "x.csv"}, "gpus": {"g": str(GOOD)}}, "names may hold")):
+                       ({"rates": [1], "workloads": {"a b": "x.csv"}, "gpus": {"g": str(GOOD)}}, "names may hold"),
+                       ({"rates": [1], "workloads": {"a": "x.csv"}, "gpus": {"g": str(GOOD)}, "render": [3]}, "not in the sweep's rates")):
         with pytest.raises(InputError, match=match):
             load_spec_from(doc, tmp_path)
     assert main(["sweep", "--workload", "w.csv", "--rates", "1"]) == 2
