@@ -254,6 +254,8 @@ def _plan_parser(sub) -> None:
     pl.add_argument("--smooth", metavar="hold:N|calm:N",
                     help="hold:N (change the mix at most every N windows) or calm:N (scale a type down only after N "
                          "calm windows) (default: none, each window on its own)")
+    pl.add_argument("-j", "--workers", type=int, default=1, metavar="N",
+                    help="solve windows in this many processes (default: 1)")
     pl.add_argument("--report", action="store_true", help="also run notebooks/04_time_varying.ipynb on the plan "
                                                             "(executed notebook and its shared HTML page in the output "
                                                             "folder; default: files only)")
@@ -279,7 +281,7 @@ def _plan(args) -> int:
     plan = plan_trace(args.trace, gpus, window=args.window, timestamp_column=args.timestamp_column,
                       input_column=args.input_column, output_column=args.output_column, overflow=args.overflow,
                       solver=args.solver, slice_factor=args.slice_factor, time_limit=args.time_limit,
-                      constraints=_constraints(args), smoothing=args.smooth)
+                      constraints=_constraints(args), smoothing=args.smooth, workers=args.workers)
     note = plan.info["trace"].get("note")
     if note:
         print(f"note: {note}")
@@ -313,7 +315,7 @@ def _solve(args) -> int:
         if args.rate is None:
             raise InputError("--rate", "is required with --workload/--gpus (requests/s)")
         workload, gpus, rate, slice_factor = read_workload(args.workload), load_gpus(args.gpus), None, 1
-    if args.output:
+    if args.output is not None:
         from .files import check_output_file
         check_output_file(args.output, "-o/--output")
     if args.export:
@@ -327,7 +329,7 @@ def _solve(args) -> int:
                          time_limit=args.time_limit, constraints=constraints)
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
     out = comparison.mix.melange_json() if fmt == "melange" else comparison.to_dict()
-    if args.output:
+    if args.output is not None:
         from .files import write_json
         write_json(args.output, out)
     if args.export and comparison.mix.has_allocation:
