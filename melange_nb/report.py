@@ -657,6 +657,11 @@ def _workload_item(sweep_dir: Path, name: str, value) -> str:
     return f"<li><b>{escape(name)}</b>: {escape(source)}{'; ' + escape(caveat) if caveat else ''}{link}</li>"
 
 
+def _short_paths(text: str) -> str:
+    """Absolute paths in an error message as file names: a shared page names no local folders."""
+    return re.sub(r"(?<![\w.])/(?:[^\s/:;,'\"]+/)+([^\s/:;,'\"]+)", r"\1", text)
+
+
 def _point_links(sweep_dir: Path, pid: str, entry: Mapping) -> str:
     """Links to a point's pages that exist (a page may be left out, e.g. the with-code page)."""
     from html import escape
@@ -716,7 +721,7 @@ def write_index(sweep_dir: str | Path, results: pd.DataFrame, manifest: dict) ->
         link_rows.append(f"<tr><td>{escape(entry['workload'])}</td><td>{escape(gpu_set)}</td>"
                          f"<td>{entry['slice_factor']}</td><td>{entry['rate']:g}</td><td>{escape(mix)}</td>"
                          f"<td>{escape(cost)}</td><td>{escape(entry.get('status', ''))}</td>"
-                         f"<td>{_point_links(sweep_dir, pid, entry)}</td><td>{escape(entry.get('error') or '')}</td></tr>")
+                         f"<td>{_point_links(sweep_dir, pid, entry)}</td><td>{escape(_short_paths(entry.get('error') or ''))}</td></tr>")
     workloads = "".join(_workload_item(sweep_dir, k, v) for k, v in spec.get("workloads", {}).items())
     summary = ""
     if (sweep_dir / "03_sweep_summary-shared.html").is_file():
