@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# A real benchmark client (NVIDIA AIPerf) in its own venv, kept out of the product's dependencies:
+# tests/test_measured.py drives it against a local test server and imports what it writes.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+AIPERF_VERSION := 0.13.0
 
-.PHONY: help install demo test bench browser-deps clean-outputs explore
+.PHONY: help install bench-client demo test bench browser-deps clean-outputs explore
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -18,10 +23,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project (only when pyproject.toml changed)
 
+$(BENCH_STAMP):
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet "aiperf==$(AIPERF_VERSION)"
+	touch $(BENCH_STAMP)
+
+bench-client: $(BENCH_STAMP) ## create .venv-bench with AIPerf, the benchmark client of the profile-import test
+
 demo: $(STAMP) ## offline demo: workload, 12-rate sweep, summary, outputs/demo-sweep/index.html
 	$(BIN)/melange-nb sweep -p params/sweeps/demo.yaml
 
-test: $(STAMP) ## run the test suite
+test: $(STAMP) $(BENCH_STAMP) ## run the test suite
 	$(BIN)/python -m pytest -q
 
 browser-deps: ## install Debian's chromium for the browser test (needs root and apt-get; otherwise that test skips)

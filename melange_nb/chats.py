@@ -175,6 +175,8 @@ def load_chats(source: str, *, split: str = "train", revision: str | None = None
     """
     if max_conversations is not None and (not isinstance(max_conversations, int) or max_conversations < 1):
         raise InputError("max_conversations", f"must be a positive integer or None, got {max_conversations!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32):
+        raise InputError("seed", f"must be a whole number from 0 to 2**32-1, got {seed!r}")
     info: dict[str, Any] = {"source": source, "split": split, "revision": revision}
     hub = not (source == "synthetic" or source.startswith("synthetic:") or Path(source).exists())
     with hub_offline_unless_reachable(source if hub else None):
@@ -189,6 +191,8 @@ def load_chats(source: str, *, split: str = "train", revision: str | None = None
             ds = datasets.load_dataset("json", data_files=str(path), split="train")
         info["note"] = "SYNTHETIC: random words in the lmsys schema, made by melange_nb.synthetic (not real chats)"
     elif Path(source).exists():
+        if Path(source).is_file() and split != "train":
+            raise InputError("split", f"a single local file has only the `train` split, got {split!r}; drop --split")
         with quiet_progress():
             ds = _load_local(Path(source), split)
         info["note"] = f"local {'folder' if Path(source).is_dir() else 'file'}"
@@ -205,9 +209,11 @@ def load_chats(source: str, *, split: str = "train", revision: str | None = None
     if language is not None:
         if "language" not in ds.column_names:
             raise InputError("language", f"this dataset has no `language` column (columns: {ds.column_names}); drop the filter")
-        ds = ds.filter(lambda langs: [x == language for x in langs], input_columns="language", batched=True)
+        with quiet_progress():
+            ds = ds.filter(lambda langs: [x == language for x in langs], input_columns="language", batched=True)
     if max_conversations is not None and max_conversations < len(ds):
-        ds = ds.shuffle(seed=seed).select(range(max_conversations)) if seed is not None else ds.select(range(max_conversations))
+        with quiet_progress():
+            ds = ds.shuffle(seed=seed).select(range(max_conversations)) if seed is not None else ds.select(range(max_conversations))
     if len(ds) == 0:
         raise DatasetError(f"dataset {source}: has no conversations" + (f" in language {language!r}" if language else "")
                            + "; check the split, the language filter or the file")
@@ -222,8 +228,14 @@ def _load_local(path: Path, split: str):
     if path.is_dir():
         if (path / "dataset_info.json").is_file() or (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
             ds = datasets.load_from_disk(str(path))
+            if isinstance(ds, datasets.DatasetDict) and split not in ds:
+                raise InputError("split", f"{path} has splits {list(ds)}, not {split!r}")
             return ds[split] if isinstance(ds, datasets.DatasetDict) else ds
-        return datasets.load_dataset(str(path), split=split)
+        try:
+            return datasets.load_dataset(str(path), split=split)
+        except Exception as exc:    # noqa: BLE001  (no data files, unknown split, unreadable files)
+            raise InputError("dataset", f"folder {path} could not be read ({type(exc).__name__}: "
+                                        f"{' '.join(str(exc).split())[:200]})") from None
     if path.stat().st_size == 0:
         raise DatasetError(f"dataset {path}: the file is empty; it needs one conversation per row")
     builders = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
@@ -344,6 +356,7 @@ def request_lengths(ds, tokenizer, *, schema: str | None = None, turn_policy: st
     if pc.sum(pc.list_value_length(ds.data.column(column))).as_py() in (None, 0):
         raise InputError("dataset", f"every conversation is empty (column `{column}` holds no messages); "
                                     "check the file or the split")
+    _check_num_proc(num_proc)
     num_proc = num_proc or os.cpu_count() or 1
     num_proc = max(1, min(num_proc, len(ds) // batch_size or 1))
     if template is not None and add_special_tokens:
@@ -372,6 +385,11 @@ def request_lengths(ds, tokenizer, *, schema: str | None = None, turn_policy: st
                   special_tokens="counted" if add_special_tokens else ("in the template" if template else "not counted"),
                   chat_template=f"applied to inputs ({template.name})" if template else "not applied")
     return requests, counts
+
+
+def _check_num_proc(num_proc) -> None:
+    if num_proc is not None and (isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1):
+        raise InputError("num_proc", f"must be a whole number >= 1 (or unset for all cores), got {num_proc!r}")
 
 
 def _fingerprint_of(ds, fn) -> str:
@@ -586,6 +604,7 @@ def chat_requests(source: str, *, tokenizer: str = DEFAULT_TOKENIZER, split: str
     content hash) and every option; a second call with the same key reads
     ``outputs/cache/requests/<key>.parquet`` and tokenizes nothing (``info["cache"] == "hit"``).
     """
+    _check_num_proc(num_proc)
     if chat_template and add_special_tokens:   # before any loading: both cannot hold
         raise InputError("chat_template", "the template already adds the special tokens; drop add_special_tokens (--special-tokens)")
     ds, ds_info = load_chats(source, split=split, revision=revision, token=token, streaming=streaming,

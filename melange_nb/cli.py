@@ -182,6 +182,7 @@ def _plan_parser(sub) -> None:
                     help="requests beyond the profile's last edge: drop (counted), clip to the last bucket, open")
     pl.add_argument("--smooth", help="hold:N (change the mix at most every N windows) or calm:N "
                                      "(scale a type down only after N calm windows)")
+    pl.add_argument("-j", "--workers", type=int, default=1, help="solve windows in this many processes (default 1)")
     pl.add_argument("--report", action="store_true", help="also run notebooks/04_time_varying.ipynb on the plan "
                                                             "(executed notebook and HTML pages in the output folder)")
     pl.add_argument("-o", "--output-dir", required=True, help="folder for plan.csv, plan.json, skyserve-<gpu>.yaml, deploy.json")
@@ -205,7 +206,7 @@ def _plan(args) -> int:
     plan = plan_trace(args.trace, gpus, window=args.window, timestamp_column=args.timestamp_column,
                       input_column=args.input_column, output_column=args.output_column, overflow=args.overflow,
                       solver=args.solver, slice_factor=args.slice_factor, time_limit=args.time_limit,
-                      constraints=_constraints(args), smoothing=args.smooth)
+                      constraints=_constraints(args), smoothing=args.smooth, workers=args.workers)
     note = plan.info["trace"].get("note")
     if note:
         print(f"note: {note}")
@@ -239,7 +240,7 @@ def _solve(args) -> int:
         if args.rate is None:
             raise InputError("--rate", "is required with --workload/--gpus (requests/s)")
         workload, gpus, rate, slice_factor = read_workload(args.workload), load_gpus(args.gpus), None, 1
-    if args.output:
+    if args.output is not None:
         from .files import check_output_file
         check_output_file(args.output, "-o/--output")
     if args.export:
@@ -253,7 +254,7 @@ def _solve(args) -> int:
                          time_limit=args.time_limit, constraints=constraints)
     out = comparison.mix.melange_json() if args.format == "melange" else comparison.to_dict()
     text = json.dumps(out, indent=2 if args.format == "json" else None)
-    if args.output:
+    if args.output is not None:
         from .files import write_json
         write_json(args.output, out)
     if args.export and comparison.mix.has_allocation:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,6 +56,13 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# YAML 1.1 (PyYAML) reads 1e3 or 1e-6 as text; YAML 1.2 and people read them as numbers.
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
 def read_yaml(path: str | Path, what: str, example: str) -> Any:
     """Parse a YAML file strictly (UTF-8, unique keys); a bad file is one `InputError` naming it."""
     text = read_text_file(path, what, example)
@@ -62,6 +70,8 @@ def read_yaml(path: str | Path, what: str, example: str) -> Any:
         return yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         raise InputError(f"{what} {path}", f"is not valid YAML ({' '.join(str(exc).split())})") from None
+    except RecursionError:
+        raise InputError(f"{what} {path}", "is nested too deeply to be a parameter file") from None
 
 
 def read_json(path: str | Path, what: str, example: str) -> Any:

@@ -5,7 +5,7 @@ pandas ``resample`` cuts it (fixed length, aligned to midnight of the first day)
 
 - ``rate`` = requests in the window / window seconds; the first and last windows are counted the
   same way, even though the trace covers only part of them, and flagged ``partial``;
-- a histogram on the GPU profiles' edges (``workload.histogram``; requests beyond the last edge
+- a histogram on the GPU profiles' edges (``workload.histogram``'s rule; requests beyond the last edge
   follow the overflow policy and are counted per window); the solver plans ``planned_rate``, the
   requests in the histogram / window seconds;
 - the chosen solver with the constraints (``solver.solve``). An empty window needs no GPUs, only
@@ -33,8 +33,8 @@ import pandas as pd
 from .errors import InputError
 from .files import atomic_write, write_json
 from .profiles import GpuProfile
-from .solver import LOAD_EPS, Constraints, SolveResult, _problem, solve, solve_single
-from .workload import OVERFLOW_POLICIES, histogram, read_trace
+from .solver import LOAD_EPS, Constraints, SolveResult, _problem, solve
+from .workload import OVERFLOW_POLICIES, bucket_index, bucket_labels, labelled_matrix, read_trace
 
 PLAN_SOLVERS = ("exact", "melange")
 
@@ -169,22 +169,20 @@ def cut_windows(requests: pd.DataFrame, window: str | pd.Timedelta, gpus: Mappin
     lo, hi = int(index[0]), int(index[-1])
     n = hi - lo + 1
     starts = origin + pd.to_timedelta(np.arange(lo, hi + 1) * step, unit="ns")
-    counts = np.bincount(index - lo, minlength=n)
-    bounds = np.concatenate([[0], np.cumsum(counts)])
-    workloads, planned, dropped = [], np.zeros(n), np.zeros(n, dtype=int)
-    beyond = 0
-    for w in range(n):
-        part = requests.iloc[bounds[w]:bounds[w + 1]]
-        if part.empty:
-            workloads.append(None)
-            continue
-        try:
-            hist, rep = histogram(part, input_edges=input_edges, output_edges=output_edges, overflow=overflow)
-        except InputError:                           # every request of this window overflowed (drop)
-            hist, rep = None, {"in_histogram": 0, "dropped": len(part), "beyond_last_edge": len(part)}
-        workloads.append(hist)
-        planned[w], dropped[w] = rep["in_histogram"], rep["dropped"]
-        beyond += rep["beyond_last_edge"]
+    win = index - lo
+    counts = np.bincount(win, minlength=n)
+    # Bucket every request once with `histogram`'s rule, then count per window x bucket.
+    in_labels = bucket_labels(input_edges, open_last=overflow == "open")
+    out_labels = bucket_labels(output_edges, open_last=overflow == "open")
+    i, j, keep, above, _ = bucket_index(requests["input_tokens"].to_numpy(dtype=float),
+                                        requests["output_tokens"].to_numpy(dtype=float),
+                                        input_edges, output_edges, overflow)
+    cells = np.zeros((n, len(in_labels), len(out_labels)))
+    np.add.at(cells, (win[keep], i[keep], j[keep]), 1)
+    planned = cells.sum(axis=(1, 2))
+    dropped = counts - planned.astype(int)
+    workloads = [labelled_matrix(cells[w] / planned[w], in_labels, out_labels, field="histogram") if planned[w] else None
+                 for w in range(n)]
     seconds = window.total_seconds()
     table = pd.DataFrame({"start": starts, "end": starts + window, "requests": counts,
                           "rate": counts / seconds, "planned_rate": planned / seconds, "overflow": dropped,
@@ -192,7 +190,7 @@ def cut_windows(requests: pd.DataFrame, window: str | pd.Timedelta, gpus: Mappin
     table.loc[0, "partial"] = bool(first > starts[0])
     table.loc[n - 1, "partial"] = True               # the trace stops inside its last window
     report = {"policy": overflow, "input_edges": input_edges, "output_edges": output_edges,
-              "beyond_last_edge": int(beyond), "dropped": int(dropped.sum()),
+              "beyond_last_edge": int(above.sum()), "dropped": int(dropped.sum()),
               "dropped_share": float(dropped.sum() / len(requests))}
     return Windows(table, workloads, window, report)
 
@@ -218,8 +216,11 @@ class Plan:
 
 def plan_windows(windows: Windows, gpus: Mapping[str, GpuProfile], *, solver: str = "exact", slice_factor: int = 1,
                  time_limit: float | None = None, constraints: Constraints | None = None,
-                 smoothing: str | None = None) -> Plan:
-    """Solve every window with `solver`, then the totals: static peak, peak window, single types, smoothing."""
+                 smoothing: str | None = None, workers: int = 1) -> Plan:
+    """Solve every window with `solver`, then the totals: static peak, peak window, single types, smoothing.
+
+    `workers` > 1 solves the windows in that many processes (chunks of consecutive windows).
+    """
     gpus = dict(gpus)
     if solver not in PLAN_SOLVERS:
         raise InputError("solver", f"must be one of {PLAN_SOLVERS}, got {solver!r}")
@@ -228,22 +229,18 @@ def plan_windows(windows: Windows, gpus: Mapping[str, GpuProfile], *, solver: st
     names = list(gpus)
     opts = {"solver": solver, "slice_factor": slice_factor, "time_limit": time_limit, "constraints": constraints}
     start = time.perf_counter()
-    results, singles = [], {g: [] for g in names}
     idle = _idle_counts(gpus, constraints)
-    for w, workload in enumerate(windows.workloads):
-        rate = windows.table.at[w, "planned_rate"]
-        if workload is None or rate <= 0:
-            results.append(None)
-            for g in names:
-                singles[g].append(None)
-            continue
-        results.append(solve(workload, gpus, rate, **opts))
-        for g in names:
-            singles[g].append(solve_single(workload, gpus, rate, g, constraints=constraints))
+    busy = [w for w, wl in enumerate(windows.workloads) if wl is not None and windows.table.at[w, "planned_rate"] > 0]
+    jobs = [(windows.workloads[w], float(windows.table.at[w, "planned_rate"])) for w in busy]
+    results: list[SolveResult | None] = [None] * len(windows.workloads)
+    for w, result in zip(busy, _solve_all(jobs, gpus, opts, workers)):
+        results[w] = result
+    singles = single_type_counts(windows, gpus, constraints)
     rows = []
     for w, r in enumerate(results):
         if r is None:
-            counts, status, message = idle, "empty", "no requests in this window to plan"
+            none = "no requests" if windows.table.at[w, "requests"] == 0 else "no requests within the profile's edges"
+            counts, status, message = idle, "empty", f"{none} in this window: nothing to plan"
         else:
             counts = r.counts if r.has_allocation else {g: np.nan for g in names}
             status, message = r.status, r.message
@@ -269,6 +266,51 @@ def plan_windows(windows: Windows, gpus: Mapping[str, GpuProfile], *, solver: st
     totals = _totals(table, windows, gpus, results, singles, static, hours, good, smooth, idle, opts)
     totals["solve_seconds"] = round(solve_seconds, 3)
     return Plan(table, totals, results, gpus, windows)
+
+
+def _solve_chunk(jobs, gpus, opts) -> list[SolveResult]:
+    return [solve(workload, gpus, rate, **opts) for workload, rate in jobs]
+
+
+def _solve_all(jobs, gpus, opts, workers: int) -> list[SolveResult]:
+    """Solve (workload, rate) jobs in order, in `workers` processes when there are enough of them."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError("workers", f"must be a whole number >= 1, got {workers!r}")
+    if workers == 1 or len(jobs) < 50:
+        return _solve_chunk(jobs, gpus, opts)
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = math.ceil(len(jobs) / workers)
+    chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        parts = pool.map(_solve_chunk, chunks, [gpus] * len(chunks), [opts] * len(chunks))
+        return [r for part in parts for r in part]
+
+
+def single_type_counts(windows: Windows, gpus: Mapping[str, GpuProfile],
+                       constraints: Constraints) -> dict[str, list[dict | None | bool]]:
+    """Per GPU type and window, the counts when that type serves everything (``solver.solve_single``'s
+    rule, for all windows at once: ceil(load / cap), at least 1, then the instance limits); None for an empty
+    window, False when the type cannot serve the window."""
+    names = list(gpus)
+    busy = [w for w, wl in enumerate(windows.workloads) if wl is not None and windows.table.at[w, "planned_rate"] > 0]
+    out: dict[str, list] = {g: [None] * len(windows.workloads) for g in names}
+    if not busy:
+        return out
+    first = windows.workloads[busy[0]]
+    load = _problem(first, gpus, 1.0, constraints).load               # (buckets, types), at the cap
+    demand = np.stack([windows.workloads[w].to_numpy(dtype=float).ravel() * windows.table.at[w, "planned_rate"]
+                       for w in busy])                               # (windows, buckets), requests/s
+    c = constraints
+    for j, g in enumerate(names):
+        finite = np.isfinite(load[:, j])
+        cannot = (demand[:, ~finite] > 0).any(axis=1)
+        need = np.ceil(demand[:, finite] @ load[finite, j] - LOAD_EPS)
+        count = np.maximum(need, max(1, c.min_instances.get(g, 0), c.min_total)).astype(int)   # any demand: >= 1 GPU
+        over = count > c.max_instances.get(g, math.inf)
+        for w, n, bad in zip(busy, count, cannot | over):
+            out[g][w] = False if bad else {x: (int(n) if x == g else 0) for x in names}
+    return out
 
 
 def _idle_counts(gpus: Mapping[str, GpuProfile], c: Constraints) -> dict[str, int]:
@@ -325,7 +367,7 @@ def static_peak(windows: Windows, gpus: Mapping[str, GpuProfile], results: Seque
     share of each bucket per type for ``exact``; whole 1/slice_factor slices for ``melange``), every
     window's load within the counts. Solved on a growing set of windows: it starts from the windows
     whose own mix is not covered by another window's, then adds every window the answer cannot serve
-    (checked with the solver, counts fixed) until none is left.
+    (`uncovered_windows`) until none is left.
     """
     names = list(gpus)
     constraints = constraints or Constraints()
@@ -338,14 +380,14 @@ def static_peak(windows: Windows, gpus: Mapping[str, GpuProfile], results: Seque
             if not any((mixes[o] >= mixes[k]).all() and ((mixes[o] > mixes[k]).any() or o < k)
                        for o in range(len(planned)) if o != k)]
     active = [planned[k] for k in keep]
-    opts = {"solver": solver, "slice_factor": slice_factor, "time_limit": time_limit}
     for rounds in range(1, 51):
-        found = _cover(windows, gpus, active, solver, slice_factor, time_limit, constraints)
+        found = _covering(windows, gpus, active, solver, slice_factor, time_limit, constraints)
         if found is None:
             return {"counts": {g: None for g in names}, "cost_per_hour": None, "status": "infeasible", "rounds": rounds,
                     "message": "no single set of counts within the constraints serves every window"}
         counts, status = found
-        missed = [w for w in planned if w not in active and not covers(counts, windows, gpus, w, results[w], opts, constraints)]
+        missed = uncovered_windows(counts, windows, gpus, results, solver=solver, slice_factor=slice_factor,
+                                   time_limit=time_limit, constraints=constraints, skip=active)
         if not missed:
             break
         active += missed
@@ -353,78 +395,101 @@ def static_peak(windows: Windows, gpus: Mapping[str, GpuProfile], results: Seque
             "windows_in_program": len(active)}
 
 
-def covers(counts: Mapping[str, int], windows: Windows, gpus: Mapping[str, GpuProfile], w: int,
-           result: SolveResult | None, opts: Mapping, constraints: Constraints) -> bool:
-    """Can these fixed GPU counts serve window `w`? Yes at once when they include its own mix."""
-    if result is not None and result.has_allocation and all(counts[g] >= c for g, c in result.counts.items()):
-        return True
-    workload, rate = windows.workloads[w], windows.table.at[w, "planned_rate"]
-    if workload is None or rate <= 0:
-        return True
-    fixed = Constraints(max_instances=dict(counts), min_instances={}, utilization_cap=constraints.utilization_cap)
-    return solve(workload, gpus, rate, solver=opts["solver"], slice_factor=opts["slice_factor"],
-                 time_limit=opts["time_limit"], constraints=fixed).has_allocation
+def uncovered_windows(counts: Mapping[str, int], windows: Windows, gpus: Mapping[str, GpuProfile],
+                      results: Sequence[SolveResult | None], *, solver: str = "exact", slice_factor: int = 1,
+                      time_limit: float | None = None, constraints: Constraints | None = None,
+                      skip: Sequence[int] = ()) -> list[int]:
+    """The planned windows that these fixed GPU counts cannot serve.
+
+    A window whose own mix fits within `counts` is served at once. The others go into one program
+    with the counts fixed and a slack of capacity per window (minimise the total slack): a window
+    is not served when its slack stays above 1e-6 GPUs.
+    """
+    constraints = constraints or Constraints()
+    todo = [w for w, r in enumerate(results) if r is not None and r.has_allocation and w not in set(skip)
+            and not all(counts[g] >= c for g, c in r.counts.items())]
+    if not todo:
+        return []
+    slack = _covering(windows, gpus, todo, solver, slice_factor, time_limit, constraints, fixed=counts)
+    return [w for w, s in zip(todo, slack) if s > 1e-6]
 
 
 def _cost(gpus: Mapping[str, GpuProfile], counts: Mapping[str, int]) -> float:
     return round(sum(gpus[g].cost * c for g, c in counts.items()), 6)
 
 
-def _cover(windows: Windows, gpus: Mapping[str, GpuProfile], active: Sequence[int], solver: str,
-           slice_factor: int, time_limit: float | None, constraints: Constraints) -> tuple[dict[str, int], str] | None:
-    """(counts, status) of the covering program over the `active` windows, solved by HiGHS; None when infeasible."""
+def _covering(windows: Windows, gpus: Mapping[str, GpuProfile], active: Sequence[int], solver: str,
+              slice_factor: int, time_limit: float | None, constraints: Constraints,
+              fixed: Mapping[str, int] | None = None):
+    """One HiGHS program over the `active` windows: shared GPU counts, each window its own routing.
+
+    Without `fixed`: integer counts at least cost; returns (counts, status), or None when infeasible.
+    With `fixed` counts: a capacity slack per window, total slack minimised; returns the slacks.
+    """
     import highspy
 
     from .solver import _quiet_highs
 
     names = list(gpus)
-    G = len(names)
+    G, W = len(names), len(active)
+    inf = highspy.kHighsInf
     probs = [_problem(windows.workloads[w], gpus, windows.table.at[w, "planned_rate"], constraints) for w in active]
-    low, high = probs[0].bounds()
+    if fixed is None:
+        low, high = probs[0].bounds()
+        col_low, col_high = list(low), [inf if np.isinf(h) else h for h in high]
+        col_cost, col_int = [gpus[g].cost for g in names], [True] * G
+    else:                                       # counts fixed, then one slack column per window
+        y = [float(fixed[g]) for g in names]
+        col_low, col_high = y + [0.0] * W, y + [inf] * W
+        col_cost, col_int = [0.0] * G + [1.0] * W, [False] * (G + W)
     k = slice_factor if solver == "melange" else 1
-    col_low, col_high, col_int = list(low), [highspy.kHighsInf if np.isinf(h) else h for h in high], [True] * G
     rows, cols, vals, row_low, row_high = [], [], [], [], []
-    for p in probs:
-        bucket_rows = {}
+    for w, p in enumerate(probs):
         gpu_row = len(row_low)
-        row_low += [-highspy.kHighsInf] * G
+        row_low += [-inf] * G
         row_high += [0.0] * G
-        for j in range(G):                              # load_j - y_j <= 0
+        for j in range(G):                      # load_j - y_j (- slack_w) <= 0
             rows.append(gpu_row + j); cols.append(j); vals.append(-1.0)
+            if fixed is not None:
+                rows.append(gpu_row + j); cols.append(G + w); vals.append(-1.0)
         for b in np.flatnonzero(p.demand > 0):
-            bucket_rows[b] = len(row_low)
+            bucket_row = len(row_low)
             row_low.append(float(k)); row_high.append(float(k))   # shares (in slices) of a bucket sum to k
             for j in range(G):
                 if not np.isfinite(p.load[b, j]):
                     continue
                 col = len(col_low)
-                col_low.append(0.0); col_high.append(float(k)); col_int.append(solver == "melange")
-                rows += [bucket_rows[b], gpu_row + j]; cols += [col, col]
+                col_low.append(0.0); col_high.append(float(k)); col_cost.append(0.0); col_int.append(solver == "melange")
+                rows += [bucket_row, gpu_row + j]; cols += [col, col]
                 vals += [1.0, p.demand[b] * p.load[b, j] / k]
-    if constraints.min_total:
+    if constraints.min_total and fixed is None:
         for j in range(G):
             rows.append(len(row_low)); cols.append(j); vals.append(1.0)
-        row_low.append(float(constraints.min_total)); row_high.append(highspy.kHighsInf)
+        row_low.append(float(constraints.min_total)); row_high.append(inf)
     n = len(col_low)
     h = _quiet_highs()
     for name, value in (("output_flag", False), ("mip_rel_gap", 0.0), ("mip_abs_gap", 1e-9), ("threads", 1)):
         h.setOptionValue(name, value)
     if time_limit is not None:
         h.setOptionValue("time_limit", float(time_limit))
-    costs = np.array([gpus[g].cost for g in names])
     h.addVars(n, np.array(col_low), np.array(col_high))
-    h.changeColsCost(n, np.arange(n, dtype=np.int32), np.concatenate([costs, np.zeros(n - G)]))
+    h.changeColsCost(n, np.arange(n, dtype=np.int32), np.array(col_cost))
     order = np.lexsort((cols, rows))
     r, c, v = np.asarray(rows)[order], np.asarray(cols, dtype=np.int32)[order], np.asarray(vals)[order]
     starts = np.searchsorted(r, np.arange(len(row_low))).astype(np.int32)
     h.addRows(len(row_low), np.array(row_low), np.array(row_high), len(v), starts, c, v)
     integer = np.flatnonzero(col_int).astype(np.int32)
-    h.changeColsIntegrality(len(integer), integer, np.array([highspy.HighsVarType.kInteger] * len(integer)))
+    if len(integer):
+        h.changeColsIntegrality(len(integer), integer, np.array([highspy.HighsVarType.kInteger] * len(integer)))
     h.run()
     if h.getInfo().primal_solution_status != 2:
+        if fixed is not None:   # the slack program is always feasible; a stopped solve proves nothing
+            return [np.inf] * W
         return None
-    y = np.asarray(h.getSolution().col_value[:G])
-    counts = {g: int(math.ceil(y[j] - LOAD_EPS)) for j, g in enumerate(names)}
+    x = np.asarray(h.getSolution().col_value)
+    if fixed is not None:
+        return list(x[G:G + W])
+    counts = {g: int(math.ceil(x[j] - LOAD_EPS)) for j, g in enumerate(names)}
     return counts, ("optimal" if h.getModelStatus() == highspy.HighsModelStatus.kOptimal else "time_limit")
 
 
@@ -458,7 +523,7 @@ def _totals(table, windows, gpus, results, singles, static, hours, good, smooth,
     peak = int(table.loc[good, "planned_rate"].idxmax()) if good.any() else None
     if peak is not None and results[peak] is not None and results[peak].has_allocation:
         counts = results[peak].counts
-        missed = [w for w in range(n) if good[w] and not covers(counts, windows, gpus, w, results[w], opts, opts["constraints"])]
+        missed = uncovered_windows(counts, windows, gpus, results, **opts)
         out["peak_window"] = {"start": str(table.at[peak, "start"]), "rate": round(float(table.at[peak, "rate"]), 6),
                               "counts": counts, "cost_per_hour": _cost(gpus, counts),
                               "cost": round(_cost(gpus, counts) * total_hours, 6),
@@ -467,16 +532,16 @@ def _totals(table, windows, gpus, results, singles, static, hours, good, smooth,
     out["single"] = {}
     for g in names:
         rs = [singles[g][w] for w in range(n) if good[w]]
-        ok = all(r is None or r.has_allocation for r in rs)
-        per = [idle if r is None else r.counts for r in rs]
+        ok = all(r is not False for r in rs)
+        per = [idle if r is None else r for r in rs]
         auto = sum(_cost(gpus, c) for c in per) * hours if ok else None
-        top = max((c[g] for c in per), default=0)
+        top = max((c[g] for c in per), default=0) if ok else 0
         static_counts = {x: (top if x == g else 0) for x in names}
         out["single"][g] = {"autoscaled_cost": None if auto is None else round(auto, 6),
                             "static_counts": static_counts if ok else None,
                             "static_cost_per_hour": _cost(gpus, static_counts) if ok else None,
                             "static_cost": round(_cost(gpus, static_counts) * total_hours, 6) if ok else None,
-                            "infeasible_windows": sum(1 for r in rs if r is not None and not r.has_allocation)}
+                            "infeasible_windows": sum(1 for r in rs if r is False)}
     out["savings"] = _savings(out)
     out["headline"] = headline(out)
     return out
@@ -519,18 +584,20 @@ def plan_trace(trace: str | Path, gpus: Mapping[str, GpuProfile], *, window: str
                timestamp_column: str = "TIMESTAMP", input_column: str = "ContextTokens",
                output_column: str = "GeneratedTokens", overflow: str = "drop", solver: str = "exact",
                slice_factor: int = 1, time_limit: float | None = None, constraints: Constraints | None = None,
-               smoothing: str | None = None) -> Plan:
+               smoothing: str | None = None, workers: int = 1) -> Plan:
     """Read a timed trace, cut it into windows and plan them (every input checked before solving)."""
     if solver not in PLAN_SOLVERS:
         raise InputError("solver", f"must be one of {PLAN_SOLVERS}, got {solver!r}")
     constraints = (constraints or Constraints()).check(list(gpus))
     parse_smoothing(smoothing)
     parse_window(window)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError("workers", f"must be a whole number >= 1, got {workers!r}")
     requests, report = read_timed_trace(trace, timestamp_column=timestamp_column, input_column=input_column,
                                         output_column=output_column)
     windows = cut_windows(requests, window, gpus, overflow=overflow)
     plan = plan_windows(windows, gpus, solver=solver, slice_factor=slice_factor, time_limit=time_limit,
-                        constraints=constraints, smoothing=smoothing)
+                        constraints=constraints, smoothing=smoothing, workers=workers)
     plan.info = {"trace": report, "overflow": windows.overflow, "solver": solver, "slice_factor": slice_factor,
                  "constraints": constraints.to_dict(), "profiles": _profile_info(gpus)}
     return plan

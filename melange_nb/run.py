@@ -55,6 +55,9 @@ def load_params(path: str | Path) -> dict[str, Any]:
     for key in ("workload", "gpus", "rate"):
         if params[key] is None:
             raise InputError(f"{path.name}: {key}", "is required")
+    from .schemas import allocation_params
+    allocation_params(params, f"{path.name}: ")
+    params["gpu_names"] = [str(n) for n in params["gpu_names"] or []]
     params["workload"] = workload_input(params["workload"], f"{path.name}: workload")
     params["gpus"] = str(resolve_path(params["gpus"]))
     return params

@@ -100,3 +100,29 @@ def mapping(value: Any, where: str, *, what: str = "a mapping") -> Mapping:
     if not isinstance(value, Mapping):
         raise InputError(where, f"must be {what}, got {type(value).__name__}")
     return value
+
+
+def plain_name(value: Any, where: str) -> str:
+    """A name that becomes a file or folder name: letters, digits, ``._-``; no path separators or ``..``."""
+    import re
+
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value) or ".." in value:
+        raise InputError(where, f"must be a plain name (letters, digits, . _ -; no / or ..), got {value!r}")
+    return value
+
+
+def allocation_params(params: Mapping[str, Any], where: str) -> None:
+    """Check the allocation notebook's scalar parameters (run params files, sweep points) before any
+    kernel starts: rate, slice_factor, time_limit, solver, gpu_names, constraints' shape."""
+    number(params.get("rate"), f"{where}rate", positive=True, what="a positive number of requests/s")
+    whole(params.get("slice_factor", 1), f"{where}slice_factor", minimum=1)
+    optional_seconds(params.get("time_limit"), f"{where}time_limit")
+    solvers = params.get("solver", "melange")
+    solvers = [solvers] if isinstance(solvers, str) else solvers
+    if not isinstance(solvers, list) or not solvers or not all(s in ("melange", "exact") for s in solvers):
+        raise InputError(f"{where}solver", f"must be melange, exact or a list of them, got {params.get('solver')!r}")
+    names = params.get("gpu_names") or []
+    if not isinstance(names, list) or not all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in names):
+        raise InputError(f"{where}gpu_names", f"must be a list of GPU names (empty for all), got {names!r}")
+    if params.get("run_name") is not None:
+        plain_name(params["run_name"], f"{where}run_name")

@@ -178,18 +178,7 @@ def histogram(requests: pd.DataFrame, *, input_edges: Sequence[float] = DEFAULT_
     y = requests["output_tokens"].to_numpy(dtype=float)
     if len(x) == 0:
         raise InputError("requests", "there are no requests to histogram; check the dataset and the turn policy")
-    i = np.searchsorted(np.asarray(input_edges, dtype=float), x, side="right") - 1
-    j = np.searchsorted(np.asarray(output_edges, dtype=float), y, side="right") - 1
-    n_in, n_out = len(input_edges) - 1, len(output_edges) - 1
-    above = (i >= n_in) | (j >= n_out)
-    below = (i < 0) | (j < 0)
-    if overflow == "clip":
-        i, j = np.clip(i, 0, n_in - 1), np.clip(j, 0, n_out - 1)
-        keep = np.ones(len(x), dtype=bool)
-    elif overflow == "open":
-        keep = ~below
-    else:
-        keep = ~(above | below)
+    i, j, keep, above, below = bucket_index(x, y, input_edges, output_edges, overflow)
     counts = np.zeros((len(in_labels), len(out_labels)))
     np.add.at(counts, (i[keep], j[keep]), 1)
     total = int(keep.sum())
@@ -202,6 +191,25 @@ def histogram(requests: pd.DataFrame, *, input_edges: Sequence[float] = DEFAULT_
               "input_edges": list(input_edges), "output_edges": list(output_edges),
               "stats": length_stats(x[keep], y[keep]).to_dict()}
     return workload, report
+
+
+def bucket_index(x: np.ndarray, y: np.ndarray, input_edges: Sequence[float], output_edges: Sequence[float],
+                 overflow: str):
+    """(i, j, keep, above, below) per request: input and output bucket positions under `histogram`'s
+    overflow policy, whether the request is kept, and whether it lies beyond the last / below the first edge."""
+    i = np.searchsorted(np.asarray(input_edges, dtype=float), x, side="right") - 1
+    j = np.searchsorted(np.asarray(output_edges, dtype=float), y, side="right") - 1
+    n_in, n_out = len(input_edges) - 1, len(output_edges) - 1
+    above = (i >= n_in) | (j >= n_out)
+    below = (i < 0) | (j < 0)
+    if overflow == "clip":
+        i, j = np.clip(i, 0, n_in - 1), np.clip(j, 0, n_out - 1)
+        keep = np.ones(len(x), dtype=bool)
+    elif overflow == "open":
+        keep = ~below
+    else:
+        keep = ~(above | below)
+    return i, j, keep, above, below
 
 
 def length_stats(inputs, outputs) -> pd.DataFrame:
@@ -235,6 +243,8 @@ def read_trace(path: str | Path, *, input_column: str = "ContextTokens",
         raise InputError(field, "has no rows")
     out = {}
     for col, name in ((input_column, "input_tokens"), (output_column, "output_tokens")):
+        if pd.api.types.is_bool_dtype(df[col]):
+            raise InputError(f"{path.name}: {col}", "holds true/false values; token counts must be whole numbers")
         values = pd.to_numeric(df[col], errors="coerce")
         if values.dtype == object:      # integers beyond int64/uint64: far beyond any real token count
             values = pd.Series([float(v) if v is not None else np.nan for v in values])

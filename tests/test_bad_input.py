@@ -296,3 +296,55 @@ def test_offline_hub_fails_fast_in_one_line(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and "could not reach the HuggingFace hub" in lines[0], out.stderr
     assert "Retrying" not in out.stderr and not (tmp_path / "w.csv").exists()
+
+
+# ---------------------------------------------------------------- run params and absurd sizes
+
+RUN_CASES = {
+    "rate is a boolean": ("rate: true\n", "p.yaml: rate: must be a positive number of requests/s, got True"),
+    "rate is NaN": ("rate: .nan\n", "p.yaml: rate: must be a positive number"),
+    "slice factor 0": ("rate: 4\nslice_factor: 0\n", "p.yaml: slice_factor: must be a whole number >= 1"),
+    "time limit 0": ("rate: 4\ntime_limit: 0\n", "p.yaml: time_limit: must be a positive number of seconds"),
+    "unknown solver": ("rate: 4\nsolver: cplex\n", "p.yaml: solver: must be melange, exact"),
+    "gpu_names a string": ("rate: 4\ngpu_names: A100\n", "p.yaml: gpu_names: must be a list of GPU names"),
+    "constraints a list": ("rate: 4\nconstraints: [1]\n", "constraints: must be a mapping"),
+    "run_name escapes": ("rate: 4\nrun_name: ../../x\n", "p.yaml: run_name: must be a plain name"),
+    "duplicate key": ("rate: 4\nrate: 5\n", "duplicate key 'rate'"),
+}
+
+
+@pytest.mark.parametrize("case", RUN_CASES)
+def test_bad_run_params_fail_before_any_kernel(tmp_path, capsys, case):
+    text, message = RUN_CASES[case]
+    write(tmp_path, "p.yaml", f"workload: {ARENA}\ngpus: {GPUS}\n" + text)
+    assert_one_line(*run_cli(["run", "-p", "p.yaml", "-o", "runout"], tmp_path, capsys), message)
+
+
+def test_absurd_sizes_are_bad_input_not_hangs(tmp_path, capsys):
+    base = ["solve", "--workload", ARENA, "--gpus", GPUS]
+    for extra, message in ((["--rate", "1e300"], "needs at least"),
+                           (["--rate", "4", "--slice-factor", "100000"], "binary variables (over 100000)"),
+                           (["--rate", "4", "--min-total", "99999999999999999999"], "min_total: is 99999999999999999999"),
+                           (["--rate", "4", "--max-instances", "A100=1,A100=2"], "names A100 twice")):
+        assert_one_line(*run_cli([*base, *extra, "-o", "p.json"], tmp_path, capsys), message)
+
+
+def test_workload_options_are_checked(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MELANGE_NB_OUTPUTS", str(tmp_path / "outs"))
+    jsonl(tmp_path, "c.jsonl", [{"conversation": GOOD_TURN}])
+    write(tmp_path, "t.csv", "ContextTokens,GeneratedTokens\nTrue,2\n")
+    (tmp_path / "emptydir").mkdir()
+    for argv, message in ((["--dataset", "synthetic:10", "--num-proc", "0"], "num_proc: must be a whole number >= 1"),
+                          (["--dataset", "synthetic:10", "--max-conversations", "5", "--seed", "-1"], "seed: must be"),
+                          (["--dataset", "c.jsonl", "--split", "test"], "has only the `train` split"),
+                          (["--dataset", "emptydir"], "folder emptydir could not be read"),
+                          (["--trace", "t.csv"], "t.csv: ContextTokens: holds true/false values")):
+        code, out, err, created = run_cli(["workload", *argv, "-o", "w.csv"], tmp_path, capsys)
+        assert_one_line(code, out, err, [c for c in created if not c.startswith("outs")], message)
+
+
+def test_yaml_reads_exponents_as_numbers(tmp_path):
+    from melange_nb.profiles import load_gpus
+
+    gpus = load_gpus(write(tmp_path, "g.yaml", profile(cost="2e0", cell="1e1")))
+    assert gpus["A"].cost == 2.0 and gpus["A"].tputs.iloc[1, 1] == 10.0

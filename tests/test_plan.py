@@ -13,8 +13,10 @@ from melange_nb.plan import (cut_windows, parse_smoothing, parse_window, plan_tr
                              smooth_counts)
 from melange_nb.profiles import load_gpus
 from melange_nb.solver import Constraints
+from melange_nb.workload import histogram
 
 SEED = GPUS_DIR / "llama2-7b-seed.yaml"
+SEED_EDGES = [0, 25, 100, 250, 500, 1000, 2000]
 
 # Two GPU types, two input buckets x one output bucket that matters:
 #   S ($1/h): 10 req/s of small requests (input 0-100), 1 req/s of large ones (input 100-1000);
@@ -97,6 +99,13 @@ def test_windows_match_pandas_resample_on_the_azure_trace(shared_data):
     over = int(((requests["input_tokens"] >= 2000) | (requests["output_tokens"] >= 2000)).sum())
     assert windows.overflow["dropped"] == over == int(windows.table["overflow"].sum()) and over > 0
     assert report["out_of_order_rows"] == 0
+    stamps = requests["timestamp"]
+    for w in (0, 5, len(expected) - 1):                  # each window's histogram is workload.histogram's
+        start = windows.table.at[w, "start"]
+        part = requests[(stamps >= start) & (stamps < start + pd.Timedelta("5min"))]
+        expected_hist, rep = histogram(part, input_edges=SEED_EDGES, overflow="drop")
+        pd.testing.assert_frame_equal(windows.workloads[w], expected_hist)
+        assert windows.table.at[w, "overflow"] == rep["dropped"]
 
 
 def test_azure_totals_are_consistent(shared_data):
@@ -119,6 +128,31 @@ def test_azure_totals_are_consistent(shared_data):
     assert smoothed["cost"] >= tot["autoscaled"]["cost"] - 1e-9 and smoothed["mix_changes"] <= tot["mix_changes"]
     for g in ("A10G", "A100"):
         assert (t[f"smoothed_{g}"] >= t[g]).all()
+
+
+def test_two_workers_plan_exactly_like_one(shared_data):
+    trace, gpus = shared_data / "azure_llm_inference_conv_2023.csv", load_gpus(SEED)
+    one = plan_trace(trace, gpus, window="1min")
+    two = plan_trace(trace, gpus, window="1min", workers=2)
+    assert len(one.table) >= 50                                        # enough windows to use the processes
+    pd.testing.assert_frame_equal(one.table, two.table)
+    assert one.totals["static_peak"] == two.totals["static_peak"]
+
+
+def test_single_type_counts_agree_with_solve_single(shared_data):
+    from melange_nb.plan import single_type_counts
+    from melange_nb.solver import solve_single
+
+    gpus = load_gpus(SEED)
+    requests, _ = read_timed_trace(shared_data / "azure_llm_inference_conv_2023.csv")
+    windows = cut_windows(requests, "10min", gpus)
+    for constraints in (Constraints(), Constraints(utilization_cap=0.7, min_instances={"A100": 1}, max_instances={"A10G": 12})):
+        singles = single_type_counts(windows, gpus, constraints)
+        for w, workload in enumerate(windows.workloads):
+            for g in gpus:
+                one = solve_single(workload, gpus, windows.table.at[w, "planned_rate"], g, constraints=constraints)
+                assert singles[g][w] == (one.counts if one.has_allocation else False), (w, g, constraints)
+    assert any(singles["A10G"][w] is False for w in range(len(windows.workloads)))   # the A10G quota binds somewhere
 
 
 def test_smoothing_rules_by_hand():
@@ -172,6 +206,7 @@ def cli(*args):
     ("bad tokens", [("2024-01-01 10:00:00", -1, 1), ("2024-01-01 10:05:00", 1, 1)], [],
      "trace.csv: ContextTokens: row 2 holds -1"),
     ("bad smoothing", None, ["--smooth", "calm"], "smoothing: 'calm'"),
+    ("bad workers", None, ["-j", "0"], "workers: must be a whole number >= 1, got 0"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, case, rows, args, message):
     trace, _, gpus_path = _hand_case(tmp_path)

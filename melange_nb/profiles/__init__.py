@@ -62,6 +62,9 @@ _SLO_SYNTAX = ("use [STAT_]METRIC_ms=NUMBER with METRIC tpot|ttft|itl|e2e and ST
 _SLO_RE = re.compile(r"^\s*(?:(mean|median|p50|p90|p99)_)?(tpot|ttft|itl|e2el?)_ms\s*=\s*([0-9.eE+-]+)\s*$")
 
 
+MIN_TPUT = 1e-6    # requests/s; a smaller positive throughput is a units mistake (and 1/x overflows)
+
+
 @dataclass(frozen=True)
 class GpuProfile:
     """One GPU type: name, $/hour and max requests/s per bucket (input x output)."""
@@ -324,6 +327,9 @@ def _tputs(values, index, columns, where: str) -> pd.DataFrame:
     arr = schemas.number_matrix(values, where, what="max requests/s (0 = cannot serve)")
     if (arr < 0).any():
         raise InputError(where, "has negative throughputs; give max requests/s >= 0 per bucket")
+    if ((arr > 0) & (arr < MIN_TPUT)).any():
+        raise InputError(where, f"has throughputs between 0 and {MIN_TPUT:g} requests/s; give 0 for a bucket this GPU "
+                                "cannot serve, or check the units (requests/s)")
     return labelled_matrix(arr, index, columns, field=where)
 
 

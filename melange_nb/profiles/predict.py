@@ -9,7 +9,8 @@ lengths, with every SLO condition met and the KV cache fitting in the engine's m
 best one's neighbours) and prefill chunk sizes (``CHUNK_TOKENS``, vLLM's
 ``max_num_batched_tokens``): every point is evaluated, because throughput is not monotone in
 batch size once prefill dominates. Only memory is assumed to grow with batch size (the search
-stops at the first batch whose KV cache does not fit).
+stops at the first batch whose KV cache does not fit). Concurrency is capped at 512 requests (a
+serving engine's ``max_num_seqs`` is of that order): very short buckets on fast GPUs hit the cap.
 
 Which lengths represent a bucket ``lo-hi``: its midpoint ``(lo + hi) / 2`` rounded (at least 1
 input and 2 output tokens: the model's rate needs one decode step); an open last bucket ``lo+``
@@ -285,6 +286,11 @@ def _cached_predict(system: str, mode: str, *, model, use_cache: bool, **kwargs)
     return result
 
 
+def _significant(values: np.ndarray, digits: int = 4) -> np.ndarray:
+    """Round to `digits` significant digits (readable files; a tiny rate never rounds to 0)."""
+    return np.vectorize(lambda v: float(f"{v:.{digits}g}"))(np.asarray(values, dtype=float))
+
+
 def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str], *, slo, backend: str = "vllm",
                      edges: Sequence[float] = PROFILE_INPUT_EDGES, output_edges: Sequence[float] = PROFILE_OUTPUT_EDGES,
                      open_last_input: bool = False, open_last_output: bool = False, prices=None, tp: int = 1,
@@ -366,5 +372,5 @@ def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str],
         meta = {"model": model_name, "source": "predicted", "system": system, "gpus_per_replica": tp,
                 "engine": {"name": backend, "version": result["version"]}, "tool": tool, "slo": conditions,
                 "date": result["date"], "price": price.meta(), "notes": notes, "cell_notes": cell_notes}
-        out[name] = GpuProfile(name, price.usd_per_hour * tp, labelled_matrix(np.round(rates, 4), index, columns, field=name), meta)
+        out[name] = GpuProfile(name, price.usd_per_hour * tp, labelled_matrix(_significant(rates), index, columns, field=name), meta)
     return out
