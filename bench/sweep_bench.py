@@ -55,7 +55,7 @@ def main(n_rates: int, n_kernel: int) -> None:
             "name: bench-grid\n"
             f"rates: {rates}\n"
             f"workloads: {{arena-seed: {WORKLOADS_DIR / 'arena-seed.csv'}, other: {other}}}\n"
-            f"gpus: {{seed: {GPUS_DIR / 'llama2-7b-seed.yaml'}, a100-2.50: {cheap}}}\n"
+            f"gpus: {{seed: {GPUS_DIR / 'llama2-7b-seed.yaml'}, a100-cheap: {cheap}}}\n"
             "solvers: [exact]\nrender: none\n")
         spec = load_spec(spec_path)
         start = time.perf_counter()
