@@ -342,20 +342,27 @@ def solve_melange(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: 
             v.setInitialValue(int(warm.counts[j]))
     with tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "cbc.log")
-        prob.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, logPath=log, threads=1,
-                                     warmStart=warm is not None))
-        cbc_bound = _cbc_bound(log)
-    if prob.status == pulp.LpStatusInfeasible and warm is None:
+        try:
+            prob.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, logPath=log, threads=1,
+                                         warmStart=warm is not None))
+            cbc_failed = None
+        except pulp.PulpSolverError as exc:   # CBC crashed or was killed: keep the warm start, say so
+            cbc_failed = " ".join(str(exc).split())
+        cbc_bound = None if cbc_failed else _cbc_bound(log)
+    if not cbc_failed and prob.status == pulp.LpStatusInfeasible and warm is None:
         return _infeasible("melange", _binding(p), p.gpus, time.perf_counter() - start, **options)
-    cbc_proved = prob.sol_status == pulp.LpSolutionOptimal
-    cbc = _melange_plan(p, prob, y, x, slices, slice_factor, "CBC")
+    cbc_proved = not cbc_failed and prob.sol_status == pulp.LpSolutionOptimal
+    cbc = None if cbc_failed else _melange_plan(p, prob, y, x, slices, slice_factor, "CBC")
     plans = [q for q in (cbc, warm) if q is not None]
+    if not plans and cbc_failed:
+        return SolveResult("melange", "no_solution", f"CBC failed ({cbc_failed}); try --solver exact",
+                           {g: 0 for g in p.gpus}, math.nan, time.perf_counter() - start, options=options)
     if not plans:
         return SolveResult("melange", "no_solution", f"CBC found no allocation within the time limit of {time_limit} s; "
                            "raise --time-limit or lower --slice-factor", {g: 0 for g in p.gpus}, math.nan,
                            time.perf_counter() - start, options=options)
     best = min(plans, key=lambda q: q.cost)
-    notes = []
+    notes = [f"CBC failed ({cbc_failed}), so the plan starts from the best single-GPU plan"] if cbc_failed else []
     if cbc is not None and cbc.cost > best.cost + COST_EPS:
         notes.append(f"CBC returned ${cbc.cost:.4g}/h{' and called it optimal' if cbc_proved else ''}, dearer than "
                      f"the single-GPU plan it started from")
@@ -662,11 +669,12 @@ def _binding(p: _Problem) -> str:
     c = p.constraints
     low, high = p.bounds()
     if np.isfinite(high).all() and c.min_total > high.sum():
-        return f"infeasible: min_total {c.min_total} exceeds the sum of max_instances ({int(high.sum())})"
+        return f"min_total {c.min_total} exceeds the sum of max_instances ({int(high.sum())})"
     if c.max_instances:
-        return (f"infeasible: max_instances {dict(c.max_instances)} cannot carry the load at utilisation cap "
+        quotas = ", ".join(f"{g}={n}" for g, n in c.max_instances.items())
+        return (f"max_instances {quotas} cannot carry the load at utilisation cap "
                 f"{c.utilization_cap:g}; raise the quotas or the cap")
-    return "infeasible: the solver found no allocation that meets every constraint"
+    return "the solver found no allocation that meets every constraint"
 
 
 # ---------------------------------------------------------------- dispatch and comparison

@@ -49,3 +49,18 @@ def test_any_positive_demand_needs_a_gpu_in_every_policy(rate, tput):
         assert r.status == "optimal" and r.counts == expected, (name, r.counts, r.message)
     assert c.results["exact"].routing["gpu"].tolist() == ["A"]
     assert solve(w, gpus, rate, solver="melange", slice_factor=4).counts == {"A": 1, "B": 0}
+
+
+def test_a_failing_cbc_keeps_the_single_gpu_plan_and_says_so(monkeypatch):
+    # CBC can die (seen under heavy load: PulpSolverError). A real process that exits non-zero stands in
+    # for it; the plan must be the verified single-GPU start, with the failure in the message.
+    import functools
+
+    import pulp
+
+    monkeypatch.setattr(pulp, "PULP_CBC_CMD", functools.partial(pulp.PULP_CBC_CMD, path="/bin/false"))
+    w, gpus = random_instance(19, 6, 4)
+    r = solve(w, gpus, 4.0, slice_factor=1)
+    assert r.has_allocation and r.cost == pytest.approx(6.66)
+    assert "CBC failed" in r.message
+    assert r.status == "optimal" and "exact solver's lower bound" in r.message
