@@ -20,6 +20,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"melange-nb: error: {message} (see {self.prog} --help)\n")
 
 
+def _add_constraint_options(p, *, lead: str = "", per: str = "", min_note: str = "",
+                            spec_defaults: bool = False) -> None:
+    """--time-limit and the constraint options, worded alike wherever a mix is solved (solve, plan, sweep).
+
+    `spec_defaults`: leave the cap and the total unset (None), so a sweep spec's own values stand.
+    """
+    p.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help=f"{lead}stop the mix solver after this many seconds{per}; status time_limit (default: no limit)")
+    p.add_argument("--max-instances", default="", metavar="NAME=N[,NAME=N]",
+                   help=f"{lead}quota per GPU type, e.g. A100=2,A10G=8 (default: none)")
+    p.add_argument("--min-instances", default="", metavar="NAME=N[,NAME=N]",
+                   help=f"{lead}minimum per GPU type{min_note}, e.g. A10G=1 (default: none)")
+    p.add_argument("--utilization-cap", type=float, default=None if spec_defaults else 1.0, metavar="FRACTION",
+                   help=f"{lead}plan at most this fraction of profiled max throughput, in (0, 1] (default: 1.0)")
+    p.add_argument("--min-total", type=int, default=None if spec_defaults else 0, metavar="N",
+                   help=f"{lead}at least this many GPUs in all, e.g. for N+1 redundancy (default: 0)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="melange-nb", description="Cheapest mix of GPU types for an LLM workload.",
                      epilog="Each command has its own help: melange-nb COMMAND --help.")
@@ -40,16 +58,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="Mélange ILP slices per bucket, a whole number >= 1 (default: the config's, else 1)")
     s.add_argument("--solver", default="melange", choices=["melange", "exact"],
                    help="mix solver: melange (the paper's ILP, CBC) or exact (continuous split, HiGHS) (default: melange)")
-    s.add_argument("--time-limit", type=float, metavar="SECONDS",
-                   help="stop the mix solver after this many seconds; status time_limit (default: no limit)")
-    s.add_argument("--max-instances", default="", metavar="NAME=N[,NAME=N]",
-                   help="quota per GPU type, e.g. A100=2,A10G=8 (default: none)")
-    s.add_argument("--min-instances", default="", metavar="NAME=N[,NAME=N]",
-                   help="minimum per GPU type, e.g. A10G=1 (default: none)")
-    s.add_argument("--utilization-cap", type=float, default=1.0, metavar="FRACTION",
-                   help="plan at most this fraction of profiled max throughput, in (0, 1] (default: 1.0)")
-    s.add_argument("--min-total", type=int, default=0, metavar="N",
-                   help="at least this many GPUs in all, e.g. for N+1 redundancy (default: 0)")
+    _add_constraint_options(s)
     s.add_argument("--format", choices=["text", "json", "melange"],
                    help="text: one line with the mix, $/h and savings against each single GPU type; json: solver, "
                         "status, allocation, every policy, routing, savings; melange: melange-release's result "
@@ -116,15 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--gpu", action="append", default=[], metavar="NAME",
                     help="quick form: use only this GPU type (repeatable; default: every type in the profile)")
     sw.add_argument("--slice-factor", type=int, metavar="N", help="quick form: Mélange ILP slices per bucket (default: 1)")
-    sw.add_argument("--time-limit", type=float, metavar="SECONDS",
-                    help="quick form: solver time limit in seconds per point (default: no limit)")
-    sw.add_argument("--max-instances", default="", metavar="NAME=N[,NAME=N]",
-                    help="quick form: quota per GPU type, e.g. A100=2,A10G=8 (default: none)")
-    sw.add_argument("--min-instances", default="", metavar="NAME=N[,NAME=N]",
-                    help="quick form: minimum per GPU type, e.g. A10G=1 (default: none)")
-    sw.add_argument("--utilization-cap", type=float, metavar="FRACTION",
-                    help="quick form: plan at most this fraction of profiled max throughput, in (0, 1] (default: 1)")
-    sw.add_argument("--min-total", type=int, metavar="N", help="quick form: at least this many GPUs in all (default: 0)")
+    _add_constraint_options(sw, lead="quick form: ", per=" per point", spec_defaults=True)
     sw.add_argument("--render", metavar="changes|all|none|R1,R2,...",
                     help="per-point reports: changes (rates where the mix changes, plus the first and last), all, "
                          "none, or comma-separated rates (default: changes)")
@@ -239,15 +240,7 @@ def _plan_parser(sub) -> None:
                     help="mix solver per window (default: exact)")
     pl.add_argument("--slice-factor", type=int, default=1, metavar="N",
                     help="Mélange ILP slices per bucket (default: 1)")
-    pl.add_argument("--time-limit", type=float, metavar="SECONDS",
-                    help="solver time limit per window (default: no limit)")
-    pl.add_argument("--max-instances", default="", metavar="NAME=N[,NAME=N]",
-                    help="quota per GPU type, e.g. A100=2,A10G=8 (default: none)")
-    pl.add_argument("--min-instances", default="", metavar="NAME=N[,NAME=N]",
-                    help="minimum per GPU type, also in empty windows, e.g. A10G=1 (default: none)")
-    pl.add_argument("--utilization-cap", type=float, default=1.0, metavar="FRACTION",
-                    help="plan at most this fraction of profiled max throughput, in (0, 1] (default: 1.0)")
-    pl.add_argument("--min-total", type=int, default=0, metavar="N", help="at least this many GPUs in all (default: 0)")
+    _add_constraint_options(pl, per=" per window", min_note=", also in empty windows")
     pl.add_argument("--overflow", default="drop", choices=["drop", "clip", "open"],
                     help="requests beyond the profile's last edge: drop (counted), clip to the last bucket, open "
                          "(default: drop)")
