@@ -13,6 +13,8 @@ A sweep spec (``params/sweeps/*.yaml``)::
     gpus:                                       # name -> profile YAML (its own SLO), or SLO -> profile YAML
       llama2-7b: params/gpus/llama2-7b-seed.yaml
       # per-slo: {40: params/gpus/x-tpot40.yaml, 120: params/gpus/x-tpot120.yaml}  (numbers = TPOT ms)
+      # predicted: {40: {predict: {model: meta-llama/Meta-Llama-3.1-8B, gpus: [h100_sxm=H100, l40s=L40S]}}}
+      #   (`profile predict`'s options; predicted once, cached in outputs/cache/profiles/)
     solvers: [melange, exact]                   # every point compares all of them; the first is the reference
     slice_factors: [1]
     time_limit: null
@@ -236,13 +238,52 @@ def _gpu_set(value, field: str) -> str | dict[str, str]:
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
                 raise InputError(f"{field}.{slo}", "SLO keys are numbers (TPOT ms) or names of letters, digits, ., - and _")
             if isinstance(source, dict) and "predict" in source:
-                raise InputError(f"{field}.{slo}.predict", "predicted GPU sets are not supported by this version; "
-                                 "write the profile with the predictor and name the YAML file here")
+                out[key] = _predicted_set(source, key, f"{field}.{slo}")
+                continue
             if not isinstance(source, str):
                 raise InputError(f"{field}.{slo}", f"must be a GPU profile YAML path, got {source!r}")
             out[key] = str(resolve_path(source))
         return out
     raise InputError(field, "must be a GPU profile YAML path, or a mapping SLO -> profile YAML")
+
+
+PREDICT_OPTIONS = ("model", "gpus", "backend", "slo", "edges", "output_edges", "open_last_input", "open_last_output",
+                   "prices", "tp", "sol")
+
+
+def _predicted_set(source: Mapping, slo_key: str, field: str) -> str:
+    """A ``{predict: {...}}`` GPU set (`profile predict`'s options; the SLO defaults to the key as mean
+    TPOT ms), predicted once and saved as a profile YAML under ``outputs/cache/profiles/``, named by
+    a hash of the request: the sweep then treats it like any profile file (resume hashes included).
+    """
+    from .config import outputs_dir
+    from .profiles import save_profiles
+    from .profiles.predict import predict_profiles
+
+    request = source["predict"]
+    where = f"{field}.predict"
+    if set(source) != {"predict"} or not isinstance(request, dict) or not {"model", "gpus"} <= set(request):
+        raise InputError(where, "must be a mapping of profile predict options with at least model and gpus, e.g. "
+                                "{model: meta-llama/Meta-Llama-3.1-8B, gpus: [h100_sxm=H100, a100_sxm], backend: vllm}")
+    unknown = sorted(set(request) - set(PREDICT_OPTIONS))
+    if unknown:
+        raise InputError(f"{where}.{unknown[0]}", f"is not a profile predict option; use {', '.join(PREDICT_OPTIONS)}")
+    request = dict(request)
+    if "slo" not in request:
+        if not re.fullmatch(r"[\d.]+", slo_key):
+            raise InputError(f"{where}.slo", "is required when the SLO key is not a TPOT in ms, e.g. slo: p99_tpot_ms=60")
+        request["slo"] = f"tpot_ms={slo_key}"
+    if isinstance(request.get("prices"), str):
+        request["prices"] = str(resolve_path(request["prices"]))
+    digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = outputs_dir() / "cache" / "profiles" / f"sweep-{digest}.yaml"
+    if not path.is_file():
+        try:
+            gpus = predict_profiles(**request)
+        except InputError as exc:
+            raise _within(where, exc) from None
+        save_profiles(path, gpus, header=f"Predicted for a sweep spec ({field}) by aiconfigurator-core: {request}")
+    return str(path)
 
 
 def _workload_entry(value, all_workloads: Mapping, field: str):

@@ -12,6 +12,7 @@ import pytest
 
 from melange_nb.cli import main
 from melange_nb.config import GPUS_DIR, WORKLOADS_DIR
+from melange_nb.errors import InputError
 from melange_nb.sweep import collect_results, load_spec, points_to_render, run_sweep
 
 GOOD = GPUS_DIR / "llama2-7b-seed.yaml"
@@ -258,3 +259,43 @@ def test_savings_vs_published_ranges():
     a = table[table["against"] == "A only"].iloc[0]
     assert a["measured %"] == "0.0 to 50.0" and a["published %"] == "9 to 77" and a["rates with both plans"] == 3
     assert table[table["against"] == "B only"].iloc[0]["measured %"].startswith("no plan")
+
+
+def test_predicted_gpu_set_in_a_spec_is_predicted_once_and_solved(tmp_path, monkeypatch):
+    # A `predict:` GPU set runs aiconfigurator-core (real) once, is saved as a profile YAML in the cache,
+    # and is solved like any profile file; its SLO comes from the key (mean TPOT ms).
+    monkeypatch.setenv("MELANGE_NB_OUTPUTS", str(tmp_path / "outputs"))
+    edges = [0, 100, 1000]
+    w = pd.DataFrame([[0.5, 0.2], [0.2, 0.1]], index=pd.Index(["0-100", "100-1000"], name="input_tokens"),
+                     columns=pd.Index(["0-100", "100-1000"], name="output_tokens"))
+    w.to_csv(tmp_path / "w.csv")
+    request = {"model": "meta-llama/Meta-Llama-3.1-8B", "gpus": ["h100_sxm=H100", "l40s=L40S"],
+               "edges": edges, "output_edges": edges}
+    doc = {"name": "pred", "rates": [2, 20], "render": "none", "solvers": ["exact"],
+           "workloads": {"w": str(tmp_path / "w.csv")}, "gpus": {"llama": {40: {"predict": request}}}}
+    spec = load_spec(write_spec(tmp_path, doc))
+    cached = Path(spec["gpus"]["llama"]["40"])
+    assert cached.parent == tmp_path / "outputs" / "cache" / "profiles" and cached.is_file()
+    stamp = cached.stat().st_mtime_ns
+    assert load_spec(write_spec(tmp_path, doc))["gpus"]["llama"]["40"] == str(cached)
+    assert cached.stat().st_mtime_ns == stamp                       # predicted once
+    state = run_sweep(spec, tmp_path / "out", workers=1, log=lambda m: None)
+    assert all(p["status"] == "done" for p in state["points"].values())
+    results = collect_results(tmp_path / "out")
+    assert set(results["slo"]) == {"mean TPOT <= 40 ms"}
+    exact = results.query("policy == 'exact'").set_index("rate")["cost_per_hour"]
+    singles = results.query("policy != 'exact'").groupby("rate")["cost_per_hour"].min()
+    assert (exact > 0).all() and (exact <= singles + 1e-9).all() and exact[20.0] >= exact[2.0]
+
+
+@pytest.mark.parametrize("predict, message", [
+    ({"model": "meta-llama/Meta-Llama-3.1-8B"}, "at least model and gpus"),
+    ({"model": "meta-llama/Meta-Llama-3.1-8B", "gpus": ["h100_sxm"], "colour": 1}, "not a profile predict option"),
+    ({"model": "meta-llama/Meta-Llama-3.1-8B", "gpus": ["nope_gpu"]}, "unknown system"),
+])
+def test_bad_predict_request_in_a_spec(tmp_path, monkeypatch, predict, message):
+    monkeypatch.setenv("MELANGE_NB_OUTPUTS", str(tmp_path / "outputs"))
+    doc = {"name": "pred", "rates": [2], "workloads": {"a": str(ARENA)}, "gpus": {"llama": {40: {"predict": predict}}}}
+    with pytest.raises(InputError, match=message):
+        load_spec(write_spec(tmp_path, doc))
+    assert not (tmp_path / "outputs" / "cache" / "profiles").exists() or not any((tmp_path / "outputs" / "cache" / "profiles").glob("sweep-*"))
