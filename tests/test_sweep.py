@@ -35,14 +35,18 @@ def spec_with_broken_workload(tmp: Path) -> dict:
                            "gpus": {"seed": str(GOOD)}, "solvers": ["exact", "melange"]}, tmp)
 
 
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sweep")
+def _first_sweep(tmp):
     spec = spec_with_broken_workload(tmp)
     out = tmp / "out"
     logs = []
     state = run_sweep(spec, out, workers=2, log=logs.append)
     return spec, out, state, logs, tmp
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """One sweep shared by the read-only tests (the re-run test changes its inputs, so it makes its own)."""
+    return _first_sweep(tmp_path_factory.mktemp("sweep"))
 
 
 def test_good_points_complete_and_the_broken_workload_is_recorded(sweep):
@@ -98,8 +102,8 @@ def test_summary_and_index_are_self_contained(sweep):
     assert "<td>4</td>\n      <td>1×A10G + 1×A100</td>\n      <td>$4.68/h</td>\n      <td>7.3%</td>\n      <td>36.2%</td>" in head
 
 
-def test_rerun_skips_done_points_and_retry_reruns_failed(sweep):
-    spec, out, state, _, tmp = sweep
+def test_rerun_skips_done_points_and_retry_reruns_failed(tmp_path):
+    spec, out, state, _, tmp = _first_sweep(tmp_path)
     done = [k for k, v in state["points"].items() if v["status"] == "done"]
     stamp = (out / done[0] / "allocation.json").stat().st_mtime_ns
     logs = []
