@@ -31,7 +31,7 @@ PACKAGES = ("melange-nb", "papermill", "nbconvert", "pandas", "numpy", "pulp", "
 # `workload` is a workload CSV path, or a mapping of workload-notebook parameters (WORKLOAD_KEYS)
 # that builds one first.
 ALLOCATION_DEFAULTS: dict[str, Any] = {"workload": None, "gpus": None, "rate": None, "slice_factor": 1,
-                                       "solver": "melange", "time_limit": None, "gpu_names": [],
+                                       "solver": ["exact", "melange"], "time_limit": None, "gpu_names": [],
                                        "constraints": {}}
 WORKLOAD_KEYS = ("dataset", "trace", "input_column", "output_column", "tokenizer", "split", "revision", "schema",
                  "max_conversations", "seed", "language", "turn_policy", "add_special_tokens", "chat_template", "num_proc",
