@@ -845,3 +845,134 @@ def write_result(result: SimResult, out_dir: str | Path) -> list[Path]:
             atomic_write(out_dir / "summary.csv", lambda tmp: result.summary.to_csv(tmp)),
             atomic_write(out_dir / "queue.csv", lambda tmp: result.queue.to_csv(tmp)),
             write_json(out_dir / "summary.json", result.to_dict())]
+
+
+# ---------------------------------------------------------------- the cheapest plan that holds the SLO
+
+@dataclass
+class AttainmentSearch:
+    """`search_attainment`'s answer: the throughput-only plan and the plan found, each with its attainment.
+
+    ``status``: ``met`` (``found`` reaches the target), ``not_met`` (no plan tried reached it;
+    ``found`` is the best tried), ``infeasible`` (the solver found no throughput plan). ``neighbours``:
+    the found plan minus one GPU of each type, with their attainment (all below the target when met).
+    ``tried``: every plan simulated (mix, $/h, attainment, status).
+    """
+
+    target: float
+    status: str
+    message: str
+    baseline: dict | None
+    found: dict | None
+    neighbours: list[dict]
+    tried: pd.DataFrame
+    baseline_result: SimResult | None = None
+    result: SimResult | None = None
+
+    def to_dict(self) -> dict:
+        return {"target": self.target, "status": self.status, "message": self.message, "baseline": self.baseline,
+                "found": self.found, "neighbours": self.neighbours,
+                "tried": self.tried.to_dict(orient="records")}
+
+
+def _plan_entry(counts: Mapping[str, int], gpus: Mapping[str, GpuProfile], res: SimResult) -> dict:
+    from .report import format_mix
+
+    counts = {g: int(counts[g]) for g in gpus if counts.get(g, 0) > 0}
+    row = res.summary.loc["all"] if res.status == "ok" else None
+    return {"counts": counts, "mix": format_mix(counts), "cost_per_hour": round(sum(gpus[g].cost * c for g, c in counts.items()), 6),
+            "attainment": round(res.attainment, 6), "status": res.status,
+            **({f"p99_{m}": round(float(row[f"p99_{m}"]), 3) for m in ("ttft_ms", "tpot_ms")} if row is not None else {})}
+
+
+def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, target: float, *,
+                      stream: pd.DataFrame | None = None, duration_s: float = 600.0, arrival: str = "poisson",
+                      seed: int = 0, solver: str = "exact", constraints=None, routing: str = "least", slo=None,
+                      max_plans: int = 200, progress: bool = False) -> AttainmentSearch:
+    """The cheapest plan found whose simulated SLO attainment reaches `target`, and the throughput-only plan.
+
+    Every plan is simulated on the same stream (`stream`, or one generated from `workload` at `rate`
+    for `duration_s` with `arrival` and `seed`). From the throughput-only plan (`solver`), GPUs are
+    added one at a time (the type buying the most attainment per dollar; the cheapest addition that
+    reaches the target ends this phase), then removed one at a time while the target still holds (the
+    most expensive first), so the answer is minimal: removing any one GPU drops below the target.
+    Plans other than the solver's own are routed by `balanced_routes`. Quotas in `constraints` hold.
+    """
+    from . import schemas
+    from .solver import Constraints, solve
+
+    target = schemas.number(target, "target_attainment", positive=True, maximum=1.0,
+                            what="a share of requests in (0, 1], e.g. 0.99")
+    constraints = (constraints or Constraints()).check(list(gpus))
+    base = solve(workload, gpus, rate, solver=solver, constraints=constraints)
+    if not base.has_allocation:
+        return AttainmentSearch(target, "infeasible", f"no throughput plan: {base.message}", None, None, [],
+                                pd.DataFrame(columns=["mix", "cost_per_hour", "attainment", "status"]))
+    base_plan = plan_from_result(base, gpus)
+    for g in gpus:
+        if gpus[g].latency is None:
+            raise InputError(f"gpus.{g}.latency", f"GPU type {g} has no latency model; {HOW_TO_ADD}")
+    if stream is None:
+        stream = stream_from_workload(workload, rate, duration_s, arrival=arrival, seed=seed)
+    key = lambda counts: tuple(sorted((g, int(c)) for g, c in counts.items() if c > 0))   # noqa: E731
+    cache: dict[tuple, SimResult] = {}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(desc="attainment search", unit="plan")
+
+    def run(counts) -> SimResult:
+        k = key(counts)
+        if k not in cache:
+            if len(cache) >= max_plans:
+                raise InputError("max_plans", f"the search simulated {max_plans} plans without an answer")
+            plan = base_plan if k == key(base.counts) else plan_from_counts(dict(k), workload, gpus)
+            cache[k] = simulate(stream, plan, gpus, routing=routing, seed=seed, slo=slo)
+            if bar is not None:
+                bar.update(1)
+        return cache[k]
+
+    cost = lambda counts: sum(gpus[g].cost * c for g, c in counts.items())   # noqa: E731
+    high = {g: constraints.max_instances.get(g, math.inf) for g in gpus}
+    low = {g: constraints.min_instances.get(g, 0) for g in gpus}
+    current = {g: int(base.counts.get(g, 0)) for g in gpus}
+    baseline_res = run(current)
+    att = baseline_res.attainment
+    while att < target:
+        options = [{**current, g: current[g] + 1} for g in gpus if current[g] + 1 <= high[g]]
+        if not options:
+            break
+        scored = [(c, run(c).attainment) for c in options]
+        meeting = [c for c, a in scored if a >= target]
+        if meeting:
+            current = min(meeting, key=cost)
+        else:
+            current = max(scored, key=lambda ca: (ca[1] - att) / (cost(ca[0]) - cost(current)))[0]
+        att = run(current).attainment
+    met = att >= target
+    neighbours: list[dict] = []
+    while met:
+        options = sorted(([{**current, g: current[g] - 1}, g] for g in gpus
+                          if current[g] - 1 >= low[g] and sum(current.values()) > 1 and current[g] > 0),
+                         key=lambda cg: -gpus[cg[1]].cost)
+        scored = [(c, g, run(c)) for c, g in options]
+        better = [(c, r) for c, _, r in scored if r.attainment >= target]
+        if not better:
+            neighbours = [{"removed": g, **_plan_entry(c, gpus, r)} for c, g, r in scored]
+            break
+        current = min((c for c, _ in better), key=cost)
+    found_res = run(current)
+    tried = pd.DataFrame([_plan_entry(dict(k), gpus, r) for k, r in cache.items()]).drop(columns="counts")
+    baseline, found = _plan_entry(base.counts, gpus, baseline_res), _plan_entry(current, gpus, found_res)
+    slo_text = _slo_text(found_res.slo)
+    message = (f"{baseline['mix']} (${baseline['cost_per_hour']:.2f}/h, throughput only) meets {slo_text} for "
+               f"{baseline['attainment']:.1%} of requests; ")
+    if met:
+        message += (f"{found['mix']} (${found['cost_per_hour']:.2f}/h) meets it for {found['attainment']:.1%}, "
+                    f"the cheapest plan found at {target:.0%}")
+    else:
+        message += f"no plan tried reaches {target:.0%} (best: {found['mix']}, {found['attainment']:.1%})"
+    if bar is not None:
+        bar.close()
+    return AttainmentSearch(target, "met" if met else "not_met", message, baseline, found, neighbours,
+                            tried.sort_values("cost_per_hour", ignore_index=True), baseline_res, found_res)
