@@ -210,10 +210,10 @@ def test_unbounded_queue_is_said_at_once_without_simulating(seed_gpus, arena_csv
     wl = read_workload(arena_csv)
     gpus = with_latency(seed_gpus)
     plan = S.load_plan({"A10G": 1}, gpus, workload=wl)
-    res = S.simulate(S.stream_from_workload(wl, 400, 3600, seed=1), plan, gpus, slo="tpot_ms=40")
+    res = S.simulate(S.stream_from_workload(wl, 400, 60, seed=1), plan, gpus, slo="tpot_ms=40")
     assert res.status == "unbounded"
     assert res.message.startswith("the queue grows without bound: the plan is under-provisioned (A10G is offered")
-    assert res.wall_seconds < 30          # refused up front (1.44 M requests were not simulated)
+    assert "ttft_ms" not in res.requests   # refused up front: nothing was simulated
     assert res.attainment == 0.0
 
 
