@@ -308,7 +308,8 @@ def check_cell_notes(cells: Sequence[Mapping], index: Sequence[str], columns: Se
                                               f"the profile's buckets {list(index)} x {list(columns)}")
 
 
-Slo = Annotated[list[SloCondition] | Literal["unknown"], BeforeValidator(_slo),
+SloInput = str | SloCondition | dict[str, float] | list[str | SloCondition | dict[str, float]]
+Slo = Annotated[list[SloCondition] | Literal["unknown"], BeforeValidator(_slo, json_schema_input_type=SloInput),
                 Field(description=f"every condition must hold: {SLO_FORMS}",
                       json_schema_extra={"examples": ["tpot_ms=40", [{"metric": "tpot", "stat": "mean", "ms": 40}]]})]
 
@@ -319,20 +320,23 @@ class Provenance(Schema):
     model_config = ConfigDict(extra="ignore")
     model: Fact = Field(UNKNOWN, description="the model served, e.g. Llama-3.1-8B")
     system: Fact = Field(UNKNOWN, description="hardware id (aiconfigurator system name), e.g. h100_sxm")
-    source: Literal["measured", "predicted", "seed", "unknown"] = Field(
+    source: Annotated[Literal["measured", "predicted", "seed", "unknown"],
+                      BeforeValidator(lambda v: v, json_schema_input_type=Literal["measured", "predicted", "seed",
+                                                                                  "unknown"] | str)] = Field(
         UNKNOWN, description="how the numbers were obtained (free text moves into notes)")
-    gpus_per_replica: Annotated[int | Literal["unknown"], BeforeValidator(_replicas)] = Field(
+    gpus_per_replica: Annotated[Annotated[int, Field(ge=1)] | Literal["unknown"], BeforeValidator(_replicas)] = Field(
         UNKNOWN, description="tensor parallel size: one replica = this many GPUs")
-    engine: Annotated[NameVersion | Literal["unknown"], BeforeValidator(_name_version)] = Field(
+    engine: Annotated[NameVersion | Literal["unknown"], BeforeValidator(_name_version, json_schema_input_type=NameVersion | str)] = Field(
         UNKNOWN, description="serving engine, e.g. {name: vllm, version: 0.10.1}")
-    tool: Annotated[NameVersion | Literal["unknown"], BeforeValidator(_name_version)] = Field(
+    tool: Annotated[NameVersion | Literal["unknown"], BeforeValidator(_name_version, json_schema_input_type=NameVersion | str)] = Field(
         UNKNOWN, description="what produced the numbers, e.g. {name: aiconfigurator-core, version: 0.12.0}")
     slo: Slo = UNKNOWN
     date: Fact = Field(UNKNOWN, description="when the numbers were produced, e.g. 2026-11-25")
     price: Annotated[dict[str, Any] | Literal["unknown"], BeforeValidator(_price)] = Field(
         UNKNOWN, description="{file, provider, region, date, source, usd_per_gpu_hour}")
-    notes: Annotated[list[str], BeforeValidator(_notes)] = Field(default_factory=list)
-    cell_notes: Annotated[list[CellNote], BeforeValidator(_cell_notes)] = Field(
+    notes: Annotated[list[str], BeforeValidator(_notes, json_schema_input_type=str | list[str] | None)] = Field(
+        default_factory=list)
+    cell_notes: Annotated[list[CellNote], BeforeValidator(_cell_notes, json_schema_input_type=list[CellNote] | None)] = Field(
         default_factory=list, description="per bucket, e.g. why it is 0: [{input: 16000+, output: 0-25, note: ...}]")
 
     @model_validator(mode="before")
@@ -419,7 +423,8 @@ def _named_entries(value: Any) -> dict[str, Any]:
     return out
 
 
-GpuEntries = Annotated[dict[str, GpuEntry], BeforeValidator(_named_entries),
+GpuEntries = Annotated[dict[str, GpuEntry],
+                       BeforeValidator(_named_entries, json_schema_input_type=dict[str, GpuEntry] | list[GpuEntry]),
                        Field(description="GPU name -> {cost, tputs, ...}; a list of {name, cost, tputs, ...} "
                                          "(melange-release's gpu_info) is read too")]
 
@@ -497,7 +502,7 @@ class PriceEntry(Schema):
     date: Annotated[str, BeforeValidator(_price_date)] = Field(
         UNKNOWN, validate_default=True, description="when the price was read, e.g. 2026-11-25")
     source: Fact = Field(UNKNOWN, description="where the price was published (a URL)")
-    systems: Annotated[list[str], BeforeValidator(_systems)] = Field(
+    systems: Annotated[list[str], BeforeValidator(_systems, json_schema_input_type=list[str] | None)] = Field(
         default_factory=list, description="aiconfigurator system names this price covers, e.g. [h100_sxm]")
     note: Annotated[str, BeforeValidator(lambda v: str(v or ""))] = ""
 
@@ -593,7 +598,7 @@ class RunParams(Schema):
     UNKNOWN_KEY: ClassVar[str] = ("is not a parameter; known: ['constraints', 'gpu_names', 'gpus', 'rate', "
                                   "'slice_factor', 'solver', 'time_limit', 'workload'] and run_name")
     REQUIRED: ClassVar[dict[str, str]] = {"workload": "is required", "gpus": "is required", "rate": "is required"}
-    workload: Annotated[str | WorkloadParams, BeforeValidator(_workload)] = Field(
+    workload: Annotated[str | WorkloadParams, BeforeValidator(_workload, json_schema_input_type=str | WorkloadParams)] = Field(
         description="a workload CSV, or workload-notebook parameters that build one")
     gpus: str = Field(description="a GPU profile file, e.g. params/gpus/llama2-7b-seed.yaml")
     rate: Annotated[float, _checked(number, positive=True, what="a positive number of requests/s")] = Field(
@@ -601,7 +606,19 @@ class RunParams(Schema):
     slice_factor: Annotated[int, _checked(whole, minimum=1)] = Field(1, ge=1)
     solver: Solvers = "melange"
     time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0, description="seconds; null: none")
-    gpu_names: Annotated[list[str], BeforeValidator(_gpu_names)] = Field(
+    gpu_names: Annotated[list[str], BeforeValidator(_gpu_names, json_schema_input_type=list[str] | None)] = Field(
         default_factory=list, description="a subset of the file's GPU types (empty: all)")
     constraints: ConstraintSet = Field(default_factory=dict)
     run_name: Annotated[str | None, BeforeValidator(lambda v: None if v is None else plain_name(v, ""))] = None
+
+
+# ---------------------------------------------------------------- JSON Schema for editors
+
+FILE_MODELS: dict[str, type[Schema]] = {"gpus": GpuProfileFile, "prices": PriceFile, "run": RunParams}
+
+
+def json_schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of one input file kind (`FILE_MODELS`), as `melange-nb schema KIND` prints it:
+    save it and name it in a YAML file's first line, ``# yaml-language-server: $schema=FILE``."""
+    schema = FILE_MODELS[kind].model_json_schema(mode="validation")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
