@@ -13,8 +13,9 @@ EXTRAS := dev,explore,predict,bench
 # The lowest versions pyproject.toml declares for the direct dependencies, resolved by uv
 # (`--resolution lowest-direct`) into a venv of their own: do the declared lower bounds run?
 LOWEST_VENV := .venv-lowest
+FAST_TESTS := -q -m "not slow"
 
-.PHONY: help install bench-client demo test test-lowest bench browser-deps clean-outputs explore
+.PHONY: help install bench-client demo test test-fast test-lowest bench browser-deps clean-outputs explore
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -38,14 +39,17 @@ bench-client: $(BENCH_STAMP) ## create .venv-bench with AIPerf, the benchmark cl
 demo: $(STAMP) ## offline demo: workload, 12-rate sweep, summary, outputs/demo-sweep/index.html
 	$(BIN)/melange-nb sweep -p params/sweeps/demo.yaml
 
-test: $(STAMP) $(BENCH_STAMP) ## run the test suite
+test: $(STAMP) $(BENCH_STAMP) ## run the whole test suite (what CI runs; 15+ minutes on 2 cores)
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP) ## run the fast tier: every test not marked slow (no notebooks, kernels, browser, AIPerf, sweeps)
+	$(BIN)/python -m pytest $(FAST_TESTS)
 
 test-lowest: ## install the lowest declared dependency versions into .venv-lowest (uv) and run the fast tests there
 	test -x $(LOWEST_VENV)/bin/python || $(PYTHON) -m venv $(LOWEST_VENV)
 	$(LOWEST_VENV)/bin/python -m pip install --quiet uv
 	$(LOWEST_VENV)/bin/uv pip install --quiet --python $(LOWEST_VENV)/bin/python --resolution lowest-direct -e ".[$(EXTRAS)]"
-	$(LOWEST_VENV)/bin/python -m pytest -q -m "not slow"
+	$(LOWEST_VENV)/bin/python -m pytest $(FAST_TESTS)
 
 browser-deps: ## install Debian's chromium for the browser test (needs root and apt-get; otherwise that test skips)
 	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \

@@ -373,6 +373,35 @@ def _tputs(values: Any) -> list[list[float]]:
     return arr.tolist()
 
 
+class StepMs(BaseModel):
+    base: float = Field(ge=0, description="ms of an iteration with one sequence")
+    per_seq: float = Field(0.0, ge=0, description="ms per sequence in the batch")
+    per_prefill_token: float = Field(0.0, ge=0, description="ms per prefill token in the step")
+    per_context_token: float = Field(0.0, ge=0, description="ms per context token held")
+
+
+class LatencySection(BaseModel):
+    """One replica's iteration-time model for `simulate` (``profiles/latency.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    step_ms: StepMs
+    max_seqs: int = Field(ge=1, description="sequences in one batch (vLLM max_num_seqs)")
+    kv_tokens: int = Field(ge=1, description="KV-cache capacity of one replica, tokens")
+    max_step_tokens: int = Field(ge=1, description="token budget of one step (vLLM max_num_batched_tokens)")
+    source: str = Field(min_length=1, description="hand | fit:aiconfigurator-core | fit:measured | ...")
+    notes: str | list[str] | None = None
+
+
+def _latency(value: Any):
+    from .profiles.latency import parse_latency
+    return parse_latency(value, "")
+
+
+Latency = Annotated[Any, BeforeValidator(_latency, json_schema_input_type=LatencySection | None),
+                    Field(None, description="one replica's iteration-time model for `simulate`; in a GPU's "
+                                            "entry it overrides the file's")]
+
+
 class GpuEntry(Provenance):
     """One GPU type of a profile file: $/hour, max requests/s per bucket, and its own provenance."""
 
@@ -383,6 +412,7 @@ class GpuEntry(Provenance):
     tputs: Annotated[list[list[float]], BeforeValidator(_tputs)] = Field(
         description="max requests/s of one replica per bucket: rows = input buckets, columns = output buckets; "
                     "0 = cannot serve")
+    latency: Latency
 
     @model_validator(mode="before")
     @classmethod
@@ -460,6 +490,7 @@ class GpuProfileFile(Provenance, _GpuFileHead):
 
     model_config = ConfigDict(extra="allow", title="melange-nb GPU profile file")
     NOT_MAPPING: ClassVar[str] = "must be a YAML mapping with a `gpus` key (and input_edges, output_edges)"
+    latency: Latency
 
     @model_validator(mode="before")
     @classmethod

@@ -25,6 +25,8 @@ applies to every GPU in the file) or inside one GPU's entry (it then overrides t
         cell_notes:                # per bucket, e.g. why it is 0 or that it was filled
           - {input: 16000+, output: 0-25, note: KV cache does not fit}
         tputs: [[...], ...]        # rows = input buckets, columns = output buckets
+        latency: {...}             # optional: one replica's iteration-time model for `simulate`
+                                   # (also allowed at the top for every GPU; format in profiles/latency.py)
 
 Missing facts read "unknown"; files written before these keys existed still load (a free-text
 ``source`` moves into ``notes``, an ``slo: {tpot_ms: 120}`` mapping is parsed). ``save_profiles``
@@ -45,6 +47,7 @@ from ..errors import InputError
 from ..files import read_json, read_yaml, write_text
 from .. import schemas
 from ..workload import bucket_labels, labelled_matrix
+from .latency import HOW_TO_ADD, LatencyModel, parse_latency
 
 UNKNOWN = "unknown"
 SOURCES = ("measured", "predicted", "seed", UNKNOWN)
@@ -71,6 +74,7 @@ class GpuProfile:
     cost: float
     tputs: pd.DataFrame
     meta: Mapping[str, Any] = field(default_factory=dict)
+    latency: LatencyModel | None = None     # one replica's iteration-time model (simulation); None = not given
 
 
 def parse_slo(spec, *, field: str = "slo") -> list[dict] | str:
@@ -213,10 +217,16 @@ def save_profiles(path: str | Path, gpus: Mapping[str, GpuProfile] | Sequence[Gp
         doc["open_last_input"] = True
     if open_out:
         doc["open_last_output"] = True
+    latencies = [None if g.latency is None else g.latency.to_dict() for g in gpus]
+    shared_latency = latencies[0] is not None and all(x == latencies[0] for x in latencies)
+    if shared_latency:
+        doc["latency"] = latencies[0]
     doc["gpus"] = {}
-    for gpu, meta in zip(gpus, metas):
+    for gpu, meta, latency in zip(gpus, metas, latencies):
         entry: dict[str, Any] = {"cost": float(gpu.cost)}
         entry.update({k: v for k, v in meta.items() if k not in common})
+        if latency is not None and not shared_latency:
+            entry["latency"] = latency
         entry["tputs"] = [[float(v) for v in row] for row in gpu.tputs.to_numpy()]
         doc["gpus"][gpu.name] = entry
     text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
@@ -226,30 +236,34 @@ def save_profiles(path: str | Path, gpus: Mapping[str, GpuProfile] | Sequence[Gp
 
 
 def parse_gpu_info(gpu_info, index: Sequence[str], columns: Sequence[str], *,
-                   meta: Mapping[str, Any] | None = None, field: str = "gpu_info") -> dict[str, GpuProfile]:
+                   meta: Mapping[str, Any] | None = None, field: str = "gpu_info",
+                   latency: Mapping[str, Any] | None = None) -> dict[str, GpuProfile]:
     """Profiles from melange-release's ``gpu_info``: a list of {name, cost, tputs} or a mapping name -> {cost, tputs}.
 
     `meta`'s provenance keys apply to every GPU that does not set them; its other keys (file, sha256)
-    are added to each profile's `meta`."""
+    are added to each profile's `meta`. `latency`: the file-wide latency section (a GPU's own
+    ``latency`` overrides it)."""
     meta = dict(meta or {})
     entries = schemas.validate(_GPU_ENTRIES, schemas.inherit(gpu_info, meta, PROVENANCE_KEYS), where=field)
     return _profiles(entries, index, columns, {k: v for k, v in meta.items() if k not in PROVENANCE_KEYS},
-                     field=field)
+                     field=field, latency=parse_latency(latency, f"{field.split(':')[0]}: latency"))
 
 
 _GPU_ENTRIES = schemas.TypeAdapter(schemas.GpuEntries)
 
 
 def _profiles(entries: Mapping[str, schemas.GpuEntry], index, columns, extra: Mapping[str, Any], *,
-              field: str) -> dict[str, GpuProfile]:
-    """Validated entries as profiles: throughputs labelled with the buckets (their shape checked)."""
+              field: str, latency: LatencyModel | None = None) -> dict[str, GpuProfile]:
+    """Validated entries as profiles: throughputs labelled with the buckets (their shape checked);
+    `latency` for the GPUs without a `latency` section of their own."""
     gpus = {}
     for name, entry in entries.items():
         where = f"{field}.{name}"
         schemas.check_cell_notes([c.model_dump() for c in entry.cell_notes], index, columns,
                                  where=f"{where}.cell_notes")
         gpus[name] = GpuProfile(name, entry.cost, labelled_matrix(entry.tputs, index, columns, field=f"{where}.tputs"),
-                                {**entry.facts(), **extra})
+                                {**entry.facts(), **extra},
+                                entry.latency if "latency" in entry.model_fields_set else latency)
     return gpus
 
 
@@ -262,7 +276,7 @@ def load_gpus(path: str | Path) -> dict[str, GpuProfile]:
     index = bucket_labels(profile.input_edges, open_last=profile.open_last_input)
     columns = bucket_labels(profile.output_edges, open_last=profile.open_last_output)
     extra = {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-    return _profiles(profile.gpus, index, columns, extra, field=f"{path.name}: gpus")
+    return _profiles(profile.gpus, index, columns, extra, field=f"{path.name}: gpus", latency=profile.latency)
 
 
 def select_gpus(gpus: Mapping[str, GpuProfile], names: Sequence[str] | None) -> dict[str, GpuProfile]:
