@@ -266,6 +266,14 @@ def _replicas(value: Any) -> int | str:
     return whole(value, "", minimum=1, what="a whole number >= 1 (tensor parallel size)")
 
 
+def _kernel_data(value: Any) -> dict | str:
+    if value is None or value == UNKNOWN:
+        return UNKNOWN
+    if isinstance(value, Mapping) and {"backend", "version"} <= set(value):
+        return {str(k): str(v) for k, v in value.items()}
+    raise InputError("", f"must be {{backend, version, kernels}} or {UNKNOWN!r}, got {value!r}")
+
+
 def _slo(value: Any):
     from .profiles import parse_slo
     return parse_slo(value, field="")
@@ -330,6 +338,8 @@ class Provenance(Schema):
         UNKNOWN, description="serving engine, e.g. {name: vllm, version: 0.10.1}")
     tool: Annotated[NameVersion | Literal["unknown"], BeforeValidator(_name_version, json_schema_input_type=NameVersion | str)] = Field(
         UNKNOWN, description="what produced the numbers, e.g. {name: aiconfigurator-core, version: 0.12.0}")
+    kernel_data: Annotated[dict[str, str] | Literal["unknown"], BeforeValidator(_kernel_data)] = Field(
+        UNKNOWN, description="the performance database behind a prediction: {backend, version, kernels}")
     slo: Slo = UNKNOWN
     date: Fact = Field(UNKNOWN, description="when the numbers were produced, e.g. 2026-11-25")
     price: Annotated[dict[str, Any] | Literal["unknown"], BeforeValidator(_price)] = Field(

@@ -11,6 +11,8 @@ applies to every GPU in the file) or inside one GPU's entry (it then overrides t
       - {metric: tpot, stat: mean, ms: 40}    # metric tpot|ttft|itl|e2e, stat mean|p50|p90|p99
     engine: {name: vllm, version: 0.10.1}      # serving engine ("unknown" when not known)
     tool: {name: aiconfigurator-core, version: 0.12.0}   # what produced the numbers
+    kernel_data: {backend: vllm, version: 0.24.0, kernels: measured}   # predicted: the performance data used
+                                   # (kernels measured | speed-of-light, scaled_by: SYSTEM when calibrated)
     date: 2026-11-25               # when the numbers were produced
     notes: [free text, ...]
     input_edges:  [0, 25, 100, 250, 500, 1000, 2000]
