@@ -384,6 +384,8 @@ def _plan(args) -> int:
         executed = execute_notebook(PLAN_NOTEBOOK, Path(args.output_dir), {"plan_dir": str(Path(args.output_dir).resolve())})
         paths += [executed, executed.with_name(f"{executed.stem}-shared.html")]
     print(plan.totals["headline"])
+    if plan.info["profiles"].get("data_caveat"):
+        print(f"Data caveat: {plan.info['profiles']['data_caveat']}")
     for bad in plan.totals["windows_without_plan"]:
         print(f"window {bad['start']}: {bad['status']}: {bad['reason']}")
     print("wrote " + ", ".join(str(p) for p in paths))
@@ -430,6 +432,10 @@ def _solve(args) -> int:
                          time_limit=args.time_limit, constraints=constraints)
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
     out = comparison.mix.melange_json() if fmt == "melange" else comparison.to_dict()
+    from .profiles.consistency import set_caveat
+    data_caveat = set_caveat(gpus)
+    if data_caveat and fmt != "melange":
+        out["data_caveat"] = data_caveat
     search = None
     if args.target_attainment is not None and comparison.mix.has_allocation:
         from .simulate import search_attainment
@@ -449,6 +455,8 @@ def _solve(args) -> int:
     if fmt == "text":
         from .report import comparison_headline
         print(comparison_headline(comparison) + ".")
+        if data_caveat:
+            print(f"Data caveat: {data_caveat}")
         if search is not None:
             print(search.message + ".")
             if search.neighbours:

@@ -371,6 +371,7 @@ class Explorer:
         """Solve + headline, then the routing heatmaps, then the curve; yields between stages."""
         from html import escape
 
+        from .profiles.consistency import set_caveat
         from .report import comparison_headline, headline_html, headline_table
 
         self.solves += 1
@@ -393,7 +394,8 @@ class Explorer:
             view.seconds["headline"] = time.perf_counter() - start
             return
         view.headline = comparison_headline(view.comparison)
-        self.headline.value = headline_html(view.headline, headline_table(view.comparison))
+        self.headline.value = headline_html(view.headline, headline_table(view.comparison),
+                                            data_caveat=set_caveat(gpus))
         self.provenance.value = f'<p style="color:#555;font-size:0.85em">{escape(view.provenance)}</p>'
         view.seconds["headline"] = time.perf_counter() - start
         yield
