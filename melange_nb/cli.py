@@ -12,6 +12,8 @@ from pathlib import Path
 from .errors import InputError, MelangeError
 from .workload import DEFAULT_EDGES
 
+FILE_SCHEMAS = ("gpus", "prices", "run")     # `melange-nb schema KIND` (schemas.FILE_MODELS)
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit 2), like every other bad input."""
@@ -155,7 +157,13 @@ def _parser() -> argparse.ArgumentParser:
 
     _plan_parser(sub)
 
+    sc = sub.add_parser("schema", help="print the JSON Schema of an input file kind, for editors "
+                                       "(# yaml-language-server: $schema=FILE)")
+    sc.add_argument("kind", choices=sorted(FILE_SCHEMAS), help="sweep: params/sweeps/*.yaml; gpus: params/gpus/*.yaml; "
+                                                                 "prices: params/prices/*.yaml; run: params/*.yaml")
+
     _simulate_parser(sub)
+
     pr = sub.add_parser("profile", help="GPU profiles: predict (aiconfigurator), import measured runs, plan "
                                         "benchmarks, compare two profile files")
     psub = pr.add_subparsers(dest="profile_command", required=True)
@@ -732,11 +740,18 @@ def _pair(text: str) -> tuple[str, str]:
     return a.strip(), (b.strip() or a.strip())
 
 
+def _schema(args) -> int:
+    from .schemas import json_schema
+
+    print(json.dumps(json_schema(args.kind), indent=2))
+    return 0
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"solve": _solve, "workload": _workload, "sweep": _sweep, "run": _run,
-                "profile": _profile, "plan": _plan, "simulate": _simulate}[args.command](args)
+                "profile": _profile, "plan": _plan, "simulate": _simulate, "schema": _schema}[args.command](args)
     except KeyboardInterrupt:
         print("melange-nb: interrupted", file=sys.stderr)
         return 130

@@ -52,7 +52,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..config import PARAMS_DIR, outputs_dir
-from ..errors import InputError, MelangeError
+from ..errors import InputError, MissingExtra
 from ..files import write_json
 from ..workload import bucket_labels, labelled_matrix
 from . import consistency
@@ -68,8 +68,8 @@ _METRIC_FIELD = {"tpot": "tpot", "itl": "tpot", "ttft": "ttft", "e2e": "request_
 _CACHE_VERSION = 2   # bump when the search or the representative lengths change (2: Little's-law cap)
 
 
-class PredictorUnavailable(MelangeError):
-    """aiconfigurator-core is not installed (e.g. no wheel for this platform)."""
+class PredictorUnavailable(MissingExtra):
+    """aiconfigurator-core (the `predict` extra) is not installed (e.g. no wheel for this platform)."""
 
 
 def _aic():
@@ -80,8 +80,9 @@ def _aic():
         from aiconfigurator_core.sdk.config import RuntimeConfig
     except ImportError:
         raise PredictorUnavailable(
-            "profile predict needs aiconfigurator-core, which is not installed (it ships wheels for Linux "
-            "x86_64/aarch64 and macOS arm64 only, not Windows); use measured or seed profiles instead") from None
+            "profile predict", "aiconfigurator-core", "predict",
+            " (it ships wheels for Linux x86_64/aarch64 and macOS arm64 only, not Windows; there, use measured "
+            "or seed profiles instead)") from None
     logging.getLogger("aiconfigurator_core").setLevel(logging.ERROR)
     return config_builders, models, perf_database, get_backend, RuntimeConfig
 
