@@ -127,7 +127,7 @@ def allocation_params(params: Mapping[str, Any], where: str) -> None:
     number(params.get("rate"), f"{where}rate", positive=True, what="a positive number of requests/s")
     whole(params.get("slice_factor", 1), f"{where}slice_factor", minimum=1)
     optional_seconds(params.get("time_limit"), f"{where}time_limit")
-    solvers = params.get("solver", "melange")
+    solvers = params.get("solver", ["exact", "melange"])
     solvers = [solvers] if isinstance(solvers, str) else solvers
     if not isinstance(solvers, list) or not solvers or not all(s in ("melange", "exact") for s in solvers):
         raise InputError(f"{where}solver", f"must be melange, exact or a list of them, got {params.get('solver')!r}")
