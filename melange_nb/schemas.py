@@ -657,7 +657,7 @@ class RunParams(Schema):
     rate: Annotated[float, _checked(number, positive=True, what="a positive number of requests/s")] = Field(
         gt=0, description="requests/s")
     slice_factor: Annotated[int, _checked(whole, minimum=1)] = Field(1, ge=1)
-    solver: Solvers = "melange"
+    solver: Solvers = Field(default_factory=lambda: ["exact", "melange"])
     time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0, description="seconds; null: none")
     gpu_names: Annotated[list[str], BeforeValidator(_gpu_names, json_schema_input_type=list[str] | None)] = Field(
         default_factory=list, description="a subset of the file's GPU types (empty: all)")
