@@ -16,9 +16,19 @@ import numpy as np
 from .errors import InputError
 
 
+def is_real(value: Any) -> bool:
+    """A real number of any size (NaN and infinities included); not a bool, not a numeric string."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
+
+
+def is_count(value: Any, minimum: int = 0) -> bool:
+    """An integer (not a bool, not a float such as 2.0) >= `minimum`."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, np.integer)) and value >= minimum
+
+
 def is_number(value: Any) -> bool:
     """A real, finite number; not a bool, not NaN, not an infinity, not a numeric string."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not is_real(value):
         return False
     try:
         return math.isfinite(value)
@@ -117,7 +127,7 @@ def allocation_params(params: Mapping[str, Any], where: str) -> None:
     number(params.get("rate"), f"{where}rate", positive=True, what="a positive number of requests/s")
     whole(params.get("slice_factor", 1), f"{where}slice_factor", minimum=1)
     optional_seconds(params.get("time_limit"), f"{where}time_limit")
-    solvers = params.get("solver", "melange")
+    solvers = params.get("solver", ["exact", "melange"])
     solvers = [solvers] if isinstance(solvers, str) else solvers
     if not isinstance(solvers, list) or not solvers or not all(s in ("melange", "exact") for s in solvers):
         raise InputError(f"{where}solver", f"must be melange, exact or a list of them, got {params.get('solver')!r}")
@@ -201,6 +211,8 @@ def input_error(exc: ValidationError, where: str, root: str | None = None) -> In
         message = f"{err['msg'][0].lower()}{err['msg'][1:]}, got {err.get('input')!r}"
     if not path:
         return InputError(root or where.rstrip(":"), message)
+    if not where:
+        return InputError(path[1:], message)
     return InputError(f"{where} {path[1:]}" if where.endswith(":") else where + path, message)
 
 
@@ -645,12 +657,59 @@ class RunParams(Schema):
     rate: Annotated[float, _checked(number, positive=True, what="a positive number of requests/s")] = Field(
         gt=0, description="requests/s")
     slice_factor: Annotated[int, _checked(whole, minimum=1)] = Field(1, ge=1)
-    solver: Solvers = "melange"
+    solver: Solvers = Field(default_factory=lambda: ["exact", "melange"])
     time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0, description="seconds; null: none")
     gpu_names: Annotated[list[str], BeforeValidator(_gpu_names, json_schema_input_type=list[str] | None)] = Field(
         default_factory=list, description="a subset of the file's GPU types (empty: all)")
     constraints: ConstraintSet = Field(default_factory=dict)
     run_name: Annotated[str | None, BeforeValidator(lambda v: None if v is None else plain_name(v, ""))] = None
+
+
+# ---------------------------------------------------------------- plan options (`melange-nb plan`, `plan.plan_trace`)
+
+def _own(check):
+    """A BeforeValidator from a parser that names its own field (``InputError("window", ...)``):
+    pydantic's field path replaces that name; the value passes on unchanged."""
+    def run(value):
+        try:
+            check(value)
+        except InputError as exc:
+            raise InputError("", exc.message) from None
+        return value
+    return BeforeValidator(run, json_schema_input_type=str | None)
+
+
+def _one_of(choices: Sequence[str]):
+    def check(value):
+        if value not in choices:
+            raise InputError("", f"must be one of {tuple(choices)}, got {value!r}")
+        return value
+    return BeforeValidator(check)
+
+
+def _plan_parsers():
+    from . import plan
+    return plan
+
+
+class PlanOptions(Schema):
+    """What `melange-nb plan` (``plan.plan_trace``) is asked to do, checked before the trace is read."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, title="melange-nb plan options")
+    solver: Annotated[Literal["exact", "melange"], _one_of(("exact", "melange"))] = "exact"
+    smoothing: Annotated[Any, _own(lambda v: _plan_parsers().parse_smoothing(v))] = Field(
+        None, description="hold:N (keep each mix N windows) or calm:N (scale down after N calm windows)")
+    window: Annotated[Any, _own(lambda v: _plan_parsers().parse_window(v))] = Field(
+        "5min", description="a number and a unit, e.g. 5min, 300s, 1h")
+    workers: Annotated[int, _checked(whole, minimum=1)] = Field(1, ge=1)
+    overflow: Annotated[Literal["drop", "clip", "open"], _one_of(("drop", "clip", "open"))] = "drop"
+    slice_factor: Annotated[int, _checked(whole, minimum=1, what="a whole number >= 1 (slices per bucket)")] = Field(1, ge=1)
+    time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0)
+
+
+def check_plan_options(**options: Any) -> PlanOptions:
+    """`PlanOptions` from keywords; the first bad one is an `InputError` naming it."""
+    return validate(PlanOptions, {k: v for k, v in options.items() if v is not None}, where="")
 
 
 # ---------------------------------------------------------------- JSON Schema for editors

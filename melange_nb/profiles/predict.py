@@ -52,6 +52,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..config import PARAMS_DIR, outputs_dir
+from .. import schemas
 from ..errors import InputError, MissingExtra
 from ..files import write_json
 from ..workload import bucket_labels, labelled_matrix
@@ -462,7 +463,7 @@ def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str],
     conditions = parse_slo(slo, field="slo")
     if conditions == "unknown":
         raise InputError("slo", "is required for a prediction; e.g. tpot_ms=40")
-    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+    if not schemas.is_count(tp, 1):
         raise InputError("tp", f"must be a whole number >= 1 (GPUs per replica), got {tp!r}")
     if sol not in ("label", "calibrate"):
         raise InputError("sol", f"must be 'label' or 'calibrate', got {sol!r}")
