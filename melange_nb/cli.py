@@ -12,7 +12,7 @@ from pathlib import Path
 from .errors import InputError, MelangeError
 from .workload import DEFAULT_EDGES
 
-FILE_SCHEMAS = ("gpus", "prices", "run")     # `melange-nb schema KIND` (schemas.FILE_MODELS)
+FILE_SCHEMAS = ("gpus", "prices", "run", "sweep")     # `melange-nb schema KIND` (schemas.FILE_MODELS)
 
 
 class _Parser(argparse.ArgumentParser):
