@@ -28,6 +28,15 @@ a hardware spec (l4, a100_pcie, h100_pcie, a30) run in speed-of-light mode (``SO
 ``sol="calibrate"`` are scaled per bucket by a sibling GPU's measured/speed-of-light ratio
 (``SOL_SIBLINGS``), which their notes also say. Results are cached in
 ``outputs/cache/profiles/`` keyed by every input, so a repeat takes well under a second.
+
+Like with like: each profile records the kernel data it came from (``kernel_data``: backend,
+version, measured or speed-of-light, ``scaled_by``). aiconfigurator collected it per GPU on
+different engine versions (A100: vLLM 0.14.0, SGLang 0.5.10, TRT-LLM 1.0.0; H100/H200/L40S: vLLM
+0.24.0, SGLang 0.5.14, TRT-LLM 1.3.0rc20), so `backend="auto"` (`choose_backend`) takes the backend
+whose versions agree best across the set, and a mapping {GPU: backend} runs GPUs on different
+engines (labelled in the notes). `physics_check` (`consistency`) refuses rates above physical
+bounds and flags pairs whose rate ratio leaves the hardware range; `consistency.set_caveat` is the
+warning the CLI prints and every report shows for a set that mixes data.
 """
 from __future__ import annotations
 
@@ -43,6 +52,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..config import PARAMS_DIR, outputs_dir
+from .. import schemas
 from ..errors import InputError, MissingExtra
 from ..files import write_json
 from ..workload import bucket_labels, labelled_matrix
@@ -453,7 +463,7 @@ def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str],
     conditions = parse_slo(slo, field="slo")
     if conditions == "unknown":
         raise InputError("slo", "is required for a prediction; e.g. tpot_ms=40")
-    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+    if not schemas.is_count(tp, 1):
         raise InputError("tp", f"must be a whole number >= 1 (GPUs per replica), got {tp!r}")
     if sol not in ("label", "calibrate"):
         raise InputError("sol", f"must be 'label' or 'calibrate', got {sol!r}")
