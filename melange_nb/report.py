@@ -235,6 +235,15 @@ ANSWER_TABLE_STYLE = ("<style>table.mnb-answer-table{border-collapse:collapse;ma
                       "border-bottom:1px solid #e5e5e5}table.mnb-answer-table th{border-bottom:1px solid #999}</style>")
 
 
+def back_link_html(href: str | None, text: str = "Sweep index: every point and workload") -> str:
+    """A link back to the sweep's ``index.html`` at the top of a summary or point page ("" without one)."""
+    from html import escape
+
+    if not href:
+        return ""
+    return f'<p class="mnb-back" style="margin:0 0 0.5em"><a href="{escape(href)}">← {escape(text)} ({escape(Path(href).name)})</a></p>'
+
+
 def constraints_text(constraints) -> str:
     """`solver.Constraints` in words: ``at most 1×A100; plan at 80% of profiled throughput`` or ``none``."""
     parts = [f"at most {n}×{g}" for g, n in constraints.max_instances.items()]
@@ -614,7 +623,8 @@ AXIS_HEADERS = {"workload": "workload", "gpu_set": "GPU set", "slo": "SLO", "con
 def mix_changes(results: pd.DataFrame) -> pd.DataFrame:
     """The rates at which the reference mix changes its GPU types (or gains or loses a plan), per problem:
     from which rate, what changes (``adds A100``, ``drops A10G``), the mix and $/h there, and the later
-    rates where only the counts change (``6, 7, 8``). Headers for people (`AXIS_HEADERS`)."""
+    rates where only the counts change (``6, 7, 8``). Headers for people (`AXIS_HEADERS`); the SLO,
+    constraints and slice factor columns only when they vary."""
     counts_col = "then only the counts change at (req/s)"
     rows = []
     for key, df in _groups(results):
@@ -633,7 +643,9 @@ def mix_changes(results: pd.DataFrame) -> pd.DataFrame:
             previous, last_mix = types, now
     for r in rows:
         r[counts_col] = ", ".join(r[counts_col]) or "—"
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    same = [h for h in ("SLO", "constraints", "slice factor") if h in table and table[h].nunique(dropna=False) == 1]
+    return table.drop(columns=same)      # an axis with one value in the whole sweep says nothing per row
 
 
 def _type_change(before, after) -> str:
