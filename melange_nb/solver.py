@@ -322,7 +322,7 @@ def solve_melange(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: 
     import pulp
 
     slice_factor = _check_slice_factor(slice_factor)
-    _check_time_limit(time_limit)
+    check_time_limit(time_limit)
     start = time.perf_counter()
     p = _problem(workload, gpus, rate, constraints)
     options = {"slice_factor": int(slice_factor), "time_limit": time_limit}
@@ -528,7 +528,7 @@ def solve_exact(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: fl
     """Integer GPU counts and a continuous share of each bucket per GPU type, solved by HiGHS."""
     import highspy
 
-    _check_time_limit(time_limit)
+    check_time_limit(time_limit)
     start = time.perf_counter()
     p = _problem(workload, gpus, rate, constraints)
     options = {"time_limit": time_limit}
@@ -648,7 +648,7 @@ def _quiet_stdout():
         os.close(saved)
 
 
-def _check_time_limit(time_limit) -> None:
+def check_time_limit(time_limit) -> None:
     schemas.optional_seconds(time_limit, "time_limit")
 
 
@@ -684,7 +684,7 @@ def solve(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, *
           constraints: Constraints | None = None) -> SolveResult:
     """Run one policy by name: ``melange``, ``exact`` or ``single:<gpu>``."""
     _check_slice_factor(slice_factor)    # checked for every policy: a bad value is bad input even where unused
-    _check_time_limit(time_limit)
+    check_time_limit(time_limit)
     if solver == "melange":
         return solve_melange(workload, gpus, rate, slice_factor=slice_factor, time_limit=time_limit,
                              constraints=constraints)

@@ -291,18 +291,12 @@ def _significant(values: np.ndarray, digits: int = 4) -> np.ndarray:
     return np.vectorize(lambda v: float(f"{v:.{digits}g}"))(np.asarray(values, dtype=float))
 
 
-def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str], *, slo, backend: str = "vllm",
-                     edges: Sequence[float] = PROFILE_INPUT_EDGES, output_edges: Sequence[float] = PROFILE_OUTPUT_EDGES,
-                     open_last_input: bool = False, open_last_output: bool = False, prices=None, tp: int = 1,
-                     sol: str = "label", cache: bool = True) -> dict[str, GpuProfile]:
-    """Predicted profiles {GPU name: GpuProfile} for `model` on each aiconfigurator system in `gpus`.
-
-    `gpus`: system names, ``"h100_sxm=H100"`` to rename, or a mapping {system: name}. `slo`: what
-    `parse_slo` reads (e.g. ``"tpot_ms=40"`` or a list of conditions). `prices`: a price file, a
-    list of them, or {name: Price}; default ``params/prices/runpod-serverless.yaml``; cost =
-    price per GPU x `tp`. `sol`: "label" or "calibrate" for systems without measured data (see
-    the module docstring). Every input is checked before the first estimate.
-    """
+def check_request(model: str | Path, gpus: Sequence[str] | Mapping[str, str], *, slo, backend: str = "vllm",
+                  edges: Sequence[float] = PROFILE_INPUT_EDGES, output_edges: Sequence[float] = PROFILE_OUTPUT_EDGES,
+                  open_last_input: bool = False, open_last_output: bool = False, prices=None, tp: int = 1,
+                  sol: str = "label") -> dict[str, Any]:
+    """Every check `predict_profiles` makes before its first estimate, with what they parsed; no
+    estimate runs and nothing is written (a sweep spec checks its `predict:` requests with it)."""
     conditions = parse_slo(slo, field="slo")
     if conditions == "unknown":
         raise InputError("slo", "is required for a prediction; e.g. tpot_ms=40")
@@ -327,6 +321,27 @@ def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str],
         resolve_model(model)                  # the one-line error for a folder without config.json
     price_table = _prices(prices)
     priced = {name: find_price(price_table, name, system, field="prices") for name, system in names.items()}
+    return {"conditions": conditions, "index": index, "columns": columns, "names": names, "info": info,
+            "priced": priced}
+
+
+def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str], *, slo, backend: str = "vllm",
+                     edges: Sequence[float] = PROFILE_INPUT_EDGES, output_edges: Sequence[float] = PROFILE_OUTPUT_EDGES,
+                     open_last_input: bool = False, open_last_output: bool = False, prices=None, tp: int = 1,
+                     sol: str = "label", cache: bool = True) -> dict[str, GpuProfile]:
+    """Predicted profiles {GPU name: GpuProfile} for `model` on each aiconfigurator system in `gpus`.
+
+    `gpus`: system names, ``"h100_sxm=H100"`` to rename, or a mapping {system: name}. `slo`: what
+    `parse_slo` reads (e.g. ``"tpot_ms=40"`` or a list of conditions). `prices`: a price file, a
+    list of them, or {name: Price}; default ``params/prices/runpod-serverless.yaml``; cost =
+    price per GPU x `tp`. `sol`: "label" or "calibrate" for systems without measured data (see
+    the module docstring). Every input is checked (`check_request`) before the first estimate.
+    """
+    checked = check_request(model, gpus, slo=slo, backend=backend, edges=edges, output_edges=output_edges,
+                            open_last_input=open_last_input, open_last_output=open_last_output, prices=prices,
+                            tp=tp, sol=sol)
+    conditions, index, columns = checked["conditions"], checked["index"], checked["columns"]
+    names, info, priced = checked["names"], checked["info"], checked["priced"]
     input_lengths = representative_lengths(list(edges), open_last_input, minimum=1)
     output_lengths = representative_lengths(list(output_edges), open_last_output, minimum=2)
     common = dict(model=model, use_cache=cache, backend_name=backend, slo=conditions, tp=tp,

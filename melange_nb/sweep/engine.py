@@ -1,0 +1,609 @@
+"""The sweep engine: every point of a spec's grid (workloads x GPU sets x SLOs x constraints x slice
+factors x rates) solved in-process, with per-point notebooks only where a person reads them.
+
+How it runs: every input (spec, files, constraints, GPU names, bucket labels) is checked before
+anything is written, so a bad spec fails in one line with exit 2. The output folder is locked
+(a second sweep into it is refused). Each (workload, GPU set, SLO, constraints, slice factor) problem
+is validated and flattened once (`solver.prepare`) and re-solved at every rate by every solver, in
+this process (or in a spawned process pool for large grids). The results table, the summary notebook
+and ``index.html`` come first; per-point allocation notebooks and HTML are rendered only for the
+rates chosen by `render`: by default the rates where the reference mix changes plus the first and
+last rate of each problem.
+
+Layout of ``outputs/<sweep>/``: ``manifest.json`` (spec and each point's status), ``workloads/<name>/``
+(built workloads), ``<point>/`` for rendered points (notebook, HTML, JSON/CSV), ``failed/<point>/``
+(error, traceback), ``results.csv``/``results.parquet``, the summary notebook and ``index.html``.
+
+A re-run skips done points whose inputs (parameters and the contents of the workload and profile
+files) are unchanged, re-solves the others, and ``retry_failed`` re-runs failed ones. Ctrl-C
+stops within seconds: workers end, finished points are recorded, temporary folders are removed.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import signal
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import pandas as pd
+
+from ..errors import InputError, MelangeError
+from ..files import atomic_write, write_json
+from ..run import ALLOCATION_NOTEBOOK, WORKLOAD_NOTEBOOK, execute_notebook, manifest
+from .spec import NO_CONSTRAINTS, Point, check_inputs, grid, profile_file, render_choice, slo_label
+
+SUMMARY_NOTEBOOK = "03_sweep_summary.ipynb"
+# Below this many points to solve, spawning worker processes (about 2 s each to import the stack)
+# costs more than it saves: solve in this process.
+POOL_MIN_POINTS = 300
+
+
+class SweepInterrupted(MelangeError):
+    """Ctrl-C: the sweep stopped; finished points are recorded and a re-run resumes."""
+
+
+class SweepLocked(InputError):
+    """Another sweep holds the output folder."""
+
+
+# ---------------------------------------------------------------- running
+
+def run_sweep(spec: Mapping[str, Any], out_dir: str | Path, *, workers: int | None = None,
+              retry_failed: bool = False, render=None, html: bool = True, log=print) -> dict[str, Any]:
+    """Solve every point not yet done with its current inputs, render the chosen points; return the manifest.
+
+    `render`: changes | all | none | a list of rates (default: the spec's `render`). Raises
+    `InputError` before writing anything when an input is bad, `SweepLocked` when another sweep
+    holds `out_dir`, and `SweepInterrupted` on Ctrl-C (after recording what finished).
+    """
+    render = spec["render"] if render is None else render_choice(render, spec["rates"], "--render")
+    out = Path(out_dir).resolve()   # notebooks run with their own folder as cwd: pass absolute paths
+    if out.exists() and not out.is_dir():
+        raise InputError("output folder", f"{out} is a file; choose a folder with -o")
+    checked = check_inputs(spec)    # predicts the spec's `predict:` GPU sets last, once every check passed
+    workers = workers or os.cpu_count() or 1
+    out.mkdir(parents=True, exist_ok=True)
+    with _locked(out):
+        run = _Run(spec, out, workers, retry_failed, render, html, log, checked)
+        try:
+            return run.go()
+        except KeyboardInterrupt:
+            run.stop_pool()
+            run.record()
+            _clean_partial(out)
+            done = sum(e.get("status") == "done" for e in run.state["points"].values())
+            raise SweepInterrupted(f"interrupted: {done} of {len(run.state['points'])} points done and recorded in "
+                                   f"{out / 'manifest.json'}; run the same command again to resume") from None
+
+
+@contextmanager
+def _locked(out: Path):
+    """Hold an exclusive lock on `out` (``.lock``) for the sweep; refuse if another sweep holds it."""
+    import fcntl
+
+    with open(out / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise SweepLocked("output folder", f"{out} is in use by another sweep ({holder}); wait for it to "
+                              "finish or choose another -o") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+
+
+class _Run:
+    """One sweep run's state, so that Ctrl-C at any step can record what finished."""
+
+    def __init__(self, spec, out: Path, workers: int, retry_failed: bool, render, html: bool, log, checked):
+        self.spec, self.out, self.workers, self.retry_failed = spec, out, workers, retry_failed
+        self.render, self.html, self.log, self.checked = render, html, log, checked
+        self.state = _load_manifest(out, spec)
+        self.pool: cf.ProcessPoolExecutor | None = None
+        self.kept = pd.DataFrame()
+        self.new_rows: list[dict] = []
+
+    def go(self) -> dict:
+        spec, out, log = self.spec, self.out, self.log
+        _clean_partial(out)
+        files, broken = _prepare_workloads(spec, out, self.checked["workloads"], log,
+                                           self.state.setdefault("workloads", {}), self.retry_failed)
+        points = grid(spec)
+        hashes = {f: _sha(f) for f in {*files.values(), *(profile_file(spec, p) for p in points)}}
+        old = _read_table(out / "results")
+        have = set(old["point"]) if not old.empty else set()
+        todo, changed = [], 0
+        keep_ids = set()
+        for p in points:
+            entry = self.state["points"].get(p.id, {})
+            key = _inputs_key(_point_inputs(spec, p, files), hashes, p.workload in broken)
+            fresh = entry.get("inputs") == key
+            status = entry.get("status")
+            if fresh and (status == "done" and p.id in have or status == "failed" and not self.retry_failed):
+                keep_ids.add(p.id)
+                continue
+            changed += bool(entry) and not fresh
+            shutil.rmtree(out / "failed" / p.id, ignore_errors=True)
+            shutil.rmtree(out / p.id, ignore_errors=True)
+            self.state["points"][p.id] = {"status": "pending", "inputs": key, **_point_fields(p), "rendered": False}
+            todo.append(p)
+        self.state["points"] = {p.id: self.state["points"][p.id] for p in points}   # drop points no longer in the spec
+        self.kept = old[old["point"].isin(keep_ids)] if not old.empty else old
+        _save_manifest(out, self.state)
+        log(f"sweep {spec['name']}: {len(points)} points, {len(points) - len(todo)} already done or failed, "
+            f"solving {len(todo)}" + (f" ({changed} re-run because their inputs changed)" if changed else ""))
+        for name, error in broken.items():
+            for p in todo:
+                if p.workload == name:
+                    self._fail(p, error[0], error[1])
+        self._solve([p for p in todo if p.workload not in broken], files)
+        results = self.record()
+        self._render(results, files)
+        self.record()
+        if not results.empty:
+            execute_notebook(SUMMARY_NOTEBOOK, out, {"sweep_dir": str(out)})
+        from ..report import write_index
+        write_index(out, results, self.state)
+        log(f"wrote {out / 'index.html'}")
+        return self.state
+
+    # -- solving
+
+    def _solve(self, todo: list[Point], files) -> None:
+        groups: dict[tuple, list[Point]] = {}
+        for p in todo:
+            groups.setdefault(p.problem, []).append(p)
+        tasks = []
+        for key, pts in groups.items():
+            slo = slo_label(self.spec, pts[0], self.checked["profiles"][profile_file(self.spec, pts[0])])
+            task = _solve_task(self.spec, pts[0], files, slo)
+            size = len(pts) if self.workers == 1 or len(todo) < POOL_MIN_POINTS else \
+                max(1, math.ceil(len(todo) / (self.workers * 4)))
+            for i in range(0, len(pts), size):
+                tasks.append({**task, "points": [(p.id, p.rate) for p in pts[i:i + size]]})
+        start = time.perf_counter()
+        if self.workers > 1 and len(todo) >= POOL_MIN_POINTS:
+            self.pool = worker_pool(min(self.workers, len(tasks)))
+            with _workers_spawning():
+                futures = {self.pool.submit(_solve_all, t): t for t in tasks}
+            for fut in cf.as_completed(futures):
+                try:
+                    self._record_solved(fut.result())
+                except Exception as exc:   # a worker that died (BrokenProcessPool) or could not return
+                    self._fail_task(futures[fut], exc)
+            self.stop_pool()
+        else:
+            for task in tasks:
+                try:
+                    for solved in _solve_points(task):
+                        self._record_solved([solved])
+                except Exception as exc:
+                    self._fail_task(task, exc)
+        if todo:
+            self.log(f"solved {len(todo)} points in {time.perf_counter() - start:.1f} s")
+
+    def _record_solved(self, solved: list) -> None:
+        for pid, rows, seconds, error in solved:
+            entry = self.state["points"][pid]
+            if error:
+                entry.update(status="failed", error=error[0], seconds=seconds)
+                _write_failure(self.out, pid, error[1])
+            else:
+                entry.update(status="done", error=None, seconds=round(seconds, 4))
+                self.new_rows.extend(rows)
+
+    def _fail_task(self, task, exc: BaseException) -> None:
+        error = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+        for pid, _ in task["points"]:
+            if self.state["points"][pid]["status"] == "pending":
+                self._fail_id(pid, error, traceback.format_exc())
+
+    def _fail(self, p: Point, error: str, tb: str) -> None:
+        self._fail_id(p.id, error, tb)
+
+    def _fail_id(self, pid: str, error: str, tb: str) -> None:
+        self.state["points"][pid].update(status="failed", error=error, seconds=None)
+        _write_failure(self.out, pid, tb)
+
+    def record(self) -> pd.DataFrame:
+        """Write the results table and the manifest: done points are those whose rows are in the table."""
+        new = pd.DataFrame(self.new_rows)
+        results = pd.concat([d for d in (self.kept, new) if not d.empty], ignore_index=True) \
+            if not (self.kept.empty and new.empty) else pd.DataFrame()
+        if not results.empty:
+            counts = [c for c in results.columns if c.startswith("n_")]
+            results[counts] = results[counts].fillna(0).astype(int)
+            results = results.sort_values(["workload", "gpu_set", "slo", "constraints", "slice_factor", "rate",
+                                           "policy"]).reset_index(drop=True)
+            _write_table(results, self.out / "results")
+        _save_manifest(self.out, self.state)
+        return results
+
+    # -- rendering
+
+    def _render(self, results: pd.DataFrame, files) -> None:
+        chosen = points_to_render(results, self.render)
+        entries = self.state["points"]
+        todo = [pid for pid in chosen if entries.get(pid, {}).get("status") == "done"
+                and not (entries[pid].get("rendered") and (self.out / pid / "allocation.json").is_file())]
+        if not todo:
+            return
+        self.log(f"rendering {len(todo)} point reports ({self._render_label()}) with {min(self.workers, len(todo))} workers")
+        by_id = {p.id: p for p in grid(self.spec)}
+        self.pool = worker_pool(min(self.workers, len(todo)))
+        with _workers_spawning():
+            futures = {self.pool.submit(render_point, str(self.out), pid,
+                                        _notebook_params(self.spec, by_id[pid], files), self.html): pid for pid in todo}
+        for fut in cf.as_completed(futures):
+            pid = futures[fut]
+            try:
+                status = fut.result()
+            except Exception as exc:   # a worker that died without reporting
+                status = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+            if status.get("error"):
+                entries[pid].update(status="failed", error="report: " + status["error"], rendered=False)
+                self.kept = self.kept[self.kept["point"] != pid] if not self.kept.empty else self.kept
+                self.new_rows = [r for r in self.new_rows if r["point"] != pid]
+                self.log(f"  {pid}: report failed - {status['error']}")
+            else:
+                entries[pid]["rendered"] = True
+        self.stop_pool()
+
+    def _render_label(self) -> str:
+        return self.render if isinstance(self.render, str) else "rates " + ", ".join(f"{r:g}" for r in self.render)
+
+    def stop_pool(self) -> None:
+        """End the worker processes now (Ctrl-C or done): pending work is cancelled, running work stopped."""
+        pool, self.pool = self.pool, None
+        if pool is None:
+            return
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()          # SIGTERM: the worker exits through its finally blocks
+        deadline = time.monotonic() + 10
+        for proc in procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+
+
+def points_to_render(results: pd.DataFrame, render) -> list[str]:
+    """Point ids whose report to render: every point (`all`), none, the listed rates, or (`changes`)
+    per problem the first and last rate and every rate where the reference mix changes its GPU types
+    (or has no plan) against the previous rate: counts grow with the rate at nearly every step, which
+    a reader does not need a page for; a new type in the mix is what each report is there to show."""
+    if results.empty or render == "none":
+        return []
+    ref = results[results["policy"] == results["reference"]]
+    if render == "all":
+        return sorted(set(ref["point"]))
+    if not isinstance(render, str):
+        return sorted(set(ref.loc[ref["rate"].isin(render), "point"]))
+    chosen = []
+    for _, df in ref.groupby(["workload", "gpu_set", "slo", "constraints", "slice_factor"], sort=True):
+        df = df.sort_values("rate")
+        mixes = [frozenset(part.split("x", 1)[1] for part in mix.split(" + ")) if mix != "none" else status
+                 for mix, status in zip(df["mix"], df["status"])]
+        for i, pid in enumerate(df["point"]):
+            if i == 0 or i == len(df) - 1 or mixes[i] != mixes[i - 1]:
+                chosen.append(pid)
+    return chosen
+
+
+def worker_pool(n: int) -> cf.ProcessPoolExecutor:
+    return cf.ProcessPoolExecutor(max_workers=max(1, n), mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=_worker_signals)
+
+
+@contextmanager
+def _workers_spawning():
+    """Submit (and so spawn) workers with SIGINT ignored: they inherit that, so a Ctrl-C while they
+    import cannot print a traceback from each; the parent alone handles it."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:      # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _worker_signals() -> None:
+    """Workers leave Ctrl-C to the parent (no tracebacks from each); on SIGTERM (the parent stopping
+    them) they end their notebook kernel and exit at once. The parent removes their temporary folders."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def _exit(signum, frame):
+        _kill_children()
+        os._exit(143)
+    signal.signal(signal.SIGTERM, _exit)
+
+
+def _kill_children() -> None:
+    """SIGKILL this process's children (a running notebook kernel), found in /proc on Linux; elsewhere
+    the kernel's own parent poller ends it within a second or so of this worker's exit."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[1] == me:
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+        except (OSError, IndexError, ValueError):
+            continue
+
+
+def _solve_task(spec, p: Point, files, slo: str) -> dict:
+    return {"workload": files[p.workload], "gpus": profile_file(spec, p), "gpu_names": list(spec["gpu_names"]),
+            "constraints": spec["constraints"][p.constraints or NO_CONSTRAINTS], "solvers": list(spec["solvers"]),
+            "slice_factor": p.slice_factor, "time_limit": spec["time_limit"],
+            "fields": {"workload": p.workload, "gpu_set": p.gpus, "slo": slo,
+                       "constraints": p.constraints or NO_CONSTRAINTS, "slice_factor": p.slice_factor}}
+
+
+def _solve_all(task) -> list:
+    return list(_solve_points(task))
+
+
+def _solve_points(task) -> Iterator[tuple[str, list[dict], float, tuple | None]]:
+    """Prepare one problem once and solve it at each of the task's rates with every solver.
+
+    Yields (point id, result rows, seconds, None) or (point id, [], seconds, (error, traceback)).
+    """
+    from ..profiles import load_gpus, select_gpus
+    from ..solver import Constraints, compare, prepare
+    from ..workload import read_workload
+
+    gpus = select_gpus(load_gpus(task["gpus"]), task["gpu_names"])
+    prepared = prepare(read_workload(task["workload"]), gpus, Constraints.from_mapping(task["constraints"]))
+    for pid, rate in task["points"]:
+        start = time.perf_counter()
+        try:
+            cmp = compare(prepared, prepared.gpus, rate, solvers=task["solvers"], slice_factor=task["slice_factor"],
+                          time_limit=task["time_limit"], constraints=prepared.constraints)
+        except Exception as exc:
+            yield pid, [], time.perf_counter() - start, (" ".join(f"{type(exc).__name__}: {exc}".split())[:500],
+                                                         traceback.format_exc())
+            continue
+        yield pid, _rows(pid, cmp, {**task["fields"], "rate": float(rate)}), time.perf_counter() - start, None
+
+
+def _rows(pid: str, cmp, fields: Mapping[str, Any]) -> list[dict]:
+    """One results row per policy of a comparison."""
+    savings = cmp.savings()["savings_pct"]
+    rows = []
+    for policy, res in cmp.results.items():
+        mix = " + ".join(f"{c}x{g}" for g, c in res.counts.items() if c > 0) if res.has_allocation else "none"
+        rows.append({"point": pid, **fields, "reference": cmp.reference, "policy": policy, "mix": mix,
+                     **{f"n_{g}": c for g, c in res.counts.items()}, "cost_per_hour": res.cost,
+                     "savings_pct": float(savings[policy]), "status": res.status,
+                     "solve_seconds": round(res.solve_seconds, 6)})
+    return rows
+
+
+def render_point(out: str, point_id: str, params: dict, html: bool) -> dict:
+    """Worker: execute the allocation notebook for one point into a temporary folder, then rename it."""
+    out_dir = Path(out)
+    tmp = out_dir / f".{point_id}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        execute_notebook(ALLOCATION_NOTEBOOK, tmp, {**params, "output_dir": str(tmp)}, html=html)
+        if not (tmp / "allocation.json").is_file():
+            raise MelangeError("the notebook finished without writing allocation.json")
+        final = out_dir / point_id
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        return {"error": None}
+    except Exception as exc:
+        _write_failure(out_dir, point_id, traceback.format_exc(), partial=tmp)
+        return {"error": " ".join(f"{type(exc).__name__}: {exc}".split())[:500]}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_failure(out: Path, pid: str, tb: str, partial: Path | None = None) -> None:
+    failed = out / "failed" / pid
+    shutil.rmtree(failed, ignore_errors=True)
+    failed.parent.mkdir(parents=True, exist_ok=True)
+    if partial is not None and partial.exists():
+        partial.rename(failed)
+    failed.mkdir(parents=True, exist_ok=True)
+    (failed / "traceback.txt").write_text(tb)
+
+
+def _sha(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _inputs_key(inputs: Mapping[str, Any], hashes: Mapping[str, str], broken: bool = False) -> str:
+    """What a point's result depends on: its parameters and the contents (`hashes`) of its input files."""
+    files = {k: (None if broken else hashes.get(inputs[k])) for k in ("workload", "gpus")}
+    doc = json.dumps({"params": inputs, "files": files}, sort_keys=True, default=str)
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+def _point_fields(p: Point) -> dict:
+    return {"workload": p.workload, "gpus": p.gpus, "slo": p.slo, "constraints": p.constraints,
+            "slice_factor": p.slice_factor, "rate": p.rate}
+
+
+def _point_inputs(spec, p: Point, files) -> dict:
+    return {**_notebook_params(spec, p, files), "workload": files.get(p.workload, p.workload)}
+
+
+def _notebook_params(spec, p: Point, files) -> dict:
+    return {"workload": files.get(p.workload), "gpus": profile_file(spec, p), "rate": p.rate,
+            "slice_factor": p.slice_factor, "solver": list(spec["solvers"]), "time_limit": spec["time_limit"],
+            "gpu_names": list(spec["gpu_names"]), "constraints": dict(spec["constraints"][p.constraints or NO_CONSTRAINTS])}
+
+
+def _prepare_workloads(spec, out: Path, loaded, log, failures: dict, retry_failed: bool
+                       ) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """Workload CSV per name: files as given; parameter mappings built once by the workload notebook;
+    blends written from their parts. Returns (files, {name: (error, traceback)} for those that failed).
+
+    `failures` (the manifest's record of failed builds) is updated; a build that failed with the same
+    parameters is not retried unless `retry_failed`."""
+    from ..workload import blend, check_same_buckets, read_workload, workload_source, write_workload
+
+    files, broken = {}, {}
+    for name, value in spec["workloads"].items():
+        if isinstance(value, str):
+            files[name] = value
+        elif "pad" in value:
+            target = out / "workloads" / name / "workload.csv"
+            write_workload(loaded[name], target)
+            labels = f"{loaded[name].index[-1]} input x {loaded[name].columns[-1]} output tokens"
+            write_json(target.with_suffix(".json"), {"source": f"{workload_source(value['pad'])}; padded with "
+                       f"empty buckets up to {labels} to meet the GPU profiles (it holds no longer requests)",
+                       "file": value["pad"]})
+            files[name] = str(target)
+        elif "blend" not in value:
+            target = out / "workloads" / name
+            wanted = json.loads(json.dumps(value, default=str))
+            built = target / "params.json"
+            known = failures.get(name, {})
+            if not retry_failed and known.get("params") == wanted:
+                broken[name] = (known["error"], f"the workload build failed in an earlier run: {known['error']}\n")
+                continue
+            try:
+                if not (target / "workload.csv").is_file() or not built.is_file() or json.loads(built.read_text()) != wanted:
+                    log(f"building workload {name} with the workload notebook")
+                    tmp = target.with_name(f".{name}.tmp")
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    try:
+                        execute_notebook(WORKLOAD_NOTEBOOK, tmp, {**value, "output_dir": str(tmp)})
+                        write_json(tmp / "params.json", wanted)
+                        shutil.rmtree(target, ignore_errors=True)
+                        tmp.rename(target)
+                    finally:
+                        shutil.rmtree(tmp, ignore_errors=True)
+                files[name] = str(target / "workload.csv")
+                failures.pop(name, None)
+            except Exception as exc:
+                broken[name] = (f"workload {name}: " + " ".join(f"{type(exc).__name__}: {exc}".split())[:400],
+                                traceback.format_exc())
+                failures[name] = {"params": wanted, "error": broken[name][0]}
+                log(f"  workload {name} failed: {broken[name][0]}")
+    for name, value in spec["workloads"].items():     # blends, once their parts exist
+        if not (isinstance(value, dict) and "blend" in value):
+            continue
+        bad = [k for k in value["blend"] if k in broken]
+        if bad:
+            broken[name] = (f"workload {name}: its part {bad[0]} failed", broken[bad[0]][1])
+            continue
+        try:
+            parts = {k: read_workload(files[k]) for k in value["blend"]}
+            mixed = blend(parts, dict(value["blend"]))
+            target = out / "workloads" / name / "workload.csv"
+            total = sum(value["blend"].values())
+            source = "blend of " + ", ".join(f"{k} x {w / total:.3g}" for k, w in value["blend"].items())
+            write_workload(mixed, target)
+            write_json(target.with_suffix(".json"), {"source": source, "parts": {k: {"weight": w / total, "file": files[k]}
+                                                                                  for k, w in value["blend"].items()}})
+            files[name] = str(target)
+        except Exception as exc:
+            broken[name] = (f"workload {name}: " + " ".join(f"{type(exc).__name__}: {exc}".split())[:400],
+                            traceback.format_exc())
+    # built workloads meet the profiles only now: check their buckets before the first point
+    from ..profiles import load_gpus
+    for name, file in files.items():
+        if loaded.get(name) is not None or name in broken:
+            continue
+        try:
+            w = read_workload(file)
+            for p in {v for g in spec["gpus"].values() for v in ([g] if isinstance(g, str) else g.values())}:
+                for gpu in load_gpus(p).values():
+                    check_same_buckets(w, gpu.tputs, what=f"GPU profile {Path(p).name} ({gpu.name}) for workload {name}")
+        except InputError as exc:
+            broken[name] = (f"workload {name}: {exc}", traceback.format_exc())
+    return files, broken
+
+
+def _clean_partial(out: Path) -> None:
+    for tmp in [*out.glob(".*.tmp"), *(out / "workloads").glob(".*.tmp")]:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_manifest(out: Path, spec) -> dict:
+    path = out / "manifest.json"
+    if path.is_file():
+        try:
+            state = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            state = None
+        if isinstance(state, dict) and isinstance(state.get("points"), dict):
+            state["spec"] = json.loads(json.dumps(spec, default=str))
+            return state
+    inputs = sorted({*(g for v in spec["gpus"].values() for g in ([v] if isinstance(v, str) else v.values())),
+                     *(w for w in spec["workloads"].values() if isinstance(w, str))})
+    return {**manifest({"spec": spec}, inputs=inputs), "spec": json.loads(json.dumps(spec, default=str)), "points": {}}
+
+
+def _save_manifest(out: Path, state) -> None:
+    write_json(out / "manifest.json", state)
+
+
+def _write_table(df: pd.DataFrame, stem: Path) -> None:
+    atomic_write(stem.with_suffix(".csv"), lambda tmp: df.to_csv(tmp, index=False))
+    atomic_write(stem.with_suffix(".parquet"), lambda tmp: df.to_parquet(tmp, index=False))
+
+
+def _read_table(stem: Path) -> pd.DataFrame:
+    path = stem.with_suffix(".parquet")
+    try:
+        return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+    except Exception:   # an unreadable table: every point is solved again
+        return pd.DataFrame()
+
+
+# ---------------------------------------------------------------- results
+
+def savings_vs_published(results: pd.DataFrame, published: Mapping | None) -> pd.DataFrame:
+    """Per workload x SLO x GPU set x single-GPU policy: the lowest-highest % the reference mix saves over
+    the rates where both have a plan, beside the published range for that workload."""
+    singles = results[results["policy"].str.startswith("single:")]
+    if singles.empty:
+        return pd.DataFrame()
+    table = (singles.groupby(["workload", "slo", "gpu_set", "policy"], sort=True)["savings_pct"]
+             .agg(["min", "max", "count"]).reset_index())
+    table["measured %"] = [f"{lo:.1f} to {hi:.1f}" if n else "no plan: this GPU alone cannot serve the workload"
+                           for lo, hi, n in zip(table["min"], table["max"], table["count"])]
+    ranges = (published or {}).get("savings_pct", {})
+    table["published %"] = [f"{ranges[w][0]:g} to {ranges[w][1]:g}" if w in ranges else "—" for w in table["workload"]]
+    table["against"] = table["policy"].str.replace("single:", "", regex=False) + " only"
+    return table[["workload", "slo", "gpu_set", "against", "measured %", "count", "published %"]].rename(
+        columns={"slo": "SLO", "gpu_set": "GPU set", "count": "rates with both plans"})
+
+
+def collect_results(out: str | Path, state: Mapping | None = None, spec: Mapping | None = None) -> pd.DataFrame:
+    """The results table of a sweep folder, done points only: one row per point x policy with a column
+    per axis (workload, gpu_set, slo, constraints, slice_factor, rate), the reference solver, the policy,
+    its mix and counts per GPU type, $/h, savings % of the reference mix against it, status, solve seconds."""
+    out = Path(out)
+    state = state or json.loads((out / "manifest.json").read_text())
+    results = _read_table(out / "results")
+    if results.empty:
+        return results
+    done = {k for k, v in state["points"].items() if v.get("status") == "done"}
+    return results[results["point"].isin(done)].reset_index(drop=True)
+
