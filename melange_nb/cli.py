@@ -143,7 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--gpus", metavar="YAML", help="quick form: one GPU profile file (required without -p)")
     sw.add_argument("--rates", metavar="R1,R2,...", help="quick form: request rates in requests/s, e.g. 1,2,4,8 (required without -p)")
     sw.add_argument("--solver", action="append", choices=["melange", "exact"],
-                    help="quick form: mix solver (repeatable; the first is the reference; default: melange)")
+                    help="quick form: mix solver (repeatable; the first is the reference; default: exact, then melange "
+                         "as its comparison)")
     sw.add_argument("--gpu", action="append", default=[], metavar="NAME",
                     help="quick form: use only this GPU type (repeatable; default: every type in the profile)")
     sw.add_argument("--slice-factor", type=int, metavar="N", help="quick form: Mélange ILP slices per bucket (default: 1)")

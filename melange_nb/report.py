@@ -675,7 +675,9 @@ td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}img{max-widt
 def _workload_meta_for(sweep_dir: Path, name: str, value) -> tuple[Path, dict]:
     from .workload import workload_meta
 
-    path = sweep_dir / "workloads" / name / "workload.csv" if isinstance(value, dict) else Path(value)
+    from .run import locate
+
+    path = sweep_dir / "workloads" / name / "workload.csv" if isinstance(value, dict) else locate(value, sweep_dir)
     return path, workload_meta(path)
 
 

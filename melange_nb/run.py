@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 from importlib import metadata
@@ -144,12 +145,19 @@ def run_allocation(params: Mapping[str, Any], run_dir: Path | None = None, *, co
     return run_dir
 
 
+# an absolute POSIX path inside a message (not a URL's //host/path, not a relative a/b)
+_EMBEDDED_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/:;,'\"()\[\]]+/)+[^\s/:;,'\"()\[\]]+")
+
+
 def relative_to(value: Any, folder: str | Path) -> Any:
-    """`value` with every absolute path in it (a str, or inside dicts and lists) made relative: to `folder`
+    """`value` with every absolute path in it (a str, or inside dicts (keys too) and lists) made relative: to `folder`
     when inside it (``workload.csv``, ``.``), else to the project root when inside the project
-    (``params/gpus/x.yaml``, which `resolve_path` finds from any folder), else to `folder` (``../data/t.csv``).
+    (``params/gpus/x.yaml``, which `resolve_path` finds from any folder), else to `folder` (``../data/t.csv``);
+    an absolute path inside a message (``trace /home/me/t.csv: has no column``) likewise.
     What a shared run folder records must not reveal the author's file system."""
-    if isinstance(value, str) and os.path.isabs(value):
+    if isinstance(value, str) and not os.path.isabs(value):   # a message naming a path: that path, made relative
+        return _EMBEDDED_PATH.sub(lambda m: relative_to(m.group(0), folder), value) if "/" in value else value
+    if isinstance(value, str):
         path, folder = Path(value).resolve(), Path(folder).resolve()
         for root in (folder, PROJECT_ROOT):
             if path == root or root in path.parents:
@@ -158,8 +166,8 @@ def relative_to(value: Any, folder: str | Path) -> Any:
             return os.path.relpath(path, folder)
         except ValueError:          # another drive (Windows): no relative path exists
             return path.name
-    if isinstance(value, Mapping):
-        return {k: relative_to(v, folder) for k, v in value.items()}
+    if isinstance(value, Mapping):     # keys too: manifest.json's inputs are {path: sha256}
+        return {relative_to(k, folder): relative_to(v, folder) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [relative_to(v, folder) for v in value]
     return value

@@ -1002,7 +1002,8 @@ class SweepSpec(Schema):
         description="name -> a GPU profile file, or SLO (mean TPOT ms, or a name) -> a file or {predict: {...}}")
     solvers: Annotated[list[Literal["melange", "exact"]], BeforeValidator(
         _solver_list, json_schema_input_type=Literal["melange", "exact"] | list[Literal["melange", "exact"]])] = Field(
-        default_factory=lambda: ["melange"], description="every point compares all of them; the first is the reference")
+        default_factory=lambda: ["exact", "melange"],
+        description="every point compares all of them; the first is the reference (default: exact, the Mélange ILP as its comparison)")
     slice_factors: Annotated[list[int], BeforeValidator(_slice_factors, json_schema_input_type=int | list[int])] = Field(
         default_factory=lambda: [1], description="the Mélange ILP's slices per bucket")
     constraints: Annotated[dict[str, dict], BeforeValidator(_constraint_sets, json_schema_input_type=dict[str, Any] | None)] = Field(

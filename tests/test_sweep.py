@@ -139,6 +139,34 @@ def test_rerun_skips_done_points_and_retry_reruns_failed(tmp_path):
     assert not (out / done[0]).exists()    # a stale report is removed, not left beside new numbers
 
 
+def test_a_shared_sweep_folder_names_no_local_folder_and_links_back(sweep):
+    """manifest.json, params.json, the executed notebooks and the pages carry paths relative to the sweep
+    folder (or the project), never the author's folders; the summary and point pages link back to index.html."""
+    from melange_nb.config import PROJECT_ROOT
+
+    _, out, state, _, tmp = sweep
+    kept = [p for p in out.rglob("*") if p.is_file() and p.suffix in (".json", ".ipynb", ".html", ".csv")
+            and "failed" not in p.relative_to(out).parts]        # failed/: a failure's own traceback, for its author
+    assert {"manifest.json", "02_allocation.ipynb", "03_sweep_summary.ipynb"} <= {p.name for p in kept}
+    for path in kept:
+        text = path.read_text()
+        assert str(tmp) not in text and str(PROJECT_ROOT) not in text and ".tmp" not in text, path
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["spec"]["workloads"]["arena"] == "../arena.csv"
+    assert manifest["spec"]["workloads"]["broken"]["trace"] == "../trace.csv"
+    summary = (out / "03_sweep_summary-shared.html").read_text()
+    assert '<a href="index.html">← Sweep index' in summary[:summary.index("mnb-headline")]
+    for pid, entry in state["points"].items():
+        if entry["status"] == "done" and entry.get("rendered", True):
+            page = (out / pid / "02_allocation-shared.html").read_text()
+            assert '<a href="../index.html">← Sweep index' in page[:page.index("mnb-headline")], pid
+
+
+def test_the_quick_form_defaults_to_the_exact_solver_with_the_melange_ilp_beside_it():
+    spec = load_spec(None, workload=str(WORKLOADS_DIR / "arena-seed.csv"), gpus=str(GOOD), rates=[1.0], name="q")
+    assert spec["solvers"] == ["exact", "melange"]
+
+
 def test_quick_form_cli_and_bad_specs(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)        # a relative output folder, as a user would type it
     out = tmp_path / "quick"

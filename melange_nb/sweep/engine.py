@@ -38,7 +38,7 @@ import pandas as pd
 
 from ..errors import InputError, MelangeError
 from ..files import atomic_write, write_json
-from ..run import ALLOCATION_NOTEBOOK, WORKLOAD_NOTEBOOK, execute_notebook, manifest
+from ..run import ALLOCATION_NOTEBOOK, WORKLOAD_NOTEBOOK, execute_notebook, manifest, relative_to
 from .spec import NO_CONSTRAINTS, Point, check_inputs, grid, profile_file, render_choice, slo_label
 
 SUMMARY_NOTEBOOK = "03_sweep_summary.ipynb"
@@ -453,7 +453,8 @@ def _point_inputs(spec, p: Point, files) -> dict:
 def _notebook_params(spec, p: Point, files) -> dict:
     return {"workload": files.get(p.workload), "gpus": profile_file(spec, p), "rate": p.rate,
             "slice_factor": p.slice_factor, "solver": list(spec["solvers"]), "time_limit": spec["time_limit"],
-            "gpu_names": list(spec["gpu_names"]), "constraints": dict(spec["constraints"][p.constraints or NO_CONSTRAINTS])}
+            "gpu_names": list(spec["gpu_names"]), "constraints": dict(spec["constraints"][p.constraints or NO_CONSTRAINTS]),
+            "index_page": "../index.html"}      # the point page links back to the sweep's index
 
 
 def _prepare_workloads(spec, out: Path, loaded, log, failures: dict, retry_failed: bool
@@ -479,7 +480,7 @@ def _prepare_workloads(spec, out: Path, loaded, log, failures: dict, retry_faile
             files[name] = str(target)
         elif "blend" not in value:
             target = out / "workloads" / name
-            wanted = json.loads(json.dumps(value, default=str))
+            wanted = relative_to(json.loads(json.dumps(value, default=str)), out)   # as params.json records it
             built = target / "params.json"
             known = failures.get(name, {})
             if not retry_failed and known.get("params") == wanted:
@@ -560,7 +561,11 @@ def _load_manifest(out: Path, spec) -> dict:
 
 
 def _save_manifest(out: Path, state) -> None:
-    write_json(out / "manifest.json", state)
+    """manifest.json with every path relative to the sweep folder or the project (`run.relative_to`): a
+    shared sweep folder names no folder of the author's."""
+    saved = relative_to(state, out)
+    write_json(out / "manifest.json", saved)
+    state.update({k: v for k, v in saved.items() if k != "spec"})   # in memory as on disk (the spec stays absolute)
 
 
 def _write_table(df: pd.DataFrame, stem: Path) -> None:

@@ -14,7 +14,8 @@ A sweep spec (``params/sweeps/*.yaml``)::
       # per-slo: {40: params/gpus/x-tpot40.yaml, 120: params/gpus/x-tpot120.yaml}  (numbers = TPOT ms)
       # predicted: {40: {predict: {model: meta-llama/Meta-Llama-3.1-8B, gpus: [h100_sxm=H100, l40s=L40S]}}}
       #   (`profile predict`'s options; predicted once, cached in outputs/cache/profiles/)
-    solvers: [melange, exact]                   # every point compares all of them; the first is the reference
+    solvers: [exact, melange]                   # every point compares all of them; the first is the reference
+                                                # (default: exact, with the Mélange ILP as its comparison)
     slice_factors: [1]
     time_limit: null
     constraints: {}                             # one set, or label -> set: {quota: {max_instances: {A100: 2}}}
@@ -46,6 +47,7 @@ from ..errors import InputError
 from ..files import read_yaml
 from ..run import resolve_path, workload_input
 
+DEFAULT_SOLVERS = ("exact", "melange")   # the project's one default: the exact mix, the Mélange ILP as its comparison
 SPEC_KEYS = ("name", "rates", "workloads", "gpus", "solvers", "slice_factors", "time_limit", "constraints",
              "gpu_names", "render", "published")
 RENDER_MODES = ("changes", "all", "none")
@@ -94,7 +96,7 @@ def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
     else:
         spec = {"name": quick.get("name") or "sweep", "rates": quick["rates"],
                 "workloads": {Path(quick["workload"]).stem: quick["workload"]},
-                "gpus": {Path(quick["gpus"]).stem: quick["gpus"]}, "solvers": quick.get("solvers") or ["melange"]}
+                "gpus": {Path(quick["gpus"]).stem: quick["gpus"]}, "solvers": quick.get("solvers") or list(DEFAULT_SOLVERS)}
         for key in ("slice_factors", "time_limit", "constraints", "gpu_names", "render"):
             if quick.get(key) is not None:
                 spec[key] = quick[key]
@@ -107,7 +109,7 @@ def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
     for key in ("rates", "workloads", "gpus"):
         if not spec.get(key):
             raise InputError(f"{where}: {key}", "is required")
-    spec = {"name": "sweep", "solvers": ["melange"], "slice_factors": [1], "time_limit": None, "constraints": {},
+    spec = {"name": "sweep", "solvers": list(DEFAULT_SOLVERS), "slice_factors": [1], "time_limit": None, "constraints": {},
             "gpu_names": [], "render": "changes", "published": None, **spec}
     name = spec["name"]
     if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
