@@ -24,6 +24,13 @@ A sweep spec (``params/sweeps/*.yaml``)::
       source: Griggs et al., arXiv 2404.14527
       savings_pct: {short: [9, 77]}             # workload -> [lowest, highest] % against single-GPU policies
       notes: why the numbers may differ (markdown)
+    simulate: {duration_s: 600, arrival: poisson, seed: 0, routing: least}   # optional (or `true`): simulate
+                                                #   each point's reference plan (profiles need latency models)
+    target_attainment: 0.99                     # optional: also find the cheapest plan reaching this attainment
+
+With `simulate`, every point's reference plan serves a generated stream in the worker that solved it
+(`attainment.check_plan`): results gain ``attainment``, ``p99_ttft_ms``, ``p99_tpot_ms`` (and, with
+`target_attainment`, ``found_mix``, ``found_cost_per_hour``, ``found_attainment``) on the reference rows.
 
 `load_spec` checks the spec's shape and every `profile predict` request it holds, without running
 a prediction or writing anything; `check_inputs` then reads every file the spec names, and predicts
@@ -47,7 +54,7 @@ from ..files import read_yaml
 from ..run import resolve_path, workload_input
 
 SPEC_KEYS = ("name", "rates", "workloads", "gpus", "solvers", "slice_factors", "time_limit", "constraints",
-             "gpu_names", "render", "published")
+             "gpu_names", "render", "published", "simulate", "target_attainment")
 RENDER_MODES = ("changes", "all", "none")
 NO_CONSTRAINTS = "none"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -95,7 +102,7 @@ def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
         spec = {"name": quick.get("name") or "sweep", "rates": quick["rates"],
                 "workloads": {Path(quick["workload"]).stem: quick["workload"]},
                 "gpus": {Path(quick["gpus"]).stem: quick["gpus"]}, "solvers": quick.get("solvers") or ["melange"]}
-        for key in ("slice_factors", "time_limit", "constraints", "gpu_names", "render"):
+        for key in ("slice_factors", "time_limit", "constraints", "gpu_names", "render", "simulate", "target_attainment"):
             if quick.get(key) is not None:
                 spec[key] = quick[key]
         where = "sweep"
@@ -108,7 +115,7 @@ def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
         if not spec.get(key):
             raise InputError(f"{where}: {key}", "is required")
     spec = {"name": "sweep", "solvers": ["melange"], "slice_factors": [1], "time_limit": None, "constraints": {},
-            "gpu_names": [], "render": "changes", "published": None, **spec}
+            "gpu_names": [], "render": "changes", "published": None, "simulate": None, "target_attainment": None, **spec}
     name = spec["name"]
     if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise InputError(f"{where}: name", f"must be a folder name of letters, digits, '.', '-' and '_' "
@@ -150,6 +157,11 @@ def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
         check_time_limit(spec["time_limit"])
     except InputError as exc:
         raise _within(where, exc) from None
+    from ..attainment import check_options, check_target
+    spec["simulate"] = check_options(spec["simulate"], f"{where}: simulate")
+    spec["target_attainment"] = check_target(spec["target_attainment"], f"{where}: target_attainment")
+    if spec["target_attainment"] is not None and spec["simulate"] is None:
+        spec["simulate"] = check_options(True)          # a target needs a simulation: the default stream
     return spec
 
 
@@ -433,6 +445,14 @@ def _check_profile(spec: Mapping[str, Any], name: str, slo: str | None, file: st
             Constraints.from_mapping(doc).check(list(gpus))
     except InputError as exc:
         raise _within(where, exc) from None
+    if spec.get("simulate"):  # every GPU type simulated needs a latency model and the set a stated SLO
+        from ..attainment import latency_missing
+        from ..profiles import parse_slo
+        missing = latency_missing(gpus)
+        if missing:
+            raise InputError(f"{where}", "simulate: " + missing[len("No SLO attainment: "):])
+        if parse_slo(next(iter(gpus.values())).meta.get("slo")) == "unknown":
+            raise InputError(f"{where}", f"simulate: {Path(file).name} states no SLO; add `slo: {{tpot_ms: 40}}` to it")
     if slo is not None:       # a profile that states its SLO must be the one the spec files it under
         point = Point(name, name, slo, None, 1, 1.0)
         said, want = slo_label(spec, Point(name, name, None, None, 1, 1.0), gpus), slo_label(spec, point, gpus)
