@@ -293,6 +293,18 @@ def stream_requests(stream: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _check_options(out_dir: str | Path, model: str, endpoint_type: str) -> Path:
+    out_dir = check_output_dir(out_dir, "-o")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise InputError("-o", f"{out_dir} is not empty; an eval folder is written once (run its run_eval.sh to "
+                               "resume a load test), so choose a new folder")
+    if not model or not str(model).strip():
+        raise InputError("--model", "name the model the servers serve (AIPerf sends it in every request)")
+    if endpoint_type not in ("completions", "chat"):
+        raise InputError("--endpoint-type", f"must be completions or chat, got {endpoint_type!r}")
+    return out_dir
+
+
 def write_eval(out_dir: str | Path, stream: pd.DataFrame, *, endpoints: Mapping[str, str], model: str,
                tokenizer: str | None, plan: Mapping, plan_shares: Mapping[str, float], slo, stream_info: Mapping,
                simulated: pd.DataFrame | None = None, simulation: Mapping | None = None,
@@ -306,14 +318,7 @@ def write_eval(out_dir: str | Path, stream: pd.DataFrame, *, endpoints: Mapping[
     """
     from .profiles import format_slo, parse_slo
 
-    out_dir = check_output_dir(out_dir, "-o")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise InputError("-o", f"{out_dir} is not empty; an eval folder is written once (run its run_eval.sh to "
-                               "resume a load test), so choose a new folder")
-    if not model or not str(model).strip():
-        raise InputError("--model", "name the model the servers serve (AIPerf sends it in every request)")
-    if endpoint_type not in ("completions", "chat"):
-        raise InputError("--endpoint-type", f"must be completions or chat, got {endpoint_type!r}")
+    out_dir = _check_options(out_dir, model, endpoint_type)
     requests = stream_requests(stream)
     plan_gpus = [g for g, c in (plan.get("counts") or {}).items() if c]
     pools = [g for g in plan_gpus if (requests["gpu"] == g).any()]
@@ -343,6 +348,11 @@ def write_eval(out_dir: str | Path, stream: pd.DataFrame, *, endpoints: Mapping[
     for g in pools:
         files[f"{manifest['pools'][g]['folder']}/{TRACE}"] = pool_trace_lines(requests[requests["gpu"] == g])
     files["README.md"] = readme(manifest, shares, shown)
+    if simulated is not None:
+        if len(simulated) != len(requests):
+            raise ValueError("the simulated rows are not the stream's requests")
+        simulated = simulated.sort_values("arrival_s", kind="stable").reset_index(drop=True)
+        simulated.insert(0, "request", requests["request"].to_numpy())
     return _write_folder(out_dir, files, frames={REQUESTS: requests, **({SIMULATED: simulated} if simulated is not None else {})},
                          manifest=manifest)
 
@@ -368,6 +378,73 @@ def _write_folder(out_dir: Path, files: Mapping[str, str], *, frames: Mapping[st
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return sorted(p for p in out_dir.rglob("*") if p.is_file())
+
+
+def expected_shares(assigned: pd.DataFrame, plan) -> dict[str, float]:
+    """The plan's share of this stream per GPU type: the mean, over requests, of the routing share its
+    bucket (and window) gives each type (a request in a bucket the plan does not route counts for the
+    type it falls back to). The routed shares differ from these only by the seeded draws."""
+    from .workload import INPUT_AXIS, OUTPUT_AXIS
+
+    routes = plan.routes.groupby(["window", INPUT_AXIS, OUTPUT_AXIS, "gpu"], sort=False)["share"].sum()
+    total = routes.groupby(level=[0, 1, 2]).transform("sum")
+    routes = (routes / total).unstack("gpu", fill_value=0.0)
+    keys = pd.MultiIndex.from_arrays([assigned["window"], assigned["input_bucket"], assigned["output_bucket"]])
+    per = routes.reindex(keys).fillna(0.0).reset_index(drop=True)
+    fallback = (assigned["routed"] == "fallback").to_numpy() if "routed" in assigned else np.zeros(len(assigned), bool)
+    for g in per.columns:
+        per.loc[fallback, g] = 0.0
+    out = {g: float(per[g].sum()) for g in per.columns}
+    for g, n in assigned.loc[fallback, "gpu"].value_counts().items():
+        out[g] = out.get(g, 0.0) + n
+    return {g: v / len(assigned) for g, v in out.items() if v > 0}
+
+
+def plan_eval(out_dir: str | Path, stream: pd.DataFrame, plan, gpus: Mapping, *, endpoints: Mapping[str, str],
+              model: str, tokenizer: str | None = None, seed: int = 0, routing: str = "least", slo=None,
+              endpoint_type: str = "completions", aiperf_args: Sequence[str] = (), progress: bool = False) -> list[Path]:
+    """``eval plan``: assign `stream` to the GPU types of `plan` exactly as ``simulate`` does (same seed),
+    simulate the same plan and stream when every GPU type has a latency model, and write the eval folder."""
+    from .profiles import parse_slo
+    from .report import format_mix
+    from .simulate import assign_gpus, simulate
+
+    if plan.routes.empty:
+        raise InputError("plan", f"{plan.description} has no routing shares: nothing says which requests go to "
+                                 "which GPU type; give a solve result or allocation.json with routes, or --counts "
+                                 "with --workload (routed to balance utilisation)")
+    slo = parse_slo(slo if slo else next(iter(gpus.values())).meta.get("slo"), field="--slo")
+    if slo == "unknown":
+        raise InputError("--slo", "the profile file states no SLO; give one, e.g. --slo tpot_ms=40")
+    assigned = assign_gpus(stream, plan, gpus, seed=seed)
+    shares = expected_shares(assigned, plan)
+    counts = {g: int(plan.counts[g].max()) for g in plan.gpus}
+    windows = len(plan.windows)
+    cost = float(plan.windows["cost_per_hour"].max())
+    info = {"mix": format_mix(counts), "counts": counts, "cost_per_hour": cost,
+            "source": plan.description + (f"; up to this many GPUs over {windows} windows" if windows > 1 else ""),
+            "windows": windows}
+    stream_info = {"source": stream.attrs.get("source", "stream"), "seed": int(seed), "routing": routing,
+                   "fallback_requests": int((assigned.get("routed") == "fallback").sum()) if "routed" in assigned else 0}
+    _check_options(out_dir, model, endpoint_type)            # before the simulation runs
+    check_endpoints(endpoints, sorted(set(assigned["gpu"]), key=str), list(counts))
+    simulated, simulation = None, {"skipped": "a GPU type of the plan has no latency model"}
+    if all(getattr(gpus[g], "latency", None) is not None for g in plan.gpus):
+        result = simulate(stream, plan, gpus, routing=routing, seed=seed, slo=slo, progress=progress)
+        if result.status != "ok":
+            simulation = {"skipped": result.message}
+        else:
+            if not result.requests["gpu"].astype(str).reset_index(drop=True).equals(
+                    assigned["gpu"].astype(str).reset_index(drop=True)):
+                raise RuntimeError("simulate assigned the stream differently from assign_gpus with the same seed")
+            simulated = result.requests.drop(columns=[c for c in ("timestamp",) if c in result.requests])
+            simulated = simulated.assign(status=np.where(simulated["rejected"], "rejected", "ok"))
+            simulation = {"file": SIMULATED, "headline": result.message, "status": result.status,
+                          "engine": f"melange-nb simulate, {routing} routing, seed {seed}",
+                          "summary": result.to_dict()["summary"]}
+    return write_eval(out_dir, assigned, endpoints=endpoints, model=model, tokenizer=tokenizer, plan=info,
+                      plan_shares=shares, slo=slo, stream_info=stream_info, simulated=simulated,
+                      simulation=simulation, endpoint_type=endpoint_type, aiperf_args=aiperf_args)
 
 
 # ---------------------------------------------------------------- reading side: AIPerf records back in
@@ -507,6 +584,7 @@ def summarize(frame: pd.DataFrame, slo, *, by: str = "gpu") -> pd.DataFrame:
         status = part.get("status", pd.Series("ok", index=part.index))
         row = {by: name, "requests": len(part), "completed": int(status.eq("ok").sum()),
                "errors": int(status.eq("error").sum()), "missing": int(status.eq("missing").sum()),
+               "rejected": int(status.eq("rejected").sum()),
                "attainment": float(part["slo_met"].mean()) if len(part) else math.nan}
         for metric in METRICS:
             values = part.loc[status.eq("ok"), f"{metric}_ms"].dropna().to_numpy(dtype=float)
