@@ -17,7 +17,7 @@ same three functions and gets the same assignment):
   when the plan was smoothed).
 - ``assign_gpus(stream, plan, gpus, *, seed=0)``: the stream with ``window`` and ``gpu`` columns:
   each request goes to one GPU type, drawn with the plan's routing shares for its bucket and
-  window (one uniform draw per request from ``numpy.random.default_rng(seed)``, in stream order:
+  window (one uniform draw per request from ``numpy.random.default_rng([seed, 1])``, in stream order:
   deterministic). A bucket the window's plan does not route (no demand was planned there, or
   beyond the profiles' edges, clipped to the last bucket) goes to the plan's GPU type with the
   highest profiled throughput on it (``routed = "fallback"``).
@@ -217,8 +217,18 @@ def stream_from_trace(trace, gpus: Mapping[str, GpuProfile], *, timestamp_column
                         "output_bucket": np.asarray(bucket_labels(output_edges, open_last=is_open), dtype=object)[j],
                         "timestamp": stamps.to_numpy(), "beyond_edges": above & ~is_open})
     span = float(out["arrival_s"].iloc[-1])
-    out.attrs.update(duration_s=span if span > 0 else 1.0, origin=t0, source=report.get("source", "trace"))
+    out.attrs.update(duration_s=span if span > 0 else 1.0, origin=t0.isoformat(), source=report.get("source", "trace"))
     return out
+
+
+def stream_workload(stream: pd.DataFrame, gpus: Mapping[str, GpuProfile]) -> pd.DataFrame:
+    """The stream's request-size histogram (shares) on the profiles' buckets: what a plan for it is solved on."""
+    like = next(iter(gpus.values())).tputs
+    counts = stream.groupby(["input_bucket", "output_bucket"]).size()
+    out = pd.DataFrame(0.0, index=like.index, columns=like.columns)
+    for (i, o), n in counts.items():
+        out.loc[i, o] = n
+    return out / out.to_numpy().sum()
 
 
 # ---------------------------------------------------------------- plans
@@ -419,7 +429,7 @@ def assign_gpus(stream: pd.DataFrame, plan: SimPlan, gpus: Mapping[str, GpuProfi
     """The stream with ``window``, ``gpu`` and ``routed`` (plan | fallback): every request in exactly one pool."""
     out = stream.copy()
     windows = _windows_of(stream, plan)
-    u = np.random.default_rng(seed).random(len(stream))
+    u = np.random.default_rng([seed, 1]).random(len(stream))   # independent of the stream's draws
     gpu = np.empty(len(stream), dtype=object)
     routed = np.full(len(stream), "plan", dtype=object)
     names = list(plan.counts.columns)
@@ -830,9 +840,20 @@ def simulate(stream: pd.DataFrame, plan: SimPlan, gpus: Mapping[str, GpuProfile]
                      time.perf_counter() - wall, time.process_time() - cpu)
 
 
+def summary_table(result: SimResult) -> pd.DataFrame:
+    """The summary in a few readable columns (attainment %, p50/p99 TTFT and TPOT, p99 e2e and queueing, ms)."""
+    s = result.summary
+    out = pd.DataFrame({"requests": s["requests"], "attainment_%": (100 * s["attainment"]).round(1)})
+    for col in ("p50_ttft_ms", "p99_ttft_ms", "p50_tpot_ms", "p99_tpot_ms", "p99_e2e_ms", "p99_queue_ms"):
+        out[col] = s[col].round(1)
+    out["utilization_%"] = (100 * s["utilization"]).round(1)
+    out["replicas"] = s["replicas"]
+    return out
+
+
 def _slo_text(slo) -> str:
     from .profiles import format_slo
-    return " and ".join(f"{c['metric'].upper()} <= {c['ms']:g} ms" for c in slo) if slo else format_slo(slo)
+    return " and ".join(f"{c['metric'].upper()} ≤ {c['ms']:g} ms" for c in slo) if slo else format_slo(slo)
 
 
 def write_result(result: SimResult, out_dir: str | Path) -> list[Path]:
@@ -841,6 +862,7 @@ def write_result(result: SimResult, out_dir: str | Path) -> list[Path]:
 
     out_dir = Path(out_dir)
     req = result.requests.drop(columns=[c for c in ("timestamp",) if c in result.requests])
+    req.attrs = {}
     return [atomic_write(out_dir / "requests.parquet", lambda tmp: req.to_parquet(tmp, index=False)),
             atomic_write(out_dir / "summary.csv", lambda tmp: result.summary.to_csv(tmp)),
             atomic_write(out_dir / "queue.csv", lambda tmp: result.queue.to_csv(tmp)),

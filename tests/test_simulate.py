@@ -234,3 +234,112 @@ def test_result_is_picklable_and_written(tmp_path, seed_gpus, arena_csv):
         assert col in req
     doc = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert doc["status"] == "ok" and doc["summary"][-1]["gpu"] == "all"
+
+
+# ---------------------------------------------------------------- the command line
+
+def hand_profile(tmp_path, seed_gpus, **change):
+    gpus = {"A10G": dataclasses.replace(seed_gpus["A10G"], latency=parse_latency(
+                {**HAND, "step_ms": {"base": 20, "per_seq": 1.0, "per_prefill_token": 0.1, "per_context_token": 0.0005},
+                 "kv_tokens": 20000, "max_step_tokens": 2048})),
+            "A100": dataclasses.replace(seed_gpus["A100"], latency=parse_latency(
+                {**HAND, "step_ms": {"base": 12, "per_seq": 0.4, "per_prefill_token": 0.03, "per_context_token": 0.0002},
+                 "kv_tokens": 100000}))}
+    gpus.update(change)
+    return save_profiles(tmp_path / "hand.yaml", gpus, provenance={"slo": "tpot_ms=40"})
+
+
+def run_cli(capsys, *argv):
+    from melange_nb.cli import main
+
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_simulate_solved_counts_and_saved_plans_agree(tmp_path, seed_gpus, arena_csv, capsys):
+    prof = hand_profile(tmp_path, seed_gpus)
+    common = ["--gpus", prof, "--workload", arena_csv, "--rate", 4, "--duration", 300, "--format", "json"]
+    code, out, _ = run_cli(capsys, "simulate", *common, "-o", tmp_path / "sim")
+    assert code == 0
+    solved = json.loads(out)
+    assert solved["status"] == "ok" and solved["plan"].startswith("1×A10G + 1×A100")
+    assert (tmp_path / "sim" / "requests.parquet").is_file()
+    # the same plan saved by solve -o, and as deploy.json by --export, simulate identically
+    code, _, _ = run_cli(capsys, "solve", "--gpus", prof, "--workload", arena_csv, "--rate", 4, "--solver", "exact",
+                         "--format", "json", "-o", tmp_path / "alloc.json", "--export", tmp_path / "deploy")
+    assert code == 0
+    for saved in (tmp_path / "alloc.json", tmp_path / "deploy" / "deploy.json"):
+        code, out, _ = run_cli(capsys, "simulate", *common, "--plan", saved)
+        again = json.loads(out)
+        assert code == 0 and again["summary"][-1]["attainment"] == pytest.approx(solved["summary"][-1]["attainment"], abs=1e-6)
+    code, out, _ = run_cli(capsys, "simulate", *common, "--counts", "A10G=3,A100=2")
+    assert json.loads(out)["summary"][-1]["attainment"] > solved["summary"][-1]["attainment"]
+
+
+def test_cli_simulate_replays_a_trace_through_a_per_window_plan(tmp_path, seed_gpus, capsys):
+    rng = np.random.default_rng(0)
+    n = 1500
+    t0 = pd.Timestamp("2024-01-01 10:00:00")
+    stamps = t0 + pd.to_timedelta(np.sort(rng.uniform(0, 900, n)), unit="s")
+    pd.DataFrame({"TIMESTAMP": stamps.strftime("%Y-%m-%d %H:%M:%S.%f"), "ContextTokens": rng.integers(10, 900, n),
+                  "GeneratedTokens": rng.integers(5, 400, n)}).to_csv(tmp_path / "trace.csv", index=False)
+    prof = hand_profile(tmp_path, seed_gpus)
+    code, _, _ = run_cli(capsys, "plan", "--trace", tmp_path / "trace.csv", "--gpus", prof, "--window", "5min",
+                         "-o", tmp_path / "plan")
+    assert code == 0
+    code, out, _ = run_cli(capsys, "simulate", "--gpus", prof, "--trace", tmp_path / "trace.csv", "--plan",
+                           tmp_path / "plan", "--format", "json", "-o", tmp_path / "sim")
+    assert code == 0, out
+    doc = json.loads(out)
+    assert doc["status"] == "ok" and doc["options"]["requests"] == n and "per-window plan, 3 windows" in doc["plan"]
+    req = pd.read_parquet(tmp_path / "sim" / "requests.parquet")
+    assert sorted(req["window"].unique()) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--duration", "0"], r"duration: must be a positive number of seconds"),
+    (["--arrival", "bursty"], r"arrival: must be poisson, gamma:CV"),
+    (["--counts", "H100=1"], r"plan: names GPU type\(s\) \['H100'\] that the profile file does not have"),
+    (["--routing", "random"], r"invalid choice: 'random'"),
+])
+def test_cli_simulate_bad_input_is_one_line_exit_2_nothing_written(tmp_path, seed_gpus, arena_csv, capsys, argv, match):
+    prof = hand_profile(tmp_path, seed_gpus)
+    code, out, err = run_cli(capsys, "simulate", "--gpus", prof, "--workload", arena_csv, "--rate", 4, *argv,
+                             "-o", tmp_path / "sim") if argv[0] != "--routing" else (None, None, None)
+    if code is None:
+        with pytest.raises(SystemExit) as exc:
+            run_cli(capsys, "simulate", "--gpus", prof, "--workload", arena_csv, "--rate", 4, *argv)
+        code, err = exc.value.code, capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and re_search(match, err), err
+    assert not (tmp_path / "sim").exists()
+
+
+def test_cli_simulate_without_latency_model_and_unbounded(tmp_path, seed_gpus, arena_csv, capsys):
+    prof = hand_profile(tmp_path, seed_gpus, A100=seed_gpus["A100"])
+    code, _, err = run_cli(capsys, "simulate", "--gpus", prof, "--workload", arena_csv, "--rate", 4)
+    assert code == 2 and "GPU type A100 in the plan has no latency model" in err and len(err.splitlines()) == 1
+    prof = hand_profile(tmp_path, seed_gpus)
+    code, out, _ = run_cli(capsys, "simulate", "--gpus", prof, "--workload", arena_csv, "--rate", 200,
+                           "--counts", "A10G=1", "--duration", 60, "--format", "text")
+    assert code == 1 and out.startswith("the queue grows without bound: the plan is under-provisioned")
+
+
+def test_cli_solve_target_attainment_reports_both_plans_and_minimal_neighbours(tmp_path, seed_gpus, arena_csv, capsys):
+    prof = hand_profile(tmp_path, seed_gpus)
+    code, out, _ = run_cli(capsys, "solve", "--gpus", prof, "--workload", arena_csv, "--rate", 8, "--solver", "exact",
+                           "--target-attainment", 0.99, "--duration", 300, "--format", "json")
+    assert code == 0
+    search = json.loads(out)["attainment"]
+    assert search["status"] == "met" and search["found"]["attainment"] >= 0.99
+    assert search["baseline"]["attainment"] < 0.99 and search["found"]["cost_per_hour"] > search["baseline"]["cost_per_hour"]
+    assert search["neighbours"] and all(n["attainment"] < 0.99 for n in search["neighbours"])
+    assert {n["removed"] for n in search["neighbours"]} == set(search["found"]["counts"])
+    code, _, err = run_cli(capsys, "solve", "--gpus", prof, "--workload", arena_csv, "--rate", 8,
+                           "--target-attainment", 1.5)
+    assert code == 2 and "--target-attainment: must be a share of requests in (0, 1]" in err
+
+
+def re_search(pattern, text):
+    import re
+    return re.search(pattern, text)

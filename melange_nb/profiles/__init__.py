@@ -11,6 +11,8 @@ applies to every GPU in the file) or inside one GPU's entry (it then overrides t
       - {metric: tpot, stat: mean, ms: 40}    # metric tpot|ttft|itl|e2e, stat mean|p50|p90|p99
     engine: {name: vllm, version: 0.10.1}      # serving engine ("unknown" when not known)
     tool: {name: aiconfigurator-core, version: 0.12.0}   # what produced the numbers
+    kernel_data: {backend: vllm, version: 0.24.0, kernels: measured}   # predicted: the performance data used
+                                   # (kernels measured | speed-of-light, scaled_by: SYSTEM when calibrated)
     date: 2026-11-25               # when the numbers were produced
     notes: [free text, ...]
     input_edges:  [0, 25, 100, 250, 500, 1000, 2000]
@@ -54,7 +56,7 @@ UNKNOWN = "unknown"
 SOURCES = ("measured", "predicted", "seed", UNKNOWN)
 SLO_METRICS = ("tpot", "ttft", "itl", "e2e")
 SLO_STATS = ("mean", "p50", "p90", "p99")
-PROVENANCE_KEYS = ("model", "source", "system", "gpus_per_replica", "engine", "slo", "tool", "date",
+PROVENANCE_KEYS = ("model", "source", "system", "gpus_per_replica", "engine", "kernel_data", "slo", "tool", "date",
                    "price", "notes", "cell_notes")
 # Default edges for new (predicted or imported) profiles: inputs reach 16k tokens so long-context
 # traces (e.g. the Azure code trace) fit; outputs up to 2000 cover chat and summarization replies.
@@ -169,6 +171,13 @@ def normalize_provenance(raw: Mapping[str, Any], *, index: Sequence[str] = (), c
         out["gpus_per_replica"] = tp
     out["engine"] = _name_version(raw.get("engine"), f"{field}.engine")
     out["tool"] = _name_version(raw.get("tool"), f"{field}.tool")
+    data = raw.get("kernel_data")
+    if data is None or data == UNKNOWN:
+        out["kernel_data"] = UNKNOWN
+    elif isinstance(data, Mapping) and {"backend", "version"} <= set(data):
+        out["kernel_data"] = {str(k): str(v) for k, v in data.items()}
+    else:
+        raise InputError(f"{field}.kernel_data", f"must be {{backend, version, kernels}} or {UNKNOWN!r}, got {data!r}")
     out["slo"] = parse_slo(raw.get("slo"), field=f"{field}.slo")
     date = raw.get("date")
     out["date"] = date.isoformat() if isinstance(date, (_dt.date, _dt.datetime)) else str(date) if date else UNKNOWN
