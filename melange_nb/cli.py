@@ -242,8 +242,8 @@ def _measured_parsers(verbs) -> None:
     pp.add_argument("-o", "--output-dir", required=True, help="folder for run_benchmarks.sh and README.md")
 
 
-def _simulate_parser(sub) -> None:
-    si = sub.add_parser("simulate", help="simulate a plan serving a request stream: SLO attainment and tail latencies")
+def _add_plan_stream_options(si, *, verb: str = "simulate") -> None:
+    """The plan and the request stream, worded alike for simulate and eval plan (the same stream, the same plan)."""
     si.add_argument("--gpus", required=True, metavar="YAML",
                     help="GPU profile file with a latency model per GPU type (required)")
     si.add_argument("--gpu", action="append", default=[], metavar="NAME",
@@ -259,9 +259,9 @@ def _simulate_parser(sub) -> None:
                     help="trace column (default: GeneratedTokens)")
     plan = si.add_mutually_exclusive_group()
     plan.add_argument("--counts", metavar="NAME=N[,NAME=N]",
-                      help="simulate these GPU counts, routed to balance utilisation, e.g. A10G=1,A100=1")
+                      help=f"{verb} these GPU counts, routed to balance utilisation, e.g. A10G=1,A100=1")
     plan.add_argument("--plan", metavar="JSON|DIR",
-                      help="simulate a saved plan: a solve -o result or allocation.json, a deploy.json, or a "
+                      help=f"{verb} a saved plan: a solve -o result or allocation.json, a deploy.json, or a "
                            "`melange-nb plan` output folder (per-window plans) (default: solve on the spot)")
     si.add_argument("--solver", default="exact", choices=["exact", "melange"],
                     help="solver for the plan solved on the spot (default: exact)")
@@ -269,6 +269,11 @@ def _simulate_parser(sub) -> None:
                     help="sizes within a bucket of a generated stream: uniform from lo to hi-1, or the midpoint "
                          "(default: uniform)")
     _add_stream_options(si)
+
+
+def _simulate_parser(sub) -> None:
+    si = sub.add_parser("simulate", help="simulate a plan serving a request stream: SLO attainment and tail latencies")
+    _add_plan_stream_options(si)
     si.add_argument("--format", choices=["text", "json"],
                     help="text: the answer and a table per GPU type; json: status, summary rows (default: text on a "
                          "terminal, json when piped)")
@@ -276,14 +281,12 @@ def _simulate_parser(sub) -> None:
                     help="also write requests.parquet, summary.csv, queue.csv, summary.json into DIR (default: none)")
 
 
-def _simulate(args) -> int:
+def _plan_and_stream(args):
+    """(gpus, stream, plan) from the options of `_add_plan_stream_options`."""
     from .profiles import load_gpus, select_gpus
-    from .simulate import load_plan, simulate, stream_from_trace, stream_from_workload, write_result
+    from .simulate import load_plan, stream_from_trace, stream_from_workload
     from .workload import read_workload
 
-    if args.output_dir:
-        from .files import check_output_dir
-        check_output_dir(args.output_dir, "-o/--output-dir")
     gpus = load_gpus(args.gpus)
     solve_gpus = select_gpus(gpus, args.gpu)
     workload = read_workload(args.workload) if args.workload else None
@@ -302,6 +305,16 @@ def _simulate(args) -> int:
                                       sizes=args.sizes)
     plan = load_plan(args.counts or args.plan, solve_gpus if not (args.counts or args.plan) else gpus,
                      workload=workload, rate=rate, solver=args.solver)
+    return gpus, stream, plan
+
+
+def _simulate(args) -> int:
+    from .simulate import simulate, write_result
+
+    if args.output_dir:
+        from .files import check_output_dir
+        check_output_dir(args.output_dir, "-o/--output-dir")
+    gpus, stream, plan = _plan_and_stream(args)
     result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo)
     paths = write_result(result, args.output_dir) if args.output_dir else []
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
