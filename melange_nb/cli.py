@@ -156,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     _plan_parser(sub)
 
     _simulate_parser(sub)
+    _eval_parser(sub)
     pr = sub.add_parser("profile", help="GPU profiles: predict (aiconfigurator), import measured runs, plan "
                                         "benchmarks, compare two profile files")
     psub = pr.add_subparsers(dest="profile_command", required=True)
@@ -282,7 +283,7 @@ def _simulate_parser(sub) -> None:
 
 
 def _plan_and_stream(args):
-    """(gpus, stream, plan) from the options of `_add_plan_stream_options`."""
+    """(gpus, stream, plan, workload) from the options of `_add_plan_stream_options`."""
     from .profiles import load_gpus, select_gpus
     from .simulate import load_plan, stream_from_trace, stream_from_workload
     from .workload import read_workload
@@ -305,7 +306,7 @@ def _plan_and_stream(args):
                                       sizes=args.sizes)
     plan = load_plan(args.counts or args.plan, solve_gpus if not (args.counts or args.plan) else gpus,
                      workload=workload, rate=rate, solver=args.solver)
-    return gpus, stream, plan
+    return gpus, stream, plan, workload
 
 
 def _simulate(args) -> int:
@@ -314,7 +315,7 @@ def _simulate(args) -> int:
     if args.output_dir:
         from .files import check_output_dir
         check_output_dir(args.output_dir, "-o/--output-dir")
-    gpus, stream, plan = _plan_and_stream(args)
+    gpus, stream, plan, _ = _plan_and_stream(args)
     result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo)
     paths = write_result(result, args.output_dir) if args.output_dir else []
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
@@ -328,6 +329,64 @@ def _simulate(args) -> int:
         if paths:
             print("wrote " + ", ".join(str(p) for p in paths))
     return 0 if result.status == "ok" else 1
+
+
+def _eval_parser(sub) -> None:
+    ev = sub.add_parser("eval", help="confirm a plan on real servers: per-pool AIPerf load tests out, measured "
+                                     "attainment back in beside the simulation")
+    verbs = ev.add_subparsers(dest="eval_command", required=True, metavar="VERB")
+    ep = verbs.add_parser("plan", help="split simulate's request stream into one AIPerf trace per GPU pool, with "
+                                       "the commands, a resumable run_eval.sh and a README")
+    _add_plan_stream_options(ep, verb="load-test")
+    ep.add_argument("--endpoint", action="append", default=[], required=True, metavar="GPU=URL",
+                    help="base URL of the servers of one GPU type, e.g. A10G=http://10.0.0.5:8000 (one per GPU type "
+                         "of the plan; required)")
+    ep.add_argument("--model", required=True, help="model name the servers serve, sent in every request (required)")
+    ep.add_argument("--tokenizer", metavar="NAME|DIR",
+                    help="tokenizer AIPerf makes prompts with: a Hugging Face id or a local folder (default: --model)")
+    ep.add_argument("--endpoint-type", default="completions", choices=["completions", "chat"],
+                    help="OpenAI API the servers are driven through; completions keeps prompt lengths exact "
+                         "(default: completions)")
+    ep.add_argument("--aiperf-args", default="", metavar="'ARGS'",
+                    help="more AIPerf options for every pool, as one quoted string, e.g. "
+                         "--aiperf-args='--request-timeout-seconds 900' (default: none)")
+    ep.add_argument("-o", "--output-dir", required=True, metavar="DIR", help="new folder for the eval (required)")
+    ei = verbs.add_parser("import", help="read each pool's AIPerf records: measured attainment and tail latencies "
+                                         "beside the simulation, a table and report.html")
+    ei.add_argument("eval_dir", metavar="DIR", help="a folder written by eval plan, after its run_eval.sh")
+    ei.add_argument("--format", choices=["text", "json"],
+                    help="text: the answer and the table; json: the summary (default: text on a terminal, json "
+                         "when piped)")
+
+
+def _eval(args) -> int:
+    from . import evaluate
+
+    if args.eval_command == "import":
+        result = evaluate.import_eval(args.eval_dir)
+        paths = evaluate.write_import(result)
+        fmt = args.format or ("text" if sys.stdout.isatty() else "json")
+        if fmt == "json":
+            print((Path(args.eval_dir) / "summary.json").read_text(), end="")
+        else:
+            print(result.headline)
+            print(evaluate.text_table(result))
+            print("wrote " + ", ".join(str(p) for p in paths))
+        return 0
+    import shlex
+
+    evaluate.check_options(args.output_dir, args.model, args.endpoint_type)
+    endpoints = evaluate.parse_endpoints(args.endpoint)
+    try:
+        extra = shlex.split(args.aiperf_args)
+    except ValueError as exc:
+        raise InputError("--aiperf-args", f"cannot be split into options ({exc})") from None
+    gpus, stream, plan, workload = _plan_and_stream(args)
+    evaluate.plan_eval(args.output_dir, stream, plan, gpus, endpoints=endpoints, model=args.model, workload=workload,
+                       tokenizer=args.tokenizer, seed=args.seed, routing=args.routing, slo=args.slo,
+                       endpoint_type=args.endpoint_type, aiperf_args=extra, progress=sys.stderr.isatty())
+    print(evaluate.plan_summary(args.output_dir))
+    return 0
 
 
 def _plan_parser(sub) -> None:
@@ -741,7 +800,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"solve": _solve, "workload": _workload, "sweep": _sweep, "run": _run,
-                "profile": _profile, "plan": _plan, "simulate": _simulate}[args.command](args)
+                "profile": _profile, "plan": _plan, "simulate": _simulate,
+                "eval": _eval}[args.command](args)
     except KeyboardInterrupt:
         print("melange-nb: interrupted", file=sys.stderr)
         return 130

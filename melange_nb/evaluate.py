@@ -102,6 +102,19 @@ def request_ids(n: int) -> list[str]:
     return [f"r{i:0{width}d}" for i in range(n)]
 
 
+def parse_endpoints(items: Sequence[str], *, field: str = "--endpoint") -> dict[str, str]:
+    """``["A10G=http://h:8000", ...]`` -> ``{"A10G": "http://h:8000"}`` (the name is what precedes the first ``=``)."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, url = str(item).partition("=")
+        if not sep or not name.strip() or not url.strip():
+            raise InputError(field, f"expects GPU=URL, e.g. A10G=http://10.0.0.5:8000, got {item!r}")
+        if name.strip() in out:
+            raise InputError(field, f"names GPU type {name.strip()!r} twice; give one URL per GPU type")
+        out[name.strip()] = url.strip()
+    return out
+
+
 def check_endpoints(endpoints: Mapping[str, str], pools: Sequence[str], plan_gpus: Sequence[str] = (), *,
                     field: str = "--endpoint") -> dict[str, str]:
     """Every pool needs an http(s) base URL, and every URL names a GPU type of the plan (`plan_gpus`; a
@@ -221,6 +234,9 @@ def readme(manifest: Mapping, shares: pd.DataFrame, commands: Mapping[str, str])
                      for g, r in zip(shares.index, shares.itertuples()))
     cmd_blocks = "\n\n".join(f"{_md_cell(g)} ({manifest['pools'][g]['folder']}):\n\n{_fence(c)}"
                              for g, c in commands.items())
+    n_fallback = stream.get("fallback_requests", 0)
+    fallback = (f"\n{n_fallback:,} requests fall in buckets the plan does not route; each went to the plan's "
+                "GPU type with the highest profiled throughput there." if n_fallback else "")
     sim = manifest.get("simulation") or {}
     sim_line = (f"The simulation of the same plan and stream is in `{SIMULATED}` ({_md_cell(sim.get('headline', ''))})."
                 if sim.get("file") else f"No simulation: {_md_cell(sim.get('skipped', 'not run'))}.")
@@ -239,9 +255,9 @@ exactly one pool.
 |---|---|---:|---:|---:|---:|
 {rows}
 
-The routed share is what this stream's requests received; the plan share is the plan's routing
-(its requests/s per GPU type over the total). They differ by sampling: each request is routed at
-random by its bucket's shares.
+The routed share is what this stream's requests received; the plan share is {_md_cell(stream['plan_share'])}.
+They differ by sampling: a generated stream draws each request's bucket from the workload's shares, and
+each request goes to one GPU type, drawn with its bucket's routing shares.{fallback}
 
 ## Run it
 
@@ -293,7 +309,8 @@ def stream_requests(stream: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _check_options(out_dir: str | Path, model: str, endpoint_type: str) -> Path:
+def check_options(out_dir: str | Path, model: str, endpoint_type: str) -> Path:
+    """The output folder (new or empty, writable), the model name and the endpoint type, checked before any work."""
     out_dir = check_output_dir(out_dir, "-o")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise InputError("-o", f"{out_dir} is not empty; an eval folder is written once (run its run_eval.sh to "
@@ -316,9 +333,9 @@ def write_eval(out_dir: str | Path, stream: pd.DataFrame, *, endpoints: Mapping[
     this plan and stream (or None with `simulation` = ``{"skipped": why}``). Everything is checked
     before the folder appears; it is built beside `out_dir` and renamed into place.
     """
-    from .profiles import format_slo, parse_slo
+    from .profiles import parse_slo
 
-    out_dir = _check_options(out_dir, model, endpoint_type)
+    out_dir = check_options(out_dir, model, endpoint_type)
     requests = stream_requests(stream)
     plan_gpus = [g for g, c in (plan.get("counts") or {}).items() if c]
     pools = [g for g in plan_gpus if (requests["gpu"] == g).any()]
@@ -332,10 +349,11 @@ def write_eval(out_dir: str | Path, stream: pd.DataFrame, *, endpoints: Mapping[
     duration = float(requests["arrival_s"].iloc[-1] - requests["arrival_s"].iloc[0])
     manifest = {
         "format": EVAL_FORMAT, "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "plan": dict(plan), "slo": slo, "slo_text": format_slo(slo), "model": str(model),
+        "plan": dict(plan), "slo": slo, "slo_text": slo_text(slo), "model": str(model),
         "tokenizer": str(tokenizer or model), "endpoint_type": endpoint_type, "aiperf_version": AIPERF_VERSION,
         "aiperf_args": [str(a) for a in aiperf_args],
-        "stream": {**dict(stream_info), "requests": len(requests), "duration_s": duration},
+        "stream": {"plan_share": "the plan's routing", **dict(stream_info), "requests": len(requests),
+                   "duration_s": duration},
         "pools": {g: {"folder": f"{POOLS}/{folders[g]}", "endpoint": endpoints[g],
                       "requests": int(shares.at[g, "requests"]), "routed_share": float(shares.at[g, "routed_share"]),
                       "plan_share": float(shares.at[g, "plan_share"])} for g in pools},
@@ -380,6 +398,18 @@ def _write_folder(out_dir: Path, files: Mapping[str, str], *, frames: Mapping[st
     return sorted(p for p in out_dir.rglob("*") if p.is_file())
 
 
+def plan_shares(plan, workload: pd.DataFrame) -> dict[str, float]:
+    """The plan's share of requests per GPU type: its routing applied to the histogram it was made for
+    (buckets it does not route left out)."""
+    from .workload import INPUT_AXIS, OUTPUT_AXIS
+
+    weight = workload.stack().rename("weight").rename_axis([INPUT_AXIS, OUTPUT_AXIS]).reset_index()
+    routes = plan.routes.merge(weight, on=[INPUT_AXIS, OUTPUT_AXIS])
+    total = routes.groupby([INPUT_AXIS, OUTPUT_AXIS])["share"].transform("sum")
+    mass = (routes["share"] / total * routes["weight"]).groupby(routes["gpu"]).sum()
+    return {g: float(v / mass.sum()) for g, v in mass.items() if v > 0} if mass.sum() > 0 else {}
+
+
 def expected_shares(assigned: pd.DataFrame, plan) -> dict[str, float]:
     """The plan's share of this stream per GPU type: the mean, over requests, of the routing share its
     bucket (and window) gives each type (a request in a bucket the plan does not route counts for the
@@ -402,9 +432,14 @@ def expected_shares(assigned: pd.DataFrame, plan) -> dict[str, float]:
 
 def plan_eval(out_dir: str | Path, stream: pd.DataFrame, plan, gpus: Mapping, *, endpoints: Mapping[str, str],
               model: str, tokenizer: str | None = None, seed: int = 0, routing: str = "least", slo=None,
-              endpoint_type: str = "completions", aiperf_args: Sequence[str] = (), progress: bool = False) -> list[Path]:
+              endpoint_type: str = "completions", aiperf_args: Sequence[str] = (), progress: bool = False,
+              workload: pd.DataFrame | None = None) -> list[Path]:
     """``eval plan``: assign `stream` to the GPU types of `plan` exactly as ``simulate`` does (same seed),
-    simulate the same plan and stream when every GPU type has a latency model, and write the eval folder."""
+    simulate the same plan and stream when every GPU type has a latency model, and write the eval folder.
+
+    The README's plan share per GPU type is the plan's routing applied to `workload` (the histogram the
+    plan was solved or routed on) for a plan of one window; otherwise (no workload, per-window plans)
+    its expectation on this stream's own requests (`expected_shares`)."""
     from .profiles import parse_slo
     from .report import format_mix
     from .simulate import assign_gpus, simulate
@@ -417,7 +452,8 @@ def plan_eval(out_dir: str | Path, stream: pd.DataFrame, plan, gpus: Mapping, *,
     if slo == "unknown":
         raise InputError("--slo", "the profile file states no SLO; give one, e.g. --slo tpot_ms=40")
     assigned = assign_gpus(stream, plan, gpus, seed=seed)
-    shares = expected_shares(assigned, plan)
+    single = len(plan.windows) == 1 and workload is not None
+    shares = plan_shares(plan, workload) if single else expected_shares(assigned, plan)
     counts = {g: int(plan.counts[g].max()) for g in plan.gpus}
     windows = len(plan.windows)
     cost = float(plan.windows["cost_per_hour"].max())
@@ -425,8 +461,10 @@ def plan_eval(out_dir: str | Path, stream: pd.DataFrame, plan, gpus: Mapping, *,
             "source": plan.description + (f"; up to this many GPUs over {windows} windows" if windows > 1 else ""),
             "windows": windows}
     stream_info = {"source": stream.attrs.get("source", "stream"), "seed": int(seed), "routing": routing,
+                   "plan_share": ("the plan's routing on the workload it was made for" if single else
+                                  "the plan's routing, in expectation over this stream's requests"),
                    "fallback_requests": int((assigned.get("routed") == "fallback").sum()) if "routed" in assigned else 0}
-    _check_options(out_dir, model, endpoint_type)            # before the simulation runs
+    check_options(out_dir, model, endpoint_type)            # before the simulation runs
     check_endpoints(endpoints, sorted(set(assigned["gpu"]), key=str), list(counts))
     simulated, simulation = None, {"skipped": "a GPU type of the plan has no latency model"}
     if all(getattr(gpus[g], "latency", None) is not None for g in plan.gpus):
@@ -445,6 +483,18 @@ def plan_eval(out_dir: str | Path, stream: pd.DataFrame, plan, gpus: Mapping, *,
     return write_eval(out_dir, assigned, endpoints=endpoints, model=model, tokenizer=tokenizer, plan=info,
                       plan_shares=shares, slo=slo, stream_info=stream_info, simulated=simulated,
                       simulation=simulation, endpoint_type=endpoint_type, aiperf_args=aiperf_args)
+
+
+def plan_summary(eval_dir: str | Path) -> str:
+    """What ``eval plan`` prints: the pools with routed and plan shares, the simulation, the next commands."""
+    eval_dir, man = read_manifest(eval_dir)
+    pools = "; ".join(f"{g} {p['requests']:,} ({p['routed_share']:.1%}, plan {p['plan_share']:.1%})"
+                      for g, p in man["pools"].items())
+    sim = man.get("simulation") or {}
+    sim_line = f"Simulated: {sim['headline']}." if sim.get("headline") else f"No simulation: {sim.get('skipped')}."
+    run = shlex.quote(str(eval_dir / "run_eval.sh"))
+    return (f"{man['stream']['requests']:,} requests of {man['plan']['mix']} in {len(man['pools'])} pools: {pools}.\n"
+            f"{sim_line}\nWrote {eval_dir}. Next: bash {run}, then melange-nb eval import {shlex.quote(str(eval_dir))}")
 
 
 # ---------------------------------------------------------------- reading side: AIPerf records back in
@@ -557,6 +607,15 @@ def read_summary(path: Path) -> dict:
         raise InputError(f"AIPerf summary {path}", f"is a {kinds[0]} run, not a fixed-schedule replay of the "
                                                    "pool's trace; run this folder's run_eval.sh")
     return {"aiperf_version": str(doc["aiperf_version"]), "was_cancelled": bool(doc.get("was_cancelled", False))}
+
+
+def slo_text(slo) -> str:
+    """The SLO as each request is checked against it: "TPOT ≤ 40 ms" (a condition's statistic applies to
+    the whole stream, not to one request)."""
+    from .profiles import parse_slo
+
+    conds = parse_slo(slo)
+    return "unknown" if conds == "unknown" else " and ".join(f"{c['metric'].upper()} ≤ {c['ms']:g} ms" for c in conds)
 
 
 def slo_met(frame: pd.DataFrame, slo) -> pd.Series:
@@ -755,6 +814,9 @@ def html_report(result: EvalResult) -> str:
     sim_line = (escape(f"Simulated with the plan's latency models ({sim.get('engine', 'melange-nb simulate')}).")
                 if s is not None else escape(f"No simulation to compare: {sim.get('skipped', 'none was written')}."))
     plan, stream = man["plan"], man["stream"]
+    tokenizer = man["tokenizer"]
+    if Path(tokenizer).is_absolute():                   # a shared page shows no local paths
+        tokenizer = f"{Path(tokenizer).name} (a local folder)"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Load test: {escape(plan['mix'])}</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:1em auto;padding:0 1em}}
@@ -774,7 +836,7 @@ Percentiles are over the requests that completed.</p>
 <th>plan share</th></tr></thead><tbody>{share_rows}</tbody></table>
 <p>Errors by type: {err_text}. Missing records: {int(m.at['all', 'missing']):,}.</p>
 {f'<ul>{notes}</ul>' if notes else ''}
-<p>Model {escape(man['model'])}; tokenizer {escape(man['tokenizer'])}; written by melange-nb eval import.</p>
+<p>Model {escape(man['model'])}; tokenizer {escape(tokenizer)}; written by melange-nb eval import.</p>
 </body></html>
 """
 

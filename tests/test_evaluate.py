@@ -4,6 +4,7 @@ The round trip on real tool output (two test servers, AIPerf, the simulator) is 
 tests/test_eval_roundtrip.py; these are the fast checks of each piece.
 """
 import json
+import re
 import os
 import subprocess
 import sys
@@ -269,13 +270,76 @@ def test_a_pool_without_records_and_records_of_another_tool(tmp_path):
 
 def test_report_escapes_names_and_shows_the_answer_first(tmp_path):
     gpus = (f"A10G {HOSTILE}", "A100")
-    d = write(tmp_path, stream(gpus=gpus, n=30), model=f"m {HOSTILE}")
+    d = write(tmp_path, stream(gpus=gpus, n=30), model=f"m {HOSTILE}", tokenizer=str(tmp_path / "tok"))
     for g in gpus:
         fill(d, g)
     res = ev.import_eval(d)
     ev.write_import(res)
     html = (d / "report.html").read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html
-    assert html.index('class="mnb-headline">Measured: 100.0% of requests met mean TPOT &lt;= 40 ms') \
+    assert html.index('class="mnb-headline">Measured: 100.0% of requests met TPOT ≤ 40 ms') \
         < html.index("<h2>")
     assert not page_problems(html)
+
+
+# ---------------------------------------------------------------- the command line (parse and call)
+
+SEED = ["--gpus", "params/gpus/llama2-7b-seed.yaml", "--workload", "params/workloads/arena-seed.csv", "--rate", "4",
+        "--duration", "20", "--slo", "tpot_ms=40", "--model", "meta-llama/Llama-2-7b-chat-hf"]
+URLS = ["--endpoint", "A10G=http://10.0.0.5:8000", "--endpoint", "A100=http://10.0.0.6:8000"]
+
+
+def cli(capsys, argv):
+    from melange_nb.cli import main
+
+    capsys.readouterr()
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_eval_plan_writes_the_folder_without_a_latency_model(tmp_path, capsys):
+    code, out, err = cli(capsys, ["eval", "plan", *SEED, "--counts", "A10G=1,A100=1", *URLS, "-o", str(tmp_path / "ev")])
+    assert code == 0, err
+    assert "in 2 pools: A10G" in out and "No simulation: a GPU type of the plan has no latency model" in out
+    manifest = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert manifest["slo_text"] == "TPOT ≤ 40 ms" and not (tmp_path / "ev" / "simulated.csv").exists()
+    # import without a simulation: measured only, said so
+    for g in manifest["pools"]:
+        fill(tmp_path / "ev", g)
+    code, out, err = cli(capsys, ["eval", "import", str(tmp_path / "ev"), "--format", "text"])
+    assert code == 0, err
+    assert out.startswith("Measured: 100.0% of requests met TPOT ≤ 40 ms;")
+    assert "No simulation to compare: a GPU type of the plan has no latency model." in \
+        (tmp_path / "ev" / "report.html").read_text()
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--counts", "A10G=1", *URLS], r"--endpoint: names GPU type 'A100', which the plan does not use"),
+    (["--counts", "A10G=1,A100=1", "--endpoint", "A10G=http://x:1"], r"--endpoint: no URL for GPU type 'A100'"),
+    (["--counts", "A10G=1,A100=1", "--endpoint", "A10G"], r"--endpoint: expects GPU=URL"),
+    (["--counts", "A10G=1,A100=1", *URLS, "--aiperf-args", "'unclosed"], r"--aiperf-args: cannot be split"),
+    (["--plan", "NOROUTES", *URLS], r"plan: .* has no routing shares"),
+    (["--plan", "NOROUTING", *URLS], r"plan norouting\.json: has no `routing`"),
+])
+def test_cli_eval_plan_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, extra, match):
+    (tmp_path / "noroutes.json").write_text(json.dumps({"solver": "exact", "routing": {
+        "gpus": {"A10G": {"count": 1}, "A100": {"count": 1}}, "routes": []}}))
+    (tmp_path / "norouting.json").write_text(json.dumps({"A10G": 1, "A100": 1, "cost": 4.68}))
+    extra = [str(tmp_path / f"{x.lower()}.json") if x in ("NOROUTES", "NOROUTING") else x for x in extra]
+    code, out, err = cli(capsys, ["eval", "plan", *SEED, *extra, "-o", str(tmp_path / "ev")])
+    assert code == 2 and err.count("\n") == 1 and re.search(match, err), err
+    assert not (tmp_path / "ev").exists() and not list(tmp_path.glob(".ev*"))
+
+
+def test_cli_eval_import_bad_input_names_the_file(tmp_path, capsys):
+    d = write(tmp_path, stream(n=20))
+    fill(d, "A100")
+    code, out, err = cli(capsys, ["eval", "import", str(d)])
+    assert code == 2 and err.count("\n") == 1 and "A10G/aiperf/profile_export.jsonl: not found" in err
+    put_records(d, "A10G", [{"date": "x", "completed": 3}])
+    code, out, err = cli(capsys, ["eval", "import", str(d)])
+    assert code == 2 and "records of another tool" in err and "A10G/aiperf/profile_export.jsonl" in err
+    code, out, err = cli(capsys, ["eval", "import", str(tmp_path / "nothing")])
+    assert code == 2 and "not found; write one with `melange-nb eval plan" in err
+    assert not (d / "report.html").exists()

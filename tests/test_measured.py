@@ -321,7 +321,7 @@ def test_cli_plan_writes_script_and_readme(tmp_path, capsys):
 # overhead grows with load (20-100 ms per request seen on a busy 2-core machine) and is averaged
 # over the two levels; timer jitter adds noise. Seen here: -3% to -11%.
 
-BENCH_BIN = Path(__file__).resolve().parents[1] / ".venv-bench" / "bin" / "aiperf"
+from conftest import AIPERF_BIN as BENCH_BIN  # noqa: E402
 LEVELS = (2, 5, 8, 10)             # concurrency ladder; 40 requests per level = whole waves at every level
 TPOT_SLO_MS = 38.0                 # with a=12, b=4: N* = (38 - 12) / 4 = 6.5
 BRACKET = (5, 8)                   # the levels around N*
@@ -329,30 +329,20 @@ BRACKET = (5, 8)                   # the levels around N*
 
 @pytest.fixture(scope="module")
 def aiperf_results(tmp_path_factory):
-    import os
     import subprocess
     import sys
 
-    from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast
+    from conftest import aiperf_env, aiperf_or_skip, aiperf_tokenizer
 
-    from melange_nb.chats import load_tokenizer
-
-    if not BENCH_BIN.exists():
-        pytest.skip(f"AIPerf not installed at {BENCH_BIN}: run `make bench-client` (make test does it)")
+    aiperf_or_skip()
     sys.path.insert(0, str(Path(__file__).parent))
     from llm_test_server import Latency, LlmTestServer
 
     work = tmp_path_factory.mktemp("aiperf")
-    # Offline tokenizer: the project's mistral-v1 (Llama-2 style SentencePiece) saved as a HF folder.
-    tok, _ = load_tokenizer()
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                            unk_token="<unk>").save_pretrained(work / "tokenizer")
-    plain = Tokenizer.from_file(str(work / "tokenizer" / "tokenizer.json"))
+    count_tokens = aiperf_tokenizer(work / "tokenizer")
     latency = Latency(a_ms=12.0, b_ms=4.0, prefill_ms_per_token=0.5)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_HUB_OFFLINE")}  # AIPerf's offline mode
-    env["HF_HUB_DISABLE_TELEMETRY"] = "1"          # looks local paths up in the hub cache; a path needs none
-    with LlmTestServer(lambda text: len(plain.encode(text, add_special_tokens=False).ids), latency) as server:
+    env = aiperf_env()
+    with LlmTestServer(count_tokens, latency) as server:
         cmd = [str(BENCH_BIN), "profile", "--model", "llama-test", "--url", server.base_url,
                "--endpoint-type", "completions", "--streaming", "--tokenizer", str(work / "tokenizer"),
                "--isl", "32,160", "--isl-stddev", "0", "--osl", "8,32", "--osl-stddev", "0",
