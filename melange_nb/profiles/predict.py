@@ -43,7 +43,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..config import PARAMS_DIR, outputs_dir
-from ..errors import InputError, MelangeError
+from .. import schemas
+from ..errors import InputError, MissingExtra
 from ..files import write_json
 from ..workload import bucket_labels, labelled_matrix
 from . import consistency
@@ -59,8 +60,8 @@ _METRIC_FIELD = {"tpot": "tpot", "itl": "tpot", "ttft": "ttft", "e2e": "request_
 _CACHE_VERSION = 2   # bump when the search or the representative lengths change (2: Little's-law cap)
 
 
-class PredictorUnavailable(MelangeError):
-    """aiconfigurator-core is not installed (e.g. no wheel for this platform)."""
+class PredictorUnavailable(MissingExtra):
+    """aiconfigurator-core (the `predict` extra) is not installed (e.g. no wheel for this platform)."""
 
 
 def _aic():
@@ -71,8 +72,9 @@ def _aic():
         from aiconfigurator_core.sdk.config import RuntimeConfig
     except ImportError:
         raise PredictorUnavailable(
-            "profile predict needs aiconfigurator-core, which is not installed (it ships wheels for Linux "
-            "x86_64/aarch64 and macOS arm64 only, not Windows); use measured or seed profiles instead") from None
+            "profile predict", "aiconfigurator-core", "predict",
+            " (it ships wheels for Linux x86_64/aarch64 and macOS arm64 only, not Windows; there, use measured "
+            "or seed profiles instead)") from None
     logging.getLogger("aiconfigurator_core").setLevel(logging.ERROR)
     return config_builders, models, perf_database, get_backend, RuntimeConfig
 
@@ -452,7 +454,7 @@ def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str],
     conditions = parse_slo(slo, field="slo")
     if conditions == "unknown":
         raise InputError("slo", "is required for a prediction; e.g. tpot_ms=40")
-    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+    if not schemas.is_count(tp, 1):
         raise InputError("tp", f"must be a whole number >= 1 (GPUs per replica), got {tp!r}")
     if sol not in ("label", "calibrate"):
         raise InputError("sol", f"must be 'label' or 'calibrate', got {sol!r}")
