@@ -27,8 +27,9 @@ writes a folder:
     commands, and what to run next.
 ``eval.json``
     the manifest ``eval import`` reads (plan, SLO, stream, pools, endpoints).
-``simulated.csv`` / ``simulated.json``
-    the simulation of the same plan and stream (per request; its summary).
+``simulated.csv``
+    the simulation of the same plan and stream, per request (its summary is in ``eval.json``),
+    when every GPU type of the plan has a latency model.
 
 ``melange-nb eval import DIR`` reads each pool's ``aiperf/profile_export.jsonl`` (one
 ``MetricRecordInfo`` per request: ``metadata.conversation_id``, ``metadata.credit_issued_ns``,
@@ -48,7 +49,6 @@ AIPerf's per-request export are refused in one line naming the file; nothing is 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 import re
@@ -69,7 +69,6 @@ EVAL_FORMAT = "melange-nb eval v1"
 MANIFEST = "eval.json"
 REQUESTS = "requests.csv"
 SIMULATED = "simulated.csv"
-SIMULATED_SUMMARY = "simulated.json"
 POOLS = "pools"
 TRACE = "trace.jsonl"
 RESULTS = "aiperf"                       # a pool's finished AIPerf artifact folder
@@ -126,8 +125,8 @@ def check_endpoints(endpoints: Mapping[str, str], pools: Sequence[str], plan_gpu
                                 f"give one URL for each of {', '.join(map(str, pools))}")
     missing = [g for g in pools if g not in endpoints]
     if missing:
-        raise InputError(field, f"no URL for GPU type {missing[0]!r}; give one per pool, e.g. "
-                                f"--endpoint {pools[0]}=http://HOST:8000")
+        raise InputError(field, f"no URL for GPU type {missing[0]!r}; give one per GPU type of the plan "
+                                "as --endpoint NAME=http://HOST:8000")
     for g, url in endpoints.items():
         parts = urlsplit(str(url))
         if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() or ord(c) < 32 for c in str(url)):
@@ -149,8 +148,8 @@ def aiperf_command(*, url: str, model: str, tokenizer: str, trace: str, artifact
     (TTFT needs it), every output token generated (``ignore_eos``)."""
     return [program, "profile", "--model", model, "--url", url, "--endpoint-type", endpoint_type, "--streaming",
             "--tokenizer", tokenizer, "--input-file", trace, "--custom-dataset-type", "mooncake_trace",
-            "--fixed-schedule", "--fixed-schedule-start-offset", "0", "--extra-inputs", "ignore_eos:true", "--random-seed", str(int(seed)),
-            "--artifact-dir", artifact_dir, "--ui-type", "none", *extra]
+            "--fixed-schedule", "--fixed-schedule-start-offset", "0", "--extra-inputs", "ignore_eos:true",
+            "--random-seed", str(int(seed)), "--artifact-dir", artifact_dir, "--ui-type", "none", *extra]
 
 
 def _quoted(argv: Sequence[str]) -> str:
@@ -166,7 +165,11 @@ _SCRIPT_HEAD = """#!/usr/bin/env bash
 set -u
 cd "$(dirname "$0")" || exit 1
 AIPERF="${{AIPERF:-aiperf}}"
-trap 'kill $(jobs -p) 2>/dev/null; echo "interrupted: run this script again to resume" >&2; exit 130' INT TERM
+stop() {{  # Ctrl-C reaches AIPerf through the terminal; a TERM is passed on to every pool's AIPerf
+  for job in $(jobs -p); do pkill -TERM -P "$job" 2>/dev/null; kill "$job" 2>/dev/null; done
+  echo "interrupted: run this script again to resume" >&2; exit 130
+}}
+trap stop INT TERM
 
 run_pool() {{  # run_pool DIR COMMAND...: AIPerf into DIR/aiperf.partial, kept as DIR/aiperf when it succeeds
   local dir="$1"; shift
@@ -855,7 +858,3 @@ def write_import(result: EvalResult) -> list[Path]:
             atomic_write(d / "comparison.csv", lambda p: result.comparison.to_csv(p)),
             write_json(d / "summary.json", summary),
             write_text(d / "report.html", html_report(result))]
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
