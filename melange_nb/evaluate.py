@@ -233,7 +233,7 @@ def readme(manifest: Mapping, shares: pd.DataFrame, commands: Mapping[str, str])
     """README.md of an eval folder: plan, stream, routed vs plan shares, commands, next steps."""
     plan, stream = manifest["plan"], manifest["stream"]
     rows = "\n".join(f"| {_md_cell(g)} | {_md_cell(manifest['pools'][g]['endpoint'])} | {int(r.requests):,} | "
-                     f"{r.routed_share:.1%} | {r.plan_share:.1%} | {r.difference * 100:+.1f} |"
+                     f"{r.routed_share:.1%} | {r.plan_share:.1%} | {round(r.difference * 100, 1) + 0.0:+.1f} |"
                      for g, r in zip(shares.index, shares.itertuples()))
     cmd_blocks = "\n\n".join(f"{_md_cell(g)} ({manifest['pools'][g]['folder']}):\n\n{_fence(c)}"
                              for g, c in commands.items())
@@ -461,7 +461,7 @@ def plan_eval(out_dir: str | Path, stream: pd.DataFrame, plan, gpus: Mapping, *,
     windows = len(plan.windows)
     cost = float(plan.windows["cost_per_hour"].max())
     info = {"mix": format_mix(counts), "counts": counts, "cost_per_hour": cost,
-            "source": plan.description + (f"; up to this many GPUs over {windows} windows" if windows > 1 else ""),
+            "source": plan.description + ("; the most GPUs and $/h of any window" if windows > 1 else ""),
             "windows": windows}
     stream_info = {"source": stream.attrs.get("source", "stream"), "seed": int(seed), "routing": routing,
                    "plan_share": ("the plan's routing on the workload it was made for" if single else
