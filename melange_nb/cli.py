@@ -465,6 +465,8 @@ def _plan(args) -> int:
         executed = execute_notebook(PLAN_NOTEBOOK, Path(args.output_dir), {"plan_dir": str(Path(args.output_dir).resolve())})
         paths += [executed, executed.with_name(f"{executed.stem}-shared.html")]
     print(plan.totals["headline"])
+    if plan.info["profiles"].get("data_caveat"):
+        print(f"Data caveat: {plan.info['profiles']['data_caveat']}")
     for bad in plan.totals["windows_without_plan"]:
         print(f"window {bad['start']}: {bad['status']}: {bad['reason']}")
     print("wrote " + ", ".join(str(p) for p in paths))
@@ -514,6 +516,10 @@ def _solve(args) -> int:
     dropped = workload_drop_summary(workload_meta(args.workload) if args.workload else None)
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
     out = comparison.mix.melange_json() if fmt == "melange" else {**comparison.to_dict(), "workload": dropped}
+    from .profiles.consistency import set_caveat
+    data_caveat = set_caveat(gpus)
+    if data_caveat and fmt != "melange":
+        out["data_caveat"] = data_caveat
     search = None
     if args.target_attainment is not None and comparison.mix.has_allocation:
         from .simulate import search_attainment
@@ -534,6 +540,8 @@ def _solve(args) -> int:
         from .report import comparison_headline, solver_comparison_sentence
         caveat = f" (workload: {dropped['caveat']})" if dropped["caveat"] else ""
         print(f"{comparison_headline(comparison)}{caveat}. {solver_comparison_sentence(comparison)}".rstrip())
+        if data_caveat:
+            print(f"Data caveat: {data_caveat}")
         if search is not None:
             print(search.message + ".")
             if search.neighbours:
@@ -729,12 +737,13 @@ def _run(args) -> int:
 def _run_summary(run_dir: Path) -> str:
     """One line for `run`: the headline answer (and what the workload left out), then where the report is."""
     from .report import allocation_headline, workload_caveat
+    from .run import locate
     from .workload import workload_meta
 
     alloc = json.loads((run_dir / "allocation.json").read_text())
     workload = run_dir / "workload.csv"       # built by the run, else the params file's CSV
     if not workload.is_file():
-        workload = Path(json.loads((run_dir / "manifest.json").read_text())["params"]["workload"])
+        workload = locate(json.loads((run_dir / "manifest.json").read_text())["params"]["workload"], run_dir)
     caveat = workload_caveat(workload_meta(workload))
     page = run_dir / "02_allocation-shared.html"
     return (f"{allocation_headline(alloc)}" + (f" (workload: {caveat})" if caveat else "")
