@@ -262,14 +262,16 @@ def _add_plan_stream_options(si, *, verb: str = "simulate") -> None:
                                                       "a plan is solved or routed on (required without --trace)")
     si.add_argument("--rate", type=float, metavar="REQ_PER_S", help="mean request rate (required with --workload)")
     si.add_argument("--trace", metavar="CSV|PARQUET",
-                    help="replay this timestamped trace at its own arrival times instead of a generated stream")
+                    help="replay this timestamped trace at its own arrival times instead of a generated stream "
+                         "(default: a stream generated from --workload at --rate)")
     si.add_argument("--timestamp-column", default="TIMESTAMP", metavar="NAME", help="trace column (default: TIMESTAMP)")
     si.add_argument("--input-column", default="ContextTokens", metavar="NAME", help="trace column (default: ContextTokens)")
     si.add_argument("--output-column", default="GeneratedTokens", metavar="NAME",
                     help="trace column (default: GeneratedTokens)")
     plan = si.add_mutually_exclusive_group()
     plan.add_argument("--counts", metavar="NAME=N[,NAME=N]",
-                      help=f"{verb} these GPU counts, routed to balance utilisation, e.g. A10G=1,A100=1")
+                      help=f"{verb} these GPU counts, routed to balance utilisation, e.g. A10G=1,A100=1 "
+                           "(default: solve on the spot)")
     plan.add_argument("--plan", metavar="JSON|DIR",
                       help=f"{verb} a saved plan: a solve -o result or allocation.json, a deploy.json, or a "
                            "`melange-nb plan` output folder (per-window plans) (default: solve on the spot)")
@@ -350,7 +352,8 @@ def _eval_parser(sub) -> None:
     ep.add_argument("--endpoint", action="append", default=[], required=True, metavar="GPU=URL",
                     help="base URL of the servers of one GPU type, e.g. A10G=http://10.0.0.5:8000 (one per GPU type "
                          "of the plan; required)")
-    ep.add_argument("--model", required=True, help="model name the servers serve, sent in every request (required)")
+    ep.add_argument("--model", required=True, metavar="NAME",
+                    help="model name the servers serve, sent in every request (required)")
     ep.add_argument("--tokenizer", metavar="NAME|DIR",
                     help="tokenizer AIPerf makes prompts with: a Hugging Face id or a local folder (default: --model)")
     ep.add_argument("--endpoint-type", default="completions", choices=["completions", "chat"],
