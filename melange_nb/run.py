@@ -20,7 +20,7 @@ from . import schemas
 from .config import NOTEBOOKS_DIR, PROJECT_ROOT, outputs_dir
 from .errors import InputError, MelangeError
 from .files import read_yaml, write_json
-from .report import render_html
+from .pages import render_html
 
 KERNEL = "python3"
 WORKLOAD_NOTEBOOK = "01_workload.ipynb"
