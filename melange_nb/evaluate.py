@@ -517,6 +517,16 @@ def _metric(metrics: Mapping, key: str, where: str, units: Mapping[str, float] =
     return float(value) * units[unit]
 
 
+def _error_label(err) -> str:
+    """AIPerf's ErrorDetails as a short label: "HTTP 500 Internal Server Error", "ClientConnectorError"; "" for none."""
+    if not err:
+        return ""
+    if not isinstance(err, dict):
+        return "error"
+    code, kind = err.get("code"), str(err.get("type") or "").strip()
+    return (f"HTTP {code} {kind}".strip() if isinstance(code, int) and not isinstance(code, bool) else kind) or "error"
+
+
 def read_records(path: str | Path, *, max_lines: int = MAX_REQUESTS) -> pd.DataFrame:
     """AIPerf's ``profile_export.jsonl`` as one row per record: ``request`` (the trace's session id),
     ``sent_ms`` (credit issue time), ``ttft_ms``, ``tpot_ms``, ``e2e_ms``, ``output_measured``,
@@ -558,8 +568,7 @@ def read_records(path: str | Path, *, max_lines: int = MAX_REQUESTS) -> pd.DataF
                          "tpot_ms": _metric(metrics, "inter_token_latency", line_where),
                          "e2e_ms": _metric(metrics, "request_latency", line_where),
                          "output_measured": _metric(metrics, "output_sequence_length", line_where, {"tokens": 1.0}),
-                         "error": (str(err.get("type") or err.get("code") or "error") if isinstance(err, dict)
-                                   else ("error" if err else ""))})
+                         "error": _error_label(err)})
     return pd.DataFrame(rows, columns=["request", "sent_ms", "ttft_ms", "tpot_ms", "e2e_ms", "output_measured", "error"])
 
 

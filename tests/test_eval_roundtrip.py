@@ -159,3 +159,45 @@ def test_records_of_another_pool_are_refused_in_one_line_and_nothing_is_written(
     assert code == 2 and err.count("\n") == 1
     assert "FAST/aiperf/profile_export.jsonl" in err and "records from another run" in err
     assert not any((copy / n).exists() for n in ("report.html", "summary.json", "measured.csv", "comparison.csv"))
+
+
+def test_failed_requests_are_misses_counted_by_type_on_real_aiperf_records(tmp_path, capsys):
+    """A server that answers every third request with HTTP 500: AIPerf records those as errors (and exits 0),
+    `eval import` counts each as a miss and names the error."""
+    aiperf = aiperf_or_skip()
+    sys.path.insert(0, str(Path(__file__).parent))
+    from llm_test_server import Latency, LlmTestServer
+
+    class FailingEveryThird(LlmTestServer):
+        calls = 0
+
+        async def _generate(self, writer, req, *, chat):
+            self.calls += 1
+            if self.calls % 3 == 0:
+                await self._json(writer, {"error": {"message": "overloaded", "type": "server_error"}}, status=500)
+            else:
+                await super()._generate(writer, req, chat=chat)
+
+    count_tokens = aiperf_tokenizer(tmp_path / "tokenizer")
+    gpus = profile_file(tmp_path / "gpus.yaml")
+    workload = tmp_path / "workload.csv"
+    workload.write_text("input_tokens,8-32,32-96\n0-100,0.4,0.2\n100-400,0.25,0.15\n")
+    law = LAWS["FAST"]
+    with FailingEveryThird(count_tokens, Latency(law["base"], law["per_seq"], law["per_prefill_token"], batched=True)) as server:
+        assert main(["eval", "plan", "--gpus", str(gpus), "--workload", str(workload), "--rate", "4", "--duration", "4",
+                     "--counts", "FAST=1", "--endpoint", f"FAST={server.base_url}", "--model", "llama-test",
+                     "--tokenizer", str(tmp_path / "tokenizer"), "--aiperf-args",
+                     "--no-server-metrics --no-gpu-telemetry --workers-max 1 --record-processors 1",
+                     "-o", str(tmp_path / "eval")]) == 0
+        run = subprocess.run(["bash", str(tmp_path / "eval" / "run_eval.sh")], env={**aiperf_env(), "AIPERF": str(aiperf)},
+                             capture_output=True, text=True)
+        calls = server.calls
+    assert run.returncode == 0, run.stdout + run.stderr
+    code, out, err = imported(capsys, tmp_path / "eval")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())["measured"]["all"]
+    failed = calls // 3
+    assert failed >= 2 and summary["errors"] == failed and summary["missing"] == 0
+    assert summary["attainment"] <= 1 - failed / summary["requests"] + 1e-9
+    assert f"{failed} errors, 0 missing), counted as misses" in out
+    assert f"HTTP 500 Internal Server Error × {failed}" in (tmp_path / "eval" / "report.html").read_text()
