@@ -672,13 +672,13 @@ def _profile_import(args) -> int:
 
 def _profile_plan(args) -> int:
     from .profiles import parse_slo
-    from .profiles.measured import write_plan
+    from .profiles.measured import write_benchmark_plan
 
     parse_slo(args.slo, field="--slo")
-    paths = write_plan(args.output_dir, gpu=args.gpu, model=args.model, base_url=args.base_url,
-                       input_edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
-                       rates=_rates(args.rates, "--rates"), num_prompts=args.num_prompts, tokenizer=args.tokenizer,
-                       slo=args.slo)
+    paths = write_benchmark_plan(
+        args.output_dir, gpu=args.gpu, model=args.model, base_url=args.base_url,
+        input_edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
+        rates=_rates(args.rates, "--rates"), num_prompts=args.num_prompts, tokenizer=args.tokenizer, slo=args.slo)
     print("wrote " + ", ".join(map(str, paths)))
     return 0
 
