@@ -855,7 +855,9 @@ def plot_plan(table: pd.DataFrame, totals: Mapping):
     """Three panels over time: request rate, GPUs per type (stacked), $/h against the static peak line."""
     import matplotlib.pyplot as plt
 
-    names = [c for c in table.columns if c not in _PLAN_COLUMNS and not c.startswith("smoothed_")]
+    from .plan import plan_gpus
+
+    names = plan_gpus(table)
     start = pd.to_datetime(table["start"])
     edges = list(start) + [pd.to_datetime(table["end"]).iloc[-1]]
     fig, (rate_ax, gpu_ax, cost_ax) = plt.subplots(3, 1, figsize=(11, 9), sharex=True)
@@ -891,10 +893,6 @@ def plot_plan(table: pd.DataFrame, totals: Mapping):
     fig.autofmt_xdate()
     fig.tight_layout()
     return fig
-
-
-_PLAN_COLUMNS = {"start", "end", "requests", "rate", "planned_rate", "overflow", "partial", "cost_per_hour",
-                 "status", "message"}
 
 
 def plan_totals_table(totals: Mapping, *, as_text: bool = False) -> pd.DataFrame:

@@ -86,10 +86,11 @@ def test_slo_axis_blend_and_constraint_sets(tmp_path):
 
 def test_points_to_render_picks_first_last_and_changes():
     mixes = ["1xA", "2xA", "3xB", "none", "4xB", "1xA + 4xB", "2xA + 5xB", "3xA + 5xB"]
+    counts = [(1, 0), (2, 0), (0, 3), (0, 0), (0, 4), (1, 4), (2, 5), (3, 5)]     # n_A, n_B as results.csv has them
     rows = [{"point": f"p{r}", "workload": "w", "gpu_set": "g", "slo": "s", "constraints": "none", "slice_factor": 1,
-             "rate": float(r), "reference": "exact", "policy": policy, "mix": mix,
+             "rate": float(r), "reference": "exact", "policy": policy, "mix": mix, "n_A": a, "n_B": b,
              "status": "infeasible" if mix == "none" else "optimal"}
-            for r, mix in zip(range(1, 9), mixes) for policy in ("exact", "single:A")]
+            for r, mix, (a, b) in zip(range(1, 9), mixes, counts) for policy in ("exact", "single:A")]
     results = pd.DataFrame(rows)
     # first, new types (B), no plan, a plan again, A joins B, last; counts alone changing is no new page
     assert points_to_render(results, "changes") == ["p1", "p3", "p4", "p5", "p6", "p8"]

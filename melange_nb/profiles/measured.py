@@ -13,7 +13,7 @@ rates, and the highest rate whose latency still meets the SLO. This module makes
   a ``GpuProfile`` with provenance (source: measured, tool and version from the files);
   ``import_into_file`` is `profile import`: its inputs checked, the cost from a price, the profile
   written to a YAML file, beside the file's other GPU types with ``add``.
-- ``plan_commands`` / ``write_plan``: the ``vllm bench serve`` commands that produce such files.
+- ``plan_commands`` / ``write_benchmark_plan``: the ``vllm bench serve`` commands that produce such files.
 """
 from __future__ import annotations
 
@@ -479,10 +479,10 @@ def plan_commands(*, model: str, base_url: str, input_edges: Sequence[float], ou
     return runs
 
 
-def write_plan(out_dir: str | Path, *, gpu: str, model: str, base_url: str, input_edges: Sequence[float],
-               output_edges: Sequence[float], rates: Sequence[float] = DEFAULT_RATES, num_prompts: int = 200,
-               open_last_input: bool = False, open_last_output: bool = False, tokenizer: str | None = None,
-               slo: str = "tpot_ms=40") -> list[Path]:
+def write_benchmark_plan(out_dir: str | Path, *, gpu: str, model: str, base_url: str, input_edges: Sequence[float],
+                         output_edges: Sequence[float], rates: Sequence[float] = DEFAULT_RATES, num_prompts: int = 200,
+                         open_last_input: bool = False, open_last_output: bool = False, tokenizer: str | None = None,
+                         slo: str = "tpot_ms=40") -> list[Path]:
     """Write ``run_benchmarks.sh`` (every ``plan_commands`` run) and ``README.md`` (what it does and
     the ``profile import`` command that follows) into `out_dir`. Returns the written paths."""
     from ..files import write_text

@@ -120,7 +120,7 @@ class _Run:
         self.spec, self.out, self.workers, self.retry_failed = spec, out, workers, retry_failed
         self.render, self.html, self.log, self.checked = render, html, log, checked
         self.state = _load_manifest(out, spec)
-        self.pool: cf.ProcessPoolExecutor | None = None
+        self.pool: WorkerPool | None = None
         self.kept = pd.DataFrame()
         self.new_rows: list[dict] = []
 
@@ -288,18 +288,8 @@ class _Run:
     def stop_pool(self) -> None:
         """End the worker processes now (Ctrl-C or done): pending work is cancelled, running work stopped."""
         pool, self.pool = self.pool, None
-        if pool is None:
-            return
-        procs = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()          # SIGTERM: the worker exits through its finally blocks
-        deadline = time.monotonic() + 10
-        for proc in procs:
-            proc.join(max(0.0, deadline - time.monotonic()))
-            if proc.is_alive():
-                proc.kill()
+        if pool is not None:
+            pool.stop()
 
 
 def points_to_render(results: pd.DataFrame, render) -> list[str]:
@@ -317,17 +307,65 @@ def points_to_render(results: pd.DataFrame, render) -> list[str]:
     chosen = []
     for _, df in ref.groupby(["workload", "gpu_set", "slo", "constraints", "slice_factor"], sort=True):
         df = df.sort_values("rate")
-        mixes = [frozenset(part.split("x", 1)[1] for part in mix.split(" + ")) if mix != "none" else status
-                 for mix, status in zip(df["mix"], df["status"])]
+        counts = [c for c in df.columns if c.startswith("n_")]     # n_<GPU>: GPUs of that type in the mix
+        mixes = [frozenset(c[2:] for c in counts if row[c] > 0) if row["mix"] != "none" else row["status"]
+                 for _, row in df.iterrows()]
         for i, pid in enumerate(df["point"]):
             if i == 0 or i == len(df) - 1 or mixes[i] != mixes[i - 1]:
                 chosen.append(pid)
     return chosen
 
 
-def worker_pool(n: int) -> cf.ProcessPoolExecutor:
-    return cf.ProcessPoolExecutor(max_workers=max(1, n), mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=_worker_signals)
+class WorkerPool(cf.ProcessPoolExecutor):
+    """A pool of `n` spawned worker processes that report their process ids when they start, so that
+    `stop` can end running work at once (concurrent.futures offers no public way to do that before
+    Python 3.14's ``terminate_workers``)."""
+
+    def __init__(self, n: int):
+        context = multiprocessing.get_context("spawn")
+        self._pids = context.SimpleQueue()
+        super().__init__(max_workers=max(1, n), mp_context=context, initializer=_worker_start, initargs=(self._pids,))
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Cancel pending work and SIGTERM the workers (each exits through its handler, ending its
+        notebook kernel); SIGKILL those still running after `grace` seconds."""
+        self.shutdown(wait=False, cancel_futures=True)
+        pids = []
+        while not self._pids.empty():
+            pids.append(self._pids.get())
+        for pid in pids:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for pid in pids:
+            while _running(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _running(pid):
+                _signal(pid, signal.SIGKILL)
+
+
+def worker_pool(n: int) -> WorkerPool:
+    return WorkerPool(n)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):   # already gone (its number may even be reused: leave it)
+        pass
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` still runs: it exists and (on Linux) is not a zombie awaiting its reaper."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:             # no /proc: ask the kernel whether the process exists
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
 
 
 @contextmanager
@@ -345,9 +383,11 @@ def _workers_spawning():
         signal.signal(signal.SIGINT, previous)
 
 
-def _worker_signals() -> None:
-    """Workers leave Ctrl-C to the parent (no tracebacks from each); on SIGTERM (the parent stopping
-    them) they end their notebook kernel and exit at once. The parent removes their temporary folders."""
+def _worker_start(pids) -> None:
+    """Each worker says who it is (`WorkerPool.stop`), leaves Ctrl-C to the parent (no tracebacks from
+    each) and, on SIGTERM (the parent stopping it), ends its notebook kernel and exits at once. The
+    parent removes the workers' temporary folders."""
+    pids.put(os.getpid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def _exit(signum, frame):
