@@ -176,6 +176,21 @@ def _parser() -> argparse.ArgumentParser:
                     help="GPUs without measured data: label the speed-of-light estimate, or scale it by a sibling GPU")
     pp.add_argument("--no-cache", action="store_true", help="ignore outputs/cache/profiles/")
     pp.add_argument("-o", "--output", required=True, help="profile YAML to write (e.g. params/gpus/NAME.yaml)")
+    pk = psub.add_parser("check", help="self-consistency: per bucket, the simulated max rate of one replica under its "
+                                       "latency model against the profile's rate")
+    pk.add_argument("profile", metavar="YAML", help="profile file with latency models")
+    pk.add_argument("--gpu", action="append", default=[], metavar="NAME", help="check only this GPU type (repeatable)")
+    pk.add_argument("--requests", type=int, default=300, metavar="N",
+                    help="requests simulated per rate tried (default: 300)")
+    pk.add_argument("--arrival", default="constant", metavar="constant|poisson|gamma:CV",
+                    help="arrivals of the simulated streams (default: constant, as the profiles' steady state)")
+    pk.add_argument("-o", "--output", metavar="CSV", help="also write the table (gpu, bucket, rates, ratio) here")
+    pl = psub.add_parser("latency", help="add a latency model to each GPU of a predicted profile file, fitted to its "
+                                         "rates and aiconfigurator-core's replica facts")
+    pl.add_argument("profile", metavar="YAML", help="predicted profile file (profile predict)")
+    pl.add_argument("--refine", type=int, default=1, metavar="N",
+                    help="simulation-based refinements of the fit (default: 1)")
+    pl.add_argument("-o", "--output", required=True, metavar="YAML", help="profile file to write (may be the input)")
     pc = psub.add_parser("compare", help="per-bucket ratio A/B for the GPUs two profile files share (e.g. predicted/measured)")
     pc.add_argument("a", help="profile YAML, e.g. a prediction")
     pc.add_argument("b", help="profile YAML, e.g. a measurement")
@@ -657,8 +672,9 @@ def _run_summary(run_dir: Path) -> str:
 def _profile(args) -> int:
     from .profiles import PROFILE_INPUT_EDGES, PROFILE_OUTPUT_EDGES, format_slo, save_profiles
 
-    if args.profile_command in ("import", "plan"):
-        return {"import": _profile_import, "plan": _profile_plan}[args.profile_command](args)
+    if args.profile_command in ("import", "plan", "check", "latency"):
+        return {"import": _profile_import, "plan": _profile_plan, "check": _profile_check,
+                "latency": _profile_latency}[args.profile_command](args)
     if args.profile_command == "compare":
         from .profiles import load_gpus
         from .profiles.calibrate import compare_profiles, format_comparison
@@ -684,6 +700,54 @@ def _profile(args) -> int:
     notes = sum(len(g.meta["cell_notes"]) for g in gpus.values())
     listed = ", ".join(f"{n} ({g.meta['system']}, ${g.cost:g}/h)" for n, g in gpus.items())
     print(f"wrote {path}: {listed}" + (f"; {notes} bucket(s) are 0 with a note" if notes else ""))
+    return 0
+
+
+def _profile_check(args) -> int:
+    from .profiles import load_gpus, select_gpus
+    from .simulate import check_profiles, parse_arrival
+
+    if args.output:
+        from .files import check_output_file
+        check_output_file(args.output, "-o/--output")
+    parse_arrival(args.arrival)
+    if args.requests < 20:
+        raise InputError("--requests", f"must be at least 20, got {args.requests}")
+    gpus = select_gpus(load_gpus(args.profile), args.gpu)
+    table = check_profiles(gpus, arrival=args.arrival, requests=args.requests, progress=sys.stderr.isatty())
+    for gpu, part in table.groupby("gpu", sort=False):
+        ratio = part["ratio"]
+        within = int((abs(ratio - 1) <= 0.15).sum())
+        print(f"{gpu}: {within} of {len(part)} buckets within 15% (simulated max rate / profile rate: median "
+              f"{ratio.median():.2f}, range {ratio.min():.2f}-{ratio.max():.2f})")
+        like = gpus[gpu].tputs
+        print(part.pivot(index="input_tokens", columns="output_tokens", values="ratio")
+              .reindex(index=like.index, columns=like.columns).round(2).to_string(na_rep="-"))
+    if args.output:
+        from .files import atomic_write
+        atomic_write(args.output, lambda tmp: table.to_csv(tmp, index=False))
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _profile_latency(args) -> int:
+    from .files import check_output_file
+    from .profiles import load_gpus, save_profiles
+    from .simulate import latency_from_predictions
+
+    check_output_file(args.output, "-o/--output")
+    if args.refine < 0:
+        raise InputError("--refine", f"must be 0 or more, got {args.refine}")
+    path = Path(args.profile)
+    gpus, table = latency_from_predictions(load_gpus(path), refine=args.refine, progress=sys.stderr.isatty())
+    header = "".join(line[2:] + "\n" for line in path.read_text(encoding="utf-8").splitlines()
+                     if line.startswith("# ")).rstrip("\n") or None
+    save_profiles(args.output, gpus, header=header)
+    for gpu, part in table.groupby("gpu", sort=False):
+        ratio = part["ratio"]
+        print(f"{gpu}: {gpus[gpu].latency.source}; {int((abs(ratio - 1) <= 0.15).sum())} of {len(part)} buckets "
+              f"within 15% (median {ratio.median():.2f})")
+    print(f"wrote {args.output}")
     return 0
 
 

@@ -23,7 +23,7 @@ def with_latency(gpus, latency=HAND):
 
 def one_gpu(step_ms: float, *, max_seqs=1, kv=10**9, budget=10**6, per_seq=0.0, slo_ms=1e9, edges=("0-10", "10-1000")):
     """One GPU type with a constant step time (the single-server queue of the proofs)."""
-    lat = LatencyModel(step_ms, per_seq, 0.0, 0.0, max_seqs, kv, budget, "test")
+    lat = LatencyModel(step_ms, per_seq, 0.0, 0.0, 0.0, max_seqs, kv, budget, "test")
     tputs = pd.DataFrame(1.0, index=pd.Index(list(edges), name="input_tokens"),
                          columns=pd.Index(list(edges), name="output_tokens"))
     meta = {"slo": [{"metric": "tpot", "stat": "mean", "ms": slo_ms}]}
