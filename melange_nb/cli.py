@@ -12,6 +12,8 @@ from pathlib import Path
 from .errors import InputError, MelangeError
 from .workload import DEFAULT_EDGES
 
+FILE_SCHEMAS = ("gpus", "prices", "run")     # `melange-nb schema KIND` (schemas.FILE_MODELS)
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit 2), like every other bad input."""
@@ -71,8 +73,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="total request rate in requests/s (required with --workload; default with -c: the config's)")
     s.add_argument("--slice-factor", type=int, metavar="N",
                    help="Mélange ILP slices per bucket, a whole number >= 1 (default: the config's, else 1)")
-    s.add_argument("--solver", default="melange", choices=["melange", "exact"],
-                   help="mix solver: melange (the paper's ILP, CBC) or exact (continuous split, HiGHS) (default: melange)")
+    s.add_argument("--solver", default="exact", choices=["exact", "melange"],
+                   help="mix solver: exact (continuous split, HiGHS; never dearer) or melange (the paper's ILP, CBC, "
+                        "for faithful reproduction); the other one is solved too, as the comparison (default: exact)")
     _add_constraint_options(s)
     s.add_argument("--format", choices=["text", "json", "melange"],
                    help="text: one line with the mix, $/h and savings against each single GPU type; json: solver, "
@@ -155,7 +158,13 @@ def _parser() -> argparse.ArgumentParser:
 
     _plan_parser(sub)
 
+    sc = sub.add_parser("schema", help="print the JSON Schema of an input file kind, for editors "
+                                       "(# yaml-language-server: $schema=FILE)")
+    sc.add_argument("kind", choices=sorted(FILE_SCHEMAS), help="sweep: params/sweeps/*.yaml; gpus: params/gpus/*.yaml; "
+                                                                 "prices: params/prices/*.yaml; run: params/*.yaml")
+
     _simulate_parser(sub)
+
     pr = sub.add_parser("profile", help="GPU profiles: predict (aiconfigurator), import measured runs, plan "
                                         "benchmarks, compare two profile files")
     psub = pr.add_subparsers(dest="profile_command", required=True)
@@ -163,7 +172,9 @@ def _parser() -> argparse.ArgumentParser:
     pp.add_argument("--model", required=True, help="bundled HF id (e.g. meta-llama/Meta-Llama-3.1-8B) or a folder with config.json")
     pp.add_argument("--gpu", action="append", required=True, metavar="SYSTEM[=NAME]",
                     help="aiconfigurator system, e.g. h100_sxm=H100 (repeatable)")
-    pp.add_argument("--backend", default="vllm", help="vllm | sglang | trtllm (default vllm)")
+    pp.add_argument("--backend", action="append", metavar="BACKEND|NAME=BACKEND",
+                    help="vllm | sglang | trtllm | auto (the one whose kernel-data versions agree best across the "
+                         "GPUs); NAME=BACKEND for one GPU (repeatable); default vllm")
     pp.add_argument("--slo", action="append", required=True, metavar="[STAT_]METRIC_ms=N",
                     help="e.g. tpot_ms=40, p99_ttft_ms=2000 (repeatable: all must hold)")
     pp.add_argument("--edges", help="input bucket edges (default 0,25,100,250,500,1000,2000,4000,8000,16000)")
@@ -405,8 +416,9 @@ def _plan(args) -> int:
 
 def _solve(args) -> int:
     from .profiles import load_gpus, read_melange_config, select_gpus
-    from .solver import compare
-    from .workload import read_workload
+    from .report import workload_drop_summary
+    from .solver import SOLVERS, compare
+    from .workload import read_workload, workload_meta
 
     if args.config:
         if args.workload or args.gpus:
@@ -439,10 +451,12 @@ def _solve(args) -> int:
     slice_factor = args.slice_factor if args.slice_factor is not None else slice_factor
     gpus = select_gpus(gpus, args.gpu)
     constraints = _constraints(args)
-    comparison = compare(workload, gpus, rate, solvers=(args.solver,), slice_factor=slice_factor,
+    solvers = (args.solver, *(s for s in SOLVERS if s != args.solver))     # the other mix solver as the comparison
+    comparison = compare(workload, gpus, rate, solvers=solvers, slice_factor=slice_factor,
                          time_limit=args.time_limit, constraints=constraints)
+    dropped = workload_drop_summary(workload_meta(args.workload) if args.workload else None)
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
-    out = comparison.mix.melange_json() if fmt == "melange" else comparison.to_dict()
+    out = comparison.mix.melange_json() if fmt == "melange" else {**comparison.to_dict(), "workload": dropped}
     search = None
     if args.target_attainment is not None and comparison.mix.has_allocation:
         from .simulate import search_attainment
@@ -460,8 +474,9 @@ def _solve(args) -> int:
         write_exports(result_deployment(comparison.mix, gpus, utilization_cap=constraints.utilization_cap,
                                         source={"rate": rate, "workload": Path(args.workload or args.config).name}), args.export)
     if fmt == "text":
-        from .report import comparison_headline
-        print(comparison_headline(comparison) + ".")
+        from .report import comparison_headline, solver_comparison_sentence
+        caveat = f" (workload: {dropped['caveat']})" if dropped["caveat"] else ""
+        print(f"{comparison_headline(comparison)}{caveat}. {solver_comparison_sentence(comparison)}".rstrip())
         if search is not None:
             print(search.message + ".")
             if search.neighbours:
@@ -684,22 +699,35 @@ def _profile(args) -> int:
                                 labels=(Path(args.a).stem, Path(args.b).stem)))
         return 0
     from .files import check_output_file
+    from .profiles.consistency import PHYSICS, describe_kernel_data, set_caveat
     from .profiles.predict import predict_profiles
 
     check_output_file(args.output, "-o/--output")
-    gpus = predict_profiles(args.model, args.gpu, slo=args.slo, backend=args.backend,
+    gpus = predict_profiles(args.model, args.gpu, slo=args.slo, backend=_backend_option(args.backend, args.gpu),
                             edges=_edges(args.edges, "--edges") or PROFILE_INPUT_EDGES,
                             output_edges=_edges(args.output_edges, "--output-edges") or PROFILE_OUTPUT_EDGES,
                             open_last_input=args.open_last_input, open_last_output=args.open_last_output,
                             prices=args.prices, tp=args.tp, sol=args.sol, cache=not args.no_cache)
     first = next(iter(gpus.values())).meta
+    data = "; ".join(f"{n}: {describe_kernel_data(g.meta['kernel_data'])}" for n, g in gpus.items())
+    caveat = set_caveat(gpus)
+    physics = list(dict.fromkeys(n for g in gpus.values() for n in g.meta["notes"]
+                                 if n.startswith(PHYSICS) and "outside" in n))
+    auto = [n for n in first["notes"] if n.startswith("--backend auto")]
     header = (f"Predicted by `melange-nb profile predict` (aiconfigurator-core): {first['model']}, "
-              f"{args.backend}, SLO {format_slo(first['slo'])}, tp={args.tp}.\n"
-              "Rows = input-token buckets, columns = output-token buckets; requests/s of one replica.")
+              f"SLO {format_slo(first['slo'])}, tp={args.tp}.\nKernel data: {data}.\n" + "".join(f"{n}.\n" for n in auto)
+              + (f"WARNING: {caveat}\n" if caveat else "")
+              + "Rows = input-token buckets, columns = output-token buckets; requests/s of one replica.")
     path = save_profiles(args.output, gpus, header=header)
-    notes = sum(len(g.meta["cell_notes"]) for g in gpus.values())
+    zeros = sum(1 for g in gpus.values() for c in g.meta["cell_notes"] if g.tputs.loc[c["input"], c["output"]] == 0)
     listed = ", ".join(f"{n} ({g.meta['system']}, ${g.cost:g}/h)" for n, g in gpus.items())
-    print(f"wrote {path}: {listed}" + (f"; {notes} bucket(s) are 0 with a note" if notes else ""))
+    print(f"wrote {path}: {listed}" + (f"; {zeros} bucket(s) are 0 with a note" if zeros else ""))
+    for line in auto:
+        print(line)
+    if caveat:
+        print(f"melange-nb: warning: {caveat}", file=sys.stderr)
+        for line in physics:
+            print(f"melange-nb: warning: {line}", file=sys.stderr)
     return 0
 
 
@@ -751,16 +779,40 @@ def _profile_latency(args) -> int:
     return 0
 
 
+def _backend_option(values: list[str] | None, gpus: list[str]) -> str | dict[str, str]:
+    """``--backend B`` for every GPU, or ``--backend NAME=B`` per GPU (the bare one is the default)."""
+    default, per_gpu = "vllm", {}
+    for value in values or []:
+        name, sep, backend = value.partition("=")
+        if sep:
+            per_gpu[name.strip()] = backend.strip()
+        else:
+            default = value.strip()
+    if not per_gpu:
+        return default
+    if default == "auto":
+        raise InputError("--backend", "auto chooses one backend for the whole set; do not combine it with NAME=BACKEND")
+    names = [(g.partition("=")[2] or g.partition("=")[0]).strip() for g in gpus]
+    return {n: per_gpu.get(n, default) for n in names} | per_gpu
+
+
 def _pair(text: str) -> tuple[str, str]:
     a, _, b = text.partition("=")
     return a.strip(), (b.strip() or a.strip())
+
+
+def _schema(args) -> int:
+    from .schemas import json_schema
+
+    print(json.dumps(json_schema(args.kind), indent=2))
+    return 0
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"solve": _solve, "workload": _workload, "sweep": _sweep, "run": _run,
-                "profile": _profile, "plan": _plan, "simulate": _simulate}[args.command](args)
+                "profile": _profile, "plan": _plan, "simulate": _simulate, "schema": _schema}[args.command](args)
     except KeyboardInterrupt:
         print("melange-nb: interrupted", file=sys.stderr)
         return 130

@@ -679,10 +679,10 @@ def _binding(p: _Problem) -> str:
 
 # ---------------------------------------------------------------- dispatch and comparison
 
-def solve(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, *, solver: str = "melange",
+def solve(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, *, solver: str = "exact",
           slice_factor: int = 1, time_limit: float | None = None,
           constraints: Constraints | None = None) -> SolveResult:
-    """Run one policy by name: ``melange``, ``exact`` or ``single:<gpu>``."""
+    """Run one policy by name: ``exact`` (the default), ``melange`` or ``single:<gpu>``."""
     _check_slice_factor(slice_factor)    # checked for every policy: a bad value is bad input even where unused
     _check_time_limit(time_limit)
     if solver == "melange":
@@ -721,9 +721,11 @@ class Comparison:
 
 
 def compare(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, *,
-            solvers: Sequence[str] = ("melange",), slice_factor: int = 1, time_limit: float | None = None,
+            solvers: Sequence[str] = ("exact", "melange"), slice_factor: int = 1, time_limit: float | None = None,
             constraints: Constraints | None = None) -> Comparison:
-    """Solve with each mix solver and each single-GPU baseline; the first solver is the reference."""
+    """Solve with each mix solver and each single-GPU baseline; the first solver is the reference.
+
+    The default is the project's one default: the exact solver, with the Mélange ILP as its comparison."""
     if not solvers:
         raise InputError("solver", "name at least one mix solver (melange or exact)")
     results = {s: solve(workload, gpus, rate, solver=s, slice_factor=slice_factor, time_limit=time_limit,
