@@ -251,6 +251,15 @@ def _measured_parsers(verbs) -> None:
     pi.add_argument("--prediction", help="predicted profile YAML (profile predict) with the same edges, for --fill")
     pi.add_argument("--prediction-gpu", help="GPU name in --prediction (default: --gpu, or its only GPU)")
     pi.add_argument("--add", action="store_true", help="add this GPU to the existing -o file (same edges)")
+    pi.add_argument("--kv-tokens", type=int, metavar="N",
+                    help="KV-cache capacity of one replica in tokens (vLLM logs it at start: 'GPU KV cache size'); "
+                         "given, a latency model is fitted to the runs' TPOT/TTFT at their achieved concurrency "
+                         "(default: no latency model)")
+    pi.add_argument("--max-seqs", type=int, default=256, metavar="N",
+                    help="the server's max sequences per batch, for the latency model (default: 256, vLLM's max_num_seqs)")
+    pi.add_argument("--max-step-tokens", type=int, default=8192, metavar="N",
+                    help="the server's token budget per step, for the latency model (default: 8192, vLLM's "
+                         "max_num_batched_tokens)")
     pi.add_argument("-o", "--output", required=True, help="profile YAML to write (what solve --gpus reads)")
 
     pp = verbs.add_parser("plan", help="write the vllm bench serve commands that measure one GPU")
@@ -587,6 +596,10 @@ def _profile_import(args) -> int:
     if args.gpus_per_replica is not None and args.gpus_per_replica < 1:
         raise InputError("--gpus-per-replica", f"must be >= 1, got {args.gpus_per_replica}")
     replica = args.gpus_per_replica or 1
+    for flag, value in (("--kv-tokens", args.kv_tokens), ("--max-seqs", args.max_seqs),
+                        ("--max-step-tokens", args.max_step_tokens)):
+        if value is not None and value < 1:
+            raise InputError(flag, f"must be a whole number >= 1, got {value}")
     price = None
     if args.prices:
         from .profiles.prices import find_price, load_prices
@@ -621,7 +634,16 @@ def _profile_import(args) -> int:
         name, _, version = args.engine.partition("=")
         meta["engine"] = {"name": name, "version": version or "unknown"}
     from .profiles import GpuProfile
-    profile = GpuProfile(profile.name, profile.cost, profile.tputs, meta)
+    latency = None
+    if args.kv_tokens:
+        from .profiles.latency import fit_latency, runs_samples
+        from .profiles.measured import read_runs
+        latency = fit_latency(runs_samples(read_runs(args.results)), max_seqs=args.max_seqs, kv_tokens=args.kv_tokens,
+                              max_step_tokens=args.max_step_tokens, source="fit:measured",
+                              notes=[f"fitted to {len(args.results)} measured run(s) at their achieved concurrency "
+                                     f"(Little's law); max_seqs {args.max_seqs}, max_step_tokens "
+                                     f"{args.max_step_tokens}, kv_tokens {args.kv_tokens} as given"])
+    profile = GpuProfile(profile.name, profile.cost, profile.tputs, meta, latency)
     for other in others.values():
         if list(other.tputs.index) != list(profile.tputs.index) or list(other.tputs.columns) != list(profile.tputs.columns):
             raise InputError("--edges", f"{args.output} has other buckets than --edges/--output-edges; "

@@ -343,3 +343,91 @@ def test_cli_solve_target_attainment_reports_both_plans_and_minimal_neighbours(t
 def re_search(pattern, text):
     import re
     return re.search(pattern, text)
+
+
+# ---------------------------------------------------------------- latency fits and self-consistency
+
+def test_fit_latency_recovers_a_known_step_model():
+    from melange_nb.profiles.latency import fit_latency, step_features
+
+    rng = np.random.default_rng(0)
+    n, i, o = rng.integers(1, 256, 300), rng.integers(10, 8000, 300), rng.integers(5, 1000, 300)
+    true = np.array([12.0, 0.4, 0.02, 0.0003, 2e-7])
+    samples = pd.DataFrame({"concurrency": n, "input_len": i, "output_len": o,
+                            "tpot_ms": step_features(n, i, o) @ true,
+                            "ttft_ms": step_features(n, i, o, first_token=True) @ true})
+    m = fit_latency(samples, max_seqs=256, kv_tokens=10**6, max_step_tokens=8192, source="test")
+    got = [m.base, m.per_seq, m.per_prefill_token, m.per_context_token, m.per_prefill_context]
+    np.testing.assert_allclose(got, true, rtol=1e-3)
+    assert "TPOT error median 0.0%" in m.notes[-1]
+    with pytest.raises(InputError, match=r"^samples: a latency fit needs at least 4 measurements"):
+        fit_latency(samples.head(3), max_seqs=1, kv_tokens=1, max_step_tokens=1, source="x")
+
+
+@pytest.mark.slow
+def test_profile_fitted_to_its_own_rates_is_self_consistent():
+    """Rates made by simulating a known model (midpoint sizes, mean TPOT <= 40 ms); a model fitted to
+    those rates (and TPOT at batch 1) reproduces them within 15% (what `profile check` reports)."""
+    from melange_nb.profiles.latency import step_features
+
+    true = LatencyModel(10.0, 0.3, 0.03, 0.0002, 0.0, 256, 10**6, 8192, "truth")
+    edges = ["0-100", "100-500", "500-2000"]
+    tputs = pd.DataFrame(1.0, index=pd.Index(edges, name="input_tokens"), columns=pd.Index(edges, name="output_tokens"))
+    meta = {"slo": [{"metric": "tpot", "stat": "mean", "ms": 40.0}]}
+    gpu = GpuProfile("G", 1.0, tputs, meta, true)
+    for i in edges:
+        for o in edges:
+            tputs.loc[i, o] = S.bucket_max_rate(gpu, i, o, requests=150, precision=0.01)
+    lengths = [50, 300, 1250]
+    idle = pd.DataFrame([{"concurrency": 1, "input_len": a, "output_len": b} for a in lengths for b in lengths])
+    idle["tpot_ms"] = step_features(idle["concurrency"], idle["input_len"], idle["output_len"]) @ \
+        np.array([10.0, 0.3, 0.03, 0.0002, 0.0])
+    fitted, table = S.fit_profile_latency(GpuProfile("G", 1.0, tputs, meta), kv_tokens=10**6, max_seqs=256,
+                                          max_step_tokens=8192, source="fit: test", idle=idle, refine=1, requests=150)
+    assert (abs(table["ratio"] - 1) <= 0.15).all(), table
+    assert fitted.source == "fit: test" and "profile check: 9 of 9 buckets within 15%" in fitted.notes[-1]
+
+
+def test_cli_profile_check_prints_ratios_and_refuses_a_file_without_latency(tmp_path, seed_gpus, capsys):
+    small = one_gpu(12.0, max_seqs=256, kv=400000, budget=8192, per_seq=0.4, slo_ms=40)["G"]
+    small.tputs.loc[:, :] = [[30.0, 5.0], [0.0, 2.0]]
+    prof = save_profiles(tmp_path / "one.yaml", {"G": small})
+    code, out, _ = run_cli(capsys, "profile", "check", prof, "--requests", 60, "-o", tmp_path / "check.csv")
+    assert code == 0 and out.startswith("G: ") and "buckets within 15%" in out
+    table = pd.read_csv(tmp_path / "check.csv")
+    assert len(table) == 3
+    assert np.allclose(table["ratio"], table["simulated_rate"] / table["profile_rate"])
+    code, _, err = run_cli(capsys, "profile", "check", "params/gpus/llama2-7b-seed.yaml")
+    assert code == 2 and "has no latency model; add a `latency:` section" in err and len(err.splitlines()) == 1
+
+
+def test_profile_import_fits_a_latency_model_to_measured_runs(tmp_path, capsys):
+    """Runs of a server whose steps take 12 ms + 4 ms per request in flight + 0.1 ms per prefill token
+    (TPOT as `step_features` averages it; TTFT = the step that prefills the prompt): read through
+    `profile import`, at the concurrency Little's law gives, the fitted model gives that TPOT back."""
+    from melange_nb.profiles.latency import step_features
+
+    paths = []
+    for isl in (50, 400):
+        for n in (2, 5, 8, 12):
+            tpot = 12 + 4 * n + 0.1 * (n - 1) * isl / 50
+            ttft = tpot + 0.1 * isl
+            e2e = ttft + 49 * tpot
+            rate = n / (e2e / 1e3)
+            doc = {"date": "20261124-101500", "backend": "vllm", "model_id": "m", "tokenizer_id": "m",
+                   "num_prompts": 100, "request_rate": rate, "duration": 100 / rate, "completed": 100,
+                   "total_input_tokens": isl * 100, "total_output_tokens": 5000, "request_throughput": rate,
+                   "mean_ttft_ms": ttft, "mean_tpot_ms": tpot, "mean_itl_ms": tpot, "mean_e2el_ms": e2e}
+            paths.append(tmp_path / f"r-{isl}-{n}.json")
+            paths[-1].write_text(json.dumps(doc))
+    code, out, err = run_cli(capsys, "profile", "import", *paths, "--gpu", "T", "--cost", 1, "--slo", "tpot_ms=40",
+                             "--edges", "0,100,1000", "--output-edges", "0,100", "--kv-tokens", 50000,
+                             "-o", tmp_path / "m.yaml")
+    assert code == 0, err
+    lat = load_gpus(tmp_path / "m.yaml")["T"].latency
+    assert lat.source == "fit:measured" and lat.kv_tokens == 50000 and lat.max_seqs == 256
+    for isl in (50, 400):
+        for n in (2, 5, 8, 12):
+            predicted = step_features([n], [isl], [50]) @ np.array([lat.base, lat.per_seq, lat.per_prefill_token,
+                                                                   lat.per_context_token, lat.per_prefill_context])
+            assert predicted[0] == pytest.approx(12 + 4 * n + 0.1 * (n - 1) * isl / 50, rel=0.03)
