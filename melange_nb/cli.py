@@ -285,14 +285,16 @@ def _simulate_parser(sub) -> None:
                                                       "a plan is solved or routed on (required without --trace)")
     si.add_argument("--rate", type=float, metavar="REQ_PER_S", help="mean request rate (required with --workload)")
     si.add_argument("--trace", metavar="CSV|PARQUET",
-                    help="replay this timestamped trace at its own arrival times instead of a generated stream")
+                    help="replay this timestamped trace at its own arrival times (default: a stream generated from "
+                         "--workload at --rate)")
     si.add_argument("--timestamp-column", default="TIMESTAMP", metavar="NAME", help="trace column (default: TIMESTAMP)")
     si.add_argument("--input-column", default="ContextTokens", metavar="NAME", help="trace column (default: ContextTokens)")
     si.add_argument("--output-column", default="GeneratedTokens", metavar="NAME",
                     help="trace column (default: GeneratedTokens)")
     plan = si.add_mutually_exclusive_group()
     plan.add_argument("--counts", metavar="NAME=N[,NAME=N]",
-                      help="simulate these GPU counts, routed to balance utilisation, e.g. A10G=1,A100=1")
+                      help="simulate these GPU counts, routed to balance utilisation, e.g. A10G=1,A100=1 (default: "
+                           "solve on the spot)")
     plan.add_argument("--plan", metavar="JSON|DIR",
                       help="simulate a saved plan: a solve -o result or allocation.json, a deploy.json, or a "
                            "`melange-nb plan` output folder (per-window plans) (default: solve on the spot)")

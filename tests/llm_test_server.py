@@ -9,6 +9,13 @@ With N requests in flight, TPOT = a + b*N, so a TPOT threshold T is met up to N*
 and by Little's law the achieved rate there is ``N* / (ttft + (output_len - 1) * T)``
 requests/s (see `true_max_rate`), whatever the client's concurrency or arrival process.
 
+With ``Latency(batched=True)`` the server is an iteration-level engine instead, as vLLM schedules:
+all requests in flight advance together, one token per step, a step taking ``a + b x N`` ms plus
+``prefill_ms_per_token`` x the prompt tokens of the requests joining in that step; a request joins
+at the next step boundary after it arrives, and its joining step (the prefill) gives its first
+token. That is exactly the replica model of ``melange_nb.simulate`` with ``base = a``,
+``per_seq = b``, ``per_prefill_token = prefill_ms_per_token`` and no limits.
+
 Endpoints: GET /v1/models, POST /v1/completions and /v1/chat/completions (streaming SSE or not).
 Every reply token is the text " token" (one token in the Llama-2/Mistral vocabulary), and the stream
 ends with a usage chunk. Runs on 127.0.0.1 in a background thread; stdlib asyncio only.
@@ -27,6 +34,7 @@ class Latency:
     a_ms: float = 12.0                   # per-token delay is a + b x in-flight requests (itself included)
     b_ms: float = 4.0
     prefill_ms_per_token: float = 0.5    # TTFT per prompt token
+    batched: bool = False                # iteration-level engine (see the module docstring)
 
     def tpot_ms(self, concurrency: float) -> float:
         return self.a_ms + self.b_ms * concurrency
@@ -73,11 +81,17 @@ class LlmTestServer:
 
     async def _serve(self):
         self._stop = asyncio.Event()
+        self._joining: list = []
+        self._wake = asyncio.Event()
+        if self.latency.batched:
+            self._engine = asyncio.ensure_future(self._steps())
         server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=256)
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         async with server:
             await self._stop.wait()
+        if self.latency.batched:
+            self._engine.cancel()
 
     async def _handle(self, reader, writer):
         try:
@@ -101,6 +115,26 @@ class LlmTestServer:
             pass
         finally:
             writer.close()
+
+    async def _steps(self):
+        """The iteration-level engine: one step at a time over every request in flight."""
+        loop = asyncio.get_running_loop()
+        active, deadline = [], 0.0
+        while True:
+            if not active and not self._joining:
+                self._wake.clear()
+                await self._wake.wait()
+            joining, self._joining = self._joining, []
+            active += joining
+            # steps run back to back on planned deadlines, so timer overshoot does not accumulate
+            start = deadline if active != joining else loop.time()
+            ms = self.latency.tpot_ms(len(active)) + self.latency.prefill_ms_per_token * sum(j[0] for j in joining)
+            deadline = start + ms / 1000.0
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            for entry in active:
+                entry[1] -= 1
+                entry[2].put_nowait(entry[1] == 0)
+            active = [e for e in active if e[1] > 0]
 
     async def _json(self, writer, obj, status=200):
         data = json.dumps(obj).encode()
@@ -129,10 +163,17 @@ class LlmTestServer:
             if stream:
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
                              b"Transfer-Encoding: chunked\r\n\r\n")
+            if self.latency.batched:
+                tokens: asyncio.Queue = asyncio.Queue()
+                self._joining.append([n_in, n_out, tokens])
+                self._wake.set()
             for k in range(n_out):
-                if k:
-                    deadline += self.latency.tpot_ms(self.in_flight) / 1000.0
-                await asyncio.sleep(max(0.0, deadline - loop.time()))
+                if self.latency.batched:
+                    await tokens.get()
+                else:
+                    if k:
+                        deadline += self.latency.tpot_ms(self.in_flight) / 1000.0
+                    await asyncio.sleep(max(0.0, deadline - loop.time()))
                 if stream:
                     choice = ({"index": 0, "delta": {"content": " token"} if k else {"role": "assistant", "content": " token"},
                                "finish_reason": None} if chat else {"index": 0, "text": " token", "finish_reason": None})

@@ -1,5 +1,6 @@
 """The serving simulator: queueing theory (Lindley, Pollaczek-Khinchine), streams, routing, plans, bad input."""
 import dataclasses
+from pathlib import Path
 import json
 import math
 
@@ -431,3 +432,103 @@ def test_profile_import_fits_a_latency_model_to_measured_runs(tmp_path, capsys):
             predicted = step_features([n], [isl], [50]) @ np.array([lat.base, lat.per_seq, lat.per_prefill_token,
                                                                    lat.per_context_token, lat.per_prefill_context])
             assert predicted[0] == pytest.approx(12 + 4 * n + 0.1 * (n - 1) * isl / 50, rel=0.03)
+
+
+# ---------------------------------------------------------------- a real serving loop: AIPerf vs the simulator
+#
+# tests/llm_test_server.py in its iteration-level mode (Latency(batched=True): all requests in flight
+# advance one token per step of a + b x N ms, plus prefill_ms_per_token x the prompts joining that
+# step, whose first token it gives) is served over HTTP and driven by AIPerf (.venv-bench) replaying
+# a timestamped stream (mooncake_trace, fixed schedule) in three phases of rising rate. The simulator
+# gets the same requests at the times the server acknowledged them, with the matching latency model,
+# and must reproduce AIPerf's p50/p99 TTFT (from that acknowledgement) and TPOT per phase within 15%
+# and the attainment within 3 points. Each phase's TPOT threshold is its measured median, so the
+# attainment check splits the requests where it is most sensitive.
+
+AIPERF = Path(__file__).resolve().parents[1] / ".venv-bench" / "bin" / "aiperf"
+PHASES = ((2.0, 25.0), (4.0, 25.0), (5.5, 25.0))      # (requests/s, seconds), 8 s apart to drain
+
+
+@pytest.fixture(scope="module")
+def aiperf_replay(tmp_path_factory):
+    import os
+    import subprocess
+    import sys
+
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from melange_nb.chats import load_tokenizer
+
+    if not AIPERF.exists():
+        pytest.skip(f"AIPerf not installed at {AIPERF}: run `make bench-client` (make test does it)")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from llm_test_server import Latency, LlmTestServer
+
+    work = tmp_path_factory.mktemp("aiperf-sim")
+    tok, _ = load_tokenizer()
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                            unk_token="<unk>").save_pretrained(work / "tokenizer")
+    plain = Tokenizer.from_file(str(work / "tokenizer" / "tokenizer.json"))
+    rng = np.random.default_rng(3)
+    rows, start = [], 0.0
+    for phase, (rate, seconds) in enumerate(PHASES):
+        t = start + np.cumsum(rng.exponential(1 / rate, int(rate * seconds * 1.5)))
+        for when in t[t < start + seconds]:
+            rows.append({"timestamp": int(when * 1000), "input_length": int(rng.integers(20, 200)),
+                         "output_length": int(rng.integers(10, 60))})
+        start += seconds + 8.0
+    (work / "trace.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    latency = Latency(a_ms=12.0, b_ms=4.0, prefill_ms_per_token=0.2, batched=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_HUB_OFFLINE")}
+    env["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    with LlmTestServer(lambda text: len(plain.encode(text, add_special_tokens=False).ids), latency) as server:
+        cmd = [str(AIPERF), "profile", "--model", "llama-test", "--url", server.base_url, "--endpoint-type",
+               "completions", "--streaming", "--tokenizer", str(work / "tokenizer"), "--input-file",
+               str(work / "trace.jsonl"), "--custom-dataset-type", "mooncake_trace", "--fixed-schedule",
+               "--extra-inputs", "ignore_eos:true", "--prompt-corpus", "sonnet", "--artifact-dir",
+               str(work / "artifacts"), "--ui-type", "none", "--no-server-metrics", "--no-gpu-telemetry",
+               "--workers-max", "1", "--record-processors", "1"]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    records = [json.loads(line) for line in (work / "artifacts" / "profile_export.jsonl").read_text().splitlines()]
+    # the server's clock starts at the request's acknowledgement (the streamed reply's headers, which it
+    # writes on arrival): AIPerf's TTFT also counts sending the request, which is not the server's time
+    measured = pd.DataFrame([{"start_ns": r["metadata"]["request_ack_ns"],
+                              "sent_ms": (r["metadata"]["request_ack_ns"] - r["metadata"]["request_start_ns"]) / 1e6,
+                              "input_tokens": r["metrics"]["usage_prompt_tokens"]["value"],
+                              "output_tokens": r["metrics"]["output_sequence_length"]["value"],
+                              "ttft_ms": r["metrics"]["time_to_first_token"]["value"],
+                              "tpot_ms": r["metrics"]["inter_token_latency"]["value"]} for r in records])
+    measured["ttft_ms"] -= measured["sent_ms"]
+    measured = measured.sort_values("start_ns", ignore_index=True)
+    measured["arrival_s"] = (measured["start_ns"] - measured["start_ns"].iloc[0]) / 1e9
+    return measured, latency, len(rows)
+
+
+@pytest.mark.slow
+def test_simulator_reproduces_aiperf_on_an_iteration_level_server(aiperf_replay):
+    measured, law, sent = aiperf_replay
+    assert len(measured) == sent
+    lat = LatencyModel(law.a_ms, law.b_ms, law.prefill_ms_per_token, 0.0, 0.0, 10**6, 10**12, 10**9, "test server")
+    gpus = one_gpu(1.0)
+    gpus["G"] = dataclasses.replace(gpus["G"], latency=lat)
+    stream = fixed_stream(*(measured[c].to_numpy() for c in ("arrival_s", "input_tokens", "output_tokens")))
+    wl = pd.DataFrame([[0.0, 1.0], [0.0, 0.0]], index=pd.Index(["0-10", "10-1000"], name="input_tokens"),
+                      columns=pd.Index(["0-10", "10-1000"], name="output_tokens"))
+    sim = S.simulate(stream, S.load_plan({"G": 1}, gpus, workload=wl), gpus, slo="tpot_ms=1e9").requests
+    edges = np.cumsum([0.0] + [s + 8.0 for _, s in PHASES])
+    lines = []
+    for k, (rate, _) in enumerate(PHASES):
+        mask = ((measured["arrival_s"] >= edges[k] - 0.5) & (measured["arrival_s"] < edges[k + 1] - 0.5)).to_numpy()
+        m, s = measured[mask], sim[mask]
+        slo = float(m["tpot_ms"].median())                 # a threshold that splits the phase: a sensitive check
+        att_m, att_s = (m["tpot_ms"] <= slo).mean(), (s["tpot_ms"] <= slo).mean()
+        for col in ("ttft_ms", "tpot_ms"):
+            for q in (0.5, 0.99):
+                got, want = s[col].quantile(q), m[col].quantile(q)
+                lines.append(f"{rate:g} req/s {col} p{int(q * 100)}: AIPerf {want:.1f}, simulated {got:.1f}")
+                assert got == pytest.approx(want, rel=0.15), lines[-1]
+        lines.append(f"{rate:g} req/s attainment at TPOT <= {slo:.1f} ms: AIPerf {att_m:.1%}, simulated {att_s:.1%}")
+        assert abs(att_m - att_s) <= 0.03, lines[-1]
+    print("\n" + "\n".join(lines))
