@@ -300,6 +300,9 @@ def _simulate_parser(sub) -> None:
                            "`melange-nb plan` output folder (per-window plans) (default: solve on the spot)")
     si.add_argument("--solver", default="exact", choices=["exact", "melange"],
                     help="solver for the plan solved on the spot (default: exact)")
+    si.add_argument("--target-attainment", type=float, metavar="FRACTION",
+                    help="also search the cheapest plan whose attainment on this stream reaches this share, e.g. 0.99, "
+                         "from the throughput-only plan (default: simulate the one plan)")
     si.add_argument("--sizes", default="uniform", choices=["uniform", "midpoint"],
                     help="sizes within a bucket of a generated stream: uniform from lo to hi-1, or the midpoint "
                          "(default: uniform)")
@@ -335,20 +338,42 @@ def _simulate(args) -> int:
         rate = args.rate
         stream = stream_from_workload(workload, rate, args.duration, arrival=args.arrival, seed=args.seed,
                                       sizes=args.sizes)
-    plan = load_plan(args.counts or args.plan, solve_gpus if not (args.counts or args.plan) else gpus,
-                     workload=workload, rate=rate, solver=args.solver)
-    result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo)
+    search = None
+    if args.target_attainment is not None:
+        from .simulate import search_attainment
+        if args.counts or args.plan:
+            raise InputError("--target-attainment", "searches from the throughput-only plan; drop --counts/--plan")
+        search = search_attainment(workload, solve_gpus, rate, args.target_attainment, stream=stream,
+                                   solver=args.solver, routing=args.routing, seed=args.seed, slo=args.slo,
+                                   progress=sys.stderr.isatty())
+        if search.status == "infeasible":
+            raise InputError("--target-attainment", search.message)
+        result = search.result
+    else:
+        plan = load_plan(args.counts or args.plan, solve_gpus if not (args.counts or args.plan) else gpus,
+                         workload=workload, rate=rate, solver=args.solver)
+        result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo)
     paths = write_result(result, args.output_dir) if args.output_dir else []
+    if search is not None and args.output_dir:
+        from .files import write_json
+        paths.append(write_json(Path(args.output_dir) / "attainment.json", search.to_dict()))
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
     if fmt == "json":
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({**result.to_dict(), **({"attainment": search.to_dict()} if search else {})}, indent=2))
     else:
         from .simulate import summary_table
+        if search is not None:
+            print(search.message + ".")
+            if search.neighbours:
+                print("Removing one GPU: " + "; ".join(f"one {n['removed']} less: {n['attainment']:.1%}"
+                                                         for n in search.neighbours) + ".")
         print(result.message + ".")
         if result.status == "ok":
             print(summary_table(result).to_string())
         if paths:
             print("wrote " + ", ".join(str(p) for p in paths))
+    if search is not None:
+        return 0 if search.status == "met" else 1
     return 0 if result.status == "ok" else 1
 
 

@@ -824,7 +824,8 @@ def simulate(stream: pd.DataFrame, plan: SimPlan, gpus: Mapping[str, GpuProfile]
     ends_h = np.append(starts[1:], horizon)
     span = np.clip(ends_h - np.clip(starts, 0, None), 0, None)
     busy = {g: sum(s["busy_s"] for s, (k, _) in zip(stats, replicas_of) if k == code[g]) for g in names}
-    held = {g: float((plan.counts[g].to_numpy() * span).sum()) for g in names}
+    # replica-seconds the plan holds; a replica still draining after its last window holds its GPU too
+    held = {g: max(float((plan.counts[g].to_numpy() * span).sum()), busy[g]) for g in names}
     seq_steps = {g: sum(s["seq_steps"] for s, (k, _) in zip(stats, replicas_of) if k == code[g]) for g in names}
     steps = {g: sum(s["steps"] for s, (k, _) in zip(stats, replicas_of) if k == code[g]) for g in names}
     summary["replicas"] = [int(plan.counts[g].max()) for g in names] + [int(plan.counts.sum(axis=1).max())]
@@ -1082,8 +1083,9 @@ def fit_profile_latency(gpu: GpuProfile, *, kv_tokens: int, max_seqs: int, max_s
     """A latency model consistent with `gpu`'s own rates, and its ``check_profiles`` table.
 
     The profile's SLO must bound mean TPOT. At a bucket's max rate r its requests run at that TPOT
-    with Little's-law concurrency r x (TTFT + (output - 1) x TPOT) (midpoint lengths); every bucket
-    not capped by ``max_seqs`` or the KV cache gives one such sample, `idle` (TPOT at batch 1, e.g.
+    with Little's-law concurrency r x (TTFT + (output - 1) x TPOT) (midpoint lengths); a bucket whose
+    concurrency would exceed ``max_seqs`` or the KV cache runs at that cap instead, with the TPOT
+    Little's law gives there. One sample per bucket; `idle` (TPOT at batch 1, e.g.
     from ``predict.replica_facts``) anchors the base, and ``fit_latency`` fits them. `refine` times,
     the simulated max rate per bucket corrects that bucket's concurrency (by the ratio
     simulated / profile) and the model is refitted. The notes say how many buckets end within 15%.
@@ -1111,10 +1113,12 @@ def fit_profile_latency(gpu: GpuProfile, *, kv_tokens: int, max_seqs: int, max_s
                     continue
                 ttft = target + (model.per_prefill_token * ins[a] if model else 0.0)
                 n = rate * (ttft + (outs[b] - 1) * target) / 1e3
-                if n > 0.9 * max_seqs or n * (ins[a] + outs[b]) > 0.9 * kv_tokens:
-                    continue                          # capped by the batch or the memory, not by the SLO
-                rows.append({"concurrency": n / correction[(i, o)], "input_len": ins[a], "output_len": outs[b],
-                             "tpot_ms": target})
+                cap = min(max_seqs, kv_tokens / (ins[a] + outs[b]))
+                if n <= cap:                          # the SLO bounds the rate: TPOT = target at n in flight
+                    row = {"concurrency": n / correction[(i, o)], "tpot_ms": target}
+                else:                                 # the batch or memory cap bounds it: TPOT from Little's law
+                    row = {"concurrency": cap, "tpot_ms": 1e3 * cap / (rate * outs[b]) / correction[(i, o)]}
+                rows.append({**row, "input_len": ins[a], "output_len": outs[b]})
         samples = pd.DataFrame(rows)
         if idle is not None and len(idle):
             samples = pd.concat([samples, idle[["concurrency", "input_len", "output_len", "tpot_ms"]]], ignore_index=True)

@@ -532,3 +532,20 @@ def test_simulator_reproduces_aiperf_on_an_iteration_level_server(aiperf_replay)
         lines.append(f"{rate:g} req/s attainment at TPOT <= {slo:.1f} ms: AIPerf {att_m:.1%}, simulated {att_s:.1%}")
         assert abs(att_m - att_s) <= 0.03, lines[-1]
     print("\n" + "\n".join(lines))
+
+
+def test_cli_simulate_target_attainment_on_a_trace(tmp_path, seed_gpus, arena_csv, capsys):
+    gen = S.stream_from_workload(read_workload(arena_csv), 8, 300, seed=2)       # Arena sizes, 8 req/s
+    stamps = pd.Timestamp("2024-01-01 10:00:00") + pd.to_timedelta(gen["arrival_s"], unit="s")
+    pd.DataFrame({"TIMESTAMP": stamps.dt.strftime("%Y-%m-%d %H:%M:%S.%f"), "ContextTokens": gen["input_tokens"],
+                  "GeneratedTokens": gen["output_tokens"]}).to_csv(tmp_path / "trace.csv", index=False)
+    prof = hand_profile(tmp_path, seed_gpus)
+    code, out, _ = run_cli(capsys, "simulate", "--gpus", prof, "--trace", tmp_path / "trace.csv",
+                           "--target-attainment", 0.99, "--format", "json", "-o", tmp_path / "sim")
+    doc = json.loads(out)
+    search = doc["attainment"]
+    assert code == (0 if search["status"] == "met" else 1)
+    assert search["found"]["attainment"] >= 0.99 and doc["summary"][-1]["attainment"] == pytest.approx(
+        search["found"]["attainment"], abs=1e-6)
+    assert search["baseline"]["attainment"] < 0.99
+    assert (tmp_path / "sim" / "attainment.json").is_file()
