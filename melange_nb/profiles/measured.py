@@ -10,13 +10,14 @@ rates, and the highest rate whose latency still meets the SLO. This module makes
   failing run; no failing run -> the highest passing rate (never extrapolated above it); runs
   but no passing run -> 0.
 - ``import_profile`` groups runs by (input, output) length into the profile's buckets and builds
-  a ``GpuProfile`` with provenance (source: measured, tool and version from the files).
-- ``plan_commands`` / ``write_plan``: the ``vllm bench serve`` commands that produce such files.
+  a ``GpuProfile`` with provenance (source: measured, tool and version from the files);
+  ``import_into_file`` is `profile import`: its inputs checked, the cost from a price, the profile
+  written to a YAML file, beside the file's other GPU types with ``add``.
+- ``plan_commands`` / ``write_benchmark_plan``: the ``vllm bench serve`` commands that produce such files.
 """
 from __future__ import annotations
 
 import json
-import math
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..schemas import is_count, is_number, is_real
 from ..workload import bucket_labels, labelled_matrix
 
 VLLM = "vllm bench serve"
@@ -96,7 +98,7 @@ def detect_format(doc: Any) -> str | None:
 
 def _number(doc: Mapping, key: str, where: str, *, positive: bool = False) -> float:
     value = doc.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_number(value):
         raise InputError(f"{where}: {key}", f"is missing or not a number (got {value!r})")
     if positive and value <= 0:
         raise InputError(f"{where}: {key}", f"must be > 0, got {value!r}")
@@ -126,11 +128,11 @@ def _read_vllm(doc: Mapping, where: str) -> BenchmarkRun:
         for stat, prefixes in _VLLM_STAT.items():
             for prefix in prefixes:
                 value = doc.get(f"{prefix}_{name}_ms")
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                if is_number(value):
                     metrics[(metric, stat)] = float(value)
                     break
     rate = doc.get("request_rate")
-    offered = float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) and math.isfinite(rate) else None
+    offered = float(rate) if is_number(rate) else None
     conc = doc.get("max_concurrency")
     version = doc.get("vllm_version") or doc.get("version") or "unknown"
     date = str(doc.get("date") or "")
@@ -139,14 +141,13 @@ def _read_vllm(doc: Mapping, where: str) -> BenchmarkRun:
                         input_len=input_len, output_len=output_len,
                         rate=_number(doc, "request_throughput", where, positive=True),
                         completed=completed, offered_rate=offered, date=date,
-                        max_concurrency=int(conc) if isinstance(conc, int) and not isinstance(conc, bool) else None,
-                        metrics=metrics)
+                        max_concurrency=int(conc) if is_count(conc) else None, metrics=metrics)
 
 
 def _aiperf_stat(doc: Mapping, tag: str, stat: str, where: str, *, required: bool = True) -> float | None:
     entry = doc.get(tag)
     value = entry.get(stat) if isinstance(entry, Mapping) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_number(value):
         if required:
             raise InputError(f"{where}: {tag}.{stat}", f"is missing or not a number (got {value!r})")
         return None
@@ -181,8 +182,8 @@ def _read_aiperf(doc: Mapping, where: str) -> BenchmarkRun:
                         model=names[0], input_len=_aiperf_stat(doc, "input_sequence_length", "avg", where),
                         output_len=_aiperf_stat(doc, "output_sequence_length", "avg", where),
                         rate=_aiperf_stat(doc, "request_throughput", "avg", where), completed=int(completed),
-                        offered_rate=float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) else None,
-                        max_concurrency=int(conc) if isinstance(conc, int) and not isinstance(conc, bool) else None,
+                        offered_rate=float(rate) if is_real(rate) else None,
+                        max_concurrency=int(conc) if is_count(conc) else None,
                         date=start[:10] if len(start) >= 10 and start[4] == "-" else "unknown", metrics=metrics)
 
 
@@ -364,6 +365,84 @@ def import_profile(paths: Sequence[str | Path], *, gpu: str, cost: float, slo,
     return GpuProfile(gpu, float(cost), tputs, meta), warnings
 
 
+def import_into_file(results: Sequence[str | Path], output: str | Path, *, gpu: str, slo,
+                     input_edges: Sequence[float] | None, output_edges: Sequence[float] | None,
+                     cost: float | None = None, prices=None, system: str | None = None,
+                     gpus_per_replica: int | None = None, engine: str | None = None, add: bool = False,
+                     fill: str | None = None, prediction: str | Path | None = None,
+                     prediction_gpu: str | None = None, kv_tokens: int | None = None, max_seqs: int = 256,
+                     max_step_tokens: int = 8192) -> tuple[Path, Any, list[str]]:
+    """`profile import`: a measured profile for `gpu` from benchmark result files, written to the
+    profile YAML `output` (beside its other GPU types with `add`). Returns (path, profile, warnings).
+
+    Every input is checked before a result file is read: the SLO, the bucket edges, the cost
+    (`cost` $/hour, or the price of `gpu`/`system` in the price file(s) `prices`, times
+    `gpus_per_replica`), `add` (no GPU of that name in `output` yet, and the same buckets), and
+    `fill`/`prediction`: the predicted profile file and its GPU to fill empty buckets from
+    (`prediction_gpu`; by default `gpu` itself, or the file's only GPU). `engine` is NAME=VERSION.
+    With `kv_tokens` (and the server's `max_seqs`, `max_step_tokens`) a latency model is fitted to
+    the runs' TPOT/TTFT at their achieved concurrency (``latency.fit_latency``, ``runs_samples``).
+    Errors name the command line's options.
+    """
+    from . import GpuProfile, load_gpus, parse_slo, save_profiles
+
+    for flag, value in (("--kv-tokens", kv_tokens), ("--max-seqs", max_seqs), ("--max-step-tokens", max_step_tokens)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(flag, f"must be a whole number >= 1, got {value!r}")
+    conditions = parse_slo(slo, field="--slo")
+    bucket_labels(input_edges), bucket_labels(output_edges)
+    if gpus_per_replica is not None and gpus_per_replica < 1:
+        raise InputError("--gpus-per-replica", f"must be >= 1, got {gpus_per_replica}")
+    replica = gpus_per_replica or 1
+    price = None
+    if prices:
+        from .prices import find_price, load_prices
+        found = find_price(load_prices(prices), gpu, system, field="--prices")
+        cost, price = found.usd_per_hour * replica, found.meta()
+    elif not (cost and cost > 0):
+        raise InputError("--cost", f"must be a positive $/hour, got {cost}")
+    others = {}
+    if add:
+        others = load_gpus(output)
+        if gpu in others:
+            raise InputError("--gpu", f"{gpu} is already in {output}; choose another name or drop --add")
+    predicted_profile = None
+    if prediction or fill:
+        if not (prediction and fill):
+            raise InputError("--fill/--prediction", "go together: --fill predicted|calibrated --prediction PREDICTED.yaml")
+        predicted = load_gpus(prediction)
+        name = prediction_gpu or (gpu if gpu in predicted else next(iter(predicted)) if len(predicted) == 1 else None)
+        if name not in predicted:
+            raise InputError("--prediction-gpu", f"name the GPU of {prediction} to fill from, one of {list(predicted)}")
+        predicted_profile = predicted[name]
+    profile, warnings = import_profile(results, gpu=gpu, cost=cost, slo=conditions, input_edges=input_edges,
+                                       output_edges=output_edges, price=price, fill=fill, prediction=predicted_profile)
+    meta = dict(profile.meta)
+    if system:
+        meta["system"] = system
+    if gpus_per_replica:
+        meta["gpus_per_replica"] = gpus_per_replica
+    if engine:
+        name, _, version = engine.partition("=")
+        meta["engine"] = {"name": name, "version": version or "unknown"}
+    latency = None
+    if kv_tokens:
+        from .latency import fit_latency, runs_samples
+        latency = fit_latency(runs_samples(read_runs(results)), max_seqs=max_seqs, kv_tokens=kv_tokens,
+                              max_step_tokens=max_step_tokens, source="fit:measured",
+                              notes=[f"fitted to {len(results)} measured run(s) at their achieved concurrency "
+                                     f"(Little's law); max_seqs {max_seqs}, max_step_tokens {max_step_tokens}, "
+                                     f"kv_tokens {kv_tokens} as given"])
+    profile = GpuProfile(profile.name, profile.cost, profile.tputs, meta, latency)
+    for other in others.values():
+        if list(other.tputs.index) != list(profile.tputs.index) or list(other.tputs.columns) != list(profile.tputs.columns):
+            raise InputError("--edges", f"{output} has other buckets than --edges/--output-edges; "
+                                        "import with the same edges or write another file")
+    path = save_profiles(output, {**others, profile.name: profile},
+                         header=f"Written by melange-nb profile import ({len(results)} result file(s)).")
+    return path, profile, warnings
+
+
 def _run_date(runs: Sequence[BenchmarkRun]) -> str:
     dates = sorted(r.date for r in runs if r.date != "unknown")
     return dates[-1] if dates else "unknown"
@@ -385,7 +464,7 @@ def plan_commands(*, model: str, base_url: str, input_edges: Sequence[float], ou
     Poisson arrivals at the rate, and saves the result JSON that ``import_profile`` reads.
     Returns dicts with the bucket labels, lengths, rate, result file name and argv.
     """
-    if not rates or any(not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0) for r in rates):
+    if not rates or any(not (is_number(r) and r > 0) for r in rates):
         raise InputError("--rates", f"must be positive request rates such as 1,2,4,8, got {list(rates)}")
     if num_prompts < 1:
         raise InputError("--num-prompts", f"must be >= 1, got {num_prompts}")
@@ -414,10 +493,10 @@ def plan_commands(*, model: str, base_url: str, input_edges: Sequence[float], ou
     return runs
 
 
-def write_plan(out_dir: str | Path, *, gpu: str, model: str, base_url: str, input_edges: Sequence[float],
-               output_edges: Sequence[float], rates: Sequence[float] = DEFAULT_RATES, num_prompts: int = 200,
-               open_last_input: bool = False, open_last_output: bool = False, tokenizer: str | None = None,
-               slo: str = "tpot_ms=40") -> list[Path]:
+def write_benchmark_plan(out_dir: str | Path, *, gpu: str, model: str, base_url: str, input_edges: Sequence[float],
+                         output_edges: Sequence[float], rates: Sequence[float] = DEFAULT_RATES, num_prompts: int = 200,
+                         open_last_input: bool = False, open_last_output: bool = False, tokenizer: str | None = None,
+                         slo: str = "tpot_ms=40") -> list[Path]:
     """Write ``run_benchmarks.sh`` (every ``plan_commands`` run) and ``README.md`` (what it does and
     the ``profile import`` command that follows) into `out_dir`. Returns the written paths."""
     from ..files import write_text
