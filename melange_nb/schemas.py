@@ -997,7 +997,7 @@ class SweepSpec(Schema):
     rates: Annotated[list[float], BeforeValidator(_rate_list, json_schema_input_type=list[float] | RateRange)] = Field(
         description="requests/s: a list, or {start, stop, step}")
     workloads: Annotated[dict[str, Any], BeforeValidator(_workload_entries, json_schema_input_type=dict[
-        str, str | WorkloadParams | dict[Literal["blend"], dict[str, float]] | dict[Literal["pad"], str]])] = Field(
+        str, str | WorkloadParams | dict[Literal["blend"], dict[str, Annotated[float, Field(ge=0)]]] | dict[Literal["pad"], str]])] = Field(
         description="name -> a workload CSV, workload-notebook parameters, {blend: {name: weight}} or {pad: CSV}")
     gpus: Annotated[dict[str, Any], BeforeValidator(_gpu_sets, json_schema_input_type=dict[
         str, str | dict[str, str | PredictRequest]])] = Field(
@@ -1005,7 +1005,8 @@ class SweepSpec(Schema):
     solvers: Annotated[list[Literal["melange", "exact"]], BeforeValidator(
         _solver_list, json_schema_input_type=Literal["melange", "exact"] | list[Literal["melange", "exact"]])] = Field(
         default_factory=lambda: ["melange"], description="every point compares all of them; the first is the reference")
-    slice_factors: Annotated[list[int], BeforeValidator(_slice_factors, json_schema_input_type=int | list[int])] = Field(
+    slice_factors: Annotated[list[int], BeforeValidator(
+        _slice_factors, json_schema_input_type=Annotated[int, Field(ge=1)] | list[Annotated[int, Field(ge=1)]])] = Field(
         default_factory=lambda: [1], description="the Mélange ILP's slices per bucket")
     constraints: Annotated[dict[str, dict], BeforeValidator(_constraint_sets, json_schema_input_type=dict[str, Any] | None)] = Field(
         default_factory=dict, validate_default=True,
