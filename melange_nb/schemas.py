@@ -370,6 +370,8 @@ class StepMs(BaseModel):
     per_seq: float = Field(0.0, ge=0, description="ms per sequence in the batch")
     per_prefill_token: float = Field(0.0, ge=0, description="ms per prefill token in the step")
     per_context_token: float = Field(0.0, ge=0, description="ms per context token held")
+    per_prefill_context: float = Field(0.0, ge=0, description="ms per prefill token x context token before it in "
+                                                              "its prompt (prefill attention); optional")
 
 
 class LatencySection(BaseModel):
