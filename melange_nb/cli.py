@@ -504,8 +504,7 @@ def _constraints(args):
 
 
 def _plan(args) -> int:
-    from .files import check_output_dir
-    from .plan import overflow_note, plan_trace, write_plan
+    from .files import check_output_dir, folder_lock
     from .profiles import load_gpus, select_gpus
 
     check_output_dir(args.output_dir, "-o/--output-dir")
@@ -517,6 +516,13 @@ def _plan(args) -> int:
         if missing:
             raise InputError("--simulate", missing[len("No SLO attainment: "):])
         schemas.whole(args.seed, "--seed")
+    with folder_lock(args.output_dir, by="plan"):      # one plan (or sweep) writing a folder at a time
+        return _plan_locked(args, gpus)
+
+
+def _plan_locked(args, gpus) -> int:
+    from .plan import overflow_note, plan_trace, write_plan
+
     plan = plan_trace(args.trace, gpus, window=args.window, timestamp_column=args.timestamp_column,
                       input_column=args.input_column, output_column=args.output_column, overflow=args.overflow,
                       solver=args.solver, slice_factor=args.slice_factor, time_limit=args.time_limit,

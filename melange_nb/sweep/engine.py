@@ -3,7 +3,7 @@ factors x rates) solved in-process, with per-point notebooks only where a person
 
 How it runs: every input (spec, files, constraints, GPU names, bucket labels) is checked before
 anything is written, so a bad spec fails in one line with exit 2. The output folder is locked
-(a second sweep into it is refused). Each (workload, GPU set, SLO, constraints, slice factor) problem
+(`files.folder_lock`: a second sweep or a plan into it is refused; the lock file lies beside it). Each (workload, GPU set, SLO, constraints, slice factor) problem
 is validated and flattened once (`solver.prepare`) and re-solved at every rate by every solver, in
 this process (or in a spawned process pool for large grids). The results table, the summary notebook
 and ``index.html`` come first; per-point allocation notebooks and HTML are rendered only for the
@@ -41,7 +41,7 @@ from typing import Any, Iterator, Mapping
 import pandas as pd
 
 from ..errors import InputError, MelangeError
-from ..files import atomic_write, write_json
+from ..files import FolderLocked, atomic_write, folder_lock, write_json
 from ..run import ALLOCATION_NOTEBOOK, WORKLOAD_NOTEBOOK, execute_notebook, manifest
 from .spec import NO_CONSTRAINTS, Point, check_inputs, grid, profile_file, render_choice, slo_label
 
@@ -55,8 +55,7 @@ class SweepInterrupted(MelangeError):
     """Ctrl-C: the sweep stopped; finished points are recorded and a re-run resumes."""
 
 
-class SweepLocked(InputError):
-    """Another sweep holds the output folder."""
+SweepLocked = FolderLocked     # another sweep (or a plan) holds the output folder
 
 
 # ---------------------------------------------------------------- running
@@ -76,7 +75,7 @@ def run_sweep(spec: Mapping[str, Any], out_dir: str | Path, *, workers: int | No
     checked = check_inputs(spec)    # predicts the spec's `predict:` GPU sets last, once every check passed
     workers = workers or os.cpu_count() or 1
     out.mkdir(parents=True, exist_ok=True)
-    with _locked(out):
+    with folder_lock(out, by="sweep"):
         run = _Run(spec, out, workers, retry_failed, render, html, log, checked)
         try:
             return run.go()
@@ -87,30 +86,6 @@ def run_sweep(spec: Mapping[str, Any], out_dir: str | Path, *, workers: int | No
             done = sum(e.get("status") == "done" for e in run.state["points"].values())
             raise SweepInterrupted(f"interrupted: {done} of {len(run.state['points'])} points done and recorded in "
                                    f"{out / 'manifest.json'}; run the same command again to resume") from None
-
-
-@contextmanager
-def _locked(out: Path):
-    """Hold an exclusive lock on `out` (``.lock``) for the sweep; refuse if another sweep holds it."""
-    import fcntl
-
-    with open(out / ".lock", "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise SweepLocked("output folder", f"{out} is in use by another sweep ({holder}); wait for it to "
-                              "finish or choose another -o") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}\n")
-        fh.flush()
-        try:
-            yield
-        finally:
-            fh.seek(0)
-            fh.truncate()
 
 
 class _Run:
@@ -539,7 +514,7 @@ def _prepare_workloads(spec, out: Path, loaded, log, failures: dict, retry_faile
 
     `failures` (the manifest's record of failed builds) is updated; a build that failed with the same
     parameters is not retried unless `retry_failed`."""
-    from ..workload import blend, check_same_buckets, read_workload, workload_source, write_workload
+    from ..workload import blend, blend_provenance, check_same_buckets, read_workload, workload_source, write_workload
 
     files, broken = {}, {}
     for name, value in spec["workloads"].items():
@@ -591,11 +566,8 @@ def _prepare_workloads(spec, out: Path, loaded, log, failures: dict, retry_faile
             parts = {k: read_workload(files[k]) for k in value["blend"]}
             mixed = blend(parts, dict(value["blend"]))
             target = out / "workloads" / name / "workload.csv"
-            total = sum(value["blend"].values())
-            source = "blend of " + ", ".join(f"{k} x {w / total:.3g}" for k, w in value["blend"].items())
             write_workload(mixed, target)
-            write_json(target.with_suffix(".json"), {"source": source, "parts": {k: {"weight": w / total, "file": files[k]}
-                                                                                  for k, w in value["blend"].items()}})
+            write_json(target.with_suffix(".json"), blend_provenance(dict(value["blend"]), files))
             files[name] = str(target)
         except Exception as exc:
             broken[name] = (f"workload {name}: " + " ".join(f"{type(exc).__name__}: {exc}".split())[:400],
