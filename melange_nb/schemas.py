@@ -722,7 +722,7 @@ def check_plan_options(**options: Any) -> PlanOptions:
 # ---------------------------------------------------------------- sweep specs (params/sweeps/*.yaml)
 
 SPEC_KEYS = ("name", "rates", "workloads", "gpus", "solvers", "slice_factors", "time_limit", "constraints",
-             "gpu_names", "render", "published")
+             "gpu_names", "render", "published", "simulate", "target_attainment")
 RENDER_MODES = ("changes", "all", "none")
 NO_CONSTRAINTS = "none"
 PREDICT_OPTIONS = ("model", "gpus", "backend", "slo", "edges", "output_edges", "open_last_input", "open_last_output",
@@ -987,6 +987,8 @@ class SweepSpec(Schema):
         "changes", description="per-point reports: changes | all | none | a list of the sweep's rates")
     published: Annotated[Any, BeforeValidator(_published, json_schema_input_type=Published | None)] = None
     time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0, description="seconds per solve")
+    simulate: Simulate = Field(None, description="simulate each point's reference plan (profiles with latency models)")
+    target_attainment: TargetAttainment = Field(None, description="also find the cheapest plan reaching this attainment")
 
     @model_validator(mode="before")
     @classmethod
