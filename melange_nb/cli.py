@@ -425,11 +425,13 @@ def _quick_name(output_dir: str) -> str:
 
 
 def _profile_import(args) -> int:
+    from . import schemas
     from .profiles import load_gpus, parse_slo, save_profiles
     from .profiles.measured import import_profile
     from .workload import bucket_labels
 
     slo = parse_slo(args.slo, field="--slo")        # every input checked before reading result files
+    args.gpu = schemas.gpu_name(args.gpu, "--gpu")
     edges, out_edges = _edges(args.edges, "--edges"), _edges(args.output_edges, "--output-edges")
     bucket_labels(edges), bucket_labels(out_edges)
     if args.gpus_per_replica is not None and args.gpus_per_replica < 1:
@@ -440,10 +442,8 @@ def _profile_import(args) -> int:
         from .profiles.prices import find_price, load_prices
         found = find_price(load_prices(args.prices), args.gpu, args.system, field="--prices")
         cost, price = found.usd_per_hour * replica, found.meta()
-    elif not (args.cost and args.cost > 0):
-        raise InputError("--cost", f"must be a positive $/hour, got {args.cost}")
     else:
-        cost = args.cost
+        cost = schemas.number(args.cost, "--cost", positive=True, what="a positive, finite $/hour")
     others = {}
     if args.add:
         others = load_gpus(args.output)

@@ -9,6 +9,7 @@ strings are not numbers, and a mapping never names a key twice (the strict file 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -102,12 +103,73 @@ def mapping(value: Any, where: str, *, what: str = "a mapping") -> Mapping:
     return value
 
 
-def plain_name(value: Any, where: str) -> str:
-    """A name that becomes a file or folder name: letters, digits, ``._-``; no path separators or ``..``."""
-    import re
+MAX_NAME = 100       # characters in a sweep, run or set name (a folder name; file systems allow 255 bytes)
+MAX_GPU_NAME = 64    # characters in a GPU type name (it becomes file names, YAML values and page text)
 
+
+def _shown(value: Any) -> str:
+    """A value for an error message: its repr, cut to 80 characters (a 300-character name stays one short line)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def plain_name(value: Any, where: str) -> str:
+    """A name that becomes a file or folder name: letters, digits, ``._-``; no path separators or ``..``;
+    at most `MAX_NAME` characters."""
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value) or ".." in value:
-        raise InputError(where, f"must be a plain name (letters, digits, . _ -; no / or ..), got {value!r}")
+        raise InputError(where, f"must be a plain name (letters, digits, . _ -; no / or ..), got {_shown(value)}")
+    if len(value) > MAX_NAME:
+        raise InputError(where, f"is {len(value)} characters long; use at most {MAX_NAME}")
+    return value
+
+
+def file_safe(name: str) -> str:
+    """A GPU name as it appears in file names: lower case, runs of other characters as one ``-``."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def gpu_name(value: Any, where: str) -> str:
+    """A GPU type name: printable text (no newline, tab, NUL or other control character), with a
+    letter or digit, at most `MAX_GPU_NAME` characters; surrounding spaces are dropped. It reaches
+    file names, YAML, shell scripts and pages, which quote it; this keeps it one readable line."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)                        # a YAML key such as 4090
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(where, f"must be a GPU name (text such as A100-80GB), got {_shown(value)}")
+    name = value.strip()
+    if not name.isprintable():
+        raise InputError(where, f"GPU name {_shown(name)} holds a control character (newline, tab, NUL...); "
+                                "use printable text such as A100-80GB")
+    if len(name) > MAX_GPU_NAME:
+        raise InputError(where, f"GPU name is {len(name)} characters long; use at most {MAX_GPU_NAME}")
+    if not file_safe(name):
+        raise InputError(where, f"GPU name {_shown(name)} needs a letter or digit (it names files such as "
+                                "skyserve-<gpu>.yaml)")
+    return name
+
+
+def gpu_names(names: Sequence[Any], where: str) -> list[str]:
+    """Every name a valid `gpu_name`, and no two alike once made file-safe (``A-100`` and ``A 100`` would
+    share ``skyserve-a-100.yaml``)."""
+    checked = [gpu_name(n, where) for n in names]
+    seen: dict[str, str] = {}
+    for name in checked:
+        key = file_safe(name)
+        if key in seen:
+            raise InputError(where, f"GPU names {_shown(seen[key])} and {_shown(name)} are the same in file names "
+                                    f"({key}); rename one")
+        seen[key] = name
+    return checked
+
+
+def printable_text(value: Any, where: str, *, limit: int = 1000, what: str = "text") -> str:
+    """One line of printable text (a model name, a URL) of at most `limit` characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(where, f"must be {what}, got {_shown(value)}")
+    if not value.isprintable():
+        raise InputError(where, f"{_shown(value)} holds a control character (newline, tab, NUL...); give one line of text")
+    if len(value) > limit:
+        raise InputError(where, f"is {len(value)} characters long; use at most {limit}")
     return value
 
 

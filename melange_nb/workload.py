@@ -7,6 +7,8 @@ bucket. GPU throughput matrices use exactly the same labels (see profiles.py).
 """
 from __future__ import annotations
 
+import io
+
 import re
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -73,13 +75,16 @@ def read_workload(path: str | Path) -> pd.DataFrame:
     field = f"workload file {path}"
     if not path.is_file():
         raise InputError(field, "not found; pass a CSV written by `melange-nb workload` or params/workloads/*.csv")
+    from .files import read_text_file
+
+    text = read_text_file(path, "workload file", "params/workloads/arena-seed.csv")   # UTF-8, or one line
     try:
-        df = pd.read_csv(path, index_col=0, comment="#")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        df = pd.read_csv(io.StringIO(text), index_col=0, comment="#")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
         raise InputError(field, f"is not a readable CSV ({exc.__class__.__name__}: {exc})".replace("\n", " "))
     df.index = df.index.astype(str)
     df.index.name, df.columns.name = INPUT_AXIS, OUTPUT_AXIS
-    header = _raw_header(path)     # pandas renames a repeated column ("25-100.1"): check the file's own header
+    header = _raw_header(text)     # pandas renames a repeated column ("25-100.1"): check the file's own header
     check_bucket_labels(list(df.index), f"{field}: input buckets (first column)")
     check_bucket_labels(header if len(header) == len(df.columns) else list(df.columns),
                         f"{field}: output buckets (header)")
@@ -109,12 +114,11 @@ def check_bucket_labels(labels: Sequence[str], where: str) -> None:
         previous_hi = float(hi) if hi is not None else None
 
 
-def _raw_header(path: Path) -> list[str]:
+def _raw_header(text: str) -> list[str]:
     import csv
 
-    with open(path, encoding="utf-8", newline="") as f:
-        for row in csv.reader(line for line in f if not line.startswith("#")):
-            return [c.strip() for c in row[1:]]
+    for row in csv.reader(line for line in text.splitlines() if not line.startswith("#")):
+        return [c.strip() for c in row[1:]]
     return []
 
 

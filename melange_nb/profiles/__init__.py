@@ -43,7 +43,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from ..errors import InputError
-from ..files import read_json, read_yaml, write_text
+from ..files import comment_lines, read_json, read_yaml, write_text
 from .. import schemas
 from ..workload import bucket_labels, labelled_matrix
 
@@ -249,6 +249,7 @@ def save_profiles(path: str | Path, gpus: Mapping[str, GpuProfile] | Sequence[Gp
     gpus = list(gpus.values()) if isinstance(gpus, Mapping) else list(gpus)
     if not gpus:
         raise InputError("gpus", "lists no GPU; give at least one profile to save")
+    schemas.gpu_names([gpu.name for gpu in gpus], "gpus")
     first = gpus[0].tputs
     for gpu in gpus[1:]:
         if list(gpu.tputs.index) != list(first.index) or list(gpu.tputs.columns) != list(first.columns):
@@ -274,7 +275,7 @@ def save_profiles(path: str | Path, gpus: Mapping[str, GpuProfile] | Sequence[Gp
         doc["gpus"][gpu.name] = entry
     text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
     if header:
-        text = "".join(f"# {line}\n" for line in header.splitlines()) + text
+        text = comment_lines(header) + text
     return write_text(path, text)
 
 
@@ -297,12 +298,10 @@ def parse_gpu_info(gpu_info, index: Sequence[str], columns: Sequence[str], *,
         if not isinstance(entry, Mapping):
             raise InputError(f"{field}[{i}]", "must be a mapping with keys name, cost, tputs")
         raw_name = entry.get("name")
-        if isinstance(raw_name, int) and not isinstance(raw_name, bool):
-            raw_name = str(raw_name)          # a YAML key such as 4090
-        name = raw_name.strip() if isinstance(raw_name, str) else ""
-        where = f"{field}.{name or i}"
-        if not name:
-            raise InputError(where, f"has no usable `name` (got {raw_name!r}); give each GPU type a name (text)")
+        if raw_name is None or (isinstance(raw_name, str) and not raw_name.strip()):
+            raise InputError(f"{field}[{i}]", f"has no usable `name` (got {raw_name!r}); give each GPU type a name (text)")
+        name = schemas.gpu_name(raw_name, f"{field}[{i}].name")   # the one check of every loaded GPU name
+        where = f"{field}.{name}"
         if name in gpus:
             raise InputError(where, "appears twice; GPU names must be unique")
         for key in ("cost", "tputs"):
@@ -314,6 +313,7 @@ def parse_gpu_info(gpu_info, index: Sequence[str], columns: Sequence[str], *,
         gmeta = {**normalize_provenance(raw, index=index, columns=columns, field=where), **extra}
         gpus[name] = GpuProfile(name, _cost(entry["cost"], f"{where}.cost"),
                                 _tputs(entry["tputs"], index, columns, f"{where}.tputs"), gmeta)
+    schemas.gpu_names(list(gpus), field)      # unique once made file-safe (A-100 vs A 100)
     return gpus
 
 
