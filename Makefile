@@ -9,7 +9,7 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 AIPERF_VERSION := 0.13.0
 
-.PHONY: help install bench-client demo test bench browser-deps clean-outputs explore
+.PHONY: help install bench-client demo test test-fast bench browser-deps clean-outputs explore
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -33,8 +33,11 @@ bench-client: $(BENCH_STAMP) ## create .venv-bench with AIPerf, the benchmark cl
 demo: $(STAMP) ## offline demo: workload, 12-rate sweep, summary, outputs/demo-sweep/index.html
 	$(BIN)/melange-nb sweep -p params/sweeps/demo.yaml
 
-test: $(STAMP) $(BENCH_STAMP) ## run the test suite
+test: $(STAMP) $(BENCH_STAMP) ## run the whole test suite (what CI runs; 15+ minutes on 2 cores)
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP) ## run the fast tier: every test not marked slow (no notebooks, kernels, browser, AIPerf, sweeps)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 browser-deps: ## install Debian's chromium for the browser test (needs root and apt-get; otherwise that test skips)
 	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \

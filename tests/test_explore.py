@@ -184,6 +184,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_voila_serves_the_explorer_and_the_rate_control_changes_the_headline(tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
@@ -236,6 +237,7 @@ def test_voila_serves_the_explorer_and_the_rate_control_changes_the_headline(tmp
     assert drawn[0] == 3 and drawn[1] >= 1 and drawn[2] == "6"   # exact + two single-GPU lines, marker at 6
 
 
+@pytest.mark.slow
 def test_notebook_runs_headless_and_shows_the_explorer(tmp_path, monkeypatch):
     from melange_nb.run import execute_notebook
 

@@ -98,6 +98,7 @@ def test_schemas_give_the_same_requests(tmp_path):
     assert results["lmsys"] == results["sharegpt"] == results["openai"]
 
 
+@pytest.mark.slow
 def test_local_formats_parquet_csv_arrow_and_save_to_disk(tmp_path):
     import datasets
 
@@ -113,6 +114,7 @@ def test_local_formats_parquet_csv_arrow_and_save_to_disk(tmp_path):
         assert got == expected, source
 
 
+@pytest.mark.slow
 def test_synthetic_dataset_is_deterministic_and_cached(outputs):
     a, info_a = chat_requests("synthetic:400", num_proc=2)
     cache = outputs / "cache" / "requests" / f"{info_a['cache_key']}.parquet"
@@ -127,6 +129,7 @@ def test_synthetic_dataset_is_deterministic_and_cached(outputs):
     assert chat_requests("synthetic:400", num_proc=1)[1]["cache"] == "hit"
 
 
+@pytest.mark.slow
 def test_num_proc_does_not_change_the_result():
     import datasets
     from melange_nb.synthetic import synthetic_path
@@ -194,6 +197,7 @@ def test_bad_traces(tmp_path, content, match):
         read_trace(path)
 
 
+@pytest.mark.slow
 def test_bad_datasets(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DatasetError, match="could not reach the HuggingFace hub"):

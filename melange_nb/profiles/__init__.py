@@ -25,6 +25,8 @@ applies to every GPU in the file) or inside one GPU's entry (it then overrides t
         cell_notes:                # per bucket, e.g. why it is 0 or that it was filled
           - {input: 16000+, output: 0-25, note: KV cache does not fit}
         tputs: [[...], ...]        # rows = input buckets, columns = output buckets
+        latency: {...}             # optional: one replica's iteration-time model for `simulate`
+                                   # (also allowed at the top for every GPU; format in profiles/latency.py)
 
 Missing facts read "unknown"; files written before these keys existed still load (a free-text
 ``source`` moves into ``notes``, an ``slo: {tpot_ms: 120}`` mapping is parsed). ``save_profiles``
@@ -46,6 +48,7 @@ from ..errors import InputError
 from ..files import comment_lines, read_json, read_yaml, write_text
 from .. import schemas
 from ..workload import bucket_labels, labelled_matrix
+from .latency import HOW_TO_ADD, LatencyModel, parse_latency
 
 UNKNOWN = "unknown"
 SOURCES = ("measured", "predicted", "seed", UNKNOWN)
@@ -73,6 +76,7 @@ class GpuProfile:
     cost: float
     tputs: pd.DataFrame
     meta: Mapping[str, Any] = field(default_factory=dict)
+    latency: LatencyModel | None = None     # one replica's iteration-time model (simulation); None = not given
 
 
 def parse_slo(spec, *, field: str = "slo") -> list[dict] | str:
@@ -267,10 +271,16 @@ def save_profiles(path: str | Path, gpus: Mapping[str, GpuProfile] | Sequence[Gp
         doc["open_last_input"] = True
     if open_out:
         doc["open_last_output"] = True
+    latencies = [None if g.latency is None else g.latency.to_dict() for g in gpus]
+    shared_latency = latencies[0] is not None and all(x == latencies[0] for x in latencies)
+    if shared_latency:
+        doc["latency"] = latencies[0]
     doc["gpus"] = {}
-    for gpu, meta in zip(gpus, metas):
+    for gpu, meta, latency in zip(gpus, metas, latencies):
         entry: dict[str, Any] = {"cost": float(gpu.cost)}
         entry.update({k: v for k, v in meta.items() if k not in common})
+        if latency is not None and not shared_latency:
+            entry["latency"] = latency
         entry["tputs"] = [[float(v) for v in row] for row in gpu.tputs.to_numpy()]
         doc["gpus"][gpu.name] = entry
     text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
@@ -280,8 +290,12 @@ def save_profiles(path: str | Path, gpus: Mapping[str, GpuProfile] | Sequence[Gp
 
 
 def parse_gpu_info(gpu_info, index: Sequence[str], columns: Sequence[str], *,
-                   meta: Mapping[str, Any] | None = None, field: str = "gpu_info") -> dict[str, GpuProfile]:
-    """Profiles from melange-release's ``gpu_info``: a list of {name, cost, tputs} or a mapping name -> {cost, tputs}."""
+                   meta: Mapping[str, Any] | None = None, field: str = "gpu_info",
+                   latency: Mapping[str, Any] | None = None) -> dict[str, GpuProfile]:
+    """Profiles from melange-release's ``gpu_info``: a list of {name, cost, tputs} or a mapping name -> {cost, tputs}.
+
+    `latency`: the file-wide latency section (a GPU's own ``latency`` overrides it).
+    """
     if isinstance(gpu_info, Mapping):
         for name, spec in gpu_info.items():
             if not isinstance(spec, Mapping):
@@ -311,8 +325,11 @@ def parse_gpu_info(gpu_info, index: Sequence[str], columns: Sequence[str], *,
         raw.update({k: entry[k] for k in PROVENANCE_KEYS if k in entry})   # a GPU's own keys override the file's
         extra = {k: v for k, v in (meta or {}).items() if k not in PROVENANCE_KEYS}
         gmeta = {**normalize_provenance(raw, index=index, columns=columns, field=where), **extra}
+        own = "latency" in entry
         gpus[name] = GpuProfile(name, _cost(entry["cost"], f"{where}.cost"),
-                                _tputs(entry["tputs"], index, columns, f"{where}.tputs"), gmeta)
+                                _tputs(entry["tputs"], index, columns, f"{where}.tputs"), gmeta,
+                                parse_latency(entry["latency"] if own else latency,
+                                              f"{where}.latency" if own else f"{field.split(':')[0]}: latency"))
     schemas.gpu_names(list(gpus), field)      # unique once made file-safe (A-100 vs A 100)
     return gpus
 
@@ -350,7 +367,8 @@ def load_gpus(path: str | Path) -> dict[str, GpuProfile]:
     meta = {k: doc[k] for k in PROVENANCE_KEYS if k in doc}
     meta["file"] = str(path)
     meta["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return parse_gpu_info(doc["gpus"], index, columns, meta=meta, field=f"{path.name}: gpus")
+    return parse_gpu_info(doc["gpus"], index, columns, meta=meta, field=f"{path.name}: gpus",
+                          latency=doc.get("latency"))
 
 
 def select_gpus(gpus: Mapping[str, GpuProfile], names: Sequence[str] | None) -> dict[str, GpuProfile]:
