@@ -12,6 +12,8 @@ from pathlib import Path
 from .errors import InputError, MelangeError
 from .workload import DEFAULT_EDGES
 
+FILE_SCHEMAS = ("gpus", "prices", "run")     # `melange-nb schema KIND` (schemas.FILE_MODELS)
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit 2), like every other bad input."""
@@ -155,7 +157,13 @@ def _parser() -> argparse.ArgumentParser:
 
     _plan_parser(sub)
 
+    sc = sub.add_parser("schema", help="print the JSON Schema of an input file kind, for editors "
+                                       "(# yaml-language-server: $schema=FILE)")
+    sc.add_argument("kind", choices=sorted(FILE_SCHEMAS), help="sweep: params/sweeps/*.yaml; gpus: params/gpus/*.yaml; "
+                                                                 "prices: params/prices/*.yaml; run: params/*.yaml")
+
     _simulate_parser(sub)
+
     pr = sub.add_parser("profile", help="GPU profiles: predict (aiconfigurator), import measured runs, plan "
                                         "benchmarks, compare two profile files")
     psub = pr.add_subparsers(dest="profile_command", required=True)
@@ -163,7 +171,9 @@ def _parser() -> argparse.ArgumentParser:
     pp.add_argument("--model", required=True, help="bundled HF id (e.g. meta-llama/Meta-Llama-3.1-8B) or a folder with config.json")
     pp.add_argument("--gpu", action="append", required=True, metavar="SYSTEM[=NAME]",
                     help="aiconfigurator system, e.g. h100_sxm=H100 (repeatable)")
-    pp.add_argument("--backend", default="vllm", help="vllm | sglang | trtllm (default vllm)")
+    pp.add_argument("--backend", action="append", metavar="BACKEND|NAME=BACKEND",
+                    help="vllm | sglang | trtllm | auto (the one whose kernel-data versions agree best across the "
+                         "GPUs); NAME=BACKEND for one GPU (repeatable); default vllm")
     pp.add_argument("--slo", action="append", required=True, metavar="[STAT_]METRIC_ms=N",
                     help="e.g. tpot_ms=40, p99_ttft_ms=2000 (repeatable: all must hold)")
     pp.add_argument("--edges", help="input bucket edges (default 0,25,100,250,500,1000,2000,4000,8000,16000)")
@@ -668,23 +678,53 @@ def _profile(args) -> int:
                                 labels=(Path(args.a).stem, Path(args.b).stem)))
         return 0
     from .files import check_output_file
+    from .profiles.consistency import PHYSICS, describe_kernel_data, set_caveat
     from .profiles.predict import predict_profiles
 
     check_output_file(args.output, "-o/--output")
-    gpus = predict_profiles(args.model, args.gpu, slo=args.slo, backend=args.backend,
+    gpus = predict_profiles(args.model, args.gpu, slo=args.slo, backend=_backend_option(args.backend, args.gpu),
                             edges=_edges(args.edges, "--edges") or PROFILE_INPUT_EDGES,
                             output_edges=_edges(args.output_edges, "--output-edges") or PROFILE_OUTPUT_EDGES,
                             open_last_input=args.open_last_input, open_last_output=args.open_last_output,
                             prices=args.prices, tp=args.tp, sol=args.sol, cache=not args.no_cache)
     first = next(iter(gpus.values())).meta
+    data = "; ".join(f"{n}: {describe_kernel_data(g.meta['kernel_data'])}" for n, g in gpus.items())
+    caveat = set_caveat(gpus)
+    physics = list(dict.fromkeys(n for g in gpus.values() for n in g.meta["notes"]
+                                 if n.startswith(PHYSICS) and "outside" in n))
+    auto = [n for n in first["notes"] if n.startswith("--backend auto")]
     header = (f"Predicted by `melange-nb profile predict` (aiconfigurator-core): {first['model']}, "
-              f"{args.backend}, SLO {format_slo(first['slo'])}, tp={args.tp}.\n"
-              "Rows = input-token buckets, columns = output-token buckets; requests/s of one replica.")
+              f"SLO {format_slo(first['slo'])}, tp={args.tp}.\nKernel data: {data}.\n" + "".join(f"{n}.\n" for n in auto)
+              + (f"WARNING: {caveat}\n" if caveat else "")
+              + "Rows = input-token buckets, columns = output-token buckets; requests/s of one replica.")
     path = save_profiles(args.output, gpus, header=header)
-    notes = sum(len(g.meta["cell_notes"]) for g in gpus.values())
+    zeros = sum(1 for g in gpus.values() for c in g.meta["cell_notes"] if g.tputs.loc[c["input"], c["output"]] == 0)
     listed = ", ".join(f"{n} ({g.meta['system']}, ${g.cost:g}/h)" for n, g in gpus.items())
-    print(f"wrote {path}: {listed}" + (f"; {notes} bucket(s) are 0 with a note" if notes else ""))
+    print(f"wrote {path}: {listed}" + (f"; {zeros} bucket(s) are 0 with a note" if zeros else ""))
+    for line in auto:
+        print(line)
+    if caveat:
+        print(f"melange-nb: warning: {caveat}", file=sys.stderr)
+        for line in physics:
+            print(f"melange-nb: warning: {line}", file=sys.stderr)
     return 0
+
+
+def _backend_option(values: list[str] | None, gpus: list[str]) -> str | dict[str, str]:
+    """``--backend B`` for every GPU, or ``--backend NAME=B`` per GPU (the bare one is the default)."""
+    default, per_gpu = "vllm", {}
+    for value in values or []:
+        name, sep, backend = value.partition("=")
+        if sep:
+            per_gpu[name.strip()] = backend.strip()
+        else:
+            default = value.strip()
+    if not per_gpu:
+        return default
+    if default == "auto":
+        raise InputError("--backend", "auto chooses one backend for the whole set; do not combine it with NAME=BACKEND")
+    names = [(g.partition("=")[2] or g.partition("=")[0]).strip() for g in gpus]
+    return {n: per_gpu.get(n, default) for n in names} | per_gpu
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -692,11 +732,18 @@ def _pair(text: str) -> tuple[str, str]:
     return a.strip(), (b.strip() or a.strip())
 
 
+def _schema(args) -> int:
+    from .schemas import json_schema
+
+    print(json.dumps(json_schema(args.kind), indent=2))
+    return 0
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"solve": _solve, "workload": _workload, "sweep": _sweep, "run": _run,
-                "profile": _profile, "plan": _plan, "simulate": _simulate}[args.command](args)
+                "profile": _profile, "plan": _plan, "simulate": _simulate, "schema": _schema}[args.command](args)
     except KeyboardInterrupt:
         print("melange-nb: interrupted", file=sys.stderr)
         return 130

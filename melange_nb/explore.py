@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .config import GPUS_DIR, PROJECT_ROOT, WORKLOADS_DIR, outputs_dir
-from .errors import InputError, MelangeError
+from .errors import InputError, MelangeError, MissingExtra
 from .profiles import UNKNOWN, GpuProfile, format_slo, load_gpus, select_gpus
 from .solver import Comparison, Constraints, compare, parse_counts, routing_matrix
 from .workload import blend, read_workload, workload_source
@@ -222,7 +222,10 @@ class Explorer:
 
     def __init__(self, model: Model, values: Mapping[str, Any], *, rate_max: float = 64.0,
                  debounce: float = DEBOUNCE_SECONDS):
-        import ipywidgets as w
+        try:
+            import ipywidgets as w
+        except ImportError:
+            raise MissingExtra("the explorer", "ipywidgets", "explore") from None
 
         self.model, self.debounce = model, debounce
         self.view: View | None = None
