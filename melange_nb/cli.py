@@ -12,7 +12,7 @@ from pathlib import Path
 from .errors import InputError, MelangeError
 from .workload import DEFAULT_EDGES
 
-FILE_SCHEMAS = ("gpus", "prices", "run")     # `melange-nb schema KIND` (schemas.FILE_MODELS)
+FILE_SCHEMAS = ("gpus", "prices", "run", "sweep")     # `melange-nb schema KIND` (schemas.FILE_MODELS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,8 +73,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="total request rate in requests/s (required with --workload; default with -c: the config's)")
     s.add_argument("--slice-factor", type=int, metavar="N",
                    help="Mélange ILP slices per bucket, a whole number >= 1 (default: the config's, else 1)")
-    s.add_argument("--solver", default="melange", choices=["melange", "exact"],
-                   help="mix solver: melange (the paper's ILP, CBC) or exact (continuous split, HiGHS) (default: melange)")
+    s.add_argument("--solver", default="exact", choices=["exact", "melange"],
+                   help="mix solver: exact (continuous split, HiGHS; never dearer) or melange (the paper's ILP, CBC, "
+                        "for faithful reproduction); the other one is solved too, as the comparison (default: exact)")
     _add_constraint_options(s)
     s.add_argument("--format", choices=["text", "json", "melange"],
                    help="text: one line with the mix, $/h and savings against each single GPU type; json: solver, "
@@ -400,8 +401,9 @@ def _plan(args) -> int:
 
 def _solve(args) -> int:
     from .profiles import load_gpus, read_melange_config, select_gpus
-    from .solver import compare
-    from .workload import read_workload
+    from .report import workload_drop_summary
+    from .solver import SOLVERS, compare
+    from .workload import read_workload, workload_meta
 
     if args.config:
         if args.workload or args.gpus:
@@ -434,10 +436,12 @@ def _solve(args) -> int:
     slice_factor = args.slice_factor if args.slice_factor is not None else slice_factor
     gpus = select_gpus(gpus, args.gpu)
     constraints = _constraints(args)
-    comparison = compare(workload, gpus, rate, solvers=(args.solver,), slice_factor=slice_factor,
+    solvers = (args.solver, *(s for s in SOLVERS if s != args.solver))     # the other mix solver as the comparison
+    comparison = compare(workload, gpus, rate, solvers=solvers, slice_factor=slice_factor,
                          time_limit=args.time_limit, constraints=constraints)
+    dropped = workload_drop_summary(workload_meta(args.workload) if args.workload else None)
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
-    out = comparison.mix.melange_json() if fmt == "melange" else comparison.to_dict()
+    out = comparison.mix.melange_json() if fmt == "melange" else {**comparison.to_dict(), "workload": dropped}
     search = None
     if args.target_attainment is not None and comparison.mix.has_allocation:
         from .simulate import search_attainment
@@ -455,8 +459,9 @@ def _solve(args) -> int:
         write_exports(result_deployment(comparison.mix, gpus, utilization_cap=constraints.utilization_cap,
                                         source={"rate": rate, "workload": Path(args.workload or args.config).name}), args.export)
     if fmt == "text":
-        from .report import comparison_headline
-        print(comparison_headline(comparison) + ".")
+        from .report import comparison_headline, solver_comparison_sentence
+        caveat = f" (workload: {dropped['caveat']})" if dropped["caveat"] else ""
+        print(f"{comparison_headline(comparison)}{caveat}. {solver_comparison_sentence(comparison)}".rstrip())
         if search is not None:
             print(search.message + ".")
             if search.neighbours:

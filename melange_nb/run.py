@@ -32,7 +32,7 @@ PACKAGES = ("melange-nb", "papermill", "nbconvert", "pandas", "numpy", "pulp", "
 # `workload` is a workload CSV path, or a mapping of workload-notebook parameters (WORKLOAD_KEYS)
 # that builds one first.
 ALLOCATION_DEFAULTS: dict[str, Any] = {"workload": None, "gpus": None, "rate": None, "slice_factor": 1,
-                                       "solver": "melange", "time_limit": None, "gpu_names": [],
+                                       "solver": ["exact", "melange"], "time_limit": None, "gpu_names": [],
                                        "constraints": {}}
 WORKLOAD_KEYS = schemas.WORKLOAD_KEYS
 

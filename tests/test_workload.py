@@ -234,6 +234,17 @@ def test_build_workload_sidecar_and_csv_round_trip(tmp_path):
     meta = json.loads(path.with_suffix(".json").read_text())
     assert "SYNTHETIC" in meta["source"] and meta["tokenizer"].startswith("mistral-v1")
     assert meta["requests"] == len(requests) and meta["overflow_policy"] == "drop"
+    # the report's counts table: shares only for requests (conversations and messages are not requests)
+    from melange_nb.report import workload_counts_table
+
+    table = workload_counts_table(report)
+    assert table.loc["requests", "share of requests"] == "100.0%"
+    assert table.loc["in the histogram", "share of requests"] == f"{report['in_histogram'] / len(requests):.1%}"
+    assert table.loc["messages (dataset)", "count"] == f"{report['counts']['messages']:,}"
+    assert table.loc["messages (dataset)", "share of requests"] == ""
+    assert table.loc["conversations (dataset)", "share of requests"] == ""
+    shares = [float(x.rstrip("%")) for x in table["share of requests"] if x]
+    assert all(0 <= x <= 100 for x in shares)        # never "200.0%" of requests
 
 
 def test_blend_cli_writes_the_mix_and_its_provenance(shared_data, tmp_path):

@@ -107,8 +107,7 @@ def parse_slo(spec, *, field: str = "slo") -> list[dict] | str:
         elif isinstance(item, Mapping) and "metric" in item:
             metric, stat = str(item["metric"]).lower(), str(item.get("stat", "mean")).lower()
             ms = item.get("ms")
-            if metric not in SLO_METRICS or stat not in SLO_STATS or isinstance(ms, bool) \
-                    or not isinstance(ms, (int, float)):
+            if metric not in SLO_METRICS or stat not in SLO_STATS or not schemas.is_real(ms):
                 raise InputError(field, f"condition {dict(item)} is not {{metric: {'|'.join(SLO_METRICS)}, "
                                         f"stat: {'|'.join(SLO_STATS)}, ms: NUMBER}}")
             conds.append({"metric": metric, "stat": stat, "ms": float(ms)})

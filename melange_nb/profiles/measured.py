@@ -15,7 +15,6 @@ rates, and the highest rate whose latency still meets the SLO. This module makes
 """
 from __future__ import annotations
 
-import math
 import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..schemas import is_count, is_number, is_real
 from ..workload import bucket_labels, labelled_matrix
 
 VLLM = "vllm bench serve"
@@ -94,7 +94,7 @@ def detect_format(doc: Any) -> str | None:
 
 def _number(doc: Mapping, key: str, where: str, *, positive: bool = False) -> float:
     value = doc.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_number(value):
         raise InputError(f"{where}: {key}", f"is missing or not a number (got {value!r})")
     if positive and value <= 0:
         raise InputError(f"{where}: {key}", f"must be > 0, got {value!r}")
@@ -132,8 +132,7 @@ def _read_vllm(doc: Mapping, where: str) -> BenchmarkRun:
         for key, value in lens.items():
             if not isinstance(value, list) or not value:
                 raise InputError(f"{where}: {key}", "is missing (and so is total_input_tokens/total_output_tokens)")
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-                       for v in value):
+            if not all(is_number(v) and v >= 0 for v in value):
                 raise InputError(f"{where}: {key}", "must list token counts >= 0")
         input_len, output_len = float(np.mean(lens["input_lens"])), float(np.mean(lens["output_lens"]))
     metrics = {}
@@ -141,11 +140,11 @@ def _read_vllm(doc: Mapping, where: str) -> BenchmarkRun:
         for stat, prefixes in _VLLM_STAT.items():
             for prefix in prefixes:
                 value = doc.get(f"{prefix}_{name}_ms")
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                if is_number(value):
                     metrics[(metric, stat)] = latency_ms(value, f"{where}: {prefix}_{name}_ms")
                     break
     rate = doc.get("request_rate")
-    offered = float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) and math.isfinite(rate) else None
+    offered = float(rate) if is_number(rate) else None
     conc = doc.get("max_concurrency")
     version = doc.get("vllm_version") or doc.get("version") or "unknown"
     date = str(doc.get("date") or "")
@@ -154,14 +153,13 @@ def _read_vllm(doc: Mapping, where: str) -> BenchmarkRun:
                         input_len=input_len, output_len=output_len,
                         rate=_number(doc, "request_throughput", where, positive=True),
                         completed=completed, offered_rate=offered, date=date,
-                        max_concurrency=int(conc) if isinstance(conc, int) and not isinstance(conc, bool) else None,
-                        metrics=metrics)
+                        max_concurrency=int(conc) if is_count(conc) else None, metrics=metrics)
 
 
 def _aiperf_stat(doc: Mapping, tag: str, stat: str, where: str, *, required: bool = True) -> float | None:
     entry = doc.get(tag)
     value = entry.get(stat) if isinstance(entry, Mapping) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_number(value):
         if required:
             raise InputError(f"{where}: {tag}.{stat}", f"is missing or not a number (got {value!r})")
         return None
@@ -192,17 +190,17 @@ def _read_aiperf(doc: Mapping, where: str) -> BenchmarkRun:
     phase = phases[0] if phases else {}
     rate, conc = phase.get("rate") or phase.get("request_rate"), phase.get("concurrency")
     start = str(doc.get("start_time") or "")
-    rate = _aiperf_stat(doc, "request_throughput", "avg", where)
-    if rate <= 0:
-        raise InputError(f"{where}: request_throughput.avg", f"must be > 0 requests/s, got {rate!r}")
+    throughput = _aiperf_stat(doc, "request_throughput", "avg", where)
+    if throughput <= 0:
+        raise InputError(f"{where}: request_throughput.avg", f"must be > 0 requests/s, got {throughput!r}")
     return BenchmarkRun(file=where, tool=AIPERF, tool_version=str(doc.get("aiperf_version") or "unknown"),
                         model=names[0], input_len=token_count(_aiperf_stat(doc, "input_sequence_length", "avg", where),
                                                               f"{where}: input_sequence_length.avg"),
                         output_len=token_count(_aiperf_stat(doc, "output_sequence_length", "avg", where),
                                                f"{where}: output_sequence_length.avg"),
-                        rate=rate, completed=int(completed),
-                        offered_rate=float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) else None,
-                        max_concurrency=int(conc) if isinstance(conc, int) and not isinstance(conc, bool) else None,
+                        rate=throughput, completed=int(completed),
+                        offered_rate=float(rate) if is_real(rate) else None,
+                        max_concurrency=int(conc) if is_count(conc) else None,
                         date=start[:10] if len(start) >= 10 and start[4] == "-" else "unknown", metrics=metrics)
 
 
@@ -436,7 +434,7 @@ def plan_commands(*, model: str, base_url: str, input_edges: Sequence[float], ou
     Poisson arrivals at the rate, and saves the result JSON that ``import_profile`` reads.
     Returns dicts with the bucket labels, lengths, rate, result file name and argv.
     """
-    if not rates or any(not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0) for r in rates):
+    if not rates or any(not (is_number(r) and r > 0) for r in rates):
         raise InputError("--rates", f"must be positive request rates such as 1,2,4,8, got {list(rates)}")
     if num_prompts < 1:
         raise InputError("--num-prompts", f"must be >= 1, got {num_prompts}")

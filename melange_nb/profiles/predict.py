@@ -43,9 +43,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..config import PARAMS_DIR, outputs_dir
+from .. import schemas
 from ..errors import InputError, MissingExtra
 from ..files import write_json
-from .. import schemas
 from ..workload import bucket_labels, labelled_matrix
 from . import consistency
 from . import PROFILE_INPUT_EDGES, PROFILE_OUTPUT_EDGES, GpuProfile, format_slo, parse_slo
@@ -177,7 +177,7 @@ def check_model_config(folder: Path) -> dict:
 
 def check_tp(tp: Any, heads: int | None = None) -> int:
     """Tensor-parallel size: a whole number in 1..MAX_TP that divides the model's attention heads."""
-    if isinstance(tp, bool) or not isinstance(tp, int) or not 1 <= tp <= MAX_TP:
+    if not schemas.is_count(tp, 1) or tp > MAX_TP:
         raise InputError("tp", f"must be a whole number from 1 to {MAX_TP} (GPUs per replica), got {tp!r}")
     if heads and heads % tp:
         fits = [d for d in (1, 2, 4, 8, 16, 32, 64) if heads % d == 0 and d <= MAX_TP]
