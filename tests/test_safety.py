@@ -304,3 +304,31 @@ def test_latin1_files_are_one_line(tmp_path, capsys):
     one_line(code, err, "is not UTF-8 text")
     code, _, err = cli(["plan", "--trace", "t.csv", "--gpus", GPUS, "-o", "p"], tmp_path, capsys)
     assert code == 2 and len(err) == 1 and "Traceback" not in err[0], err
+
+
+# ---------------------------------------------------------------- 3. pages (fast part; rendered pages: test_pages_safety.py)
+
+def test_styled_tables_and_text_escape_everything_they_show():
+    import pandas as pd
+
+    from melange_nb.report import styled, text_html
+
+    frame = pd.DataFrame({"<b>gpu</b>": ["<script>x()</script>", "y"], "share": [0.5, 0.25]},
+                         index=pd.Index(["<img src=x onerror=x()>", "b"], name="<i>n</i>"))
+    html = styled(frame, {"share": "{:.1%}"}, na_rep="—").to_html()
+    assert "<script>" not in html and "<img" not in html and "<b>gpu" not in html and "<i>n" not in html
+    assert "&lt;script&gt;" in html and "50.0%" in html
+    assert "<script>" not in text_html("a <script>x()</script>\n\nb") and text_html("a\n\nb").count("<p>") == 2
+
+
+def test_notebooks_show_tables_and_text_only_through_the_escaping_helpers():
+    """A Styler or Markdown built straight from data would pass names through unescaped."""
+    import re
+
+    from melange_nb.config import NOTEBOOKS_DIR
+
+    for nb in sorted(NOTEBOOKS_DIR.glob("0[1-4]_*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        assert not re.search(r"\.style\b", code), nb.name
+        assert not re.search(r"Markdown\(\s*f?[\"'].*\{", code), nb.name
