@@ -393,6 +393,8 @@ def _plan(args) -> int:
         executed = execute_notebook(PLAN_NOTEBOOK, Path(args.output_dir), {"plan_dir": str(Path(args.output_dir).resolve())})
         paths += [executed, executed.with_name(f"{executed.stem}-shared.html")]
     print(plan.totals["headline"])
+    if plan.info["profiles"].get("data_caveat"):
+        print(f"Data caveat: {plan.info['profiles']['data_caveat']}")
     for bad in plan.totals["windows_without_plan"]:
         print(f"window {bad['start']}: {bad['status']}: {bad['reason']}")
     print("wrote " + ", ".join(str(p) for p in paths))
@@ -442,6 +444,10 @@ def _solve(args) -> int:
     dropped = workload_drop_summary(workload_meta(args.workload) if args.workload else None)
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
     out = comparison.mix.melange_json() if fmt == "melange" else {**comparison.to_dict(), "workload": dropped}
+    from .profiles.consistency import set_caveat
+    data_caveat = set_caveat(gpus)
+    if data_caveat and fmt != "melange":
+        out["data_caveat"] = data_caveat
     search = None
     if args.target_attainment is not None and comparison.mix.has_allocation:
         from .simulate import search_attainment
@@ -462,6 +468,8 @@ def _solve(args) -> int:
         from .report import comparison_headline, solver_comparison_sentence
         caveat = f" (workload: {dropped['caveat']})" if dropped["caveat"] else ""
         print(f"{comparison_headline(comparison)}{caveat}. {solver_comparison_sentence(comparison)}".rstrip())
+        if data_caveat:
+            print(f"Data caveat: {data_caveat}")
         if search is not None:
             print(search.message + ".")
             if search.neighbours:

@@ -381,6 +381,7 @@ class Explorer:
         headline table), then the curve; yields between stages."""
         from html import escape
 
+        from .profiles.consistency import set_caveat
         from .report import comparison_headline, headline_html, headline_table, policy_label
 
         self.solves += 1
@@ -404,7 +405,8 @@ class Explorer:
             self.timing.value = ""          # the last answer's timings would read as this change's
             return
         view.headline = comparison_headline(view.comparison)
-        self.headline.value = headline_html(view.headline, headline_table(view.comparison))
+        data_caveat = set_caveat(gpus)
+        self.headline.value = headline_html(view.headline, headline_table(view.comparison), data_caveat=data_caveat)
         self.provenance.value = f'<p style="color:#555;font-size:0.85em">{escape(view.provenance)}</p>'
         view.seconds["headline"] = time.perf_counter() - start
         yield
@@ -412,7 +414,7 @@ class Explorer:
         view.seconds["routing"] = time.perf_counter() - start
         yield
         view.comparison = self.model.add_comparison(values, view.comparison)
-        self.headline.value = headline_html(view.headline, headline_table(view.comparison))
+        self.headline.value = headline_html(view.headline, headline_table(view.comparison), data_caveat=data_caveat)
         view.seconds["comparison"] = time.perf_counter() - start
         yield
         self.curve_out.value = self._draw_curve(view)

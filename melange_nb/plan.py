@@ -620,9 +620,11 @@ def plan_trace(trace: str | Path, gpus: Mapping[str, GpuProfile], *, window: str
 
 
 def _profile_info(gpus: Mapping[str, GpuProfile]) -> dict:
+    from .profiles.consistency import set_caveat
+
     meta = next(iter(gpus.values())).meta
     return {"file": Path(meta["file"]).name if meta.get("file") else None, "sha256": meta.get("sha256"),
-            **{k: meta.get(k) for k in ("model", "source", "slo", "notes")},
+            **{k: meta.get(k) for k in ("model", "source", "slo", "notes")}, "data_caveat": set_caveat(gpus),
             "gpus": {g: {"cost_per_hour": p.cost} for g, p in gpus.items()}}
 
 

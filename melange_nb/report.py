@@ -206,17 +206,22 @@ def workload_left_out_share(meta: Mapping | None) -> float:
 
 
 def headline_html(sentence: str, table: pd.DataFrame | None = None, *, caveat: str = "",
-                  left_out_share: float = 0.0) -> str:
+                  left_out_share: float = 0.0, data_caveat: str = "") -> str:
     """The answer block at the top of a page: the sentence, a warning when more than 1% of the
-    workload was dropped or clipped, and the small table. Marked so MathJax never reads "$" as math."""
+    workload was dropped or clipped, a warning when the GPU profiles do not compare like with like
+    (`data_caveat`: `profiles.consistency.set_caveat`), and the small table. Marked so MathJax never
+    reads "$" as math."""
     from html import escape
 
     warn = ""
+    if data_caveat:
+        warn += (f'<p class="mnb-warning" style="background:#fff3cd;border-left:4px solid #e0a800;padding:6px 10px">'
+                 f'<b>Data caveat:</b> {escape(data_caveat)}</p>')
     if caveat and left_out_share > DROPPED_WARN_SHARE:
-        warn = (f'<p class="mnb-warning" style="background:#fff3cd;border-left:4px solid #e0a800;padding:6px 10px">'
+        warn += (f'<p class="mnb-warning" style="background:#fff3cd;border-left:4px solid #e0a800;padding:6px 10px">'
                 f'<b>Workload caveat:</b> {escape(caveat)}. The plan covers the other requests only.</p>')
     elif caveat:
-        warn = f'<p class="mnb-note">Workload: {escape(caveat)}.</p>'
+        warn += f'<p class="mnb-note">Workload: {escape(caveat)}.</p>'
     tab = (ANSWER_TABLE_STYLE + table.reset_index().to_html(index=False, border=0, classes="mnb-answer-table")
            if table is not None else "")
     return (f'<div class="mnb-answer tex2jax_ignore mathjax_ignore">'
@@ -785,9 +790,32 @@ def _point_links(sweep_dir: Path, pid: str, entry: Mapping) -> str:
     return " · ".join(f'<a href="{escape(href)}">{text}</a>' for href, text in links if (sweep_dir / href).is_file())
 
 
+def sweep_data_caveat(spec: Mapping, gpu_set: str, slo: str | None) -> str:
+    """`profiles.consistency.set_caveat` of the profile file behind one GPU set of a sweep spec at one
+    SLO label (the file whose key or own ``slo`` reads as `slo`), limited to the spec's `gpu_names`."""
+    from .errors import MelangeError
+    from .profiles import format_slo, load_gpus, select_gpus
+    from .profiles.consistency import set_caveat
+    from .run import resolve_path
+
+    entry = (spec.get("gpus") or {}).get(gpu_set)
+    files = {None: entry} if isinstance(entry, str) else dict(entry or {})
+    caveats = {}
+    for key, path in files.items():
+        try:
+            gpus = select_gpus(load_gpus(resolve_path(path)), spec.get("gpu_names") or [])
+        except (MelangeError, OSError, TypeError):
+            continue                  # a file that no longer loads: its points failed and say why
+        label = format_slo(next(iter(gpus.values())).meta.get("slo", "unknown"))
+        caveats[key] = (set_caveat(gpus), {str(key), label})
+    matching = [c for c, labels in caveats.values() if slo is None or slo in labels]
+    return matching[0] if len(matching) == 1 else ""
+
+
 def sweep_answer_html(sweep_dir: str | Path, results: pd.DataFrame, spec: Mapping) -> str:
-    """The answer block for a sweep page: per workload x GPU set, the headline sentence and a
-    warning when its workload dropped or clipped more than 1% of requests; then the per-rate table."""
+    """The answer block for a sweep page: per workload x GPU set, the headline sentence, a warning
+    when its workload dropped or clipped more than 1% of requests and one when its GPU profiles do
+    not compare like with like (`sweep_data_caveat`); then the per-rate table."""
     from html import escape
 
     sweep_dir = Path(sweep_dir)
@@ -795,9 +823,12 @@ def sweep_answer_html(sweep_dir: str | Path, results: pd.DataFrame, spec: Mappin
         return '<div class="mnb-answer"><p class="mnb-headline">No completed points yet: nothing to compare.</p></div>'
     blocks = []
     workloads = spec.get("workloads", {})
-    for (workload, *_), sentence in sweep_headlines(results).items():
+    for key, sentence in sweep_headlines(results).items():
+        axes = dict(zip([a for a in PROBLEM_AXES if a in results.columns], key))
+        workload = axes["workload"]
         meta = _workload_meta_for(sweep_dir, workload, workloads[workload])[1] if workload in workloads else {}
-        blocks.append(headline_html(sentence, caveat=workload_caveat(meta), left_out_share=workload_left_out_share(meta)))
+        blocks.append(headline_html(sentence, caveat=workload_caveat(meta), left_out_share=workload_left_out_share(meta),
+                                    data_caveat=sweep_data_caveat(spec, axes.get("gpu_set"), axes.get("slo"))))
     table = rate_table(results)
     single_group = table[["workload", "GPU set"]].drop_duplicates().shape[0] == 1
     if single_group:

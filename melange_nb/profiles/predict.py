@@ -28,6 +28,15 @@ a hardware spec (l4, a100_pcie, h100_pcie, a30) run in speed-of-light mode (``SO
 ``sol="calibrate"`` are scaled per bucket by a sibling GPU's measured/speed-of-light ratio
 (``SOL_SIBLINGS``), which their notes also say. Results are cached in
 ``outputs/cache/profiles/`` keyed by every input, so a repeat takes well under a second.
+
+Like with like: each profile records the kernel data it came from (``kernel_data``: backend,
+version, measured or speed-of-light, ``scaled_by``). aiconfigurator collected it per GPU on
+different engine versions (A100: vLLM 0.14.0, SGLang 0.5.10, TRT-LLM 1.0.0; H100/H200/L40S: vLLM
+0.24.0, SGLang 0.5.14, TRT-LLM 1.3.0rc20), so `backend="auto"` (`choose_backend`) takes the backend
+whose versions agree best across the set, and a mapping {GPU: backend} runs GPUs on different
+engines (labelled in the notes). `physics_check` (`consistency`) refuses rates above physical
+bounds and flags pairs whose rate ratio leaves the hardware range; `consistency.set_caveat` is the
+warning the CLI prints and every report shows for a set that mixes data.
 """
 from __future__ import annotations
 
