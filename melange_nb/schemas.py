@@ -133,6 +133,38 @@ def plain_name(value: Any, where: str) -> str:
     return value
 
 
+MAX_SWEEP_POINTS = 100_000   # points in one sweep (rates x workloads x GPU sets x SLOs x constraints x slice factors)
+
+
+def rate_range(value: Mapping, where: str) -> list[float]:
+    """``{start, stop, step}`` as the rates it names (stop included), refused before any is made when
+    a bound is not finite or the range holds more than `MAX_SWEEP_POINTS` rates."""
+    try:
+        start, stop, step = (float(value[k]) for k in ("start", "stop", "step"))
+    except (KeyError, TypeError, ValueError, OverflowError):
+        raise InputError(where, "a range needs numeric start, stop and step, e.g. {start: 1, stop: 12, step: 1}") from None
+    if not all(math.isfinite(v) for v in (start, stop, step)):
+        raise InputError(where, f"start, stop and step must be finite numbers, got {dict(value)}")
+    if not (step > 0 and stop >= start):
+        raise InputError(where, f"needs step > 0 and stop >= start, got {dict(value)}")
+    count = math.floor((stop - start) / step + 0.5) + 1
+    if count > MAX_SWEEP_POINTS:
+        raise InputError(where, f"names {count:,} rates; a sweep has at most {MAX_SWEEP_POINTS:,} points: "
+                                "use a larger step or a shorter range")
+    return list(np.round(np.arange(start, stop + step / 2, step), 9))
+
+
+def sweep_size(spec: Mapping[str, Any], where: str) -> int:
+    """The number of points a checked spec makes; more than `MAX_SWEEP_POINTS` is refused up front."""
+    sets = sum(1 if isinstance(v, str) else len(v) for v in spec["gpus"].values())
+    count = (len(spec["workloads"]) * sets * max(len(spec.get("constraints") or {}), 1)
+             * len(spec["slice_factors"]) * len(spec["rates"]))
+    if count > MAX_SWEEP_POINTS:
+        raise InputError(where, f"makes {count:,} points (workloads x GPU sets x SLOs x constraints x slice factors "
+                                f"x rates); a sweep has at most {MAX_SWEEP_POINTS:,}: split it or use fewer rates")
+    return count
+
+
 def file_safe(name: str) -> str:
     """A GPU name as it appears in file names: lower case, runs of other characters as one ``-``."""
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
@@ -789,13 +821,7 @@ _LABEL = re.compile(r"[A-Za-z0-9_-]+")
 def rates(value: Any, where: str = "") -> list[float]:
     """Request rates: a list, or ``{start, stop, step}``; sorted, each a positive number of requests/s."""
     if isinstance(value, dict):
-        try:
-            start, stop, step = (float(value[k]) for k in ("start", "stop", "step"))
-        except (KeyError, TypeError, ValueError):
-            raise InputError(where, "a range needs numeric start, stop and step, e.g. {start: 1, stop: 12, step: 1}") from None
-        if not (step > 0 and stop >= start):
-            raise InputError(where, f"needs step > 0 and stop >= start, got {value}")
-        values = list(np.round(np.arange(start, stop + step / 2, step), 9))
+        values = rate_range(value, where)
     elif isinstance(value, (list, tuple)):
         values = value
     else:
@@ -828,7 +854,7 @@ def _labelled_names(value: Any) -> Mapping:
     if not isinstance(value, dict):
         raise InputError("", "must be a mapping name -> file (or parameters)")
     for item in value:
-        if not isinstance(item, str) or not _LABEL.fullmatch(item):
+        if not isinstance(item, str) or not _LABEL.fullmatch(item) or len(item) > MAX_NAME:
             raise InputError(str(item), "names may hold letters, digits, - and _ only")
     return value
 
@@ -1016,6 +1042,7 @@ class SweepSpec(Schema):
     UNKNOWN_KEY: ClassVar[str] = f"is not a sweep key; known: {list(SPEC_KEYS)}"
 
     name: Annotated[str, BeforeValidator(lambda v: v if isinstance(v, str) and _FOLDER_NAME.fullmatch(v) and ".." not in v
+                                         and len(v) <= MAX_NAME
                                          else _bad_name(v))] = Field("sweep", description="the output folder's name")
     rates: Annotated[list[float], BeforeValidator(_rate_list, json_schema_input_type=list[float] | RateRange)] = Field(
         description="requests/s: a list, or {start, stop, step}")
@@ -1052,6 +1079,8 @@ class SweepSpec(Schema):
 
 
 def _bad_name(value: Any):
+    if isinstance(value, str) and len(value) > MAX_NAME:
+        plain_name(value, "")                  # the length error
     raise InputError("", f"must be a folder name of letters, digits, '.', '-' and '_' (no '/' or '..'), got {value!r}")
 
 

@@ -65,6 +65,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
+from . import schemas
 from .errors import InputError, MelangeError
 from .files import atomic_write, read_yaml, write_json
 from .run import ALLOCATION_NOTEBOOK, WORKLOAD_NOTEBOOK, execute_notebook, manifest, resolve_path, workload_input
@@ -146,13 +147,15 @@ def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
     if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise InputError(f"{where}: name", f"must be a folder name of letters, digits, '.', '-' and '_' "
                                            f"(no '/' or '..'), got {name!r}")
+    schemas.plain_name(name, f"{where}: name")         # and at most MAX_NAME characters
     spec["rates"] = _rates(spec["rates"], f"{where}: rates")
     for key in ("workloads", "gpus"):
         if not isinstance(spec[key], dict):
             raise InputError(f"{where}: {key}", "must be a mapping name -> file (or parameters)")
         for item in spec[key]:
-            if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", item):
-                raise InputError(f"{where}: {key}.{item}", "names may hold letters, digits, - and _ only")
+            if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", item) or len(item) > schemas.MAX_NAME:
+                raise InputError(f"{where}: {key}.{str(item)[:40]}", f"names may hold letters, digits, - and _ only, "
+                                                                    f"at most {schemas.MAX_NAME} of them")
     spec["gpus"] = {k: _gpu_set(v, f"{where}: gpus.{k}") for k, v in spec["gpus"].items()}
     spec["workloads"] = {k: _workload_entry(v, spec["workloads"], f"{where}: workloads.{k}")
                          for k, v in spec["workloads"].items()}
@@ -180,6 +183,7 @@ def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
         _check_time_limit(spec["time_limit"])
     except InputError as exc:
         raise _within(where, exc) from None
+    schemas.sweep_size(spec, where)
     return spec
 
 
@@ -190,13 +194,7 @@ def _within(where: str, exc: InputError) -> InputError:
 
 def _rates(value, field: str) -> list[float]:
     if isinstance(value, dict):
-        try:
-            start, stop, step = (float(value[k]) for k in ("start", "stop", "step"))
-        except (KeyError, TypeError, ValueError):
-            raise InputError(field, "a range needs numeric start, stop and step, e.g. {start: 1, stop: 12, step: 1}") from None
-        if not (step > 0 and stop >= start):
-            raise InputError(field, f"needs step > 0 and stop >= start, got {value}")
-        rates = list(np.round(np.arange(start, stop + step / 2, step), 9))
+        rates = schemas.rate_range(value, field)
     elif isinstance(value, (list, tuple)):
         rates = value
     else:

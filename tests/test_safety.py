@@ -190,6 +190,27 @@ def test_plan_window_count_is_bounded(tmp_path, capsys, window):
     assert not (tmp_path / "p").exists()
 
 
+@pytest.mark.parametrize("rates,message", [("{start: 1, stop: .inf, step: 1}", "finite"),
+                                           ("{start: 1, stop: 1e7, step: 1}", "at most 100,000 points"),
+                                           ("{start: 1, stop: 2, step: 1e-9}", "at most 100,000 points"),
+                                           ("{start: 1, stop: 5000, step: 1}\nslice_factors: [1, 2, 3, 4, 5, 6, 7, 8, "
+                                            "9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]", "105,000 points")])
+def test_absurd_sweep_grids_refused_up_front(tmp_path, capsys, rates, message):
+    (tmp_path / "s.yaml").write_text(f"name: s\nrates: {rates}\nworkloads: {{w: {ARENA}}}\ngpus: {{g: {GPUS}}}\n")
+    code, _, err = cli(["sweep", "-p", "s.yaml", "-o", "out"], tmp_path, capsys)
+    one_line(code, err, message)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("field", ["name", "workloads", "gpus"])
+def test_over_long_sweep_names_are_one_line(tmp_path, capsys, field):
+    names = {"name": "s", "workloads": "w", "gpus": "g", field: "n" * 300}
+    (tmp_path / "s.yaml").write_text(f"name: {names['name']}\nrates: [1]\nworkloads: {{{names['workloads']}: {ARENA}}}\n"
+                                     f"gpus: {{{names['gpus']}: {GPUS}}}\n")
+    code, _, err = cli(["sweep", "-p", "s.yaml"], tmp_path, capsys)
+    one_line(code, err, "100")
+
+
 def test_over_long_run_name_is_one_line(tmp_path, capsys):
     (tmp_path / "run.yaml").write_text(f"run_name: {'r' * 300}\nworkload: {ARENA}\ngpus: {GPUS}\nrate: 4\n")
     code, _, err = cli(["run", "-p", "run.yaml"], tmp_path, capsys)
