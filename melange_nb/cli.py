@@ -530,6 +530,7 @@ def _workload(args) -> int:
 
 
 def _sweep(args) -> int:
+    from . import schemas
     from .config import outputs_dir
     from .sweep import load_spec, run_sweep
 
@@ -553,8 +554,8 @@ def _sweep(args) -> int:
                          name=_quick_name(args.output_dir), gpu_names=args.gpu or None,
                          slice_factors=[args.slice_factor] if args.slice_factor is not None else None,
                          time_limit=args.time_limit, constraints=constraints)
-    if args.workers is not None and args.workers < 1:
-        raise InputError("--workers", f"must be >= 1, got {args.workers}")
+    if args.workers is not None and not 1 <= args.workers <= schemas.MAX_WORKERS:
+        raise InputError("--workers", f"must be from 1 to {schemas.MAX_WORKERS}, got {args.workers}")
     out = Path(args.output_dir) if args.output_dir else outputs_dir() / spec["name"]
     state = run_sweep(spec, out, workers=args.workers, retry_failed=args.retry_failed, render=args.render,
                       log=lambda msg: print(msg, flush=True))

@@ -53,12 +53,12 @@ def read_timed_trace(path: str | Path, *, timestamp_column: str = "TIMESTAMP", i
     path = Path(path)
     lengths = read_trace(path, input_column=input_column, output_column=output_column)
     parquet = path.suffix.lower() == ".parquet"
-    columns = list(pd.read_parquet(path).columns if parquet else pd.read_csv(path, nrows=0).columns)
+    columns = list(pd.read_parquet(path).columns if parquet else pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns)
     if timestamp_column not in columns:
         raise InputError(f"{path.name}: {timestamp_column}", f"no such column; the trace has {columns}; "
                                                              "set --timestamp-column")
     raw = (pd.read_parquet(path, columns=[timestamp_column]) if parquet
-           else pd.read_csv(path, usecols=[timestamp_column]))[timestamp_column]
+           else pd.read_csv(path, usecols=[timestamp_column], encoding="utf-8-sig"))[timestamp_column]
     stamps = _timestamps(raw, f"{path.name}: {timestamp_column}")
     if stamps.isna().any():
         row = int(np.flatnonzero(stamps.isna().to_numpy())[0])

@@ -47,11 +47,12 @@ def number(value: Any, where: str, *, minimum: float | None = None, positive: bo
     return float(value)
 
 
-def whole(value: Any, where: str, *, minimum: int = 0, what: str | None = None) -> int:
-    """`value` as an int if it is a whole number >= `minimum` (2.0 counts; 2.5, True, "2" do not)."""
-    ok = is_number(value) and float(value).is_integer() and value >= minimum
+def whole(value: Any, where: str, *, minimum: int = 0, maximum: int | None = None, what: str | None = None) -> int:
+    """`value` as an int if it is a whole number >= `minimum` (and <= `maximum`) (2.0 counts; 2.5, True, "2" do not)."""
+    ok = is_number(value) and float(value).is_integer() and value >= minimum and (maximum is None or value <= maximum)
     if not ok:
-        raise InputError(where, f"must be {what or f'a whole number >= {minimum}'}, got {value!r}")
+        bound = f"a whole number >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+        raise InputError(where, f"must be {what or bound}, got {value!r}")
     return int(value)
 
 
@@ -133,6 +134,7 @@ def plain_name(value: Any, where: str) -> str:
     return value
 
 
+MAX_WORKERS = 64             # processes one command starts (each holds a solver or a notebook kernel)
 MAX_SWEEP_POINTS = 100_000   # points in one sweep (rates x workloads x GPU sets x SLOs x constraints x slice factors)
 
 
@@ -794,7 +796,7 @@ class PlanOptions(Schema):
         None, description="hold:N (keep each mix N windows) or calm:N (scale down after N calm windows)")
     window: Annotated[Any, _own(lambda v: _plan_parsers().parse_window(v))] = Field(
         "5min", description="a number and a unit, e.g. 5min, 300s, 1h")
-    workers: Annotated[int, _checked(whole, minimum=1)] = Field(1, ge=1)
+    workers: Annotated[int, _checked(whole, minimum=1, maximum=MAX_WORKERS)] = Field(1, ge=1, le=MAX_WORKERS)
     overflow: Annotated[Literal["drop", "clip", "open"], _one_of(("drop", "clip", "open"))] = "drop"
     slice_factor: Annotated[int, _checked(whole, minimum=1, what="a whole number >= 1 (slices per bucket)")] = Field(1, ge=1)
     time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0)

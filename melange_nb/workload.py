@@ -26,8 +26,14 @@ SHARE_TOLERANCE = 1e-6
 MAX_TOKENS = 10**12     # a token count above this is an error, not a request (and would overflow int64 arithmetic)
 
 
+MAX_BUCKETS = 256     # request-size buckets per axis (input or output)
+
+
 def bucket_labels(edges: Sequence[float], open_last: bool = False) -> list[str]:
     """Labels ``lo-hi`` for consecutive edges; with `open_last`, one more ``hi+`` bucket."""
+    if len(edges) > MAX_BUCKETS + 1:
+        raise InputError("edges", f"make {len(edges) - 1:,} buckets; at most {MAX_BUCKETS} per axis (every bucket is "
+                                  "profiled and solved): use fewer edges")
     edges = [int(e) if float(e).is_integer() else float(e) for e in edges]
     if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
         raise InputError("edges", f"need at least two strictly increasing edges, got {edges}")
@@ -258,7 +264,9 @@ def read_trace(path: str | Path, *, input_column: str = "ContextTokens",
     if not path.is_file():
         raise InputError(field, "not found")
     try:
-        df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+        df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(field, f"is not UTF-8 text (undecodable byte at offset {exc.start}); save it as UTF-8") from None
     except Exception as exc:
         raise InputError(field, f"could not be read ({type(exc).__name__}); give a CSV or Parquet file") from None
     missing = [c for c in (input_column, output_column) if c not in df.columns]
