@@ -76,6 +76,9 @@ def test_benchmark_script_runs_hostile_values_as_data(tmp_path, capsys):
         for argv in calls:
             assert argv[argv.index("--model") + 1] == model
             assert argv[argv.index("--tokenizer") + 1] == HOSTILE[k - 1]
+        readme = (out / "README.md").read_text()       # its commands, pasted into a shell, quote the values too
+        serve = readme.split("(e.g. `")[1].split("`)")[0]
+        assert shlex.split(serve) == ["vllm", "serve", model]
         # the printed next step is one shell command whose --gpu is the name, verbatim
         line = done.stdout.strip().splitlines()[-1]
         assert line.startswith("done; next: melange-nb profile import")
@@ -96,7 +99,8 @@ def test_benchmark_plan_refuses_control_characters_and_long_names(tmp_path, caps
 # ---------------------------------------------------------------- 2. exported YAML
 
 def test_exported_yaml_carries_hostile_names_as_values_only(tmp_path, capsys):
-    names = ["$(touch PWNED)", "`touch PWNED2`", "L4 (24GB); touch PWNED3", "A100 # run: rm -rf /"]
+    names = ["$(touch PWNED)", "`touch PWNED2`", "L4 (24GB); touch PWNED3", "A100 # run: rm -rf /", "null",
+             "!!python/object:os.system x", "&a *b", "- [run, 1e3]", "yes"]
     (tmp_path / "gpus.yaml").write_text(profile_yaml(names))
     (tmp_path / "w.csv").write_text(WORKLOAD)
     code, _, err = cli(["solve", "--workload", "w.csv", "--gpus", "gpus.yaml", "--rate", "20", "--solver", "exact",
@@ -109,6 +113,17 @@ def test_exported_yaml_carries_hostile_names_as_values_only(tmp_path, capsys):
         assert set(doc) == {"name", "resources", "envs", "service"}       # no injected `run:` or other key
         assert doc["envs"]["MELANGE_GPU"] == gpu
     assert not list(tmp_path.rglob("PWNED"))
+    # every name through the export layer itself, each as a GPU in use
+    from melange_nb.export import service_file_name, write_exports
+
+    deploy = {"format": "melange-nb deploy v1", "kind": "static", "solver": "exact", "routes": [],
+              "gpus": {n: {"accelerator": f"{n}:1", "cost_per_hour": 1.0, "min_replicas": 1, "max_replicas": 2,
+                           "target_qps_per_replica": 1.5, "service_file": service_file_name(n)} for n in names}}
+    write_exports(deploy, tmp_path / "all")
+    for n in names:
+        doc = yaml.safe_load((tmp_path / "all" / service_file_name(n)).read_text())
+        assert set(doc) == {"name", "resources", "envs", "service"} and doc["envs"]["MELANGE_GPU"] == n
+        assert doc["resources"]["accelerators"] == f"{n}:1"
 
 
 @pytest.mark.parametrize("names,message", [(["A100", "A\nrun: touch PWNED"], "control character"),

@@ -509,7 +509,7 @@ def write_plan(out_dir: str | Path, *, gpu: str, model: str, base_url: str, inpu
 The Mélange paper's offline profiling step: for each request-size bucket, benchmark one GPU at a
 ladder of request rates and keep the highest rate that still meets the latency SLO.
 
-1. On the machine with the {gpu}, start the server (e.g. `vllm serve {model}`) so that it answers at
+1. On the machine with the {gpu}, start the server (e.g. `vllm serve {shlex.quote(model)}`) so that it answers at
    `{base_url}`; pip-install vLLM on the client machine for `vllm bench serve`.
 2. Run `./run_benchmarks.sh`: {len(runs)} runs, one per bucket length pair and rate, each sending
    {num_prompts} random prompts of exactly the bucket's representative length (the midpoint of its
