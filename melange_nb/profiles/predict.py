@@ -180,7 +180,8 @@ def check_model_config(folder: Path) -> dict:
     text = schemas.mapping(text, f"{where}: {MULTIMODAL_TEXT_CONFIG_KEY.get(arch[0])}", what="a JSON object")
     for key in _CONFIG_SIZES + _CONFIG_OPTIONAL:
         if key in _CONFIG_SIZES or text.get(key) is not None:
-            schemas.whole(text.get(key), f"{where}: {key}", minimum=1, what="a whole number >= 1")
+            schemas.whole(text.get(key), f"{where}: {key}", minimum=1, maximum=10**8,
+                          what="a whole number from 1 to 100,000,000")
     return dict(text)
 
 
