@@ -1,5 +1,10 @@
 """File helpers shared by every stage: YAML with one-line errors, and atomic writes.
 
+Every YAML file the tool reads goes through ``read_yaml``: unique keys, and aliases bounded
+(``MAX_YAML_NODES`` values once expanded), so a 1 KB "billion laughs" file is refused instead of
+growing to gigabytes; input files are at most ``MAX_TEXT_BYTES``. ``comment_lines`` makes script
+and YAML comments from any text (a newline in a value cannot end the comment).
+
 Atomic: write to ``.<name>.<pid>.tmp`` beside the target, then rename, so a reader never sees a
 half-written file in ``outputs/``.
 """
