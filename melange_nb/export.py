@@ -14,6 +14,11 @@ tensor-parallel size, 1 when unknown), ``resources.ports``,
 ``target_qps_per_replica``: the requests/s one GPU sustains on the mix of request sizes routed to
 it, from the profile's throughputs, times the utilisation cap. ``run`` is left for the user's
 model server command.
+
+Every file is rendered in memory first (PyYAML's dumper; comments through ``files.comment_lines``),
+so a GPU name the exports cannot take fails before anything is written; each file is then written
+atomically, ``deploy.json`` last, and service files the previous ``deploy.json`` listed but this one
+does not are removed: the folder always holds one consistent set.
 """
 from __future__ import annotations
 

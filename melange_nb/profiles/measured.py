@@ -8,7 +8,8 @@ rates, and the highest rate whose latency still meets the SLO. This module makes
 - ``bucket_max_rate`` is the rule for one bucket: the SLO metric against the *achieved* rate
   (completed requests / duration), interpolated linearly between the last passing and the first
   failing run; no failing run -> the highest passing rate (never extrapolated above it); runs
-  but no passing run -> 0.
+  but no passing run -> 0. Runs at the same achieved rate count as one with the worst of their
+  latencies (``same_rate_worst``), so the answer never depends on file order.
 - ``import_profile`` groups runs by (input, output) length into the profile's buckets and builds
   a ``GpuProfile`` with provenance (source: measured, tool and version from the files).
 - ``plan_commands`` / ``write_plan``: the ``vllm bench serve`` commands that produce such files.
