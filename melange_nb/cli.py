@@ -666,12 +666,13 @@ def _run(args) -> int:
 def _run_summary(run_dir: Path) -> str:
     """One line for `run`: the headline answer (and what the workload left out), then where the report is."""
     from .report import allocation_headline, workload_caveat
+    from .run import locate
     from .workload import workload_meta
 
     alloc = json.loads((run_dir / "allocation.json").read_text())
     workload = run_dir / "workload.csv"       # built by the run, else the params file's CSV
     if not workload.is_file():
-        workload = Path(json.loads((run_dir / "manifest.json").read_text())["params"]["workload"])
+        workload = locate(json.loads((run_dir / "manifest.json").read_text())["params"]["workload"], run_dir)
     caveat = workload_caveat(workload_meta(workload))
     page = run_dir / "02_allocation-shared.html"
     return (f"{allocation_headline(alloc)}" + (f" (workload: {caveat})" if caveat else "")

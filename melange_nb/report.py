@@ -394,17 +394,19 @@ def plot_best_value(gpus: Mapping[str, GpuProfile], ax=None):
 
 
 def plot_routing(result: SolveResult, workload: pd.DataFrame):
-    """One heatmap per GPU type in the plan: share of each bucket's requests routed to it."""
+    """One heatmap per GPU type in the plan: share of each bucket's requests routed to it; buckets
+    without requests are left blank (as in the explorer)."""
     import matplotlib.pyplot as plt
 
     used = [g for g, c in result.counts.items() if c > 0] or list(result.counts)
     fig, axes = plt.subplots(1, len(used), figsize=(6.5 * len(used), 5.2), squeeze=False)
     for ax, gpu in zip(axes[0], used):
-        share = routing_matrix(result, gpu, workload) * 100
+        # a bucket without requests routes nothing anywhere: blank (NaN is masked), not a misleading 0%
+        share = (routing_matrix(result, gpu, workload) * 100).where(workload > 0)
         _heatmap(share, f"{gpu}: % of each bucket routed ({plural(result.counts[gpu], 'GPU')}, "
-                        f"{result.utilization.get(gpu, 0):.0%} utilised)",
-                 fmt_cell=lambda v: f"{v:.0f}%", cbar_label=f"Share of the bucket's requests sent to {gpu} (%)",
-                 cmap="Blues", vmin=0, vmax=100, ax=ax)
+                        f"{result.utilization.get(gpu, 0):.0%} utilised; blank: no requests)",
+                 fmt_cell=lambda v: "" if pd.isna(v) else f"{v:.0f}%",
+                 cbar_label=f"Share of the bucket's requests sent to {gpu} (%)", cmap="Blues", vmin=0, vmax=100, ax=ax)
     fig.tight_layout()
     return fig
 
@@ -648,18 +650,46 @@ def _has_plan(row: pd.Series) -> bool:
     return row["status"] in ("optimal", "time_limit") and pd.notna(row["cost_per_hour"])
 
 
+AXIS_HEADERS = {"workload": "workload", "gpu_set": "GPU set", "slo": "SLO", "constraints": "constraints",
+                "slice_factor": "slice factor"}   # one header per axis, in every sweep table
+
+
 def mix_changes(results: pd.DataFrame) -> pd.DataFrame:
-    """The rates at which the reference mix changes: rate, the new mix (``1×A10G + 1×A100``), its $/h."""
+    """The rates at which the reference mix changes its GPU types (or gains or loses a plan), per problem:
+    from which rate, what changes (``adds A100``, ``drops A10G``), the mix and $/h there, and the later
+    rates where only the counts change (``6, 7, 8``). Headers for people (`AXIS_HEADERS`)."""
+    counts_col = "then only the counts change at (req/s)"
     rows = []
     for key, df in _groups(results):
-        mix = df[df["policy"] == df["reference"]].sort_values("rate")
-        previous = None
-        for _, row in mix.iterrows():
-            now = format_mix(_mix_of(row)) if _has_plan(row) else f"no plan ({row['status']})"
-            if now != previous:
-                rows.append({**key, "rate": row["rate"], "mix": now, "cost_per_hour": row["cost_per_hour"]})
-            previous = now
+        previous, last_mix = None, None
+        for _, row in df[df["policy"] == df["reference"]].sort_values("rate").iterrows():
+            counts = {g: n for g, n in _mix_of(row).items() if n > 0}
+            types = tuple(counts) if _has_plan(row) else f"no plan ({row['status']})"
+            now = format_mix(counts) if _has_plan(row) else types
+            if types == previous:
+                if now != last_mix:
+                    rows[-1][counts_col].append(f"{row['rate']:g}")
+            else:
+                rows.append({**{AXIS_HEADERS[k]: v for k, v in key.items()}, "from rate (req/s)": f"{row['rate']:g}",
+                             "what changes": _type_change(previous, types), "mix": now,
+                             "$/h": format_dollars(row["cost_per_hour"]) if _has_plan(row) else "—", counts_col: []})
+            previous, last_mix = types, now
+    for r in rows:
+        r[counts_col] = ", ".join(r[counts_col]) or "—"
     return pd.DataFrame(rows)
+
+
+def _type_change(before, after) -> str:
+    """``adds A100; drops A10G`` between two sets of GPU types (a str is a rate without a plan)."""
+    if before is None:
+        return "first rate solved"
+    if isinstance(after, str):
+        return after
+    if isinstance(before, str):
+        return "a plan again: " + " + ".join(after)
+    added, dropped = [g for g in after if g not in before], [g for g in before if g not in after]
+    return "; ".join(filter(None, ["adds " + ", ".join(added) if added else "",
+                                   "drops " + ", ".join(dropped) if dropped else ""]))
 
 
 def _rate_rows(df: pd.DataFrame):
@@ -714,10 +744,24 @@ def sweep_headlines(results: pd.DataFrame) -> dict[tuple, str]:
         sentence = headline_sentence(rate, _mix_of(ref), ref["cost_per_hour"],
                                      {g: (s["cost_per_hour"] if _has_plan(s) else None) for g, s in singles.items()},
                                      status=ref["status"])
-        out[key] = (f"{name}: over {rates[0]:g}–{rates[-1]:g} req/s ({plural(len(rates), 'rate')} solved) the "
-                    f"{policy_label(ref['reference'])} costs {min(savings):.1f}–{max(savings):.1f}% less than the "
-                    f"cheapest single GPU type. {sentence}.")
+        span = f"over {rates[0]:g}–{rates[-1]:g} req/s ({plural(len(rates), 'rate')} solved)"
+        out[key] = f"{name}: {span} {_savings_range(df, policy_label(ref['reference']), savings)} {sentence}."
     return out
+
+
+def _savings_range(df: pd.DataFrame, label: str, savings: list[float]) -> str:
+    """What the mix saves against the cheapest single GPU type over the rates, in words: a range, one
+    number, or a sentence when it never saves (e.g. one GPU type serves best at every rate)."""
+    lo, hi = round(min(savings), 1), round(max(savings), 1)
+    if hi > 0:
+        amount = f"{lo:.1f}%" if lo == hi else f"{lo:.1f}–{hi:.1f}%"
+        return f"the {label} costs {amount} less than the cheapest single GPU type{' at every rate' if lo == hi else ''}."
+    ref = df[(df["policy"] == df["reference"]) & df["status"].isin(("optimal", "time_limit"))]
+    used = sorted({g for _, row in ref.iterrows() for g, n in _mix_of(row).items() if n > 0})
+    if len(used) == 1 and all(sum(1 for n in _mix_of(row).values() if n > 0) == 1 for _, row in ref.iterrows()):
+        return (f"the {label} is {used[0]} alone at every rate: it costs what {used[0]}-only costs, and mixing "
+                "GPU types saves nothing here.")
+    return f"the {label} costs the same as the cheapest single GPU type at every rate: mixing saves nothing here."
 
 
 def savings_summary(results: pd.DataFrame) -> pd.DataFrame:
@@ -728,8 +772,8 @@ def savings_summary(results: pd.DataFrame) -> pd.DataFrame:
     axes = [a for a in PROBLEM_AXES if a in results.columns]
     table = (others.groupby([*axes, "against"], sort=True)["savings_pct"]
              .agg(["min", "median", "max", "count"]).round(1).reset_index())
-    return table.rename(columns={"gpu_set": "GPU set", "slo": "SLO", "slice_factor": "slice factor", "min": "lowest %",
-                                 "median": "median %", "max": "highest %", "count": "rates with both plans"})
+    return table.rename(columns={**AXIS_HEADERS, "min": "lowest %", "median": "median %", "max": "highest %",
+                                 "count": "rates with both plans"})
 
 
 def figure_data_uri(fig) -> str:

@@ -89,7 +89,7 @@ def test_auto_on_a100_h100_picks_agreeing_versions_within_the_hardware_range():
     assert "sglang 0.5.10" in caveat and "outside the hardware range" not in caveat
 
 
-def test_per_gpu_backends_are_labelled(tmp_path):
+def test_per_gpu_backends_are_labelled(tmp_path, capsys):
     gpus = predict_profiles(LLAMA, ["a100_sxm=A100", "h100_sxm=H100"], slo="tpot_ms=120",
                             backend={"A100": "trtllm", "H100": "vllm"}, edges=[0, 100], output_edges=[0, 100])
     assert gpus["A100"].meta["engine"]["name"] == "trtllm" and gpus["H100"].meta["engine"]["name"] == "vllm"
@@ -97,6 +97,15 @@ def test_per_gpu_backends_are_labelled(tmp_path):
     assert "A100: trtllm 1.0.0 measured kernels" in set_caveat(gpus)
     back = load_gpus(save_profiles(tmp_path / "p.yaml", gpus))
     assert set_caveat(back) == set_caveat(gpus)
+    # the CLI: a bare --backend is the default, NAME=BACKEND one GPU's; auto does not mix with per-GPU choices
+    argv = ["profile", "predict", "--model", LLAMA, "--gpu", "a100_sxm=A100", "--gpu", "h100_sxm=H100", "--slo",
+            "tpot_ms=120", "--edges", "0,100", "--output-edges", "0,100", "-o", str(tmp_path / "cli.yaml")]
+    assert main(argv + ["--backend", "A100=trtllm", "--backend", "vllm"]) == 0
+    assert {n: g.meta["engine"]["name"] for n, g in load_gpus(tmp_path / "cli.yaml").items()} == \
+        {"A100": "trtllm", "H100": "vllm"}
+    assert main(argv[:-2] + ["-o", str(tmp_path / "x.yaml"), "--backend", "auto", "--backend", "A100=vllm"]) == 2
+    assert main(argv[:-2] + ["-o", str(tmp_path / "x.yaml"), "--backend", "B200=vllm"]) == 2
+    assert not (tmp_path / "x.yaml").exists()
 
 
 def test_a_rate_above_the_physical_bound_is_refused_with_its_numbers():
