@@ -543,6 +543,8 @@ def _sweep(args) -> int:
             raise InputError("--workload/--gpus/--rates", "all three are required without -p SPEC.yaml")
         if not args.output_dir:
             raise InputError("-o", "the quick form needs an output folder, e.g. -o outputs/my-sweep")
+        from .files import check_output_dir
+        check_output_dir(args.output_dir, "-o/--output-dir")      # its name becomes the sweep's name
         rates = _edges(args.rates, "--rates")
         from .solver import parse_counts
 
@@ -578,6 +580,8 @@ def _profile_import(args) -> int:
 
     slo = parse_slo(args.slo, field="--slo")        # every input checked before reading result files
     args.gpu = schemas.gpu_name(args.gpu, "--gpu")
+    from .files import check_output_file
+    check_output_file(args.output, "-o/--output")
     edges, out_edges = _edges(args.edges, "--edges"), _edges(args.output_edges, "--output-edges")
     bucket_labels(edges), bucket_labels(out_edges)
     if args.gpus_per_replica is not None and args.gpus_per_replica < 1:
@@ -634,6 +638,8 @@ def _profile_plan(args) -> int:
     from .profiles.measured import write_plan
 
     parse_slo(args.slo, field="--slo")
+    from .files import check_output_dir
+    check_output_dir(args.output_dir, "-o/--output-dir")
     paths = write_plan(args.output_dir, gpu=args.gpu, model=args.model, base_url=args.base_url,
                        input_edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
                        rates=_edges(args.rates, "--rates"), num_prompts=args.num_prompts, tokenizer=args.tokenizer,

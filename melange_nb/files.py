@@ -147,10 +147,25 @@ def read_json(path: str | Path, what: str, example: str, *, allow_nan: bool = Fa
         raise InputError(f"{what} {path}", "is nested too deeply to be a config") from None
 
 
+NAME_MAX = 255      # bytes in one file or folder name (Linux, macOS)
+PATH_MAX = 4096     # bytes in a whole path
+
+
+def check_path_length(path: str | Path, field: str) -> Path:
+    """A path whose every name fits the file system (and whose leading ``.name.pid.tmp`` sibling
+    does too), checked before any work: an over-long name is one line, not an OSError."""
+    path = Path(path)
+    longest = max((len(part.encode("utf-8", "surrogateescape")) for part in path.parts), default=0)
+    if longest > NAME_MAX - 24 or len(str(path).encode("utf-8", "surrogateescape")) > PATH_MAX - 64:
+        raise InputError(field, f"has a name of {longest} bytes; file and folder names may have at most "
+                                f"{NAME_MAX - 24}: choose a shorter path")
+    return path
+
+
 def check_output_file(path: str | Path, field: str) -> Path:
     """Fail before any work if `path` cannot become a file: a folder there, a file where a folder
     is due on the way, or a folder we may not write into. Creates nothing."""
-    path = Path(path)
+    path = check_path_length(path, field)
     if str(path).endswith(("/", os.sep)) or path.is_dir():
         raise InputError(field, f"{path} is a folder; give a file name, e.g. {path / 'result.json'}")
     return _check_parent(path, field)
@@ -158,7 +173,7 @@ def check_output_file(path: str | Path, field: str) -> Path:
 
 def check_output_dir(path: str | Path, field: str) -> Path:
     """Fail before any work if `path` cannot become a folder (a file is there or on the way, or no write access)."""
-    path = Path(path)
+    path = check_path_length(path, field)
     if path.exists() and not path.is_dir():
         raise InputError(field, f"{path} is a file, not a folder; give a folder name or move the file")
     return _check_parent(path / "x", field).parent

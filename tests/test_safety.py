@@ -226,6 +226,20 @@ def test_over_long_sweep_names_are_one_line(tmp_path, capsys, field):
     one_line(code, err, "100")
 
 
+@pytest.mark.parametrize("argv", [
+    ["solve", "--workload", ARENA, "--gpus", GPUS, "--rate", "4", "-o", "LONG.json"],
+    ["solve", "--workload", ARENA, "--gpus", GPUS, "--rate", "4", "--export", "LONG"],
+    ["sweep", "--workload", ARENA, "--gpus", GPUS, "--rates", "1", "-o", "LONG"],
+    ["plan", "--trace", "t.csv", "--gpus", GPUS, "-o", "LONG"], ["workload", "--trace", "t.csv", "-o", "LONG.csv"],
+    ["profile", "plan", "--gpu", "L4", "--model", "m", "--base-url", "http://h", "-o", "LONG"],
+    ["profile", "import", "r.json", "--gpu", "L4", "--cost", "1", "--slo", "tpot_ms=40", "-o", "LONG.yaml"]])
+def test_over_long_output_paths_are_one_line(tmp_path, capsys, argv):
+    (tmp_path / "t.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16T18:00:00,10,10\n")
+    code, _, err = cli([a.replace("LONG", "n" * 300) for a in argv], tmp_path, capsys)
+    one_line(code, err, "choose a shorter path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
 def test_over_long_run_name_is_one_line(tmp_path, capsys):
     (tmp_path / "run.yaml").write_text(f"run_name: {'r' * 300}\nworkload: {ARENA}\ngpus: {GPUS}\nrate: 4\n")
     code, _, err = cli(["run", "-p", "run.yaml"], tmp_path, capsys)
