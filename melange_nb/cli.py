@@ -491,6 +491,17 @@ def _edges(text: str | None, field: str):
         raise InputError(field, f"expects comma-separated numbers such as 0,25,100,250,500,1000,2000, got {text!r}") from None
 
 
+def _rates(text: str | None, field: str):
+    """Comma-separated request rates (requests/s); whether each is a valid rate is checked where they are used."""
+    if text is None:
+        return None
+    try:
+        return [int(x) if x.strip().isdigit() else float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(field, f"expects comma-separated request rates in requests/s such as 1,2,4,8, "
+                                f"got {text!r}") from None
+
+
 def _workload(args) -> int:
     from .workload import blend_files, build_workload, check_histogram_path, save_histogram
 
@@ -545,7 +556,7 @@ def _sweep(args) -> int:
             raise InputError("-o", "the quick form needs an output folder, e.g. -o outputs/my-sweep")
         from .files import check_output_dir
         check_output_dir(args.output_dir, "-o/--output-dir")      # its name becomes the sweep's name
-        rates = _edges(args.rates, "--rates")
+        rates = _rates(args.rates, "--rates")
         from .solver import parse_counts
 
         constraints = {k: v for k, v in (("max_instances", parse_counts(args.max_instances, "--max-instances")),
@@ -573,59 +584,13 @@ def _quick_name(output_dir: str) -> str:
 
 
 def _profile_import(args) -> int:
-    from . import schemas
-    from .profiles import load_gpus, parse_slo, save_profiles
-    from .profiles.measured import import_profile
-    from .workload import bucket_labels
+    from .profiles.measured import import_into_file
 
-    slo = parse_slo(args.slo, field="--slo")        # every input checked before reading result files
-    args.gpu = schemas.gpu_name(args.gpu, "--gpu")
-    from .files import check_output_file
-    check_output_file(args.output, "-o/--output")
-    edges, out_edges = _edges(args.edges, "--edges"), _edges(args.output_edges, "--output-edges")
-    bucket_labels(edges), bucket_labels(out_edges)
-    if args.gpus_per_replica is not None and args.gpus_per_replica < 1:
-        raise InputError("--gpus-per-replica", f"must be >= 1, got {args.gpus_per_replica}")
-    replica = args.gpus_per_replica or 1
-    price = None
-    if args.prices:
-        from .profiles.prices import find_price, load_prices
-        found = find_price(load_prices(args.prices), args.gpu, args.system, field="--prices")
-        cost, price = found.usd_per_hour * replica, found.meta()
-    else:
-        cost = schemas.number(args.cost, "--cost", positive=True, what="a positive, finite $/hour")
-    others = {}
-    if args.add:
-        others = load_gpus(args.output)
-        if args.gpu in others:
-            raise InputError("--gpu", f"{args.gpu} is already in {args.output}; choose another name or drop --add")
-    prediction = None
-    if args.prediction or args.fill:
-        if not (args.prediction and args.fill):
-            raise InputError("--fill/--prediction", "go together: --fill predicted|calibrated --prediction PREDICTED.yaml")
-        predicted = load_gpus(args.prediction)
-        name = args.prediction_gpu or (args.gpu if args.gpu in predicted else next(iter(predicted)) if len(predicted) == 1 else None)
-        if name not in predicted:
-            raise InputError("--prediction-gpu", f"name the GPU of {args.prediction} to fill from, one of {list(predicted)}")
-        prediction = predicted[name]
-    profile, warnings = import_profile(args.results, gpu=args.gpu, cost=cost, slo=slo, input_edges=edges,
-                                       output_edges=out_edges, price=price, fill=args.fill, prediction=prediction)
-    meta = dict(profile.meta)
-    if args.system:
-        meta["system"] = args.system
-    if args.gpus_per_replica:
-        meta["gpus_per_replica"] = args.gpus_per_replica
-    if args.engine:
-        name, _, version = args.engine.partition("=")
-        meta["engine"] = {"name": name, "version": version or "unknown"}
-    from .profiles import GpuProfile
-    profile = GpuProfile(profile.name, profile.cost, profile.tputs, meta)
-    for other in others.values():
-        if list(other.tputs.index) != list(profile.tputs.index) or list(other.tputs.columns) != list(profile.tputs.columns):
-            raise InputError("--edges", f"{args.output} has other buckets than --edges/--output-edges; "
-                                        "import with the same edges or write another file")
-    path = save_profiles(args.output, {**others, profile.name: profile},
-                         header=f"Written by melange-nb profile import ({len(args.results)} result file(s)).")
+    path, profile, warnings = import_into_file(
+        args.results, args.output, gpu=args.gpu, slo=args.slo, input_edges=_edges(args.edges, "--edges"),
+        output_edges=_edges(args.output_edges, "--output-edges"), cost=args.cost, prices=args.prices,
+        system=args.system, gpus_per_replica=args.gpus_per_replica, engine=args.engine, add=args.add,
+        fill=args.fill, prediction=args.prediction, prediction_gpu=args.prediction_gpu)
     for warning in warnings:
         print(f"melange-nb: warning: {warning}", file=sys.stderr)
     measured = int((profile.tputs.to_numpy() > 0).sum())
@@ -642,7 +607,7 @@ def _profile_plan(args) -> int:
     check_output_dir(args.output_dir, "-o/--output-dir")
     paths = write_plan(args.output_dir, gpu=args.gpu, model=args.model, base_url=args.base_url,
                        input_edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
-                       rates=_edges(args.rates, "--rates"), num_prompts=args.num_prompts, tokenizer=args.tokenizer,
+                       rates=_rates(args.rates, "--rates"), num_prompts=args.num_prompts, tokenizer=args.tokenizer,
                        slo=args.slo)
     print("wrote " + ", ".join(map(str, paths)))
     return 0

@@ -20,7 +20,7 @@ from . import schemas
 from .config import NOTEBOOKS_DIR, PROJECT_ROOT, outputs_dir
 from .errors import InputError, MelangeError
 from .files import read_yaml, write_json
-from .report import render_html
+from .pages import render_html
 
 KERNEL = "python3"
 WORKLOAD_NOTEBOOK = "01_workload.ipynb"
@@ -33,7 +33,7 @@ PACKAGES = ("melange-nb", "papermill", "nbconvert", "pandas", "numpy", "pulp", "
 # that builds one first.
 ALLOCATION_DEFAULTS: dict[str, Any] = {"workload": None, "gpus": None, "rate": None, "slice_factor": 1,
                                        "solver": ["exact", "melange"], "time_limit": None, "gpu_names": [],
-                                       "constraints": {}}
+                                       "constraints": {}, "simulate": None, "target_attainment": None}
 WORKLOAD_KEYS = schemas.WORKLOAD_KEYS
 
 
@@ -49,7 +49,8 @@ def load_params(path: str | Path) -> dict[str, Any]:
     path = resolve_path(path)
     doc = read_yaml(path, "params file", "params/default.yaml") or {}
     checked = validate(RunParams, doc, where=f"{path.name}:", root=f"params file {path}")
-    params = {**ALLOCATION_DEFAULTS, **doc, "gpu_names": checked.gpu_names}
+    params = {**ALLOCATION_DEFAULTS, **doc, "gpu_names": checked.gpu_names,
+              "simulate": checked.simulate.model_dump() if checked.simulate else None}
     params["workload"] = workload_input(params["workload"], f"{path.name}: workload")
     params["gpus"] = str(resolve_path(params["gpus"]))
     return params

@@ -738,30 +738,6 @@ ConstraintSet = Annotated[dict[str, Any], BeforeValidator(_constraints),
                                             "0.8, min_total: n}")]
 
 
-class RunParams(Schema):
-    """A run's parameters (``params/*.yaml``, `melange-nb run -p`): one allocation notebook run."""
-
-    model_config = ConfigDict(extra="forbid", title="melange-nb run parameters")
-    NOT_MAPPING: ClassVar[str] = "must be a YAML mapping of parameter names to values"
-    UNKNOWN_KEY: ClassVar[str] = ("is not a parameter; known: ['constraints', 'gpu_names', 'gpus', 'rate', "
-                                  "'slice_factor', 'solver', 'time_limit', 'workload'] and run_name")
-    REQUIRED: ClassVar[dict[str, str]] = {"workload": "is required", "gpus": "is required", "rate": "is required"}
-    workload: Annotated[str | WorkloadParams, BeforeValidator(_workload, json_schema_input_type=str | WorkloadParams)] = Field(
-        description="a workload CSV, or workload-notebook parameters that build one")
-    gpus: str = Field(description="a GPU profile file, e.g. params/gpus/llama2-7b-seed.yaml")
-    rate: Annotated[float, _checked(number, positive=True, what="a positive number of requests/s")] = Field(
-        gt=0, description="requests/s")
-    slice_factor: Annotated[int, _checked(whole, minimum=1)] = Field(1, ge=1)
-    solver: Solvers = Field(default_factory=lambda: ["exact", "melange"])
-    time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0, description="seconds; null: none")
-    gpu_names: Annotated[list[str], BeforeValidator(_gpu_names, json_schema_input_type=list[str] | None)] = Field(
-        default_factory=list, description="a subset of the file's GPU types (empty: all)")
-    constraints: ConstraintSet = Field(default_factory=dict)
-    run_name: Annotated[str | None, BeforeValidator(lambda v: None if v is None else plain_name(v, ""))] = None
-
-
-# ---------------------------------------------------------------- plan options (`melange-nb plan`, `plan.plan_trace`)
-
 def _own(check):
     """A BeforeValidator from a parser that names its own field (``InputError("window", ...)``):
     pydantic's field path replaces that name; the value passes on unchanged."""
@@ -781,6 +757,65 @@ def _one_of(choices: Sequence[str]):
         return value
     return BeforeValidator(check)
 
+
+# ---------------------------------------------------------------- simulate options (runs, sweep specs)
+
+def _arrival(value: Any) -> None:
+    from .simulate import parse_arrival
+    parse_arrival(value)
+
+
+def _sim_switch(value: Any) -> Any:
+    """``true`` = the default options, ``false``/null = no simulation."""
+    return {} if value is True else (None if value is False else value)
+
+
+class SimulateOptions(Schema):
+    """How a run or a sweep point simulates its plan (`attainment.check_plan`): a generated request stream."""
+
+    model_config = ConfigDict(extra="forbid", title="simulate options")
+    NOT_MAPPING: ClassVar[str] = "must be a mapping of duration_s, arrival, seed, routing (or true for the defaults)"
+    UNKNOWN_KEY: ClassVar[str] = "is not a simulate option; known: ['arrival', 'duration_s', 'routing', 'seed']"
+    duration_s: Annotated[float, _checked(number, positive=True, what="simulated seconds per point, e.g. 600")] = Field(
+        600.0, gt=0, description="simulated seconds of arrivals")
+    arrival: Annotated[str, _own(_arrival)] = Field(
+        "poisson", description="poisson, gamma:CV (bursty for CV > 1) or constant")
+    seed: Annotated[int, _checked(whole)] = Field(0, ge=0, description="seed of the stream and the routing draws")
+    routing: Annotated[Literal["least", "round-robin"], _one_of(("least", "round-robin"))] = Field(
+        "least", description="replica choice within a GPU type")
+
+
+Simulate = Annotated[SimulateOptions | None, BeforeValidator(_sim_switch, json_schema_input_type=SimulateOptions | bool | None)]
+TargetAttainment = Annotated[float | None, _checked(lambda v, where: None if v is None else number(
+    v, where, positive=True, maximum=1.0, what="a share of requests in (0, 1], e.g. 0.99"))]
+
+
+class RunParams(Schema):
+    """A run's parameters (``params/*.yaml``, `melange-nb run -p`): one allocation notebook run."""
+
+    model_config = ConfigDict(extra="forbid", title="melange-nb run parameters")
+    NOT_MAPPING: ClassVar[str] = "must be a YAML mapping of parameter names to values"
+    UNKNOWN_KEY: ClassVar[str] = ("is not a parameter; known: ['constraints', 'gpu_names', 'gpus', 'rate', "
+                                  "'simulate', 'slice_factor', 'solver', 'target_attainment', 'time_limit', "
+                                  "'workload'] and run_name")
+    REQUIRED: ClassVar[dict[str, str]] = {"workload": "is required", "gpus": "is required", "rate": "is required"}
+    workload: Annotated[str | WorkloadParams, BeforeValidator(_workload, json_schema_input_type=str | WorkloadParams)] = Field(
+        description="a workload CSV, or workload-notebook parameters that build one")
+    gpus: str = Field(description="a GPU profile file, e.g. params/gpus/llama2-7b-seed.yaml")
+    rate: Annotated[float, _checked(number, positive=True, what="a positive number of requests/s")] = Field(
+        gt=0, description="requests/s")
+    slice_factor: Annotated[int, _checked(whole, minimum=1)] = Field(1, ge=1)
+    solver: Solvers = Field(default_factory=lambda: ["exact", "melange"])
+    time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0, description="seconds; null: none")
+    gpu_names: Annotated[list[str], BeforeValidator(_gpu_names, json_schema_input_type=list[str] | None)] = Field(
+        default_factory=list, description="a subset of the file's GPU types (empty: all)")
+    constraints: ConstraintSet = Field(default_factory=dict)
+    simulate: Simulate = Field(None, description="simulate the plan on a generated stream (profiles with latency models)")
+    target_attainment: TargetAttainment = Field(None, description="also find the cheapest plan reaching this attainment")
+    run_name: Annotated[str | None, BeforeValidator(lambda v: None if v is None else plain_name(v, ""))] = None
+
+
+# ---------------------------------------------------------------- plan options (`melange-nb plan`, `plan.plan_trace`)
 
 def _plan_parsers():
     from . import plan

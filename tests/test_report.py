@@ -12,10 +12,10 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from melange_nb import compare, load_gpus, read_workload
 from melange_nb.config import GPUS_DIR, PROJECT_ROOT, WORKLOADS_DIR
-from melange_nb.report import (clean_for_sharing, comparison_headline, format_mix, gpu_colour, headline_html,
-                               headline_sentence, headline_table, plot_cost_vs_rate, plural, policy_style,
-                               rate_table, relative_paths, small_png, sweep_headlines, workload_caveat,
-                               workload_left_out_share)
+from melange_nb.pages import clean_for_sharing, relative_paths, small_png
+from melange_nb.report import (comparison_headline, format_mix, gpu_colour, headline_html, headline_sentence,
+                               headline_table, plot_cost_vs_rate, plural, policy_style, rate_table, sweep_headlines,
+                               workload_caveat, workload_left_out_share)
 
 GPUS = GPUS_DIR / "llama2-7b-seed.yaml"
 ARENA = WORKLOADS_DIR / "arena-seed.csv"
