@@ -164,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
                                                                  "prices: params/prices/*.yaml; run: params/*.yaml")
 
     _simulate_parser(sub)
+    _eval_parser(sub)
 
     pr = sub.add_parser("profile", help="GPU profiles: predict (aiconfigurator), import measured runs, plan "
                                         "benchmarks, compare two profile files")
@@ -251,8 +252,8 @@ def _measured_parsers(verbs) -> None:
     pp.add_argument("-o", "--output-dir", required=True, help="folder for run_benchmarks.sh and README.md")
 
 
-def _simulate_parser(sub) -> None:
-    si = sub.add_parser("simulate", help="simulate a plan serving a request stream: SLO attainment and tail latencies")
+def _add_plan_stream_options(si, *, verb: str = "simulate") -> None:
+    """The plan and the request stream, worded alike for simulate and eval plan (the same stream, the same plan)."""
     si.add_argument("--gpus", required=True, metavar="YAML",
                     help="GPU profile file with a latency model per GPU type (required)")
     si.add_argument("--gpu", action="append", default=[], metavar="NAME",
@@ -261,16 +262,18 @@ def _simulate_parser(sub) -> None:
                                                       "a plan is solved or routed on (required without --trace)")
     si.add_argument("--rate", type=float, metavar="REQ_PER_S", help="mean request rate (required with --workload)")
     si.add_argument("--trace", metavar="CSV|PARQUET",
-                    help="replay this timestamped trace at its own arrival times instead of a generated stream")
+                    help="replay this timestamped trace at its own arrival times instead of a generated stream "
+                         "(default: a stream generated from --workload at --rate)")
     si.add_argument("--timestamp-column", default="TIMESTAMP", metavar="NAME", help="trace column (default: TIMESTAMP)")
     si.add_argument("--input-column", default="ContextTokens", metavar="NAME", help="trace column (default: ContextTokens)")
     si.add_argument("--output-column", default="GeneratedTokens", metavar="NAME",
                     help="trace column (default: GeneratedTokens)")
     plan = si.add_mutually_exclusive_group()
     plan.add_argument("--counts", metavar="NAME=N[,NAME=N]",
-                      help="simulate these GPU counts, routed to balance utilisation, e.g. A10G=1,A100=1")
+                      help=f"{verb} these GPU counts, routed to balance utilisation, e.g. A10G=1,A100=1 "
+                           "(default: solve on the spot)")
     plan.add_argument("--plan", metavar="JSON|DIR",
-                      help="simulate a saved plan: a solve -o result or allocation.json, a deploy.json, or a "
+                      help=f"{verb} a saved plan: a solve -o result or allocation.json, a deploy.json, or a "
                            "`melange-nb plan` output folder (per-window plans) (default: solve on the spot)")
     si.add_argument("--solver", default="exact", choices=["exact", "melange"],
                     help="solver for the plan solved on the spot (default: exact)")
@@ -278,6 +281,11 @@ def _simulate_parser(sub) -> None:
                     help="sizes within a bucket of a generated stream: uniform from lo to hi-1, or the midpoint "
                          "(default: uniform)")
     _add_stream_options(si)
+
+
+def _simulate_parser(sub) -> None:
+    si = sub.add_parser("simulate", help="simulate a plan serving a request stream: SLO attainment and tail latencies")
+    _add_plan_stream_options(si)
     si.add_argument("--format", choices=["text", "json"],
                     help="text: the answer and a table per GPU type; json: status, summary rows (default: text on a "
                          "terminal, json when piped)")
@@ -285,14 +293,12 @@ def _simulate_parser(sub) -> None:
                     help="also write requests.parquet, summary.csv, queue.csv, summary.json into DIR (default: none)")
 
 
-def _simulate(args) -> int:
+def _plan_and_stream(args):
+    """(gpus, stream, plan, workload) from the options of `_add_plan_stream_options`."""
     from .profiles import load_gpus, select_gpus
-    from .simulate import load_plan, simulate, stream_from_trace, stream_from_workload, write_result
+    from .simulate import load_plan, stream_from_trace, stream_from_workload
     from .workload import read_workload
 
-    if args.output_dir:
-        from .files import check_output_dir
-        check_output_dir(args.output_dir, "-o/--output-dir")
     gpus = load_gpus(args.gpus)
     solve_gpus = select_gpus(gpus, args.gpu)
     workload = read_workload(args.workload) if args.workload else None
@@ -311,6 +317,16 @@ def _simulate(args) -> int:
                                       sizes=args.sizes)
     plan = load_plan(args.counts or args.plan, solve_gpus if not (args.counts or args.plan) else gpus,
                      workload=workload, rate=rate, solver=args.solver)
+    return gpus, stream, plan, workload
+
+
+def _simulate(args) -> int:
+    from .simulate import simulate, write_result
+
+    if args.output_dir:
+        from .files import check_output_dir
+        check_output_dir(args.output_dir, "-o/--output-dir")
+    gpus, stream, plan, _ = _plan_and_stream(args)
     result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo)
     paths = write_result(result, args.output_dir) if args.output_dir else []
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
@@ -324,6 +340,65 @@ def _simulate(args) -> int:
         if paths:
             print("wrote " + ", ".join(str(p) for p in paths))
     return 0 if result.status == "ok" else 1
+
+
+def _eval_parser(sub) -> None:
+    ev = sub.add_parser("eval", help="confirm a plan on real servers: per-pool AIPerf load tests out, measured "
+                                     "attainment back in beside the simulation")
+    verbs = ev.add_subparsers(dest="eval_command", required=True, metavar="VERB")
+    ep = verbs.add_parser("plan", help="split simulate's request stream into one AIPerf trace per GPU pool, with "
+                                       "the commands, a resumable run_eval.sh and a README")
+    _add_plan_stream_options(ep, verb="load-test")
+    ep.add_argument("--endpoint", action="append", default=[], required=True, metavar="GPU=URL",
+                    help="base URL of the servers of one GPU type, e.g. A10G=http://10.0.0.5:8000 (one per GPU type "
+                         "of the plan; required)")
+    ep.add_argument("--model", required=True, metavar="NAME",
+                    help="model name the servers serve, sent in every request (required)")
+    ep.add_argument("--tokenizer", metavar="NAME|DIR",
+                    help="tokenizer AIPerf makes prompts with: a Hugging Face id or a local folder (default: --model)")
+    ep.add_argument("--endpoint-type", default="completions", choices=["completions", "chat"],
+                    help="OpenAI API the servers are driven through; completions keeps prompt lengths exact "
+                         "(default: completions)")
+    ep.add_argument("--aiperf-args", default="", metavar="'ARGS'",
+                    help="more AIPerf options for every pool, as one quoted string, e.g. "
+                         "--aiperf-args='--request-timeout-seconds 900' (default: none)")
+    ep.add_argument("-o", "--output-dir", required=True, metavar="DIR", help="new folder for the eval (required)")
+    ei = verbs.add_parser("import", help="read each pool's AIPerf records: measured attainment and tail latencies "
+                                         "beside the simulation, a table and report.html")
+    ei.add_argument("eval_dir", metavar="DIR", help="a folder written by eval plan, after its run_eval.sh")
+    ei.add_argument("--format", choices=["text", "json"],
+                    help="text: the answer and the table; json: the summary (default: text on a terminal, json "
+                         "when piped)")
+
+
+def _eval(args) -> int:
+    from . import evaluate
+
+    if args.eval_command == "import":
+        result = evaluate.import_eval(args.eval_dir)
+        paths = evaluate.write_import(result)
+        fmt = args.format or ("text" if sys.stdout.isatty() else "json")
+        if fmt == "json":
+            print((Path(args.eval_dir) / "summary.json").read_text(), end="")
+        else:
+            print(result.headline)
+            print(evaluate.text_table(result))
+            print("wrote " + ", ".join(str(p) for p in paths))
+        return 0
+    import shlex
+
+    evaluate.check_options(args.output_dir, args.model, args.endpoint_type)
+    endpoints = evaluate.parse_endpoints(args.endpoint)
+    try:
+        extra = shlex.split(args.aiperf_args)
+    except ValueError as exc:
+        raise InputError("--aiperf-args", f"cannot be split into options ({exc})") from None
+    gpus, stream, plan, workload = _plan_and_stream(args)
+    evaluate.plan_eval(args.output_dir, stream, plan, gpus, endpoints=endpoints, model=args.model, workload=workload,
+                       tokenizer=args.tokenizer, seed=args.seed, routing=args.routing, slo=args.slo,
+                       endpoint_type=args.endpoint_type, aiperf_args=extra, progress=sys.stderr.isatty())
+    print(evaluate.plan_summary(args.output_dir))
+    return 0
 
 
 def _plan_parser(sub) -> None:
@@ -729,7 +804,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"solve": _solve, "workload": _workload, "sweep": _sweep, "run": _run,
-                "profile": _profile, "plan": _plan, "simulate": _simulate, "schema": _schema}[args.command](args)
+                "profile": _profile, "plan": _plan, "simulate": _simulate, "schema": _schema,
+                "eval": _eval}[args.command](args)
     except KeyboardInterrupt:
         print("melange-nb: interrupted", file=sys.stderr)
         return 130

@@ -324,7 +324,7 @@ def test_cli_plan_writes_script_and_readme(tmp_path, capsys):
 # the overhead and the jitter are absolute times, so against twice the law's time they weigh half.
 # Seen with this law on the 2-core machine at load average ~10: -2.5% to -6.6%.
 
-BENCH_BIN = Path(__file__).resolve().parents[1] / ".venv-bench" / "bin" / "aiperf"
+from conftest import AIPERF_BIN as BENCH_BIN  # noqa: E402
 LEVELS = (2, 5, 8, 10)             # concurrency ladder; 40 requests per level = whole waves at every level
 TPOT_SLO_MS = 76.0                 # with a=24, b=8: N* = (76 - 24) / 8 = 6.5
 BRACKET = (5, 8)                   # the levels around N*
@@ -332,30 +332,20 @@ BRACKET = (5, 8)                   # the levels around N*
 
 @pytest.fixture(scope="module")
 def aiperf_results(tmp_path_factory):
-    import os
     import subprocess
     import sys
 
-    from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast
+    from conftest import aiperf_env, aiperf_or_skip, aiperf_tokenizer
 
-    from melange_nb.chats import load_tokenizer
-
-    if not BENCH_BIN.exists():
-        pytest.skip(f"AIPerf not installed at {BENCH_BIN}: run `make bench-client` (make test does it)")
+    aiperf_or_skip()
     sys.path.insert(0, str(Path(__file__).parent))
     from llm_test_server import Latency, LlmTestServer
 
     work = tmp_path_factory.mktemp("aiperf")
-    # Offline tokenizer: the project's mistral-v1 (Llama-2 style SentencePiece) saved as a HF folder.
-    tok, _ = load_tokenizer()
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                            unk_token="<unk>").save_pretrained(work / "tokenizer")
-    plain = Tokenizer.from_file(str(work / "tokenizer" / "tokenizer.json"))
+    count_tokens = aiperf_tokenizer(work / "tokenizer")
     latency = Latency(a_ms=24.0, b_ms=8.0, prefill_ms_per_token=1.0)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_HUB_OFFLINE")}  # AIPerf's offline mode
-    env["HF_HUB_DISABLE_TELEMETRY"] = "1"          # looks local paths up in the hub cache; a path needs none
-    with LlmTestServer(lambda text: len(plain.encode(text, add_special_tokens=False).ids), latency) as server:
+    env = aiperf_env()
+    with LlmTestServer(count_tokens, latency) as server:
         cmd = [str(BENCH_BIN), "profile", "--model", "llama-test", "--url", server.base_url,
                "--endpoint-type", "completions", "--streaming", "--tokenizer", str(work / "tokenizer"),
                "--isl", "32,160", "--isl-stddev", "0", "--osl", "8,32", "--osl-stddev", "0",
