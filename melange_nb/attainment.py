@@ -24,7 +24,7 @@ import pandas as pd
 from .errors import InputError
 
 # results-table columns a simulated point adds (NaN / empty where no simulation ran)
-COLUMNS = ["sim_status", "attainment", "p99_ttft_ms", "p99_tpot_ms", "target_attainment", "found_mix",
+COLUMNS = ["sim_status", "sim_slo", "attainment", "p99_ttft_ms", "p99_tpot_ms", "target_attainment", "found_mix",
            "found_cost_per_hour", "found_attainment", "sim_seconds"]
 MAX_SIM_REQUESTS = 5_000_000     # rate x duration above this is a units mistake, refused before any work
 
@@ -72,7 +72,8 @@ class PlanCheck:
 
     def columns(self) -> dict[str, Any]:
         """The flat numbers of `COLUMNS` (NaN where not applicable)."""
-        return {c: self.numbers.get(c, math.nan if c not in ("sim_status", "found_mix") else "") for c in COLUMNS}
+        return {c: self.numbers.get(c, math.nan if c not in ("sim_status", "sim_slo", "found_mix") else "")
+                for c in COLUMNS}
 
     def to_dict(self) -> dict:
         out = {"status": self.status, "sentence": self.sentence, "options": self.options,
@@ -142,7 +143,7 @@ def check_plan(workload: pd.DataFrame, gpus: Mapping[str, Any], rate: float, res
         numbers.update(target_attainment=target, found_mix=found.get("mix", ""),
                        found_cost_per_hour=found.get("cost_per_hour", math.nan),
                        found_attainment=found.get("attainment", math.nan))
-    numbers.update(sim_status=res.status, attainment=res.attainment if res.status == "ok" else math.nan,
+    numbers.update(sim_status=res.status, sim_slo=slo_text(res.slo), attainment=res.attainment if res.status == "ok" else math.nan,
                    p99_ttft_ms=_p99(res, "p99_ttft_ms"), p99_tpot_ms=_p99(res, "p99_tpot_ms"),
                    sim_seconds=round(res.wall_seconds, 3))
     sentence = plan_sentence(mix, cost, res)

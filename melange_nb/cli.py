@@ -188,6 +188,21 @@ def _parser() -> argparse.ArgumentParser:
                     help="GPUs without measured data: label the speed-of-light estimate, or scale it by a sibling GPU")
     pp.add_argument("--no-cache", action="store_true", help="ignore outputs/cache/profiles/")
     pp.add_argument("-o", "--output", required=True, help="profile YAML to write (e.g. params/gpus/NAME.yaml)")
+    pk = psub.add_parser("check", help="self-consistency: per bucket, the simulated max rate of one replica under its "
+                                       "latency model against the profile's rate")
+    pk.add_argument("profile", metavar="YAML", help="profile file with latency models")
+    pk.add_argument("--gpu", action="append", default=[], metavar="NAME", help="check only this GPU type (repeatable)")
+    pk.add_argument("--requests", type=int, default=300, metavar="N",
+                    help="requests simulated per rate tried (default: 300)")
+    pk.add_argument("--arrival", default="constant", metavar="constant|poisson|gamma:CV",
+                    help="arrivals of the simulated streams (default: constant, as the profiles' steady state)")
+    pk.add_argument("-o", "--output", metavar="CSV", help="also write the table (gpu, bucket, rates, ratio) here")
+    pl = psub.add_parser("latency", help="add a latency model to each GPU of a predicted profile file, fitted to its "
+                                         "rates and aiconfigurator-core's replica facts")
+    pl.add_argument("profile", metavar="YAML", help="predicted profile file (profile predict)")
+    pl.add_argument("--refine", type=int, default=1, metavar="N",
+                    help="simulation-based refinements of the fit (default: 1)")
+    pl.add_argument("-o", "--output", required=True, metavar="YAML", help="profile file to write (may be the input)")
     pc = psub.add_parser("compare", help="per-bucket ratio A/B for the GPUs two profile files share (e.g. predicted/measured)")
     pc.add_argument("a", help="profile YAML, e.g. a prediction")
     pc.add_argument("b", help="profile YAML, e.g. a measurement")
@@ -237,6 +252,15 @@ def _measured_parsers(verbs) -> None:
     pi.add_argument("--prediction", help="predicted profile YAML (profile predict) with the same edges, for --fill")
     pi.add_argument("--prediction-gpu", help="GPU name in --prediction (default: --gpu, or its only GPU)")
     pi.add_argument("--add", action="store_true", help="add this GPU to the existing -o file (same edges)")
+    pi.add_argument("--kv-tokens", type=int, metavar="N",
+                    help="KV-cache capacity of one replica in tokens (vLLM logs it at start: 'GPU KV cache size'); "
+                         "given, a latency model is fitted to the runs' TPOT/TTFT at their achieved concurrency "
+                         "(default: no latency model)")
+    pi.add_argument("--max-seqs", type=int, default=256, metavar="N",
+                    help="the server's max sequences per batch, for the latency model (default: 256, vLLM's max_num_seqs)")
+    pi.add_argument("--max-step-tokens", type=int, default=8192, metavar="N",
+                    help="the server's token budget per step, for the latency model (default: 8192, vLLM's "
+                         "max_num_batched_tokens)")
     pi.add_argument("-o", "--output", required=True, help="profile YAML to write (what solve --gpus reads)")
 
     pp = verbs.add_parser("plan", help="write the vllm bench serve commands that measure one GPU")
@@ -286,6 +310,9 @@ def _add_plan_stream_options(si, *, verb: str = "simulate") -> None:
 def _simulate_parser(sub) -> None:
     si = sub.add_parser("simulate", help="simulate a plan serving a request stream: SLO attainment and tail latencies")
     _add_plan_stream_options(si)
+    si.add_argument("--target-attainment", type=float, metavar="FRACTION",
+                    help="also search the cheapest plan whose attainment on this stream reaches this share, e.g. 0.99, "
+                         "from the throughput-only plan (default: simulate the one plan)")
     si.add_argument("--format", choices=["text", "json"],
                     help="text: the answer and a table per GPU type; json: status, summary rows (default: text on a "
                          "terminal, json when piped)")
@@ -315,9 +342,11 @@ def _plan_and_stream(args):
         rate = args.rate
         stream = stream_from_workload(workload, rate, args.duration, arrival=args.arrival, seed=args.seed,
                                       sizes=args.sizes)
-    plan = load_plan(args.counts or args.plan, solve_gpus if not (args.counts or args.plan) else gpus,
-                     workload=workload, rate=rate, solver=args.solver)
-    return gpus, stream, plan, workload
+    plan = None
+    if not getattr(args, "target_attainment", None):
+        plan = load_plan(args.counts or args.plan, solve_gpus if not (args.counts or args.plan) else gpus,
+                         workload=workload, rate=rate, solver=args.solver)
+    return gpus, stream, plan, workload, solve_gpus, rate
 
 
 def _simulate(args) -> int:
@@ -326,19 +355,41 @@ def _simulate(args) -> int:
     if args.output_dir:
         from .files import check_output_dir
         check_output_dir(args.output_dir, "-o/--output-dir")
-    gpus, stream, plan, _ = _plan_and_stream(args)
-    result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo)
+    if args.target_attainment is not None and (args.counts or args.plan):
+        raise InputError("--target-attainment", "searches from the throughput-only plan; drop --counts/--plan")
+    gpus, stream, plan, workload, solve_gpus, rate = _plan_and_stream(args)
+    search = None
+    if args.target_attainment is not None:
+        from .simulate import search_attainment
+        search = search_attainment(workload, solve_gpus, rate, args.target_attainment, stream=stream,
+                                   solver=args.solver, routing=args.routing, seed=args.seed, slo=args.slo,
+                                   progress=sys.stderr.isatty())
+        if search.status == "infeasible":
+            raise InputError("--target-attainment", search.message)
+        result = search.result
+    else:
+        result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo)
     paths = write_result(result, args.output_dir) if args.output_dir else []
+    if search is not None and args.output_dir:
+        from .files import write_json
+        paths.append(write_json(Path(args.output_dir) / "attainment.json", search.to_dict()))
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
     if fmt == "json":
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({**result.to_dict(), **({"attainment": search.to_dict()} if search else {})}, indent=2))
     else:
         from .simulate import summary_table
+        if search is not None:
+            print(search.message + ".")
+            if search.neighbours:
+                print("Removing one GPU: " + "; ".join(f"one {n['removed']} less: {n['attainment']:.1%}"
+                                                         for n in search.neighbours) + ".")
         print(result.message + ".")
         if result.status == "ok":
             print(summary_table(result).to_string())
         if paths:
             print("wrote " + ", ".join(str(p) for p in paths))
+    if search is not None:
+        return 0 if search.status == "met" else 1
     return 0 if result.status == "ok" else 1
 
 
@@ -393,7 +444,7 @@ def _eval(args) -> int:
         extra = shlex.split(args.aiperf_args)
     except ValueError as exc:
         raise InputError("--aiperf-args", f"cannot be split into options ({exc})") from None
-    gpus, stream, plan, workload = _plan_and_stream(args)
+    gpus, stream, plan, workload = _plan_and_stream(args)[:4]
     evaluate.plan_eval(args.output_dir, stream, plan, gpus, endpoints=endpoints, model=args.model, workload=workload,
                        tokenizer=args.tokenizer, seed=args.seed, routing=args.routing, slo=args.slo,
                        endpoint_type=args.endpoint_type, aiperf_args=extra, progress=sys.stderr.isatty())
@@ -446,12 +497,18 @@ def _constraints(args):
 
 
 def _plan(args) -> int:
-    from .files import check_output_dir
-    from .plan import overflow_note, plan_trace, write_plan
+    from .files import check_output_dir, folder_lock
     from .profiles import load_gpus, select_gpus
 
     check_output_dir(args.output_dir, "-o/--output-dir")
     gpus = select_gpus(load_gpus(args.gpus), args.gpu)
+    with folder_lock(args.output_dir, by="plan"):      # one plan (or sweep) writing a folder at a time
+        return _plan_locked(args, gpus)
+
+
+def _plan_locked(args, gpus) -> int:
+    from .plan import overflow_note, plan_trace, write_plan
+
     plan = plan_trace(args.trace, gpus, window=args.window, timestamp_column=args.timestamp_column,
                       input_column=args.input_column, output_column=args.output_column, overflow=args.overflow,
                       solver=args.solver, slice_factor=args.slice_factor, time_limit=args.time_limit,
@@ -665,7 +722,8 @@ def _profile_import(args) -> int:
         args.results, args.output, gpu=args.gpu, slo=args.slo, input_edges=_edges(args.edges, "--edges"),
         output_edges=_edges(args.output_edges, "--output-edges"), cost=args.cost, prices=args.prices,
         system=args.system, gpus_per_replica=args.gpus_per_replica, engine=args.engine, add=args.add,
-        fill=args.fill, prediction=args.prediction, prediction_gpu=args.prediction_gpu)
+        fill=args.fill, prediction=args.prediction, prediction_gpu=args.prediction_gpu, kv_tokens=args.kv_tokens,
+        max_seqs=args.max_seqs, max_step_tokens=args.max_step_tokens)
     for warning in warnings:
         print(f"melange-nb: warning: {warning}", file=sys.stderr)
     measured = int((profile.tputs.to_numpy() > 0).sum())
@@ -675,15 +733,15 @@ def _profile_import(args) -> int:
 
 def _profile_plan(args) -> int:
     from .profiles import parse_slo
-    from .profiles.measured import write_plan
+    from .profiles.measured import write_benchmark_plan
 
     parse_slo(args.slo, field="--slo")
     from .files import check_output_dir
     check_output_dir(args.output_dir, "-o/--output-dir")
-    paths = write_plan(args.output_dir, gpu=args.gpu, model=args.model, base_url=args.base_url,
-                       input_edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
-                       rates=_rates(args.rates, "--rates"), num_prompts=args.num_prompts, tokenizer=args.tokenizer,
-                       slo=args.slo)
+    paths = write_benchmark_plan(
+        args.output_dir, gpu=args.gpu, model=args.model, base_url=args.base_url,
+        input_edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
+        rates=_rates(args.rates, "--rates"), num_prompts=args.num_prompts, tokenizer=args.tokenizer, slo=args.slo)
     print("wrote " + ", ".join(map(str, paths)))
     return 0
 
@@ -728,8 +786,9 @@ def _run_summary(run_dir: Path) -> str:
 def _profile(args) -> int:
     from .profiles import PROFILE_INPUT_EDGES, PROFILE_OUTPUT_EDGES, format_slo, save_profiles
 
-    if args.profile_command in ("import", "plan"):
-        return {"import": _profile_import, "plan": _profile_plan}[args.profile_command](args)
+    if args.profile_command in ("import", "plan", "check", "latency"):
+        return {"import": _profile_import, "plan": _profile_plan, "check": _profile_check,
+                "latency": _profile_latency}[args.profile_command](args)
     if args.profile_command == "compare":
         from .profiles import load_gpus
         from .profiles.calibrate import compare_profiles, format_comparison
@@ -768,6 +827,54 @@ def _profile(args) -> int:
         print(f"melange-nb: warning: {caveat}", file=sys.stderr)
         for line in physics:
             print(f"melange-nb: warning: {line}", file=sys.stderr)
+    return 0
+
+
+def _profile_check(args) -> int:
+    from .profiles import load_gpus, select_gpus
+    from .simulate import check_profiles, parse_arrival
+
+    if args.output:
+        from .files import check_output_file
+        check_output_file(args.output, "-o/--output")
+    parse_arrival(args.arrival)
+    if args.requests < 20:
+        raise InputError("--requests", f"must be at least 20, got {args.requests}")
+    gpus = select_gpus(load_gpus(args.profile), args.gpu)
+    table = check_profiles(gpus, arrival=args.arrival, requests=args.requests, progress=sys.stderr.isatty())
+    for gpu, part in table.groupby("gpu", sort=False):
+        ratio = part["ratio"]
+        within = int((abs(ratio - 1) <= 0.15).sum())
+        print(f"{gpu}: {within} of {len(part)} buckets within 15% (simulated max rate / profile rate: median "
+              f"{ratio.median():.2f}, range {ratio.min():.2f}-{ratio.max():.2f})")
+        like = gpus[gpu].tputs
+        print(part.pivot(index="input_tokens", columns="output_tokens", values="ratio")
+              .reindex(index=like.index, columns=like.columns).round(2).to_string(na_rep="-"))
+    if args.output:
+        from .files import atomic_write
+        atomic_write(args.output, lambda tmp: table.to_csv(tmp, index=False))
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _profile_latency(args) -> int:
+    from .files import check_output_file
+    from .profiles import load_gpus, save_profiles
+    from .simulate import latency_from_predictions
+
+    check_output_file(args.output, "-o/--output")
+    if args.refine < 0:
+        raise InputError("--refine", f"must be 0 or more, got {args.refine}")
+    path = Path(args.profile)
+    gpus, table = latency_from_predictions(load_gpus(path), refine=args.refine, progress=sys.stderr.isatty())
+    header = "".join(line[2:] + "\n" for line in path.read_text(encoding="utf-8").splitlines()
+                     if line.startswith("# ")).rstrip("\n") or None
+    save_profiles(args.output, gpus, header=header)
+    for gpu, part in table.groupby("gpu", sort=False):
+        ratio = part["ratio"]
+        print(f"{gpu}: {gpus[gpu].latency.source}; {int((abs(ratio - 1) <= 0.15).sum())} of {len(part)} buckets "
+              f"within 15% (median {ratio.median():.2f})")
+    print(f"wrote {args.output}")
     return 0
 
 

@@ -1,10 +1,13 @@
-"""What a valid value is, in one place, for every input kind (workload CSV, profile YAML, melange
-JSON, run params, sweep specs).
+"""What a valid input is, in one place: pydantic models of every input file (GPU profile files,
+price files, run parameters, sweep specs) and of the plan and simulate options, on top of small
+value helpers that the models and the other loaders (workload CSV, melange JSON) share.
 
 The rules hold everywhere at once: booleans are not numbers, NaN and infinities are not numbers,
 strings are not numbers, and a mapping never names a key twice (the strict file readers in
 `files.py` refuse repeated keys). Each helper takes `where`, the field path an error names
-(``"gpus.yaml: gpus.A10G.cost"``), and raises `InputError` with the fix.
+(``"gpus.yaml: gpus.A10G.cost"``), and raises `InputError` with the fix; `validate` runs a model
+and turns pydantic's first error into that same one line. `json_schema(kind)` is what `melange-nb
+schema sweep|gpus|prices|run` prints, for editors (``# yaml-language-server: $schema=FILE``).
 """
 from __future__ import annotations
 
@@ -96,21 +99,6 @@ def flag(value: Any, where: str) -> bool:
     """A true/false switch; 1, "yes" or None are not booleans here."""
     if not isinstance(value, bool):
         raise InputError(where, f"must be true or false, got {value!r}")
-    return value
-
-
-def unique_names(names: Sequence[Any], where: str) -> None:
-    """Raise if a name repeats (GPU names, workload labels, bucket labels)."""
-    seen = set()
-    for name in names:
-        if name in seen:
-            raise InputError(where, f"names {name!r} twice; names must be unique")
-        seen.add(name)
-
-
-def mapping(value: Any, where: str, *, what: str = "a mapping") -> Mapping:
-    if not isinstance(value, Mapping):
-        raise InputError(where, f"must be {what}, got {type(value).__name__}")
     return value
 
 
@@ -215,23 +203,6 @@ def printable_text(value: Any, where: str, *, limit: int = 1000, what: str = "te
     if len(value) > limit:
         raise InputError(where, f"is {len(value)} characters long; use at most {limit}")
     return value
-
-
-def allocation_params(params: Mapping[str, Any], where: str) -> None:
-    """Check the allocation notebook's scalar parameters (run params files, sweep points) before any
-    kernel starts: rate, slice_factor, time_limit, solver, gpu_names, constraints' shape."""
-    number(params.get("rate"), f"{where}rate", positive=True, what="a positive number of requests/s")
-    whole(params.get("slice_factor", 1), f"{where}slice_factor", minimum=1)
-    optional_seconds(params.get("time_limit"), f"{where}time_limit")
-    solvers = params.get("solver", ["exact", "melange"])
-    solvers = [solvers] if isinstance(solvers, str) else solvers
-    if not isinstance(solvers, list) or not solvers or not all(s in ("melange", "exact") for s in solvers):
-        raise InputError(f"{where}solver", f"must be melange, exact or a list of them, got {params.get('solver')!r}")
-    names = params.get("gpu_names") or []
-    if not isinstance(names, list) or not all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in names):
-        raise InputError(f"{where}gpu_names", f"must be a list of GPU names (empty for all), got {names!r}")
-    if params.get("run_name") is not None:
-        plain_name(params["run_name"], f"{where}run_name")
 
 
 # ---------------------------------------------------------------- pydantic models of the input files
@@ -496,6 +467,8 @@ class StepMs(BaseModel):
     per_seq: float = Field(0.0, ge=0, description="ms per sequence in the batch")
     per_prefill_token: float = Field(0.0, ge=0, description="ms per prefill token in the step")
     per_context_token: float = Field(0.0, ge=0, description="ms per context token held")
+    per_prefill_context: float = Field(0.0, ge=0, description="ms per prefill token x context token before it in "
+                                                              "its prompt (prefill attention); optional")
 
 
 class LatencySection(BaseModel):
@@ -845,7 +818,7 @@ def check_plan_options(**options: Any) -> PlanOptions:
 # ---------------------------------------------------------------- sweep specs (params/sweeps/*.yaml)
 
 SPEC_KEYS = ("name", "rates", "workloads", "gpus", "solvers", "slice_factors", "time_limit", "constraints",
-             "gpu_names", "render", "published")
+             "gpu_names", "render", "published", "simulate", "target_attainment")
 RENDER_MODES = ("changes", "all", "none")
 NO_CONSTRAINTS = "none"
 PREDICT_OPTIONS = ("model", "gpus", "backend", "slo", "edges", "output_edges", "open_last_input", "open_last_output",
@@ -1084,7 +1057,7 @@ class SweepSpec(Schema):
     rates: Annotated[list[float], BeforeValidator(_rate_list, json_schema_input_type=list[float] | RateRange)] = Field(
         description="requests/s: a list, or {start, stop, step}")
     workloads: Annotated[dict[str, Any], BeforeValidator(_workload_entries, json_schema_input_type=dict[
-        str, str | WorkloadParams | dict[Literal["blend"], dict[str, float]] | dict[Literal["pad"], str]])] = Field(
+        str, str | WorkloadParams | dict[Literal["blend"], dict[str, Annotated[float, Field(ge=0)]]] | dict[Literal["pad"], str]])] = Field(
         description="name -> a workload CSV, workload-notebook parameters, {blend: {name: weight}} or {pad: CSV}")
     gpus: Annotated[dict[str, Any], BeforeValidator(_gpu_sets, json_schema_input_type=dict[
         str, str | dict[str, str | PredictRequest]])] = Field(
@@ -1092,7 +1065,8 @@ class SweepSpec(Schema):
     solvers: Annotated[list[Literal["melange", "exact"]], BeforeValidator(
         _solver_list, json_schema_input_type=Literal["melange", "exact"] | list[Literal["melange", "exact"]])] = Field(
         default_factory=lambda: ["melange"], description="every point compares all of them; the first is the reference")
-    slice_factors: Annotated[list[int], BeforeValidator(_slice_factors, json_schema_input_type=int | list[int])] = Field(
+    slice_factors: Annotated[list[int], BeforeValidator(
+        _slice_factors, json_schema_input_type=Annotated[int, Field(ge=1)] | list[Annotated[int, Field(ge=1)]])] = Field(
         default_factory=lambda: [1], description="the Mélange ILP's slices per bucket")
     constraints: Annotated[dict[str, dict], BeforeValidator(_constraint_sets, json_schema_input_type=dict[str, Any] | None)] = Field(
         default_factory=dict, validate_default=True,
@@ -1104,6 +1078,8 @@ class SweepSpec(Schema):
         "changes", description="per-point reports: changes | all | none | a list of the sweep's rates")
     published: Annotated[Any, BeforeValidator(_published, json_schema_input_type=Published | None)] = None
     time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0, description="seconds per solve")
+    simulate: Simulate = Field(None, description="simulate each point's reference plan (profiles with latency models)")
+    target_attainment: TargetAttainment = Field(None, description="also find the cheapest plan reaching this attainment")
 
     @model_validator(mode="before")
     @classmethod

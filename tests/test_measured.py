@@ -7,7 +7,7 @@ import pytest
 
 from melange_nb.errors import InputError
 from melange_nb.profiles.measured import (BenchmarkRun, bucket_max_rate, group_runs, import_profile,
-                                          plan_commands, read_runs, write_plan)
+                                          plan_commands, read_runs, write_benchmark_plan)
 
 TPOT40 = [{"metric": "tpot", "stat": "mean", "ms": 40.0}]
 
@@ -195,8 +195,9 @@ def test_plan_one_command_per_bucket_pair_and_rate(tmp_path):
     assert flag["--random-output-len"] == "25" and flag["--random-range-ratio"] == "0"
     assert flag["--request-rate"] == "1" and flag["--result-filename"] == first["file"]
     assert "--save-result" in argv and "--ignore-eos" in argv
-    paths = write_plan(tmp_path / "plan", gpu="L4", model="meta-llama/Llama-3.1-8B", base_url="http://gpu-box:8000",
-                       input_edges=[0, 25, 100], output_edges=[0, 50], rates=[1, 2, 4])
+    paths = write_benchmark_plan(tmp_path / "plan", gpu="L4", model="meta-llama/Llama-3.1-8B",
+                                 base_url="http://gpu-box:8000", input_edges=[0, 25, 100], output_edges=[0, 50],
+                                 rates=[1, 2, 4])
     script = (tmp_path / "plan" / "run_benchmarks.sh").read_text()
     assert script.count("|| vllm bench serve") == 6 and script.startswith("#!/usr/bin/env bash")
     assert "melange-nb profile import results/*.json --gpu L4" in (tmp_path / "plan" / "README.md").read_text()

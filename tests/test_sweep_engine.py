@@ -86,10 +86,11 @@ def test_slo_axis_blend_and_constraint_sets(tmp_path):
 
 def test_points_to_render_picks_first_last_and_changes():
     mixes = ["1xA", "2xA", "3xB", "none", "4xB", "1xA + 4xB", "2xA + 5xB", "3xA + 5xB"]
+    counts = [(1, 0), (2, 0), (0, 3), (0, 0), (0, 4), (1, 4), (2, 5), (3, 5)]     # n_A, n_B as results.csv has them
     rows = [{"point": f"p{r}", "workload": "w", "gpu_set": "g", "slo": "s", "constraints": "none", "slice_factor": 1,
-             "rate": float(r), "reference": "exact", "policy": policy, "mix": mix,
+             "rate": float(r), "reference": "exact", "policy": policy, "mix": mix, "n_A": a, "n_B": b,
              "status": "infeasible" if mix == "none" else "optimal"}
-            for r, mix in zip(range(1, 9), mixes) for policy in ("exact", "single:A")]
+            for r, mix, (a, b) in zip(range(1, 9), mixes, counts) for policy in ("exact", "single:A")]
     results = pd.DataFrame(rows)
     # first, new types (B), no plan, a plan again, A joins B, last; counts alone changing is no new page
     assert points_to_render(results, "changes") == ["p1", "p3", "p4", "p5", "p6", "p8"]
@@ -163,7 +164,8 @@ def test_two_concurrent_sweeps_into_one_folder(tmp_path):
     out = tmp_path / "shared"
     first = subprocess.Popen(_quick(out, "2,4,8", "--render", "all", "-j", "1"), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: (out / ".lock").is_file() and "pid" in (out / ".lock").read_text(), 120, "the first sweep's lock")
+    lock = tmp_path / ".shared.lock"                   # beside the folder, not in it
+    _wait_for(lambda: lock.is_file() and "pid" in lock.read_text(), 120, "the first sweep's lock")
     second = subprocess.run(_quick(out, "2,4,8", "--render", "none"), capture_output=True, text=True, timeout=300)
     assert second.returncode == 2 and "in use by another sweep" in second.stderr
     assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
@@ -174,6 +176,7 @@ def test_two_concurrent_sweeps_into_one_folder(tmp_path):
     done = {k for k, v in manifest["points"].items() if v["status"] == "done"}
     assert len(done) == 3 and set(results["point"]) == done
     assert all((out / pid / "allocation.json").is_file() for pid in done)
+    assert not (out / ".lock").exists() and not list(out.glob("*.lock")) and lock.read_text() == ""
     # once the first has finished, the folder is free again: a re-run resumes it
     again = subprocess.run(_quick(out, "2,4,8", "--render", "all"), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "3 already done or failed, solving 0" in again.stdout

@@ -14,7 +14,7 @@ rates, and the highest rate whose latency still meets the SLO. This module makes
   a ``GpuProfile`` with provenance (source: measured, tool and version from the files);
   ``import_into_file`` is `profile import`: its inputs checked, the cost from a price, the profile
   written to a YAML file, beside the file's other GPU types with ``add``.
-- ``plan_commands`` / ``write_plan``: the ``vllm bench serve`` commands that produce such files.
+- ``plan_commands`` / ``write_benchmark_plan``: the ``vllm bench serve`` commands that produce such files.
 """
 from __future__ import annotations
 
@@ -420,7 +420,8 @@ def import_into_file(results: Sequence[str | Path], output: str | Path, *, gpu: 
                      cost: float | None = None, prices=None, system: str | None = None,
                      gpus_per_replica: int | None = None, engine: str | None = None, add: bool = False,
                      fill: str | None = None, prediction: str | Path | None = None,
-                     prediction_gpu: str | None = None) -> tuple[Path, Any, list[str]]:
+                     prediction_gpu: str | None = None, kv_tokens: int | None = None, max_seqs: int = 256,
+                     max_step_tokens: int = 8192) -> tuple[Path, Any, list[str]]:
     """`profile import`: a measured profile for `gpu` from benchmark result files, written to the
     profile YAML `output` (beside its other GPU types with `add`). Returns (path, profile, warnings).
 
@@ -429,12 +430,17 @@ def import_into_file(results: Sequence[str | Path], output: str | Path, *, gpu: 
     `gpus_per_replica`), `add` (no GPU of that name in `output` yet, and the same buckets), and
     `fill`/`prediction`: the predicted profile file and its GPU to fill empty buckets from
     (`prediction_gpu`; by default `gpu` itself, or the file's only GPU). `engine` is NAME=VERSION.
+    With `kv_tokens` (and the server's `max_seqs`, `max_step_tokens`) a latency model is fitted to
+    the runs' TPOT/TTFT at their achieved concurrency (``latency.fit_latency``, ``runs_samples``).
     Errors name the command line's options.
     """
     from .. import schemas
     from ..files import check_output_file
     from . import GpuProfile, load_gpus, parse_slo, save_profiles
 
+    for flag, value in (("--kv-tokens", kv_tokens), ("--max-seqs", max_seqs), ("--max-step-tokens", max_step_tokens)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(flag, f"must be a whole number >= 1, got {value!r}")
     conditions = parse_slo(slo, field="--slo")
     gpu = schemas.gpu_name(gpu, "--gpu")
     check_output_file(output, "-o/--output")
@@ -473,7 +479,15 @@ def import_into_file(results: Sequence[str | Path], output: str | Path, *, gpu: 
     if engine:
         name, _, version = engine.partition("=")
         meta["engine"] = {"name": name, "version": version or "unknown"}
-    profile = GpuProfile(profile.name, profile.cost, profile.tputs, meta)
+    latency = None
+    if kv_tokens:
+        from .latency import fit_latency, runs_samples
+        latency = fit_latency(runs_samples(read_runs(results)), max_seqs=max_seqs, kv_tokens=kv_tokens,
+                              max_step_tokens=max_step_tokens, source="fit:measured",
+                              notes=[f"fitted to {len(results)} measured run(s) at their achieved concurrency "
+                                     f"(Little's law); max_seqs {max_seqs}, max_step_tokens {max_step_tokens}, "
+                                     f"kv_tokens {kv_tokens} as given"])
+    profile = GpuProfile(profile.name, profile.cost, profile.tputs, meta, latency)
     for other in others.values():
         if list(other.tputs.index) != list(profile.tputs.index) or list(other.tputs.columns) != list(profile.tputs.columns):
             raise InputError("--edges", f"{output} has other buckets than --edges/--output-edges; "
@@ -538,10 +552,10 @@ def plan_commands(*, model: str, base_url: str, input_edges: Sequence[float], ou
     return runs
 
 
-def write_plan(out_dir: str | Path, *, gpu: str, model: str, base_url: str, input_edges: Sequence[float],
-               output_edges: Sequence[float], rates: Sequence[float] = DEFAULT_RATES, num_prompts: int = 200,
-               open_last_input: bool = False, open_last_output: bool = False, tokenizer: str | None = None,
-               slo: str = "tpot_ms=40") -> list[Path]:
+def write_benchmark_plan(out_dir: str | Path, *, gpu: str, model: str, base_url: str, input_edges: Sequence[float],
+                         output_edges: Sequence[float], rates: Sequence[float] = DEFAULT_RATES, num_prompts: int = 200,
+                         open_last_input: bool = False, open_last_output: bool = False, tokenizer: str | None = None,
+                         slo: str = "tpot_ms=40") -> list[Path]:
     """Write ``run_benchmarks.sh`` (every ``plan_commands`` run) and ``README.md`` (what it does and
     the ``profile import`` command that follows) into `out_dir`. Returns the written paths."""
     from .. import schemas

@@ -177,7 +177,8 @@ def check_model_config(folder: Path) -> dict:
         raise InputError(f"{where}: architectures", f"{arch[0][:80]!r} is not supported by aiconfigurator-core; "
                                                     f"e.g. {', '.join(list(ARCHITECTURE_TO_MODEL_FAMILY)[:4])}")
     text = doc.get(MULTIMODAL_TEXT_CONFIG_KEY.get(arch[0], ""), doc)
-    text = schemas.mapping(text, f"{where}: {MULTIMODAL_TEXT_CONFIG_KEY.get(arch[0])}", what="a JSON object")
+    if not isinstance(text, Mapping):
+        raise InputError(f"{where}: {MULTIMODAL_TEXT_CONFIG_KEY.get(arch[0])}", "must be a JSON object")
     for key in _CONFIG_SIZES + _CONFIG_OPTIONAL:
         if key in _CONFIG_SIZES or text.get(key) is not None:
             schemas.whole(text.get(key), f"{where}: {key}", minimum=1, maximum=10**8,
@@ -620,3 +621,59 @@ def check_servable(profiles: Mapping[str, GpuProfile], conditions) -> None:
     if any("SLO not met" in r for r in reasons):
         raise InputError("slo", f"no bucket can be served at {format_slo(conditions)} on {', '.join(profiles)}: "
                                 "even one request at a time misses it; relax the SLO")
+
+
+# ---------------------------------------------------------------- latency model (for `simulate`)
+
+LATENCY_MAX_SEQS = 512          # the concurrency cap of the rate search above (BATCH_SIZES)
+LATENCY_STEP_TOKENS = max(CHUNK_TOKENS)
+
+
+def replica_facts(model: str | Path, system: str, *, backend: str = "vllm", version: str | None = None, tp: int = 1,
+                  mode: str = "SILICON", input_lengths: Sequence[int] = (12, 175, 750, 3000, 12000),
+                  output_lengths: Sequence[int] = (12, 175, 1500)) -> dict:
+    """What aiconfigurator-core says about one replica that a latency model needs beyond a profile's rates:
+    ``idle`` (a DataFrame of TPOT at batch 1 per input and output length: concurrency, input_len,
+    output_len, tpot_ms) and ``kv_tokens`` (the largest batch of 3,500-token requests whose KV cache
+    fits, found by bisection, times 3,500), with ``version`` and ``mode`` of the kernel data used."""
+    import pandas as pd
+
+    config_builders, models, perf_database, get_backend, RuntimeConfig = _aic()
+    model_path, _ = resolve_model(model)
+    with _fast_yaml():
+        if version is None:
+            version = (perf_database.get_version_slots(SOL_SIBLINGS.get(system, system), backend) or {}).get("current")
+            if version is None:
+                raise InputError("backend", f"{backend} has no performance data for {system} offline")
+        if mode == "SOL":
+            database = perf_database.get_database_view(system, backend, version, allow_missing_data=True,
+                                                       database_mode="SOL", allow_unlisted_version=True)
+        else:
+            database = perf_database.get_database_view(system, backend, version)
+        llm = models.get_model(model_path, config_builders.build_model_config(tp, 1, 1, 1, 1), backend)
+        engine = get_backend(backend)
+
+        def point(isl, osl, batch):
+            try:
+                summary = engine.run_agg(llm, database, RuntimeConfig(isl=isl, osl=osl, batch_size=batch),
+                                         ctx_tokens=LATENCY_STEP_TOKENS)
+            except (AssertionError, ValueError, ZeroDivisionError):
+                return "error"
+            if summary.check_oom() or summary.check_kv_cache_oom():
+                return None
+            return summary.get_result_dict()
+
+        rows = []
+        for isl in input_lengths:
+            for osl in output_lengths:
+                result = point(isl, osl, 1)
+                if isinstance(result, dict):
+                    rows.append({"concurrency": 1, "input_len": isl, "output_len": osl, "tpot_ms": float(result["tpot"])})
+        fits, fails = 0, 1
+        while fails < 1 << 16 and isinstance(point(3000, 500, fails), dict):
+            fits, fails = fails, fails * 2
+        while fits and fails - fits > 1:
+            mid = (fits + fails) // 2
+            fits, fails = (mid, fails) if isinstance(point(3000, 500, mid), dict) else (fits, mid)
+    return {"idle": pd.DataFrame(rows, columns=["concurrency", "input_len", "output_len", "tpot_ms"]),
+            "kv_tokens": fits * 3500, "version": str(version), "mode": mode}
