@@ -865,7 +865,7 @@ def _labelled_names(value: Any) -> Mapping:
         raise InputError("", "must be a mapping name -> file (or parameters)")
     for item in value:
         if not isinstance(item, str) or not _LABEL.fullmatch(item) or len(item) > MAX_NAME:
-            raise InputError(str(item), "names may hold letters, digits, - and _ only")
+            raise InputError(str(item)[:40], f"names may hold letters, digits, - and _ only, at most {MAX_NAME} of them")
     return value
 
 
