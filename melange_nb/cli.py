@@ -550,7 +550,7 @@ def _solve(args) -> int:
         from . import schemas
         schemas.number(args.target_attainment, "--target-attainment", positive=True, maximum=1.0,
                        what="a share of requests in (0, 1], e.g. 0.99")
-        missing = [g for g, p in select_gpus(gpus, args.gpu).items() if p.latency is None]
+        missing = [g for g, p in select_gpus(gpus, args.gpu).items() if p.latency is None and p.tputs.to_numpy().max() > 0]
         if missing:
             from .profiles import HOW_TO_ADD
             raise InputError("--target-attainment", f"GPU type {missing[0]} has no latency model; {HOW_TO_ADD}")
