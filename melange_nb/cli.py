@@ -481,6 +481,13 @@ def _plan_parser(sub) -> None:
                          "calm windows) (default: none, each window on its own)")
     pl.add_argument("-j", "--workers", type=int, default=1, metavar="N",
                     help="solve windows in this many processes (default: 1)")
+    pl.add_argument("--simulate", action="store_true",
+                    help="also replay the trace at its own times through the per-window plan (every GPU type needs a "
+                         "latency model): SLO attainment and tail latencies, files in DIR/simulation/ (default: off)")
+    pl.add_argument("--routing", default="least", choices=["least", "round-robin"],
+                    help="with --simulate: replica choice within a GPU type (default: least)")
+    pl.add_argument("--seed", type=int, default=0, metavar="S",
+                    help="with --simulate: seed of the routing draws (default: 0)")
     pl.add_argument("--report", action="store_true", help="also run notebooks/04_time_varying.ipynb on the plan "
                                                             "(executed notebook and its shared HTML page in the output "
                                                             "folder; default: files only)")
@@ -497,12 +504,25 @@ def _constraints(args):
 
 
 def _plan(args) -> int:
-    from .files import check_output_dir
-    from .plan import overflow_note, plan_trace, write_plan
+    from .files import check_output_dir, folder_lock
     from .profiles import load_gpus, select_gpus
 
     check_output_dir(args.output_dir, "-o/--output-dir")
     gpus = select_gpus(load_gpus(args.gpus), args.gpu)
+    if args.simulate:                     # refused before the trace is read or anything is solved
+        from . import schemas
+        from .attainment import latency_missing
+        missing = latency_missing(gpus)
+        if missing:
+            raise InputError("--simulate", missing[len("No SLO attainment: "):])
+        schemas.whole(args.seed, "--seed")
+    with folder_lock(args.output_dir, by="plan"):      # one plan (or sweep) writing a folder at a time
+        return _plan_locked(args, gpus)
+
+
+def _plan_locked(args, gpus) -> int:
+    from .plan import overflow_note, plan_trace, write_plan
+
     plan = plan_trace(args.trace, gpus, window=args.window, timestamp_column=args.timestamp_column,
                       input_column=args.input_column, output_column=args.output_column, overflow=args.overflow,
                       solver=args.solver, slice_factor=args.slice_factor, time_limit=args.time_limit,
@@ -514,11 +534,20 @@ def _plan(args) -> int:
     if over["beyond_last_edge"]:
         print(f"note: {overflow_note(over)}")
     paths = write_plan(plan, args.output_dir)
+    check = None
+    if args.simulate:
+        from .attainment import check_trace_plan
+        check = check_trace_plan(args.output_dir, args.trace, gpus, timestamp_column=args.timestamp_column,
+                                 input_column=args.input_column, output_column=args.output_column,
+                                 routing=args.routing, seed=args.seed, progress=sys.stderr.isatty())
+        paths.append(Path(args.output_dir) / "simulation")
     if args.report:
         from .run import PLAN_NOTEBOOK, execute_notebook
         executed = execute_notebook(PLAN_NOTEBOOK, Path(args.output_dir), {"plan_dir": str(Path(args.output_dir).resolve())})
         paths += [executed, executed.with_name(f"{executed.stem}-shared.html")]
     print(plan.totals["headline"])
+    if check is not None:
+        print(check.sentence + ".")
     if plan.info["profiles"].get("data_caveat"):
         print(f"Data caveat: {plan.info['profiles']['data_caveat']}")
     for bad in plan.totals["windows_without_plan"]:

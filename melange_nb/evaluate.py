@@ -34,7 +34,9 @@ writes a folder:
 ``melange-nb eval import DIR`` reads each pool's ``aiperf/profile_export.jsonl`` (one
 ``MetricRecordInfo`` per request: ``metadata.conversation_id``, ``metadata.credit_issued_ns``,
 ``metrics.time_to_first_token`` / ``inter_token_latency`` / ``request_latency`` /
-``output_sequence_length`` as ``{"value", "unit"}``, and ``error`` when the request failed) and,
+``output_sequence_length`` as ``{"value", "unit"}``, and ``error`` (``{code, type, message}``, e.g.
+HTTP 500, or ``ClientConnectorError``) when the request failed; AIPerf exits 0 when some requests
+fail, 1 when all do, and then the pool stays unfinished for the next ``run_eval.sh``) and,
 when present, ``profile_export_aiperf.json`` (AIPerf's version, the timing mode). Per request:
 TTFT, TPOT (AIPerf's inter-token latency: (latency - TTFT) / (output tokens - 1)) and e2e; the SLO
 is checked per request, every condition of the profile's SLO on that request's own value, as the
@@ -44,7 +46,12 @@ beside the simulation's, in ``comparison.csv``, ``measured.csv`` and ``report.ht
 
 Records that do not belong to the pool's trace (unknown or repeated request ids, more records than
 requests, arrival times off the trace's schedule), a pool without records, or a file that is not
-AIPerf's per-request export are refused in one line naming the file; nothing is written then.
+AIPerf's per-request export are refused in one line naming the file; nothing is written then. So are
+a plan without routing shares and an endpoint for a GPU type the plan does not use.
+
+In Python: ``plan_eval(DIR, stream, plan, gpus, endpoints=..., model=...)`` (the stream and plan of
+``melange_nb.simulate``), then ``result = import_eval(DIR)``, ``result.headline``,
+``text_table(result)``, ``write_import(result)``.
 """
 from __future__ import annotations
 

@@ -1,15 +1,16 @@
-"""File helpers shared by every stage: YAML with one-line errors, and atomic writes.
+"""File helpers shared by every stage: YAML with one-line errors, atomic writes, folder locks.
 
 Atomic: write to ``.<name>.<pid>.tmp`` beside the target, then rename, so a reader never sees a
-half-written file in ``outputs/``.
+half-written file in ``outputs/``. `folder_lock`: one sweep or plan at a time per output folder.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -156,3 +157,44 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_json(path: str | Path, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+class FolderLocked(InputError):
+    """Another sweep or plan is writing the output folder."""
+
+
+def lock_path(folder: str | Path) -> Path:
+    """The lock file of an output folder: ``.<name>.lock`` beside it, so the folder people zip and
+    share holds no lock file."""
+    folder = Path(folder).resolve()
+    return folder.parent / f".{folder.name}.lock"
+
+
+@contextmanager
+def folder_lock(folder: str | Path, *, by: str) -> Iterator[Path]:
+    """Hold the exclusive lock of the output `folder` (`lock_path`, a `filelock.FileLock`) while one
+    `by` (sweep, plan) writes it; raise `FolderLocked` at once when another process holds it. The
+    lock file says who holds it (``pid N``) and is emptied on release."""
+    from filelock import FileLock, Timeout
+
+    path = lock_path(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            holder = path.read_text().strip()
+        except OSError:
+            holder = ""
+        raise FolderLocked("output folder", f"{Path(folder).resolve()} is in use by another {by} "
+                                            f"({holder or 'another process'}); wait for it to finish or choose "
+                                            "another -o") from None
+    try:
+        path.write_text(f"pid {os.getpid()}\n")
+        yield path
+    finally:
+        try:
+            path.write_text("")
+        finally:
+            lock.release()

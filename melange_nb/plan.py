@@ -35,7 +35,8 @@ from .files import atomic_write, write_json
 from .profiles import GpuProfile
 from .schemas import check_plan_options
 from .solver import LOAD_EPS, Constraints, SolveResult, flat_problem, highs_program, single_counts, solve
-from .workload import OVERFLOW_POLICIES, bucket_index, bucket_labels, labelled_matrix, read_trace
+from .workload import (OVERFLOW_POLICIES, bucket_index, bucket_labels, labelled_matrix, parse_bucket_labels,
+                       read_trace)
 
 PLAN_SOLVERS = ("exact", "melange")   # schemas.PlanOptions.solver
 
@@ -113,17 +114,11 @@ def profile_edges(gpus: Mapping[str, GpuProfile]) -> tuple[list[float], list[flo
     tputs = next(iter(gpus.values())).tputs
     axes = []
     for labels in (list(tputs.index), list(tputs.columns)):
-        is_open = labels[-1].endswith("+")
-        closed = labels[:-1] if is_open else labels
         try:
-            pairs = [tuple(float(x) for x in label.split("-")) for label in closed]
-        except ValueError:
-            pairs = None
-        if not pairs or any(len(p) != 2 for p in pairs):
+            axes.append(parse_bucket_labels(labels))
+        except InputError:
             raise InputError("gpus", f"bucket labels {labels} are not lo-hi token ranges; a plan needs a profile "
-                                     "with token edges (params/gpus/*.yaml), not a melange-release config")
-        edges = [pairs[0][0]] + [hi for _, hi in pairs]
-        axes.append(([int(e) if e.is_integer() else e for e in edges], is_open))
+                                     "with token edges (params/gpus/*.yaml), not a melange-release config") from None
     (inp, open_in), (out, open_out) = axes
     if open_in != open_out:
         raise InputError("gpus", "the profile has an open last bucket on one axis only; a trace plan needs both or neither")

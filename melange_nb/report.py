@@ -581,8 +581,47 @@ def rate_table(results: pd.DataFrame) -> pd.DataFrame:
             for gpu, single in singles.items():
                 pct = single["savings_pct"]
                 row[f"saves vs {gpu}-only"] = f"{pct:.1f}%" if ok and _has_plan(single) and pd.notna(pct) else "—"
+            if _simulated(ref):
+                row["SLO attainment"] = f"{ref['attainment']:.1%}"
+                row["p99 TTFT (ms)"] = f"{ref['p99_ttft_ms']:,.0f}"
+                row["p99 TPOT (ms)"] = f"{ref['p99_tpot_ms']:,.1f}"
+                if isinstance(ref.get("found_mix"), str) and ref["found_mix"]:
+                    row[f"cheapest at {ref['target_attainment']:.0%}"] = (
+                        f"{ref['found_mix']} ({format_dollars(ref['found_cost_per_hour'])}, {ref['found_attainment']:.1%})")
+            elif "sim_status" in ref and isinstance(ref["sim_status"], str) and ref["sim_status"]:
+                row["SLO attainment"] = ref["sim_status"]          # e.g. unbounded: the queue grows without bound
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _simulated(row: pd.Series) -> bool:
+    """A results row whose plan was simulated (`attainment.COLUMNS` filled in)."""
+    return "attainment" in row and pd.notna(row["attainment"])
+
+
+def attainment_sentence(df: pd.DataFrame, rate: float) -> str:
+    """One problem's simulated attainment in words, answer first: the plan at `rate` and the range over the
+    rates (and the cheapest plan found at the target); "" when no point was simulated."""
+    ref = df[df["policy"] == df["reference"]]
+    sim = ref[[_simulated(r) for _, r in ref.iterrows()]] if "attainment" in ref else ref.iloc[0:0]
+    if sim.empty:
+        return ""
+    at = sim[sim["rate"] == rate]
+    row = at.iloc[0] if not at.empty else sim.iloc[0]
+    text = (f"Simulated at {row['rate']:g} req/s, {format_mix(_mix_of(row))} ({format_dollars(row['cost_per_hour'])}) "
+            f"meets {row['sim_slo']} for {row['attainment']:.1%} of requests (p99 TTFT {row['p99_ttft_ms']:,.0f} ms, "
+            f"p99 TPOT {row['p99_tpot_ms']:,.1f} ms)")
+    if isinstance(row.get("found_mix"), str) and row["found_mix"] and row["found_mix"] != format_mix(_mix_of(row)):
+        text += (f"; {row['found_mix']} ({format_dollars(row['found_cost_per_hour'])}) meets it for "
+                 f"{row['found_attainment']:.1%}, the cheapest plan found at {row['target_attainment']:.0%}")
+    lo, hi = sim["attainment"].min(), sim["attainment"].max()
+    worst = sim.loc[sim["attainment"].idxmin(), "rate"]
+    text += (f". Over {plural(len(sim), 'simulated rate')} the throughput-only plan meets it for "
+             f"{lo:.1%}–{hi:.1%} of requests (lowest at {worst:g} req/s)" if len(sim) > 1 else "")
+    unbounded = ref[ref.get("sim_status", pd.Series(dtype=str)) == "unbounded"] if "sim_status" in ref else ref.iloc[0:0]
+    if not unbounded.empty:
+        text += f"; at {plural(len(unbounded), 'rate')} its queue grows without bound"
+    return text + "."
 
 
 def sweep_headlines(results: pd.DataFrame) -> dict[tuple, str]:
@@ -610,6 +649,9 @@ def sweep_headlines(results: pd.DataFrame) -> dict[tuple, str]:
                                      status=ref["status"])
         span = f"over {rates[0]:g}–{rates[-1]:g} req/s ({plural(len(rates), 'rate')} solved)"
         out[key] = f"{name}: {span} {_savings_range(df, policy_label(ref['reference']), savings)} {sentence}."
+        simulated = attainment_sentence(df, rate)
+        if simulated:
+            out[key] += " " + simulated
     return out
 
 

@@ -1,10 +1,13 @@
-"""What a valid value is, in one place, for every input kind (workload CSV, profile YAML, melange
-JSON, run params, sweep specs).
+"""What a valid input is, in one place: pydantic models of every input file (GPU profile files,
+price files, run parameters, sweep specs) and of the plan and simulate options, on top of small
+value helpers that the models and the other loaders (workload CSV, melange JSON) share.
 
 The rules hold everywhere at once: booleans are not numbers, NaN and infinities are not numbers,
 strings are not numbers, and a mapping never names a key twice (the strict file readers in
 `files.py` refuse repeated keys). Each helper takes `where`, the field path an error names
-(``"gpus.yaml: gpus.A10G.cost"``), and raises `InputError` with the fix.
+(``"gpus.yaml: gpus.A10G.cost"``), and raises `InputError` with the fix; `validate` runs a model
+and turns pydantic's first error into that same one line. `json_schema(kind)` is what `melange-nb
+schema sweep|gpus|prices|run` prints, for editors (``# yaml-language-server: $schema=FILE``).
 """
 from __future__ import annotations
 
@@ -98,45 +101,11 @@ def flag(value: Any, where: str) -> bool:
     return value
 
 
-def unique_names(names: Sequence[Any], where: str) -> None:
-    """Raise if a name repeats (GPU names, workload labels, bucket labels)."""
-    seen = set()
-    for name in names:
-        if name in seen:
-            raise InputError(where, f"names {name!r} twice; names must be unique")
-        seen.add(name)
-
-
-def mapping(value: Any, where: str, *, what: str = "a mapping") -> Mapping:
-    if not isinstance(value, Mapping):
-        raise InputError(where, f"must be {what}, got {type(value).__name__}")
-    return value
-
-
 def plain_name(value: Any, where: str) -> str:
     """A name that becomes a file or folder name: letters, digits, ``._-``; no path separators or ``..``."""
-    import re
-
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value) or ".." in value:
         raise InputError(where, f"must be a plain name (letters, digits, . _ -; no / or ..), got {value!r}")
     return value
-
-
-def allocation_params(params: Mapping[str, Any], where: str) -> None:
-    """Check the allocation notebook's scalar parameters (run params files, sweep points) before any
-    kernel starts: rate, slice_factor, time_limit, solver, gpu_names, constraints' shape."""
-    number(params.get("rate"), f"{where}rate", positive=True, what="a positive number of requests/s")
-    whole(params.get("slice_factor", 1), f"{where}slice_factor", minimum=1)
-    optional_seconds(params.get("time_limit"), f"{where}time_limit")
-    solvers = params.get("solver", ["exact", "melange"])
-    solvers = [solvers] if isinstance(solvers, str) else solvers
-    if not isinstance(solvers, list) or not solvers or not all(s in ("melange", "exact") for s in solvers):
-        raise InputError(f"{where}solver", f"must be melange, exact or a list of them, got {params.get('solver')!r}")
-    names = params.get("gpu_names") or []
-    if not isinstance(names, list) or not all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in names):
-        raise InputError(f"{where}gpu_names", f"must be a list of GPU names (empty for all), got {names!r}")
-    if params.get("run_name") is not None:
-        plain_name(params["run_name"], f"{where}run_name")
 
 
 # ---------------------------------------------------------------- pydantic models of the input files
@@ -753,7 +722,7 @@ def check_plan_options(**options: Any) -> PlanOptions:
 # ---------------------------------------------------------------- sweep specs (params/sweeps/*.yaml)
 
 SPEC_KEYS = ("name", "rates", "workloads", "gpus", "solvers", "slice_factors", "time_limit", "constraints",
-             "gpu_names", "render", "published")
+             "gpu_names", "render", "published", "simulate", "target_attainment")
 RENDER_MODES = ("changes", "all", "none")
 NO_CONSTRAINTS = "none"
 PREDICT_OPTIONS = ("model", "gpus", "backend", "slo", "edges", "output_edges", "open_last_input", "open_last_output",
@@ -1018,6 +987,8 @@ class SweepSpec(Schema):
         "changes", description="per-point reports: changes | all | none | a list of the sweep's rates")
     published: Annotated[Any, BeforeValidator(_published, json_schema_input_type=Published | None)] = None
     time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0, description="seconds per solve")
+    simulate: Simulate = Field(None, description="simulate each point's reference plan (profiles with latency models)")
+    target_attainment: TargetAttainment = Field(None, description="also find the cheapest plan reaching this attainment")
 
     @model_validator(mode="before")
     @classmethod

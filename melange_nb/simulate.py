@@ -90,7 +90,7 @@ import pandas as pd
 from .errors import InputError
 from .profiles import GpuProfile, parse_slo
 from .profiles.latency import HOW_TO_ADD, LatencyModel
-from .workload import INPUT_AXIS, OUTPUT_AXIS, bucket_index, bucket_labels
+from .workload import INPUT_AXIS, OUTPUT_AXIS, bucket_index, bucket_labels, parse_bucket_labels
 
 ROUTINGS = ("least", "round-robin")
 SIZE_RULES = ("uniform", "midpoint")
@@ -119,15 +119,12 @@ def parse_arrival(text: str) -> tuple[str, float]:
 
 
 def _edges_of(labels: Sequence[str]) -> tuple[list[float], bool]:
-    is_open = str(labels[-1]).endswith("+")
-    closed = labels[:-1] if is_open else labels
     try:
-        edges = [float(str(closed[0]).split("-")[0])] + [float(str(x).split("-")[1]) for x in closed] if closed \
-            else [float(str(labels[-1])[:-1])]
-    except (ValueError, IndexError):
+        edges, is_open = parse_bucket_labels(labels, "workload")
+    except InputError:
         raise InputError("workload", f"bucket labels {list(labels)} are not lo-hi token ranges; a stream needs "
                                      "token edges") from None
-    return edges, is_open
+    return [float(e) for e in edges], is_open
 
 
 def _sizes(labels: Sequence[str], picks: np.ndarray, rng, rule: str, minimum: int) -> np.ndarray:

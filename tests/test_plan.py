@@ -252,6 +252,18 @@ def test_cli_plan_writes_the_files(tmp_path):
     assert np.isclose(doc["totals"]["hours"], 3 / 60)
 
 
+def test_a_folder_another_plan_is_writing_is_refused(tmp_path):
+    from melange_nb.files import folder_lock, lock_path
+
+    trace, _, gpus_path = _hand_case(tmp_path)
+    out_dir = tmp_path / "out"
+    with folder_lock(out_dir, by="plan"):             # another plan holds the folder (this process)
+        res = cli("--trace", trace, "--gpus", gpus_path, "--window", "1min", "-o", out_dir)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "is in use by another plan (" in res.stderr and "choose another -o" in res.stderr   # (pid N) with filelock 4
+    assert not out_dir.exists() and lock_path(out_dir).parent == tmp_path and lock_path(out_dir).read_text() == ""
+
+
 @pytest.mark.slow
 def test_plan_report_notebook_renders_the_answer_first(tmp_path):
     trace, _, gpus_path = _hand_case(tmp_path)

@@ -25,6 +25,13 @@ A sweep spec (``params/sweeps/*.yaml``)::
       source: Griggs et al., arXiv 2404.14527
       savings_pct: {short: [9, 77]}             # workload -> [lowest, highest] % against single-GPU policies
       notes: why the numbers may differ (markdown)
+    simulate: {duration_s: 600, arrival: poisson, seed: 0, routing: least}   # optional (or `true`): simulate
+                                                #   each point's reference plan (profiles need latency models)
+    target_attainment: 0.99                     # optional: also find the cheapest plan reaching this attainment
+
+With `simulate`, every point's reference plan serves a generated stream in the worker that solved it
+(`attainment.check_plan`): results gain ``attainment``, ``p99_ttft_ms``, ``p99_tpot_ms`` (and, with
+`target_attainment`, ``found_mix``, ``found_cost_per_hour``, ``found_attainment``) on the reference rows.
 
 `load_spec` checks the spec's shape and every `profile predict` request it holds, without running
 a prediction or writing anything; `check_inputs` then reads every file the spec names, and predicts
@@ -91,7 +98,7 @@ def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
         spec = {"name": quick.get("name") or "sweep", "rates": quick["rates"],
                 "workloads": {Path(quick["workload"]).stem: quick["workload"]},
                 "gpus": {Path(quick["gpus"]).stem: quick["gpus"]}, "solvers": quick.get("solvers") or ["melange"]}
-        for key in ("slice_factors", "time_limit", "constraints", "gpu_names", "render"):
+        for key in ("slice_factors", "time_limit", "constraints", "gpu_names", "render", "simulate", "target_attainment"):
             if quick.get(key) is not None:
                 spec[key] = quick[key]
         where = "sweep"
@@ -101,6 +108,9 @@ def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
     if predictions:
         spec["predictions"] = predictions
     spec["workloads"] = {k: _workload_files(v, f"{where}: workloads.{k}") for k, v in spec["workloads"].items()}
+    if spec["target_attainment"] is not None and spec["simulate"] is None:
+        from ..attainment import check_options
+        spec["simulate"] = check_options(True)          # a target needs a simulation: the default stream
     return spec
 
 
@@ -261,6 +271,14 @@ def _check_profile(spec: Mapping[str, Any], name: str, slo: str | None, file: st
             Constraints.from_mapping(doc).check(list(gpus))
     except InputError as exc:
         raise _within(where, exc) from None
+    if spec.get("simulate"):  # every GPU type simulated needs a latency model and the set a stated SLO
+        from ..attainment import latency_missing
+        from ..profiles import parse_slo
+        missing = latency_missing(gpus)
+        if missing:
+            raise InputError(f"{where}", "simulate: " + missing[len("No SLO attainment: "):])
+        if parse_slo(next(iter(gpus.values())).meta.get("slo")) == "unknown":
+            raise InputError(f"{where}", f"simulate: {Path(file).name} states no SLO; add `slo: {{tpot_ms: 40}}` to it")
     if slo is not None:       # a profile that states its SLO must be the one the spec files it under
         point = Point(name, name, slo, None, 1, 1.0)
         said, want = slo_label(spec, Point(name, name, None, None, 1, 1.0), gpus), slo_label(spec, point, gpus)
