@@ -368,7 +368,8 @@ def _simulate(args) -> int:
             raise InputError("--target-attainment", search.message)
         result = search.result
     else:
-        result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo)
+        result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo,
+                          progress=sys.stderr.isatty())
     paths = write_result(result, args.output_dir) if args.output_dir else []
     if search is not None and args.output_dir:
         from .files import write_json
