@@ -942,8 +942,10 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
     Every plan is simulated on the same stream (`stream`, or one generated from `workload` at `rate`
     for `duration_s` with `arrival` and `seed`). From the throughput-only plan (`solver`), GPUs are
     added one at a time (the type buying the most attainment per dollar; the cheapest addition that
-    reaches the target ends this phase), then removed one at a time while the target still holds (the
-    most expensive first), so the answer is minimal: removing any one GPU drops below the target.
+    reaches the target ends this phase); each GPU type alone is also tried (its fewest replicas that
+    reach the target, by doubling and bisection), and the cheapest plan reaching the target loses GPUs
+    one at a time while the target still holds (the most expensive first), so the answer is minimal:
+    removing any one GPU drops below the target.
     Plans other than the solver's own are routed by `balanced_routes`. Quotas in `constraints` hold.
     """
     from . import schemas
@@ -957,7 +959,8 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
         return AttainmentSearch(target, "infeasible", f"no throughput plan: {base.message}", None, None, [],
                                 pd.DataFrame(columns=["mix", "cost_per_hour", "attainment", "status"]))
     base_plan = plan_from_result(base, gpus)
-    for g in gpus:
+    usable = [g for g in gpus if gpus[g].tputs.to_numpy().max() > 0]       # a type serving nothing is never added
+    for g in usable:
         if gpus[g].latency is None:
             raise InputError(f"gpus.{g}.latency", f"GPU type {g} has no latency model; {HOW_TO_ADD}")
     if stream is None:
@@ -987,7 +990,7 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
     baseline_res = run(current)
     att = baseline_res.attainment
     while att < target:
-        options = [{**current, g: current[g] + 1} for g in gpus if current[g] + 1 <= high[g]]
+        options = [{**current, g: current[g] + 1} for g in usable if current[g] + 1 <= high[g]]
         if not options:
             break
         scored = [(c, run(c).attainment) for c in options]
@@ -998,6 +1001,17 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
             current = max(scored, key=lambda ca: (ca[1] - att) / (cost(ca[0]) - cost(current)))[0]
         att = run(current).attainment
     met = att >= target
+    for g in usable:                      # each type alone: its fewest replicas that reach the target
+        low_n, high_n = 0, 1
+        while high_n <= min(high[g], 64) and high_n >= low[g] and run({g: high_n}).attainment < target:
+            low_n, high_n = high_n, high_n * 2
+        if high_n > min(high[g], 64) or any(low[h] > 0 for h in gpus if h != g):
+            continue
+        while high_n - low_n > 1:
+            mid = (low_n + high_n) // 2
+            low_n, high_n = (low_n, mid) if run({g: mid}).attainment >= target else (mid, high_n)
+        if not met or cost({g: high_n}) < cost(current):
+            current, met = {h: (high_n if h == g else 0) for h in gpus}, True
     neighbours: list[dict] = []
     while met:
         options = sorted(([{**current, g: current[g] - 1}, g] for g in gpus
