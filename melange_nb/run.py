@@ -38,7 +38,12 @@ WORKLOAD_KEYS = schemas.WORKLOAD_KEYS
 
 
 class NotebookError(MelangeError):
-    """A notebook failed while papermill executed it."""
+    """A notebook failed while papermill executed it: `cell_index` is the failing cell's position in
+    the notebook (from 0, markdown cells counted), the message also gives its execution count."""
+
+    def __init__(self, message: str, cell_index: int | None = None):
+        super().__init__(message)
+        self.cell_index = cell_index
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
@@ -108,7 +113,8 @@ def execute_notebook(notebook: str, out_dir: Path, parameters: Mapping[str, Any]
                             kernel_name=KERNEL, cwd=str(out_dir), progress_bar=False,
                             extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # no TCP or shutdown-interrupt noise
     except pm.PapermillExecutionError as exc:
-        raise NotebookError(f"{notebook}: cell {exc.exec_count} raised {exc.ename}: {exc.evalue}".replace("\n", " "))
+        raise NotebookError(f"{notebook}: cell {exc.exec_count} (cell index {exc.cell_index}) raised {exc.ename}: "
+                            f"{exc.evalue}".replace("\n", " "), cell_index=exc.cell_index) from exc
     _relative_papermill_paths(executed, out_dir)
     if html:
         stem = executed.with_suffix("")

@@ -82,7 +82,7 @@ def _load_json(path: Path):
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"result file {path}", f"is not JSON ({exc.__class__.__name__}); pass a "
-                                                "vllm bench serve --save-result JSON or profile_export_aiperf.json") from None
+                                                "vllm bench serve --save-result JSON or profile_export_aiperf.json") from exc
 
 
 def detect_format(doc: Any) -> str | None:

@@ -79,13 +79,13 @@ def run_sweep(spec: Mapping[str, Any], out_dir: str | Path, *, workers: int | No
         run = _Run(spec, out, workers, retry_failed, render, html, log, checked)
         try:
             return run.go()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             run.stop_pool()
             run.record()
             _clean_partial(out)
             done = sum(e.get("status") == "done" for e in run.state["points"].values())
             raise SweepInterrupted(f"interrupted: {done} of {len(run.state['points'])} points done and recorded in "
-                                   f"{out / 'manifest.json'}; run the same command again to resume") from None
+                                   f"{out / 'manifest.json'}; run the same command again to resume") from exc
 
 
 class _Run:
