@@ -643,6 +643,16 @@ def savings_vs_published(results: pd.DataFrame, published: Mapping | None) -> pd
         columns={"slo": "SLO", "gpu_set": "GPU set", "count": "rates with both plans"})
 
 
+def read_sweep(sweep_dir: str | Path) -> tuple[dict, pd.DataFrame] | None:
+    """(manifest, results of the done points) of a sweep folder, or None before it has results: what the
+    summary notebook shows."""
+    out = Path(sweep_dir)
+    if not ((out / "results.parquet").is_file() and (out / "manifest.json").is_file()):
+        return None
+    manifest = json.loads((out / "manifest.json").read_text())
+    return manifest, collect_results(out, manifest)
+
+
 def collect_results(out: str | Path, state: Mapping | None = None, spec: Mapping | None = None) -> pd.DataFrame:
     """The results table of a sweep folder, done points only: one row per point x policy with a column
     per axis (workload, gpu_set, slo, constraints, slice_factor, rate), the reference solver, the policy,
