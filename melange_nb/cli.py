@@ -368,7 +368,8 @@ def _simulate(args) -> int:
             raise InputError("--target-attainment", search.message)
         result = search.result
     else:
-        result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo)
+        result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo,
+                          progress=sys.stderr.isatty())
     paths = write_result(result, args.output_dir) if args.output_dir else []
     if search is not None and args.output_dir:
         from .files import write_json
@@ -481,6 +482,13 @@ def _plan_parser(sub) -> None:
                          "calm windows) (default: none, each window on its own)")
     pl.add_argument("-j", "--workers", type=int, default=1, metavar="N",
                     help="solve windows in this many processes (default: 1)")
+    pl.add_argument("--simulate", action="store_true",
+                    help="also replay the trace at its own times through the per-window plan (every GPU type needs a "
+                         "latency model): SLO attainment and tail latencies, files in DIR/simulation/ (default: off)")
+    pl.add_argument("--routing", default="least", choices=["least", "round-robin"],
+                    help="with --simulate: replica choice within a GPU type (default: least)")
+    pl.add_argument("--seed", type=int, default=0, metavar="S",
+                    help="with --simulate: seed of the routing draws (default: 0)")
     pl.add_argument("--report", action="store_true", help="also run notebooks/04_time_varying.ipynb on the plan "
                                                             "(executed notebook and its shared HTML page in the output "
                                                             "folder; default: files only)")
@@ -502,6 +510,13 @@ def _plan(args) -> int:
 
     check_output_dir(args.output_dir, "-o/--output-dir")
     gpus = select_gpus(load_gpus(args.gpus), args.gpu)
+    if args.simulate:                     # refused before the trace is read or anything is solved
+        from . import schemas
+        from .attainment import latency_missing
+        missing = latency_missing(gpus)
+        if missing:
+            raise InputError("--simulate", missing[len("No SLO attainment: "):])
+        schemas.whole(args.seed, "--seed")
     with folder_lock(args.output_dir, by="plan"):      # one plan (or sweep) writing a folder at a time
         return _plan_locked(args, gpus)
 
@@ -520,11 +535,20 @@ def _plan_locked(args, gpus) -> int:
     if over["beyond_last_edge"]:
         print(f"note: {overflow_note(over)}")
     paths = write_plan(plan, args.output_dir)
+    check = None
+    if args.simulate:
+        from .attainment import check_trace_plan
+        check = check_trace_plan(args.output_dir, args.trace, gpus, timestamp_column=args.timestamp_column,
+                                 input_column=args.input_column, output_column=args.output_column,
+                                 routing=args.routing, seed=args.seed, progress=sys.stderr.isatty())
+        paths.append(Path(args.output_dir) / "simulation")
     if args.report:
         from .run import PLAN_NOTEBOOK, execute_notebook
         executed = execute_notebook(PLAN_NOTEBOOK, Path(args.output_dir), {"plan_dir": str(Path(args.output_dir).resolve())})
         paths += [executed, executed.with_name(f"{executed.stem}-shared.html")]
     print(plan.totals["headline"])
+    if check is not None:
+        print(check.sentence + ".")
     if plan.info["profiles"].get("data_caveat"):
         print(f"Data caveat: {plan.info['profiles']['data_caveat']}")
     for bad in plan.totals["windows_without_plan"]:
@@ -556,7 +580,7 @@ def _solve(args) -> int:
         from . import schemas
         schemas.number(args.target_attainment, "--target-attainment", positive=True, maximum=1.0,
                        what="a share of requests in (0, 1], e.g. 0.99")
-        missing = [g for g, p in select_gpus(gpus, args.gpu).items() if p.latency is None]
+        missing = [g for g, p in select_gpus(gpus, args.gpu).items() if p.latency is None and p.tputs.to_numpy().max() > 0]
         if missing:
             from .profiles import HOW_TO_ADD
             raise InputError("--target-attainment", f"GPU type {missing[0]} has no latency model; {HOW_TO_ADD}")
@@ -673,6 +697,7 @@ def _workload(args) -> int:
 
 
 def _sweep(args) -> int:
+    from . import schemas
     from .config import outputs_dir
     from .sweep import load_spec, run_sweep
 
@@ -685,6 +710,8 @@ def _sweep(args) -> int:
             raise InputError("--workload/--gpus/--rates", "all three are required without -p SPEC.yaml")
         if not args.output_dir:
             raise InputError("-o", "the quick form needs an output folder, e.g. -o outputs/my-sweep")
+        from .files import check_output_dir
+        check_output_dir(args.output_dir, "-o/--output-dir")      # its name becomes the sweep's name
         rates = _rates(args.rates, "--rates")
         from .solver import parse_counts
 
@@ -696,8 +723,8 @@ def _sweep(args) -> int:
                          name=_quick_name(args.output_dir), gpu_names=args.gpu or None,
                          slice_factors=[args.slice_factor] if args.slice_factor is not None else None,
                          time_limit=args.time_limit, constraints=constraints)
-    if args.workers is not None and args.workers < 1:
-        raise InputError("--workers", f"must be >= 1, got {args.workers}")
+    if args.workers is not None and not 1 <= args.workers <= schemas.MAX_WORKERS:
+        raise InputError("--workers", f"must be from 1 to {schemas.MAX_WORKERS}, got {args.workers}")
     out = Path(args.output_dir) if args.output_dir else outputs_dir() / spec["name"]
     state = run_sweep(spec, out, workers=args.workers, retry_failed=args.retry_failed, render=args.render,
                       log=lambda msg: print(msg, flush=True))
@@ -733,6 +760,8 @@ def _profile_plan(args) -> int:
     from .profiles.measured import write_benchmark_plan
 
     parse_slo(args.slo, field="--slo")
+    from .files import check_output_dir
+    check_output_dir(args.output_dir, "-o/--output-dir")
     paths = write_benchmark_plan(
         args.output_dir, gpu=args.gpu, model=args.model, base_url=args.base_url,
         input_edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
