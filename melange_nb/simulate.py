@@ -32,6 +32,10 @@ same three functions and gets the same assignment):
   ``queue.csv`` and ``summary.json``.
 - ``search_attainment(workload, gpus, rate, target, ...)``: the cheapest plan found whose
   simulated attainment reaches `target`, next to the throughput-only plan (``AttainmentSearch``).
+- Latency models and profiles: ``bucket_max_rate`` (one replica's highest rate meeting the SLO on
+  one bucket), ``check_profiles`` (that rate against the profile's, per bucket: ``profile check``),
+  ``fit_profile_latency`` (a model consistent with a profile's own rates) and
+  ``latency_from_predictions`` (that fit for every GPU of a predicted file: ``profile latency``).
 
 **Generated streams.** Inter-arrival times are exponential (``poisson``), Gamma with a given
 coefficient of variation (``gamma:CV``, CV > 1 is burstier than Poisson) or constant
