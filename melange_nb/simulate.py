@@ -1163,7 +1163,9 @@ def fit_profile_latency(gpu: GpuProfile, *, kv_tokens: int, max_seqs: int, max_s
                             source=source, notes=notes)
         table = check_profiles({gpu.name: dataclasses.replace(gpu, latency=model)}, requests=requests)
         if round_ < refine:
-            correction = correction * table.set_index([INPUT_AXIS, OUTPUT_AXIS])["ratio"].reindex(correction.index).fillna(1.0)
+            ratio = table.set_index([INPUT_AXIS, OUTPUT_AXIS])["ratio"].reindex(correction.index)
+            ratio = ratio.where(np.isfinite(ratio) & (ratio > 0), 1.0).clip(0.2, 5.0)   # a bucket never met, or never missed
+            correction = correction * ratio
     ratio = table["ratio"]
     within = int((abs(ratio - 1) <= 0.15).sum())
     note = (f"consistent with this profile's rates: fitted to its mean TPOT {target:g} ms at each bucket's max rate "
