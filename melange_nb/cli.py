@@ -697,6 +697,7 @@ def _workload(args) -> int:
 
 
 def _sweep(args) -> int:
+    from . import schemas
     from .config import outputs_dir
     from .sweep import load_spec, run_sweep
 
@@ -709,6 +710,8 @@ def _sweep(args) -> int:
             raise InputError("--workload/--gpus/--rates", "all three are required without -p SPEC.yaml")
         if not args.output_dir:
             raise InputError("-o", "the quick form needs an output folder, e.g. -o outputs/my-sweep")
+        from .files import check_output_dir
+        check_output_dir(args.output_dir, "-o/--output-dir")      # its name becomes the sweep's name
         rates = _rates(args.rates, "--rates")
         from .solver import parse_counts
 
@@ -720,8 +723,8 @@ def _sweep(args) -> int:
                          name=_quick_name(args.output_dir), gpu_names=args.gpu or None,
                          slice_factors=[args.slice_factor] if args.slice_factor is not None else None,
                          time_limit=args.time_limit, constraints=constraints)
-    if args.workers is not None and args.workers < 1:
-        raise InputError("--workers", f"must be >= 1, got {args.workers}")
+    if args.workers is not None and not 1 <= args.workers <= schemas.MAX_WORKERS:
+        raise InputError("--workers", f"must be from 1 to {schemas.MAX_WORKERS}, got {args.workers}")
     out = Path(args.output_dir) if args.output_dir else outputs_dir() / spec["name"]
     state = run_sweep(spec, out, workers=args.workers, retry_failed=args.retry_failed, render=args.render,
                       log=lambda msg: print(msg, flush=True))
@@ -757,6 +760,8 @@ def _profile_plan(args) -> int:
     from .profiles.measured import write_benchmark_plan
 
     parse_slo(args.slo, field="--slo")
+    from .files import check_output_dir
+    check_output_dir(args.output_dir, "-o/--output-dir")
     paths = write_benchmark_plan(
         args.output_dir, gpu=args.gpu, model=args.model, base_url=args.base_url,
         input_edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
