@@ -368,7 +368,8 @@ def _simulate(args) -> int:
             raise InputError("--target-attainment", search.message)
         result = search.result
     else:
-        result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo)
+        result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo,
+                          progress=sys.stderr.isatty())
     paths = write_result(result, args.output_dir) if args.output_dir else []
     if search is not None and args.output_dir:
         from .files import write_json
@@ -579,7 +580,7 @@ def _solve(args) -> int:
         from . import schemas
         schemas.number(args.target_attainment, "--target-attainment", positive=True, maximum=1.0,
                        what="a share of requests in (0, 1], e.g. 0.99")
-        missing = [g for g, p in select_gpus(gpus, args.gpu).items() if p.latency is None]
+        missing = [g for g, p in select_gpus(gpus, args.gpu).items() if p.latency is None and p.tputs.to_numpy().max() > 0]
         if missing:
             from .profiles import HOW_TO_ADD
             raise InputError("--target-attainment", f"GPU type {missing[0]} has no latency model; {HOW_TO_ADD}")
@@ -696,6 +697,7 @@ def _workload(args) -> int:
 
 
 def _sweep(args) -> int:
+    from . import schemas
     from .config import outputs_dir
     from .sweep import load_spec, run_sweep
 
@@ -708,6 +710,8 @@ def _sweep(args) -> int:
             raise InputError("--workload/--gpus/--rates", "all three are required without -p SPEC.yaml")
         if not args.output_dir:
             raise InputError("-o", "the quick form needs an output folder, e.g. -o outputs/my-sweep")
+        from .files import check_output_dir
+        check_output_dir(args.output_dir, "-o/--output-dir")      # its name becomes the sweep's name
         rates = _rates(args.rates, "--rates")
         from .solver import parse_counts
 
@@ -719,8 +723,8 @@ def _sweep(args) -> int:
                          name=_quick_name(args.output_dir), gpu_names=args.gpu or None,
                          slice_factors=[args.slice_factor] if args.slice_factor is not None else None,
                          time_limit=args.time_limit, constraints=constraints)
-    if args.workers is not None and args.workers < 1:
-        raise InputError("--workers", f"must be >= 1, got {args.workers}")
+    if args.workers is not None and not 1 <= args.workers <= schemas.MAX_WORKERS:
+        raise InputError("--workers", f"must be from 1 to {schemas.MAX_WORKERS}, got {args.workers}")
     out = Path(args.output_dir) if args.output_dir else outputs_dir() / spec["name"]
     state = run_sweep(spec, out, workers=args.workers, retry_failed=args.retry_failed, render=args.render,
                       log=lambda msg: print(msg, flush=True))
@@ -756,6 +760,8 @@ def _profile_plan(args) -> int:
     from .profiles.measured import write_benchmark_plan
 
     parse_slo(args.slo, field="--slo")
+    from .files import check_output_dir
+    check_output_dir(args.output_dir, "-o/--output-dir")
     paths = write_benchmark_plan(
         args.output_dir, gpu=args.gpu, model=args.model, base_url=args.base_url,
         input_edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),

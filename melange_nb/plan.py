@@ -54,13 +54,13 @@ def read_timed_trace(path: str | Path, *, timestamp_column: str = "TIMESTAMP", i
     path = Path(path)
     lengths = read_trace(path, input_column=input_column, output_column=output_column)
     parquet = path.suffix.lower() == ".parquet"
-    columns = list(pd.read_parquet(path).columns if parquet else pd.read_csv(path, nrows=0).columns)
+    columns = list(pd.read_parquet(path).columns if parquet else pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns)
     if timestamp_column not in columns:
         raise InputError(f"{path.name}: {timestamp_column}", f"no such column; the trace has {columns}; "
                                                              "set --timestamp-column")
     raw = (pd.read_parquet(path, columns=[timestamp_column]) if parquet
-           else pd.read_csv(path, usecols=[timestamp_column]))[timestamp_column]
-    stamps = _timestamps(raw)
+           else pd.read_csv(path, usecols=[timestamp_column], encoding="utf-8-sig"))[timestamp_column]
+    stamps = _timestamps(raw, f"{path.name}: {timestamp_column}")
     if stamps.isna().any():
         row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
         raise InputError(f"{path.name}: {timestamp_column}", f"row {row + 2} holds {str(raw.iloc[row])!r}, not a "
@@ -80,15 +80,25 @@ def read_timed_trace(path: str | Path, *, timestamp_column: str = "TIMESTAMP", i
     return requests, report
 
 
-def _timestamps(raw: pd.Series) -> pd.Series:
-    """Datetimes from ISO 8601 text (other date formats as pandas infers them) or numbers of seconds."""
+def _timestamps(raw: pd.Series, field: str = "timestamp") -> pd.Series:
+    """Datetimes from ISO 8601 text (other date formats as pandas infers them) or numbers of seconds.
+    Stamps with UTC offsets (even different ones) are converted to UTC; a mix of stamps with and
+    without an offset is refused, since the naive ones' zone is unknown."""
     if pd.api.types.is_datetime64_any_dtype(raw):
         return raw
     if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
         return pd.to_datetime(raw, unit="s", errors="coerce")     # seconds since the epoch or the trace start
-    stamps = pd.to_datetime(raw, errors="coerce", format="ISO8601")
+    text = raw.astype(str).str.strip()
+    aware = text.str.contains(r"\d:\d\d(?::\d\d(?:\.\d*)?)?\s*(?:Z|UTC|[+-]\d\d:?\d\d)$", case=False, regex=True)
+    if aware.any() and not aware.all():
+        i, j = int(np.flatnonzero(aware.to_numpy())[0]), int(np.flatnonzero(~aware.to_numpy())[0])
+        raise InputError(field, f"mixes timestamps with a UTC offset (row {i + 2}: {text.iloc[i][:40]!r}) and "
+                                        f"without (row {j + 2}: {text.iloc[j][:40]!r}); give every timestamp an "
+                                        "offset (e.g. Z), or none")
+    utc = bool(aware.any())          # offsets, possibly different ones: every stamp converted to UTC
+    stamps = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=utc)
     if stamps.isna().any():
-        mixed = pd.to_datetime(raw, errors="coerce", format="mixed")
+        mixed = pd.to_datetime(text, errors="coerce", format="mixed", utc=utc)
         stamps = mixed if mixed.isna().sum() < stamps.isna().sum() else stamps
     return stamps
 
@@ -107,6 +117,16 @@ def parse_window(text: str | pd.Timedelta) -> pd.Timedelta:
     if window <= pd.Timedelta(0):
         raise InputError("window", f"must be longer than 0, got {text!r}")
     return window
+
+
+MAX_WINDOWS = 100_000     # windows in one plan: each is solved, and each holds a histogram in memory
+
+
+def check_window_count(n: int, shown: str, span) -> None:
+    """Refuse a window so short that the trace would need more than `MAX_WINDOWS` windows."""
+    if n > MAX_WINDOWS:
+        raise InputError("window", f"{shown} cuts the trace ({span}) into {n:,} windows; a plan has at most "
+                                   f"{MAX_WINDOWS:,}: choose a longer window")
 
 
 def profile_edges(gpus: Mapping[str, GpuProfile]) -> tuple[list[float], list[float], bool]:
@@ -164,6 +184,7 @@ def cut_windows(requests: pd.DataFrame, window: str | pd.Timedelta, gpus: Mappin
     index = (stamps.to_numpy().astype("datetime64[ns]").astype(np.int64) - origin.value) // step
     lo, hi = int(index[0]), int(index[-1])
     n = hi - lo + 1
+    check_window_count(n, shown, last - first)
     starts = origin + pd.to_timedelta(np.arange(lo, hi + 1) * step, unit="ns")
     win = index - lo
     counts = np.bincount(win, minlength=n)
@@ -621,12 +642,14 @@ def read_plan(plan_dir: str | Path) -> tuple[pd.DataFrame, dict]:
 
 def write_plan(plan: Plan, out_dir: str | Path) -> list[Path]:
     """Write plan.csv, plan.json and the deployment exports (skyserve-<gpu>.yaml, deploy.json)."""
-    from .export import plan_deployment, write_exports
+    from .export import plan_deployment, render_exports, write_exports
 
     out_dir = Path(out_dir)
+    deploy = plan_deployment(plan)
+    render_exports(deploy)               # a name the exports cannot take fails before plan.csv is written
     table = plan.table.copy()
     for col in ("start", "end"):
         table[col] = table[col].dt.strftime("%Y-%m-%dT%H:%M:%S")
     paths = [atomic_write(out_dir / "plan.csv", lambda tmp: table.to_csv(tmp, index=False)),
              write_json(out_dir / "plan.json", plan_json(plan))]
-    return paths + write_exports(plan_deployment(plan), out_dir)
+    return paths + write_exports(deploy, out_dir)

@@ -258,6 +258,49 @@ def info_html(lines: Mapping[str, str] | list[tuple[str, str]]) -> str:
             + "".join(f"<p><b>{escape(k)}</b>: {escape(v)}</p>" for k, v in items) + "</div>")
 
 
+def text_html(text: str) -> str:
+    """Free text from an input file (a spec's notes, a source line) as escaped HTML paragraphs (blank
+    lines split them): never Markdown, which passes raw HTML through to the page."""
+    from html import escape
+
+    paras = [p.strip() for p in re.split(r"\n\s*\n", str(text)) if p.strip()]
+    return ('<div class="tex2jax_ignore mathjax_ignore">'
+            + "".join(f"<p>{escape(p)}</p>" for p in paras) + "</div>")
+
+
+def escaped(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy with every text label (index, columns, their names) and text cell HTML-escaped."""
+    from html import escape
+
+    def esc(v):
+        return escape(v) if isinstance(v, str) else v
+
+    def labels(index: pd.Index) -> pd.Index:
+        if not any(isinstance(x, str) for x in [*index.names, *index.to_flat_index()]):
+            return index
+        if isinstance(index, pd.MultiIndex):
+            return pd.MultiIndex.from_tuples([tuple(esc(x) for x in t) for t in index],
+                                             names=[esc(n) for n in index.names])
+        return pd.Index([esc(x) for x in index], name=esc(index.name), dtype=object)
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(esc)
+    out.index, out.columns = labels(out.index), labels(out.columns)
+    return out
+
+
+def styled(frame: pd.DataFrame, formats=None, **options):
+    """The one way a report table becomes a pandas Styler: text escaped first (``Styler.to_html`` and
+    ``format`` do not escape what they are given), then ``format(formats, **options)``; keys of a
+    `formats` mapping name the original columns."""
+    from html import escape
+
+    if isinstance(formats, Mapping):
+        formats = {escape(k) if isinstance(k, str) else k: v for k, v in formats.items()}
+    return escaped(frame).style.format(formats, **options)
+
+
 # ---------------------------------------------------------------- one style per policy, in every plot
 
 _POLICY_STYLES = {   # the mix solvers: exact drawn wide and underneath, Mélange thin and dashed on top
@@ -376,8 +419,8 @@ def format_savings(table: pd.DataFrame):
     gpu_cols = [c for c in table.columns if c not in ("cost_per_hour", "status", "savings_pct")]
     shown = table.rename(index=policy_label, columns={"cost_per_hour": "$/h", "savings_pct": "the mix saves (%)"})
     shown.index.name = "policy"
-    return (shown.style.format({**{c: "{:.0f}" for c in gpu_cols}, "$/h": "${:.2f}", "the mix saves (%)": "{:.1f}%"},
-                               na_rep="—")
+    return (styled(shown, {**{c: "{:.0f}" for c in gpu_cols}, "$/h": "${:.2f}", "the mix saves (%)": "{:.1f}%"},
+                   na_rep="—")
             .set_caption("GPUs per type, $/hour, and what the mix saves against each policy"))
 
 
@@ -481,6 +524,26 @@ def plot_savings_vs_rate(results: pd.DataFrame):
                     **policy_style(policy))
         ax.axhline(0, color="grey", lw=0.8)
         _label_rate_axis(ax, "Savings of the mix (%)", _problem_title(key), df["rate"])
+    fig.tight_layout()
+    return fig
+
+
+def plot_attainment_vs_rate(results: pd.DataFrame):
+    """Simulated SLO attainment (%) of the reference mix at each rate, and of the cheapest plan found at the
+    target where one was searched; None when no point was simulated."""
+    if "attainment" not in results or results["attainment"].isna().all():
+        return None
+    fig, panels = _panels(results, 4.2)
+    for ax, key, df in panels:
+        ref = df[df["policy"] == df["reference"]].sort_values("rate")
+        ax.plot(ref["rate"], 100 * ref["attainment"], label=f"{policy_label(ref['reference'].iloc[0])} (throughput only)",
+                **policy_style(ref["reference"].iloc[0]))
+        if "found_attainment" in ref and ref["found_attainment"].notna().any():
+            ax.plot(ref["rate"], 100 * ref["found_attainment"], label="cheapest plan found at the target",
+                    color="#2ca02c", marker="s", linestyle=":")
+            ax.axhline(100 * ref["target_attainment"].dropna().iloc[0], color="grey", lw=0.8, ls="--")
+        ax.set_ylim(min(90.0, float(np.nanmin(100 * ref["attainment"])) - 2), 100.5)
+        _label_rate_axis(ax, "Requests meeting the SLO (%)", _problem_title(key), df["rate"])
     fig.tight_layout()
     return fig
 

@@ -22,7 +22,8 @@ same three functions and gets the same assignment):
   beyond the profiles' edges, clipped to the last bucket) goes to the plan's GPU type with the
   highest profiled throughput on it (``routed = "fallback"``).
 - ``simulate(stream, plan, gpus, *, routing="least", seed=0, slo=None, progress=False)``: a
-  `SimResult` (picklable, prints nothing) with ``requests`` (one row per request: ``arrival_s``,
+  `SimResult` (picklable; prints nothing unless `progress`: then a tqdm bar over the requests of a
+  stream of 20,000 or more, on a terminal or in a notebook) with ``requests`` (one row per request: ``arrival_s``,
   ``input_tokens``, ``output_tokens``, ``window``, ``gpu``, ``replica``, ``queue_ms``,
   ``ttft_ms``, ``tpot_ms``, ``e2e_ms``, ``slo_met``, ``rejected``), ``summary`` (one row per GPU
   type and ``all``: attainment, p50/p90/p99 of TTFT, TPOT, e2e and queueing, utilisation),
@@ -31,6 +32,10 @@ same three functions and gets the same assignment):
   ``queue.csv`` and ``summary.json``.
 - ``search_attainment(workload, gpus, rate, target, ...)``: the cheapest plan found whose
   simulated attainment reaches `target`, next to the throughput-only plan (``AttainmentSearch``).
+- Latency models and profiles: ``bucket_max_rate`` (one replica's highest rate meeting the SLO on
+  one bucket), ``check_profiles`` (that rate against the profile's, per bucket: ``profile check``),
+  ``fit_profile_latency`` (a model consistent with a profile's own rates) and
+  ``latency_from_predictions`` (that fit for every GPU of a predicted file: ``profile latency``).
 
 **Generated streams.** Inter-arrival times are exponential (``poisson``), Gamma with a given
 coefficient of variation (``gamma:CV``, CV > 1 is burstier than Poisson) or constant
@@ -481,8 +486,9 @@ class _Replica:
         self.outstanding = self.steps = self.seq_steps = 0
 
 
-def _engine(arrival, inp, out, gtype, window, replicas_of, active_count, lats, routing):
-    """Run the event loop. Returns per-request (replica, admit, first, done) lists and per-replica stats."""
+def _engine(arrival, inp, out, gtype, window, replicas_of, active_count, lats, routing, tick=None):
+    """Run the event loop. Returns per-request (replica, admit, first, done) lists and per-replica stats.
+    `tick(i)`, when given, is called every 4,096 arrivals with the number routed so far (a progress bar)."""
     n = len(arrival)
     reps = [_Replica(lats[g]) for g, _ in replicas_of]
     by_type: dict[int, list[int]] = {}
@@ -596,6 +602,8 @@ def _engine(arrival, inp, out, gtype, window, replicas_of, active_count, lats, r
         if i < n and (not events or arrival[i] <= events[0][0]):    # same-time arrivals join one step
             t = arrival[i]
             g = gtype[i]
+            if tick is not None and not i & 4095:
+                tick(i)
             pool = by_type[g][:max(active_count[window[i]][g], 1)]
             if routing == "least":
                 ri = min(pool, key=lambda x: reps[x].outstanding)
@@ -743,6 +751,21 @@ def _saturated_rate(lat: LatencyModel, inp: np.ndarray, out: np.ndarray) -> floa
     return 1e3 / per_request_ms
 
 
+class _Progress:
+    """A tqdm bar over requests routed (terminal or notebook: ``tqdm.auto``; off where stderr is no terminal)."""
+
+    def __init__(self, total: int, what: str):
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=total, desc=what, unit="req", disable=None, leave=False)
+
+    def tick(self, done: int) -> None:
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.update(self.bar.total - self.bar.n)
+        self.bar.close()
+
+
 def simulate(stream: pd.DataFrame, plan: SimPlan, gpus: Mapping[str, GpuProfile], *, routing: str = "least",
              seed: int = 0, slo=None, progress: bool = False) -> SimResult:
     """Serve `stream` with `plan` (see the module docstring); `slo` defaults to the profiles' SLO."""
@@ -796,9 +819,12 @@ def simulate(stream: pd.DataFrame, plan: SimPlan, gpus: Mapping[str, GpuProfile]
     arrival = assigned["arrival_s"].to_numpy(dtype=float)
     if np.any(np.diff(arrival) < 0):
         raise InputError("stream", "arrival_s must be sorted")
+    bar = _Progress(len(arrival), "simulating") if progress and len(arrival) >= 20_000 else None
     rep_of, t_admit, t_first, t_done, stats = _engine(
         arrival.tolist(), inp_all.tolist(), out_all.tolist(), gtype, assigned["window"].tolist(), replicas_of,
-        active, lats, routing)
+        active, lats, routing, bar.tick if bar is not None else None)
+    if bar is not None:
+        bar.close()
     rep_of = np.asarray(rep_of)
     first_rep = {}
     for r, (k, j) in enumerate(replicas_of):
@@ -920,8 +946,10 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
     Every plan is simulated on the same stream (`stream`, or one generated from `workload` at `rate`
     for `duration_s` with `arrival` and `seed`). From the throughput-only plan (`solver`), GPUs are
     added one at a time (the type buying the most attainment per dollar; the cheapest addition that
-    reaches the target ends this phase), then removed one at a time while the target still holds (the
-    most expensive first), so the answer is minimal: removing any one GPU drops below the target.
+    reaches the target ends this phase); each GPU type alone is also tried (its fewest replicas that
+    reach the target, by doubling and bisection), and the cheapest plan reaching the target loses GPUs
+    one at a time while the target still holds (the most expensive first), so the answer is minimal:
+    removing any one GPU drops below the target.
     Plans other than the solver's own are routed by `balanced_routes`. Quotas in `constraints` hold.
     """
     from . import schemas
@@ -935,7 +963,8 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
         return AttainmentSearch(target, "infeasible", f"no throughput plan: {base.message}", None, None, [],
                                 pd.DataFrame(columns=["mix", "cost_per_hour", "attainment", "status"]))
     base_plan = plan_from_result(base, gpus)
-    for g in gpus:
+    usable = [g for g in gpus if gpus[g].tputs.to_numpy().max() > 0]       # a type serving nothing is never added
+    for g in usable:
         if gpus[g].latency is None:
             raise InputError(f"gpus.{g}.latency", f"GPU type {g} has no latency model; {HOW_TO_ADD}")
     if stream is None:
@@ -965,7 +994,7 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
     baseline_res = run(current)
     att = baseline_res.attainment
     while att < target:
-        options = [{**current, g: current[g] + 1} for g in gpus if current[g] + 1 <= high[g]]
+        options = [{**current, g: current[g] + 1} for g in usable if current[g] + 1 <= high[g]]
         if not options:
             break
         scored = [(c, run(c).attainment) for c in options]
@@ -976,6 +1005,17 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
             current = max(scored, key=lambda ca: (ca[1] - att) / (cost(ca[0]) - cost(current)))[0]
         att = run(current).attainment
     met = att >= target
+    for g in usable:                      # each type alone: its fewest replicas that reach the target
+        low_n, high_n = 0, 1
+        while high_n <= min(high[g], 64) and high_n >= low[g] and run({g: high_n}).attainment < target:
+            low_n, high_n = high_n, high_n * 2
+        if high_n > min(high[g], 64) or any(low[h] > 0 for h in gpus if h != g):
+            continue
+        while high_n - low_n > 1:
+            mid = (low_n + high_n) // 2
+            low_n, high_n = (low_n, mid) if run({g: mid}).attainment >= target else (mid, high_n)
+        if not met or cost({g: high_n}) < cost(current):
+            current, met = {h: (high_n if h == g else 0) for h in gpus}, True
     neighbours: list[dict] = []
     while met:
         options = sorted(([{**current, g: current[g] - 1}, g] for g in gpus
@@ -1123,7 +1163,9 @@ def fit_profile_latency(gpu: GpuProfile, *, kv_tokens: int, max_seqs: int, max_s
                             source=source, notes=notes)
         table = check_profiles({gpu.name: dataclasses.replace(gpu, latency=model)}, requests=requests)
         if round_ < refine:
-            correction = correction * table.set_index([INPUT_AXIS, OUTPUT_AXIS])["ratio"].reindex(correction.index).fillna(1.0)
+            ratio = table.set_index([INPUT_AXIS, OUTPUT_AXIS])["ratio"].reindex(correction.index)
+            ratio = ratio.where(np.isfinite(ratio) & (ratio > 0), 1.0).clip(0.2, 5.0)   # a bucket never met, or never missed
+            correction = correction * ratio
     ratio = table["ratio"]
     within = int((abs(ratio - 1) <= 0.15).sum())
     note = (f"consistent with this profile's rates: fitted to its mean TPOT {target:g} ms at each bucket's max rate "

@@ -7,6 +7,8 @@ bucket. GPU throughput matrices use exactly the same labels (see profiles.py).
 """
 from __future__ import annotations
 
+import io
+
 import re
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -24,8 +26,14 @@ SHARE_TOLERANCE = 1e-6
 MAX_TOKENS = 10**12     # a token count above this is an error, not a request (and would overflow int64 arithmetic)
 
 
+MAX_BUCKETS = 256     # request-size buckets per axis (input or output)
+
+
 def bucket_labels(edges: Sequence[float], open_last: bool = False) -> list[str]:
     """Labels ``lo-hi`` for consecutive edges; with `open_last`, one more ``hi+`` bucket."""
+    if len(edges) > MAX_BUCKETS + 1:
+        raise InputError("edges", f"make {len(edges) - 1:,} buckets; at most {MAX_BUCKETS} per axis (every bucket is "
+                                  "profiled and solved): use fewer edges")
     edges = [int(e) if float(e).is_integer() else float(e) for e in edges]
     if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
         raise InputError("edges", f"need at least two strictly increasing edges, got {edges}")
@@ -94,13 +102,16 @@ def read_workload(path: str | Path) -> pd.DataFrame:
     field = f"workload file {path}"
     if not path.is_file():
         raise InputError(field, "not found; pass a CSV written by `melange-nb workload` or params/workloads/*.csv")
+    from .files import read_text_file
+
+    text = read_text_file(path, "workload file", "params/workloads/arena-seed.csv")   # UTF-8, or one line
     try:
-        df = pd.read_csv(path, index_col=0, comment="#")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        df = pd.read_csv(io.StringIO(text), index_col=0, comment="#")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
         raise InputError(field, f"is not a readable CSV ({exc.__class__.__name__}: {exc})".replace("\n", " "))
     df.index = df.index.astype(str)
     df.index.name, df.columns.name = INPUT_AXIS, OUTPUT_AXIS
-    header = _raw_header(path)     # pandas renames a repeated column ("25-100.1"): check the file's own header
+    header = _raw_header(text)     # pandas renames a repeated column ("25-100.1"): check the file's own header
     check_bucket_labels(list(df.index), f"{field}: input buckets (first column)")
     check_bucket_labels(header if len(header) == len(df.columns) else list(df.columns),
                         f"{field}: output buckets (header)")
@@ -137,12 +148,11 @@ def _label_bounds(labels: Sequence[str], where: str) -> list[tuple[float, float 
     return bounds
 
 
-def _raw_header(path: Path) -> list[str]:
+def _raw_header(text: str) -> list[str]:
     import csv
 
-    with open(path, encoding="utf-8", newline="") as f:
-        for row in csv.reader(line for line in f if not line.startswith("#")):
-            return [c.strip() for c in row[1:]]
+    for row in csv.reader(line for line in text.splitlines() if not line.startswith("#")):
+        return [c.strip() for c in row[1:]]
     return []
 
 
@@ -282,7 +292,9 @@ def read_trace(path: str | Path, *, input_column: str = "ContextTokens",
     if not path.is_file():
         raise InputError(field, "not found")
     try:
-        df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+        df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(field, f"is not UTF-8 text (undecodable byte at offset {exc.start}); save it as UTF-8") from None
     except Exception as exc:
         raise InputError(field, f"could not be read ({type(exc).__name__}); give a CSV or Parquet file") from None
     missing = [c for c in (input_column, output_column) if c not in df.columns]

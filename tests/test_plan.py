@@ -206,7 +206,7 @@ def cli(*args):
     ("bad tokens", [("2024-01-01 10:00:00", -1, 1), ("2024-01-01 10:05:00", 1, 1)], [],
      "trace.csv: ContextTokens: row 2 holds -1"),
     ("bad smoothing", None, ["--smooth", "calm"], "smoothing: 'calm'"),
-    ("bad workers", None, ["-j", "0"], "workers: must be a whole number >= 1, got 0"),
+    ("bad workers", None, ["-j", "0"], "workers: must be a whole number >= 1 and <= 64, got 0"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, case, rows, args, message):
     trace, _, gpus_path = _hand_case(tmp_path)

@@ -46,7 +46,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from ..errors import InputError
-from ..files import read_json, read_yaml, write_text
+from ..files import comment_lines, read_json, read_yaml, write_text
 from .. import schemas
 from ..workload import bucket_labels, labelled_matrix, parse_bucket_labels
 from .latency import HOW_TO_ADD, LatencyModel, parse_latency
@@ -178,6 +178,7 @@ def save_profiles(path: str | Path, gpus: Mapping[str, GpuProfile] | Sequence[Gp
     gpus = list(gpus.values()) if isinstance(gpus, Mapping) else list(gpus)
     if not gpus:
         raise InputError("gpus", "lists no GPU; give at least one profile to save")
+    schemas.gpu_names([gpu.name for gpu in gpus], "gpus")
     first = gpus[0].tputs
     for gpu in gpus[1:]:
         if list(gpu.tputs.index) != list(first.index) or list(gpu.tputs.columns) != list(first.columns):
@@ -209,7 +210,7 @@ def save_profiles(path: str | Path, gpus: Mapping[str, GpuProfile] | Sequence[Gp
         doc["gpus"][gpu.name] = entry
     text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
     if header:
-        text = "".join(f"# {line}\n" for line in header.splitlines()) + text
+        text = comment_lines(header) + text
     return write_text(path, text)
 
 

@@ -49,6 +49,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from .. import schemas
 from ..errors import InputError
 from ..files import read_yaml
 from ..run import resolve_path, workload_input
@@ -111,6 +112,7 @@ def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
     if spec["target_attainment"] is not None and spec["simulate"] is None:
         from ..attainment import check_options
         spec["simulate"] = check_options(True)          # a target needs a simulation: the default stream
+    schemas.sweep_size(spec, where)
     return spec
 
 
