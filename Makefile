@@ -8,8 +8,14 @@ STAMP := $(VENV)/.installed
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 AIPERF_VERSION := 0.13.0
+# Every optional part (pyproject's extras) plus the test tools: `make install` installs them all.
+EXTRAS := dev,explore,predict,bench,scale
+# The lowest versions pyproject.toml declares for the direct dependencies, resolved by uv
+# (`--resolution lowest-direct`) into a venv of their own: do the declared lower bounds run?
+LOWEST_VENV := .venv-lowest
+FAST_TESTS := -q -m "not slow"
 
-.PHONY: help install bench-client demo test bench browser-deps clean-outputs explore
+.PHONY: help install bench-client demo test test-fast test-lowest bench browser-deps clean-outputs explore
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -18,7 +24,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the project (only when pyproject.toml changed)
@@ -33,8 +39,17 @@ bench-client: $(BENCH_STAMP) ## create .venv-bench with AIPerf, the benchmark cl
 demo: $(STAMP) ## offline demo: workload, 12-rate sweep, summary, outputs/demo-sweep/index.html
 	$(BIN)/melange-nb sweep -p params/sweeps/demo.yaml
 
-test: $(STAMP) $(BENCH_STAMP) ## run the test suite
+test: $(STAMP) $(BENCH_STAMP) ## run the whole test suite (what CI runs; 15+ minutes on 2 cores)
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP) ## run the fast tier: every test not marked slow (no notebooks, kernels, browser, AIPerf, sweeps)
+	$(BIN)/python -m pytest $(FAST_TESTS)
+
+test-lowest: ## install the lowest declared dependency versions into .venv-lowest (uv) and run the fast tests there
+	test -x $(LOWEST_VENV)/bin/python || $(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install --quiet uv
+	$(LOWEST_VENV)/bin/uv pip install --quiet --python $(LOWEST_VENV)/bin/python --resolution lowest-direct -e ".[$(EXTRAS)]"
+	$(LOWEST_VENV)/bin/python -m pytest $(FAST_TESTS)
 
 browser-deps: ## install Debian's chromium for the browser test (needs root and apt-get; otherwise that test skips)
 	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \

@@ -38,6 +38,7 @@ import pandas as pd
 from .config import outputs_dir
 from .errors import DatasetError, InputError
 from .files import atomic_write, write_json
+from .schemas import is_count
 
 DEFAULT_TOKENIZER = "mistral-v1"
 TOKENIZER_NOTE = {DEFAULT_TOKENIZER: "Mistral-7B v0.1 SentencePiece (32k vocab, Llama-2 style), "
@@ -87,7 +88,7 @@ def _convert_mistral_v1(target: Path) -> None:
 
     import mistral_common
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")   # no "PyTorch was not found" line: not needed
-    from transformers import LlamaTokenizer
+    from transformers import LlamaTokenizerFast   # the tokenizers-backed class in transformers 4 and 5
 
     model = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
     if not model.is_file():
@@ -96,7 +97,7 @@ def _convert_mistral_v1(target: Path) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(model, Path(tmp) / "tokenizer.model")
-        hf = LlamaTokenizer.from_pretrained(tmp)
+        hf = LlamaTokenizerFast.from_pretrained(tmp)
     tok = hf.backend_tokenizer
     # Like Mistral's and Llama-2's own tokenizers: BOS <s> before each sequence when special tokens
     # are counted (the converted model has no template). The seed's per-message counts include it.
@@ -176,7 +177,7 @@ def load_chats(source: str, *, split: str = "train", revision: str | None = None
     """
     if max_conversations is not None and (not isinstance(max_conversations, int) or max_conversations < 1):
         raise InputError("max_conversations", f"must be a positive integer or None, got {max_conversations!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32):
+    if seed is not None and not (is_count(seed) and seed < 2**32):
         raise InputError("seed", f"must be a whole number from 0 to 2**32-1, got {seed!r}")
     info: dict[str, Any] = {"source": source, "split": split, "revision": revision}
     hub = not (source == "synthetic" or source.startswith("synthetic:") or Path(source).exists())
@@ -394,7 +395,7 @@ def counting_policy(add_special_tokens: bool, template=None) -> dict:
 
 
 def _check_num_proc(num_proc) -> None:
-    if num_proc is not None and (isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1):
+    if num_proc is not None and not is_count(num_proc, 1):
         raise InputError("num_proc", f"must be a whole number >= 1 (or unset for all cores), got {num_proc!r}")
 
 

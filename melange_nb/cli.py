@@ -12,6 +12,8 @@ from pathlib import Path
 from .errors import InputError, MelangeError
 from .workload import DEFAULT_EDGES
 
+FILE_SCHEMAS = ("gpus", "prices", "run")     # `melange-nb schema KIND` (schemas.FILE_MODELS)
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit 2), like every other bad input."""
@@ -44,6 +46,21 @@ def _add_ray_address(p, what: str) -> None:
                         "else a local Ray started for the run)")
 
 
+def _add_stream_options(p, *, what: str = "the simulated stream") -> None:
+    """--duration, --arrival, --seed, --routing, --slo: a generated request stream and how a simulation serves it."""
+    p.add_argument("--duration", type=float, default=600.0, metavar="SECONDS",
+                   help=f"length of {what} in seconds (default: 600)")
+    p.add_argument("--arrival", default="poisson", metavar="poisson|gamma:CV|constant",
+                   help="inter-arrival times: poisson, gamma:CV (bursty for CV > 1, e.g. gamma:2) or constant "
+                        "(default: poisson)")
+    p.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="seed of the stream and of the routing draws (default: 0)")
+    p.add_argument("--routing", default="least", choices=["least", "round-robin"],
+                   help="replica choice within a GPU type: least outstanding requests or round-robin (default: least)")
+    p.add_argument("--slo", action="append", metavar="[STAT_]METRIC_ms=N",
+                   help="SLO each request must meet, e.g. tpot_ms=40 (repeatable; default: the profile file's slo)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="melange-nb", description="Cheapest mix of GPU types for an LLM workload.",
                      epilog="Each command has its own help: melange-nb COMMAND --help.")
@@ -62,8 +79,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="total request rate in requests/s (required with --workload; default with -c: the config's)")
     s.add_argument("--slice-factor", type=int, metavar="N",
                    help="Mélange ILP slices per bucket, a whole number >= 1 (default: the config's, else 1)")
-    s.add_argument("--solver", default="melange", choices=["melange", "exact"],
-                   help="mix solver: melange (the paper's ILP, CBC) or exact (continuous split, HiGHS) (default: melange)")
+    s.add_argument("--solver", default="exact", choices=["exact", "melange"],
+                   help="mix solver: exact (continuous split, HiGHS; never dearer) or melange (the paper's ILP, CBC, "
+                        "for faithful reproduction); the other one is solved too, as the comparison (default: exact)")
     _add_constraint_options(s)
     s.add_argument("--format", choices=["text", "json", "melange"],
                    help="text: one line with the mix, $/h and savings against each single GPU type; json: solver, "
@@ -74,6 +92,10 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: print only)")
     s.add_argument("--export", metavar="DIR", help="also write deployment files for this plan into DIR "
                                                    "(skyserve-<gpu>.yaml per GPU type, deploy.json; default: none)")
+    s.add_argument("--target-attainment", type=float, metavar="FRACTION",
+                   help="also find the cheapest plan whose simulated SLO attainment reaches this share, e.g. 0.99 "
+                        "(needs a latency model per GPU type; default: throughput only)")
+    _add_stream_options(s, what="the stream simulated with --target-attainment")
 
     w = sub.add_parser("workload", help="build a request-size histogram from a chat dataset or a length trace")
     src = w.add_mutually_exclusive_group(required=True)
@@ -147,6 +169,13 @@ def _parser() -> argparse.ArgumentParser:
 
     _plan_parser(sub)
 
+    sc = sub.add_parser("schema", help="print the JSON Schema of an input file kind, for editors "
+                                       "(# yaml-language-server: $schema=FILE)")
+    sc.add_argument("kind", choices=sorted(FILE_SCHEMAS), help="sweep: params/sweeps/*.yaml; gpus: params/gpus/*.yaml; "
+                                                                 "prices: params/prices/*.yaml; run: params/*.yaml")
+
+    _simulate_parser(sub)
+
     pr = sub.add_parser("profile", help="GPU profiles: predict (aiconfigurator), import measured runs, plan "
                                         "benchmarks, compare two profile files")
     psub = pr.add_subparsers(dest="profile_command", required=True)
@@ -154,7 +183,9 @@ def _parser() -> argparse.ArgumentParser:
     pp.add_argument("--model", required=True, help="bundled HF id (e.g. meta-llama/Meta-Llama-3.1-8B) or a folder with config.json")
     pp.add_argument("--gpu", action="append", required=True, metavar="SYSTEM[=NAME]",
                     help="aiconfigurator system, e.g. h100_sxm=H100 (repeatable)")
-    pp.add_argument("--backend", default="vllm", help="vllm | sglang | trtllm (default vllm)")
+    pp.add_argument("--backend", action="append", metavar="BACKEND|NAME=BACKEND",
+                    help="vllm | sglang | trtllm | auto (the one whose kernel-data versions agree best across the "
+                         "GPUs); NAME=BACKEND for one GPU (repeatable); default vllm")
     pp.add_argument("--slo", action="append", required=True, metavar="[STAT_]METRIC_ms=N",
                     help="e.g. tpot_ms=40, p99_ttft_ms=2000 (repeatable: all must hold)")
     pp.add_argument("--edges", help="input bucket edges (default 0,25,100,250,500,1000,2000,4000,8000,16000)")
@@ -229,6 +260,81 @@ def _measured_parsers(verbs) -> None:
     pp.add_argument("--num-prompts", type=int, default=200, help="requests per run")
     pp.add_argument("--slo", default="tpot_ms=40", help="SLO written into the follow-up import command")
     pp.add_argument("-o", "--output-dir", required=True, help="folder for run_benchmarks.sh and README.md")
+
+
+def _simulate_parser(sub) -> None:
+    si = sub.add_parser("simulate", help="simulate a plan serving a request stream: SLO attainment and tail latencies")
+    si.add_argument("--gpus", required=True, metavar="YAML",
+                    help="GPU profile file with a latency model per GPU type (required)")
+    si.add_argument("--gpu", action="append", default=[], metavar="NAME",
+                    help="solve with only this GPU type (repeatable; default: every type in the profile)")
+    si.add_argument("--workload", metavar="CSV", help="workload CSV: request sizes of the generated stream, and what "
+                                                      "a plan is solved or routed on (required without --trace)")
+    si.add_argument("--rate", type=float, metavar="REQ_PER_S", help="mean request rate (required with --workload)")
+    si.add_argument("--trace", metavar="CSV|PARQUET",
+                    help="replay this timestamped trace at its own arrival times instead of a generated stream")
+    si.add_argument("--timestamp-column", default="TIMESTAMP", metavar="NAME", help="trace column (default: TIMESTAMP)")
+    si.add_argument("--input-column", default="ContextTokens", metavar="NAME", help="trace column (default: ContextTokens)")
+    si.add_argument("--output-column", default="GeneratedTokens", metavar="NAME",
+                    help="trace column (default: GeneratedTokens)")
+    plan = si.add_mutually_exclusive_group()
+    plan.add_argument("--counts", metavar="NAME=N[,NAME=N]",
+                      help="simulate these GPU counts, routed to balance utilisation, e.g. A10G=1,A100=1")
+    plan.add_argument("--plan", metavar="JSON|DIR",
+                      help="simulate a saved plan: a solve -o result or allocation.json, a deploy.json, or a "
+                           "`melange-nb plan` output folder (per-window plans) (default: solve on the spot)")
+    si.add_argument("--solver", default="exact", choices=["exact", "melange"],
+                    help="solver for the plan solved on the spot (default: exact)")
+    si.add_argument("--sizes", default="uniform", choices=["uniform", "midpoint"],
+                    help="sizes within a bucket of a generated stream: uniform from lo to hi-1, or the midpoint "
+                         "(default: uniform)")
+    _add_stream_options(si)
+    si.add_argument("--format", choices=["text", "json"],
+                    help="text: the answer and a table per GPU type; json: status, summary rows (default: text on a "
+                         "terminal, json when piped)")
+    si.add_argument("-o", "--output-dir", metavar="DIR",
+                    help="also write requests.parquet, summary.csv, queue.csv, summary.json into DIR (default: none)")
+
+
+def _simulate(args) -> int:
+    from .profiles import load_gpus, select_gpus
+    from .simulate import load_plan, simulate, stream_from_trace, stream_from_workload, write_result
+    from .workload import read_workload
+
+    if args.output_dir:
+        from .files import check_output_dir
+        check_output_dir(args.output_dir, "-o/--output-dir")
+    gpus = load_gpus(args.gpus)
+    solve_gpus = select_gpus(gpus, args.gpu)
+    workload = read_workload(args.workload) if args.workload else None
+    if args.trace:
+        stream = stream_from_trace(args.trace, gpus, timestamp_column=args.timestamp_column,
+                                   input_column=args.input_column, output_column=args.output_column)
+        if workload is None:
+            from .simulate import stream_workload
+            workload = stream_workload(stream, gpus)
+        rate = args.rate if args.rate is not None else len(stream) / stream.attrs["duration_s"]
+    else:
+        if workload is None or args.rate is None:
+            raise InputError("--workload/--rate", "both are required without --trace (requests/s)")
+        rate = args.rate
+        stream = stream_from_workload(workload, rate, args.duration, arrival=args.arrival, seed=args.seed,
+                                      sizes=args.sizes)
+    plan = load_plan(args.counts or args.plan, solve_gpus if not (args.counts or args.plan) else gpus,
+                     workload=workload, rate=rate, solver=args.solver)
+    result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo)
+    paths = write_result(result, args.output_dir) if args.output_dir else []
+    fmt = args.format or ("text" if sys.stdout.isatty() else "json")
+    if fmt == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        from .simulate import summary_table
+        print(result.message + ".")
+        if result.status == "ok":
+            print(summary_table(result).to_string())
+        if paths:
+            print("wrote " + ", ".join(str(p) for p in paths))
+    return 0 if result.status == "ok" else 1
 
 
 def _plan_parser(sub) -> None:
@@ -306,8 +412,9 @@ def _plan(args) -> int:
 
 def _solve(args) -> int:
     from .profiles import load_gpus, read_melange_config, select_gpus
-    from .solver import compare
-    from .workload import read_workload
+    from .report import workload_drop_summary
+    from .solver import SOLVERS, compare
+    from .workload import read_workload, workload_meta
 
     if args.config:
         if args.workload or args.gpus:
@@ -322,6 +429,17 @@ def _solve(args) -> int:
     if args.output is not None:
         from .files import check_output_file
         check_output_file(args.output, "-o/--output")
+    if args.target_attainment is not None:
+        from . import schemas
+        schemas.number(args.target_attainment, "--target-attainment", positive=True, maximum=1.0,
+                       what="a share of requests in (0, 1], e.g. 0.99")
+        missing = [g for g, p in select_gpus(gpus, args.gpu).items() if p.latency is None]
+        if missing:
+            from .profiles import HOW_TO_ADD
+            raise InputError("--target-attainment", f"GPU type {missing[0]} has no latency model; {HOW_TO_ADD}")
+        from .simulate import stream_from_workload
+        stream_from_workload(workload, rate if args.rate is None else args.rate, args.duration,
+                             arrival=args.arrival, seed=args.seed).head(0)      # checks the stream options
     if args.export:
         from .files import check_output_dir
         check_output_dir(args.export, "--export")
@@ -329,10 +447,21 @@ def _solve(args) -> int:
     slice_factor = args.slice_factor if args.slice_factor is not None else slice_factor
     gpus = select_gpus(gpus, args.gpu)
     constraints = _constraints(args)
-    comparison = compare(workload, gpus, rate, solvers=(args.solver,), slice_factor=slice_factor,
+    solvers = (args.solver, *(s for s in SOLVERS if s != args.solver))     # the other mix solver as the comparison
+    comparison = compare(workload, gpus, rate, solvers=solvers, slice_factor=slice_factor,
                          time_limit=args.time_limit, constraints=constraints)
+    dropped = workload_drop_summary(workload_meta(args.workload) if args.workload else None)
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
-    out = comparison.mix.melange_json() if fmt == "melange" else comparison.to_dict()
+    out = comparison.mix.melange_json() if fmt == "melange" else {**comparison.to_dict(), "workload": dropped}
+    search = None
+    if args.target_attainment is not None and comparison.mix.has_allocation:
+        from .simulate import search_attainment
+        search = search_attainment(workload, gpus, rate, args.target_attainment, duration_s=args.duration,
+                                   arrival=args.arrival, seed=args.seed, solver=args.solver,
+                                   constraints=constraints, routing=args.routing, slo=args.slo,
+                                   progress=sys.stderr.isatty())
+        if fmt != "melange":
+            out["attainment"] = search.to_dict()
     if args.output is not None:
         from .files import write_json
         write_json(args.output, out)
@@ -341,10 +470,18 @@ def _solve(args) -> int:
         write_exports(result_deployment(comparison.mix, gpus, utilization_cap=constraints.utilization_cap,
                                         source={"rate": rate, "workload": Path(args.workload or args.config).name}), args.export)
     if fmt == "text":
-        from .report import comparison_headline
-        print(comparison_headline(comparison) + ".")
+        from .report import comparison_headline, solver_comparison_sentence
+        caveat = f" (workload: {dropped['caveat']})" if dropped["caveat"] else ""
+        print(f"{comparison_headline(comparison)}{caveat}. {solver_comparison_sentence(comparison)}".rstrip())
+        if search is not None:
+            print(search.message + ".")
+            if search.neighbours:
+                print("Removing one GPU: " + "; ".join(f"one {n['removed']} less: {n['attainment']:.1%}"
+                                                         for n in search.neighbours) + ".")
     else:
         print(json.dumps(out, indent=2 if fmt == "json" else None))
+    if search is not None and search.status != "met":
+        return 1
     return 0 if comparison.mix.has_allocation else 1
 
 
@@ -565,23 +702,53 @@ def _profile(args) -> int:
                                 labels=(Path(args.a).stem, Path(args.b).stem)))
         return 0
     from .files import check_output_file
+    from .profiles.consistency import PHYSICS, describe_kernel_data, set_caveat
     from .profiles.predict import predict_profiles
 
     check_output_file(args.output, "-o/--output")
-    gpus = predict_profiles(args.model, args.gpu, slo=args.slo, backend=args.backend,
+    gpus = predict_profiles(args.model, args.gpu, slo=args.slo, backend=_backend_option(args.backend, args.gpu),
                             edges=_edges(args.edges, "--edges") or PROFILE_INPUT_EDGES,
                             output_edges=_edges(args.output_edges, "--output-edges") or PROFILE_OUTPUT_EDGES,
                             open_last_input=args.open_last_input, open_last_output=args.open_last_output,
                             prices=args.prices, tp=args.tp, sol=args.sol, cache=not args.no_cache)
     first = next(iter(gpus.values())).meta
+    data = "; ".join(f"{n}: {describe_kernel_data(g.meta['kernel_data'])}" for n, g in gpus.items())
+    caveat = set_caveat(gpus)
+    physics = list(dict.fromkeys(n for g in gpus.values() for n in g.meta["notes"]
+                                 if n.startswith(PHYSICS) and "outside" in n))
+    auto = [n for n in first["notes"] if n.startswith("--backend auto")]
     header = (f"Predicted by `melange-nb profile predict` (aiconfigurator-core): {first['model']}, "
-              f"{args.backend}, SLO {format_slo(first['slo'])}, tp={args.tp}.\n"
-              "Rows = input-token buckets, columns = output-token buckets; requests/s of one replica.")
+              f"SLO {format_slo(first['slo'])}, tp={args.tp}.\nKernel data: {data}.\n" + "".join(f"{n}.\n" for n in auto)
+              + (f"WARNING: {caveat}\n" if caveat else "")
+              + "Rows = input-token buckets, columns = output-token buckets; requests/s of one replica.")
     path = save_profiles(args.output, gpus, header=header)
-    notes = sum(len(g.meta["cell_notes"]) for g in gpus.values())
+    zeros = sum(1 for g in gpus.values() for c in g.meta["cell_notes"] if g.tputs.loc[c["input"], c["output"]] == 0)
     listed = ", ".join(f"{n} ({g.meta['system']}, ${g.cost:g}/h)" for n, g in gpus.items())
-    print(f"wrote {path}: {listed}" + (f"; {notes} bucket(s) are 0 with a note" if notes else ""))
+    print(f"wrote {path}: {listed}" + (f"; {zeros} bucket(s) are 0 with a note" if zeros else ""))
+    for line in auto:
+        print(line)
+    if caveat:
+        print(f"melange-nb: warning: {caveat}", file=sys.stderr)
+        for line in physics:
+            print(f"melange-nb: warning: {line}", file=sys.stderr)
     return 0
+
+
+def _backend_option(values: list[str] | None, gpus: list[str]) -> str | dict[str, str]:
+    """``--backend B`` for every GPU, or ``--backend NAME=B`` per GPU (the bare one is the default)."""
+    default, per_gpu = "vllm", {}
+    for value in values or []:
+        name, sep, backend = value.partition("=")
+        if sep:
+            per_gpu[name.strip()] = backend.strip()
+        else:
+            default = value.strip()
+    if not per_gpu:
+        return default
+    if default == "auto":
+        raise InputError("--backend", "auto chooses one backend for the whole set; do not combine it with NAME=BACKEND")
+    names = [(g.partition("=")[2] or g.partition("=")[0]).strip() for g in gpus]
+    return {n: per_gpu.get(n, default) for n in names} | per_gpu
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -589,11 +756,18 @@ def _pair(text: str) -> tuple[str, str]:
     return a.strip(), (b.strip() or a.strip())
 
 
+def _schema(args) -> int:
+    from .schemas import json_schema
+
+    print(json.dumps(json_schema(args.kind), indent=2))
+    return 0
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"solve": _solve, "workload": _workload, "sweep": _sweep, "run": _run,
-                "profile": _profile, "plan": _plan}[args.command](args)
+                "profile": _profile, "plan": _plan, "simulate": _simulate, "schema": _schema}[args.command](args)
     except KeyboardInterrupt:
         print("melange-nb: interrupted", file=sys.stderr)
         return 130

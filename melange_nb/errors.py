@@ -14,8 +14,17 @@ class InputError(MelangeError, ValueError):
 
     def __init__(self, field: str, message: str):
         self.field = field
+        self.message = message
         super().__init__(f"{field}: {message}")
 
 
 class DatasetError(MelangeError):
     """A dataset or tokenizer could not be loaded (unknown, offline, gated, empty)."""
+
+
+class MissingExtra(MelangeError):
+    """An optional part's packages are not installed: names the pyproject extra that installs them."""
+
+    def __init__(self, what: str, package: str, extra: str, why: str = ""):
+        super().__init__(f"{what} needs {package}, which is not installed{why}; install it with "
+                         f"pip install 'melange-nb[{extra}]' (make install installs every extra)")

@@ -4,7 +4,9 @@
 two; GPU profile set and SLO; allowed GPU types; request rate; solver; slice factor; utilisation
 cap; quotas) and three outputs that follow every change without re-running a cell:
 
-1. the headline (mix, $/h, savings against each single GPU type: ``report.comparison_headline``);
+1. the headline (mix, $/h, savings against each single GPU type: ``report.comparison_headline``), and a
+   table with every policy: the chosen mix solver, the other one as its comparison (exact by default,
+   the Mélange ILP beside it), each single GPU type;
 2. the routing heatmaps of the mix (HTML tables, `routing_html`);
 3. a cost-vs-rate curve around the current rate with the current point marked (inline SVG,
    `cost_curve_svg`; policy colours and names from report.py).
@@ -29,10 +31,10 @@ import numpy as np
 import pandas as pd
 
 from .config import GPUS_DIR, PROJECT_ROOT, WORKLOADS_DIR, outputs_dir
-from .errors import InputError, MelangeError
+from .errors import InputError, MelangeError, MissingExtra
 from .profiles import UNKNOWN, GpuProfile, format_slo, load_gpus, select_gpus
-from .solver import Comparison, Constraints, compare, parse_counts, routing_matrix
-from .workload import blend, read_workload, workload_source
+from .solver import Comparison, Constraints, compare, parse_counts, routing_matrix, solve
+from .workload import blend, bucket_span, read_workload, rebucket_hint, workload_source
 
 DEBOUNCE_SECONDS = 0.15
 CURVE_POINTS = 13          # rates on the cost-vs-rate curve (plus the current one)
@@ -155,12 +157,10 @@ class Model:
         like = next(iter(gpus.values())).tputs
         if list(workload.index) == list(like.index) and list(workload.columns) == list(like.columns):
             return
-        raise InputError("workload", f"its buckets (input {_span(workload.index)}, output {_span(workload.columns)}) "
-                                     f"differ from {values['profile_set']}'s (input {_span(like.index)}, output "
-                                     f"{_span(like.columns)}); choose another profile set, or build the workload on "
-                                     f"its edges: melange-nb workload ... --edges {_edges(like.index)} "
-                                     f"--output-edges {_edges(like.columns)}"
-                                     + (" --overflow open" if str(like.index[-1]).endswith("+") else ""))
+        raise InputError("workload", f"its buckets (input {bucket_span(workload.index)}, output "
+                                     f"{bucket_span(workload.columns)}) differ from {values['profile_set']}'s (input "
+                                     f"{bucket_span(like.index)}, output {bucket_span(like.columns)}); choose another "
+                                     f"profile set, or build the workload on its edges: {rebucket_hint(like)}")
 
     def gpus(self, values: Mapping) -> dict[str, GpuProfile]:
         path = self.profile_sets[values["profile_set"]]["path"]
@@ -174,11 +174,23 @@ class Model:
         return Constraints(max_instances=parse_counts(values.get("max_instances", ""), "quotas (max instances)"),
                            utilization_cap=float(values.get("utilization_cap", 1.0)))
 
-    def compare(self, values: Mapping, rate: float | None = None) -> Comparison:
+    def compare(self, values: Mapping, rate: float | None = None, *, comparison: bool = True) -> Comparison:
+        """The chosen mix solver and each single GPU type; with `comparison`, the other mix solver too
+        (second in the results: the Mélange ILP beside the exact mix, or the reverse)."""
         workload, _ = self.workload(values)
+        solvers = (values["solver"], other_solver(values["solver"])) if comparison else (values["solver"],)
         return compare(workload, self.gpus(values), float(values["rate"] if rate is None else rate),
-                       solvers=(values["solver"],), slice_factor=int(values["slice_factor"]),
-                       constraints=self.constraints(values))
+                       solvers=solvers, slice_factor=int(values["slice_factor"]), constraints=self.constraints(values))
+
+    def add_comparison(self, values: Mapping, current: Comparison) -> Comparison:
+        """`current` (the chosen solver only) with the other mix solver added second, solved now."""
+        workload, _ = self.workload(values)
+        other = other_solver(values["solver"])
+        result = solve(workload, self.gpus(values), current.rate, solver=other,
+                       slice_factor=int(values["slice_factor"]), constraints=self.constraints(values))
+        results = dict(current.results)
+        ordered = {current.reference: results.pop(current.reference), other: result, **results}
+        return Comparison(current.rate, ordered, current.reference)
 
     def curve(self, values: Mapping, current: Comparison | None = None) -> pd.DataFrame:
         """Cost of every policy at `curve_rates` around the current rate (cached per rate)."""
@@ -201,14 +213,9 @@ class Model:
         return curve
 
 
-def _span(labels) -> str:
-    return f"{labels[0]} to {labels[-1]} tokens, {len(labels)} buckets"
-
-
-def _edges(labels) -> str:
-    """Bucket labels ``lo-hi`` (and an open ``hi+``) back to the comma-separated edges the CLI takes."""
-    closed = [str(x) for x in labels if not str(x).endswith("+")]
-    return ",".join([closed[0].split("-")[0]] + [x.split("-")[1] for x in closed])
+def other_solver(solver: str) -> str:
+    """The mix solver shown as the comparison: the Mélange ILP beside the exact mix, and the reverse."""
+    return "melange" if solver == "exact" else "exact"
 
 
 def _short(label: str) -> str:
@@ -222,7 +229,10 @@ class Explorer:
 
     def __init__(self, model: Model, values: Mapping[str, Any], *, rate_max: float = 64.0,
                  debounce: float = DEBOUNCE_SECONDS):
-        import ipywidgets as w
+        try:
+            import ipywidgets as w
+        except ImportError:
+            raise MissingExtra("the explorer", "ipywidgets", "explore") from None
 
         self.model, self.debounce = model, debounce
         self.view: View | None = None
@@ -249,7 +259,7 @@ class Explorer:
                                   description="Rate (req/s)", style=style, layout=layout),
             "solver": w.ToggleButtons(options=[("exact", "exact"), ("Mélange ILP", "melange")], description="Solver",
                                       style={**style, "button_width": "8em"}),
-            "slice_factor": w.IntSlider(min=1, max=8, value=1, description="Slice factor", style=style, layout=layout),
+            "slice_factor": w.IntSlider(min=1, max=8, value=1, description="ILP slice factor", style=style, layout=layout),
             "utilization_cap": w.FloatSlider(min=0.3, max=1.0, step=0.05, value=1.0, description="Utilisation cap",
                                              readout_format=".0%", style=style, layout=layout),
             "max_instances": w.Text(value="", placeholder="e.g. A100=1,A10G=8", description="Quotas (max)",
@@ -261,8 +271,6 @@ class Explorer:
         self.curve_out = w.HTML()
         self.timing = w.HTML()
         self._set_values(values)
-        c["slice_factor"].disabled = c["solver"].value == "exact"
-        c["solver"].observe(lambda ch: setattr(c["slice_factor"], "disabled", ch["new"] == "exact"), "value")
         c["slo"].observe(self._on_slo, "value")
         c["profile_set"].observe(self._on_profile_set, "value")
         for name, control in c.items():
@@ -277,8 +285,9 @@ class Explorer:
 
     def _sets_for(self, slo: str) -> list[tuple[str, str]]:
         sets = self.model.profile_sets
-        return [(f"{name} ({s.get('model')}, {s['slo']})", name) for name, s in sets.items()
-                if "error" not in s and (slo == ANY_SLO or s["slo"] == slo)]
+        # the file name only: model and SLO would be cut off in the menu (the SLO menu filters by SLO, and the
+        # line under the headline names the model and the SLO of the set in use)
+        return [(name, name) for name, s in sets.items() if "error" not in s and (slo == ANY_SLO or s["slo"] == slo)]
 
     def values(self) -> dict[str, Any]:
         """The current widget values (what `update` solves)."""
@@ -368,10 +377,11 @@ class Explorer:
         return self.view
 
     def _stages(self, start: float):
-        """Solve + headline, then the routing heatmaps, then the curve; yields between stages."""
+        """Solve + headline, then the routing heatmaps, then the other mix solver (the comparison row of the
+        headline table), then the curve; yields between stages."""
         from html import escape
 
-        from .report import comparison_headline, headline_html, headline_table
+        from .report import comparison_headline, headline_html, headline_table, policy_label
 
         self.solves += 1
         values = self.values()
@@ -383,7 +393,7 @@ class Explorer:
             meta = next(iter(gpus.values())).meta
             view.provenance += (f" · GPU profiles {Path(meta.get('file', '')).name}: {meta.get('model')}, "
                                 f"{slo_label(meta.get('slo'))}; {meta.get('source')}")
-            view.comparison = self.model.compare(values)
+            view.comparison = self.model.compare(values, comparison=False)   # the answer first; the other solver next
         except MelangeError as exc:
             view.error = str(exc)
             view.headline = f"Cannot solve: {exc}"
@@ -391,6 +401,7 @@ class Explorer:
             self.provenance.value = ""
             self.routing_out.value = self.curve_out.value = ""
             view.seconds["headline"] = time.perf_counter() - start
+            self.timing.value = ""          # the last answer's timings would read as this change's
             return
         view.headline = comparison_headline(view.comparison)
         self.headline.value = headline_html(view.headline, headline_table(view.comparison))
@@ -400,10 +411,15 @@ class Explorer:
         self.routing_out.value = self._draw_routing(view, workload)
         view.seconds["routing"] = time.perf_counter() - start
         yield
+        view.comparison = self.model.add_comparison(values, view.comparison)
+        self.headline.value = headline_html(view.headline, headline_table(view.comparison))
+        view.seconds["comparison"] = time.perf_counter() - start
+        yield
         self.curve_out.value = self._draw_curve(view)
         view.seconds["curve"] = time.perf_counter() - start
         self.timing.value = (f'<p style="color:#888;font-size:0.8em">headline {view.seconds["headline"] * 1000:.0f} ms, '
-                             f'heatmaps {view.seconds["routing"] * 1000:.0f} ms, curve {view.seconds["curve"] * 1000:.0f} ms '
+                             f'heatmaps {view.seconds["routing"] * 1000:.0f} ms, {policy_label(other_solver(values["solver"]))} '
+                             f'{view.seconds["comparison"] * 1000:.0f} ms, curve {view.seconds["curve"] * 1000:.0f} ms '
                              "after the change (solved in this kernel)</p>")
 
     def _draw_routing(self, view: View, workload: pd.DataFrame) -> str:

@@ -33,10 +33,11 @@ import pandas as pd
 from .errors import InputError
 from .files import atomic_write, write_json
 from .profiles import GpuProfile
+from .schemas import check_plan_options
 from .solver import LOAD_EPS, Constraints, SolveResult, _problem, solve
 from .workload import OVERFLOW_POLICIES, bucket_index, bucket_labels, labelled_matrix, read_trace
 
-PLAN_SOLVERS = ("exact", "melange")
+PLAN_SOLVERS = ("exact", "melange")   # schemas.PlanOptions.solver
 
 
 # ---------------------------------------------------------------- inputs: trace, window, edges
@@ -222,8 +223,8 @@ def plan_windows(windows: Windows, gpus: Mapping[str, GpuProfile], *, solver: st
     `workers` > 1 solves the windows in that many processes (chunks of consecutive windows).
     """
     gpus = dict(gpus)
-    if solver not in PLAN_SOLVERS:
-        raise InputError("solver", f"must be one of {PLAN_SOLVERS}, got {solver!r}")
+    check_plan_options(solver=solver, slice_factor=slice_factor, time_limit=time_limit, smoothing=smoothing,
+                       workers=workers)
     constraints = (constraints or Constraints()).check(list(gpus))
     smooth = parse_smoothing(smoothing)
     names = list(gpus)
@@ -274,8 +275,6 @@ def _solve_chunk(jobs, gpus, opts) -> list[SolveResult]:
 
 def _solve_all(jobs, gpus, opts, workers: int) -> list[SolveResult]:
     """Solve (workload, rate) jobs in order, in `workers` processes when there are enough of them."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InputError("workers", f"must be a whole number >= 1, got {workers!r}")
     if workers == 1 or len(jobs) < 50:
         return _solve_chunk(jobs, gpus, opts)
     from concurrent.futures import ProcessPoolExecutor
@@ -586,13 +585,9 @@ def plan_trace(trace: str | Path, gpus: Mapping[str, GpuProfile], *, window: str
                slice_factor: int = 1, time_limit: float | None = None, constraints: Constraints | None = None,
                smoothing: str | None = None, workers: int = 1) -> Plan:
     """Read a timed trace, cut it into windows and plan them (every input checked before solving)."""
-    if solver not in PLAN_SOLVERS:
-        raise InputError("solver", f"must be one of {PLAN_SOLVERS}, got {solver!r}")
+    check_plan_options(solver=solver, window=window, overflow=overflow, slice_factor=slice_factor,
+                       time_limit=time_limit, smoothing=smoothing, workers=workers)
     constraints = (constraints or Constraints()).check(list(gpus))
-    parse_smoothing(smoothing)
-    parse_window(window)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InputError("workers", f"must be a whole number >= 1, got {workers!r}")
     requests, report = read_timed_trace(trace, timestamp_column=timestamp_column, input_column=input_column,
                                         output_column=output_column)
     windows = cut_windows(requests, window, gpus, overflow=overflow)

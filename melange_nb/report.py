@@ -8,6 +8,7 @@ Figure; they never reorient data silently: the transpose for display happens her
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Mapping
@@ -134,6 +135,66 @@ def workload_caveat(meta: Mapping | None) -> str:
     return "; ".join(notes)
 
 
+def workload_drop_summary(meta: Mapping | None) -> dict:
+    """What the workload dropped, for JSON (``solve``): requests, dropped, clipped, dropped_share and the
+    `workload_caveat` text; the counts are None when the workload has no ``.json`` sidecar to say."""
+    if not meta or not meta.get("requests"):
+        return {"requests": None, "dropped": None, "clipped": None, "dropped_share": None, "caveat": "",
+                "note": "no .json sidecar beside the workload CSV: how many requests it dropped is unknown"}
+    total, dropped = int(meta["requests"]), int(meta.get("dropped") or 0)
+    clipped = (int(meta.get("beyond_last_edge") or 0) + int(meta.get("below_first_edge") or 0)
+               if meta.get("overflow_policy") == "clip" else 0)
+    return {"requests": total, "dropped": dropped, "clipped": clipped, "dropped_share": round(dropped / total, 6),
+            "caveat": workload_caveat(meta)}
+
+
+def workload_counts_table(report: Mapping) -> pd.DataFrame:
+    """What a workload build counted (`workload.build_workload`'s report), for people: the requests (total, in
+    the histogram, beyond the edges, dropped) with their share of all requests, then the dataset's own counts
+    (conversations, messages, skipped pairs, ...), which are not requests and get no share.
+
+    Strings, already formatted; index ``count of``."""
+    total = int(report["requests"])
+    requests = {"requests": total, "in the histogram": report["in_histogram"],
+                f"beyond the last edge ({report['input_edges'][-1]} in / {report['output_edges'][-1]} out)":
+                    report["beyond_last_edge"],
+                "below the first edge": report["below_first_edge"],
+                f"dropped (overflow = {report['overflow_policy']})": report["dropped"]}
+    rows = [{"count of": k, "count": f"{int(v):,}", "share of requests": f"{int(v) / total:.1%}" if total else "—"}
+            for k, v in requests.items()]
+    counts = report.get("counts") or {}
+    rows += [{"count of": k.replace("_", " ") + (" (dataset)" if k in ("conversations", "messages") else ""),
+              "count": f"{int(counts[k]):,}", "share of requests": ""}
+             for k in ("conversations", "messages", "skipped_empty_pairs", "unanswered_user_turns",
+                       "context_only_messages") if k in counts]
+    return pd.DataFrame(rows).set_index("count of")
+
+
+def solver_comparison_sentence(comparison) -> str:
+    """The other mix solver(s) against the reference, one sentence each: ``The Mélange ILP (slice factor 1)
+    needs 3×A10G + 1×A100-80GB = $6.70/h, 43.2% more.``; "" when only one mix solver ran."""
+    ref = comparison.mix
+    out = []
+    for name, r in comparison.results.items():
+        if name == comparison.reference or name.startswith("single:"):
+            continue
+        label = "The " + policy_label(name)
+        if name == "melange":
+            label += f" (slice factor {r.options.get('slice_factor', 1)})"
+        if not r.has_allocation:
+            out.append(f"{label} has no plan ({r.status}).")
+        elif not ref.has_allocation:
+            out.append(f"{label} finds {format_mix(r.counts)} = {format_dollars(r.cost)}.")
+        elif round(r.cost, 2) == round(ref.cost, 2):
+            same = "the same mix" if format_mix(r.counts) == format_mix(ref.counts) else format_mix(r.counts)
+            out.append(f"{label} finds {same} at the same cost.")
+        else:
+            pct = abs(r.cost - ref.cost) / ref.cost * 100 if ref.cost > 0 else math.inf
+            more = "more" if r.cost > ref.cost else "less"
+            out.append(f"{label} needs {format_mix(r.counts)} = {format_dollars(r.cost)}, {pct:.1f}% {more}.")
+    return " ".join(out)
+
+
 def workload_left_out_share(meta: Mapping | None) -> float:
     """Share of the workload's requests dropped or clipped (0 when the sidecar says nothing)."""
     if not meta or not meta.get("requests"):
@@ -156,10 +217,17 @@ def headline_html(sentence: str, table: pd.DataFrame | None = None, *, caveat: s
                 f'<b>Workload caveat:</b> {escape(caveat)}. The plan covers the other requests only.</p>')
     elif caveat:
         warn = f'<p class="mnb-note">Workload: {escape(caveat)}.</p>'
-    tab = table.reset_index().to_html(index=False, border=0) if table is not None else ""
+    tab = (ANSWER_TABLE_STYLE + table.reset_index().to_html(index=False, border=0, classes="mnb-answer-table")
+           if table is not None else "")
     return (f'<div class="mnb-answer tex2jax_ignore mathjax_ignore">'
             f'<p class="mnb-headline" style="font-size:1.3em;font-weight:bold;margin:0.5em 0">{escape(sentence)}</p>'
             f"{warn}{tab}</div>")
+
+
+# The answer table's own spacing: in Voilà (the explorer) and in the shared pages alike, whatever their stylesheet.
+ANSWER_TABLE_STYLE = ("<style>table.mnb-answer-table{border-collapse:collapse;margin:0.3em 0 0.8em}"
+                      "table.mnb-answer-table th,table.mnb-answer-table td{padding:3px 18px 3px 0;text-align:left;"
+                      "border-bottom:1px solid #e5e5e5}table.mnb-answer-table th{border-bottom:1px solid #999}</style>")
 
 
 def constraints_text(constraints) -> str:

@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import schemas
 from .config import NOTEBOOKS_DIR, PROJECT_ROOT, outputs_dir
 from .errors import InputError, MelangeError
 from .files import read_yaml, write_json
@@ -31,11 +32,9 @@ PACKAGES = ("melange-nb", "papermill", "nbconvert", "pandas", "numpy", "pulp", "
 # `workload` is a workload CSV path, or a mapping of workload-notebook parameters (WORKLOAD_KEYS)
 # that builds one first.
 ALLOCATION_DEFAULTS: dict[str, Any] = {"workload": None, "gpus": None, "rate": None, "slice_factor": 1,
-                                       "solver": "melange", "time_limit": None, "gpu_names": [],
+                                       "solver": ["exact", "melange"], "time_limit": None, "gpu_names": [],
                                        "constraints": {}}
-WORKLOAD_KEYS = ("dataset", "trace", "input_column", "output_column", "tokenizer", "split", "revision", "schema",
-                 "max_conversations", "seed", "language", "turn_policy", "add_special_tokens", "chat_template", "num_proc",
-                 "edges", "output_edges", "overflow")
+WORKLOAD_KEYS = schemas.WORKLOAD_KEYS
 
 
 class NotebookError(MelangeError):
@@ -43,21 +42,14 @@ class NotebookError(MelangeError):
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
-    """Read a run's YAML parameters: known keys only, input paths resolved to absolute paths."""
+    """Read a run's YAML parameters (`schemas.RunParams`: known keys only, every value checked),
+    input paths resolved to absolute paths."""
+    from .schemas import RunParams, validate
+
     path = resolve_path(path)
     doc = read_yaml(path, "params file", "params/default.yaml") or {}
-    if not isinstance(doc, dict):
-        raise InputError(f"params file {path}", "must be a YAML mapping of parameter names to values")
-    unknown = sorted(set(doc) - set(ALLOCATION_DEFAULTS) - {"run_name"})
-    if unknown:
-        raise InputError(f"{path.name}: {unknown[0]}", f"is not a parameter; known: {sorted(ALLOCATION_DEFAULTS)} and run_name")
-    params = {**ALLOCATION_DEFAULTS, **doc}
-    for key in ("workload", "gpus", "rate"):
-        if params[key] is None:
-            raise InputError(f"{path.name}: {key}", "is required")
-    from .schemas import allocation_params
-    allocation_params(params, f"{path.name}: ")
-    params["gpu_names"] = [str(n) for n in params["gpu_names"] or []]
+    checked = validate(RunParams, doc, where=f"{path.name}:", root=f"params file {path}")
+    params = {**ALLOCATION_DEFAULTS, **doc, "gpu_names": checked.gpu_names}
     params["workload"] = workload_input(params["workload"], f"{path.name}: workload")
     params["gpus"] = str(resolve_path(params["gpus"]))
     return params
@@ -78,9 +70,7 @@ def workload_input(value: str | Mapping[str, Any], field: str) -> str | dict[str
     """
     if not isinstance(value, Mapping):
         return str(resolve_path(value))
-    bad = sorted(set(value) - set(WORKLOAD_KEYS))
-    if bad:
-        raise InputError(f"{field}.{bad[0]}", f"is not a workload parameter; known: {list(WORKLOAD_KEYS)}")
+    schemas.validate(schemas.WorkloadParams, value, where=field)
     out = dict(value)
     if out.get("trace"):
         out["trace"] = str(resolve_path(out["trace"]))

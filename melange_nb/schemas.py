@@ -16,9 +16,19 @@ import numpy as np
 from .errors import InputError
 
 
+def is_real(value: Any) -> bool:
+    """A real number of any size (NaN and infinities included); not a bool, not a numeric string."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
+
+
+def is_count(value: Any, minimum: int = 0) -> bool:
+    """An integer (not a bool, not a float such as 2.0) >= `minimum`."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, np.integer)) and value >= minimum
+
+
 def is_number(value: Any) -> bool:
     """A real, finite number; not a bool, not NaN, not an infinity, not a numeric string."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not is_real(value):
         return False
     try:
         return math.isfinite(value)
@@ -117,7 +127,7 @@ def allocation_params(params: Mapping[str, Any], where: str) -> None:
     number(params.get("rate"), f"{where}rate", positive=True, what="a positive number of requests/s")
     whole(params.get("slice_factor", 1), f"{where}slice_factor", minimum=1)
     optional_seconds(params.get("time_limit"), f"{where}time_limit")
-    solvers = params.get("solver", "melange")
+    solvers = params.get("solver", ["exact", "melange"])
     solvers = [solvers] if isinstance(solvers, str) else solvers
     if not isinstance(solvers, list) or not solvers or not all(s in ("melange", "exact") for s in solvers):
         raise InputError(f"{where}solver", f"must be melange, exact or a list of them, got {params.get('solver')!r}")
@@ -126,3 +136,589 @@ def allocation_params(params: Mapping[str, Any], where: str) -> None:
         raise InputError(f"{where}gpu_names", f"must be a list of GPU names (empty for all), got {names!r}")
     if params.get("run_name") is not None:
         plain_name(params["run_name"], f"{where}run_name")
+
+
+# ---------------------------------------------------------------- pydantic models of the input files
+#
+# Each model says what a valid file is, once: its fields' types give the JSON Schema (`melange-nb
+# schema gpus|prices|sweep`), and their validators raise the same one-line `InputError`s as the
+# helpers above. `validate` turns pydantic's first error back into that line: the file's field path
+# (``gpus.yaml: gpus.A.cost``) and the validator's fix. A model rejects unknown keys only where the
+# file did before (run parameters, sweep specs); elsewhere they pass through (other stages' sections).
+
+from typing import Annotated, ClassVar, Literal  # noqa: E402
+
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,  # noqa: E402
+                      ValidationError, ValidationInfo, field_validator, model_validator)
+
+UNKNOWN = "unknown"
+
+
+class Schema(BaseModel):
+    """Base of every input model. Subclasses set the messages of their file's shape checks:
+    `NOT_MAPPING` (the document is not a mapping), `REQUIRED` (key -> message when missing or
+    null), `UNKNOWN_KEY` (a message for a key that is no field; None lets unknown keys pass)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    NOT_MAPPING: ClassVar[str] = "must be a mapping, got {type}"
+    REQUIRED: ClassVar[dict[str, str]] = {}
+    UNKNOWN_KEY: ClassVar[str | None] = None
+    ALSO_KNOWN: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise InputError("", cls.NOT_MAPPING.format(type=type(data).__name__))
+        if cls.UNKNOWN_KEY is not None:
+            known = {f.alias or name for name, f in cls.model_fields.items()} | set(cls.ALSO_KNOWN)
+            unknown = sorted(set(data) - known, key=str)
+            if unknown:
+                raise InputError(str(unknown[0]), cls.UNKNOWN_KEY)
+        for key, message in cls.REQUIRED.items():
+            if data.get(key) is None:
+                raise InputError(key, message)
+        return data
+
+
+def validate(model: type[BaseModel] | TypeAdapter, data: Any, *, where: str, root: str | None = None,
+             context: Mapping[str, Any] | None = None):
+    """`model` (a model class or a `TypeAdapter`) validated from `data`, or the first problem as one
+    `InputError`.
+
+    `where` prefixes every field path (``"gpus.yaml:"`` gives ``gpus.yaml: gpus.A.cost``;
+    ``"c.json: gpu_info"`` gives ``c.json: gpu_info.A.cost``); `root` names the whole document
+    when the problem is its shape (default `where`)."""
+    check = model.validate_python if isinstance(model, TypeAdapter) else model.model_validate
+    try:
+        return check(data, context=dict(context or {}))
+    except ValidationError as exc:
+        raise input_error(exc, where, root) from None
+
+
+def input_error(exc: ValidationError, where: str, root: str | None = None) -> InputError:
+    """pydantic's first error as the project's one-line `InputError` (field path and fix)."""
+    err = exc.errors(include_url=False)[0]
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, InputError):
+        if cause.field:
+            path += cause.field if cause.field.startswith("[") else "." + cause.field.lstrip(".")
+        message = cause.message
+    elif err["type"] == "missing":
+        message = "is missing"
+    else:
+        message = f"{err['msg'][0].lower()}{err['msg'][1:]}, got {err.get('input')!r}"
+    if not path:
+        return InputError(root or where.rstrip(":"), message)
+    if not where:
+        return InputError(path[1:], message)
+    return InputError(f"{where} {path[1:]}" if where.endswith(":") else where + path, message)
+
+
+def _checked(check, **options):
+    """A BeforeValidator running one of the helpers above on the value (its field path comes from pydantic)."""
+    return BeforeValidator(lambda value: check(value, "", **options))
+
+
+def _tidy_numbers(values: list[float]) -> list[float]:
+    return [int(v) if float(v).is_integer() else v for v in values]
+
+
+def _text(value: Any) -> str:
+    """A provenance fact as text: dates as ISO dates, nothing as "unknown"."""
+    import datetime as dt
+
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return UNKNOWN if value in (None, "") else str(value)
+
+
+Edges = Annotated[list[float], _checked(edges), AfterValidator(_tidy_numbers),
+                  Field(min_length=2, description="bucket edges in tokens, strictly increasing, e.g. [0, 25, 100, 250]")]
+Flag = Annotated[bool, _checked(flag)]
+Fact = Annotated[str, BeforeValidator(_text)]
+
+
+# ---------------------------------------------------------------- GPU profile files (params/gpus/*.yaml)
+
+SLO_FORMS = "`tpot_ms=40`, `{metric: tpot, stat: mean, ms: 40}`, `{tpot_ms: 40}`, a list of those, or unknown"
+
+
+class NameVersion(BaseModel):
+    name: str
+    version: str = UNKNOWN
+
+
+class SloCondition(BaseModel):
+    metric: Literal["tpot", "ttft", "itl", "e2e"]
+    stat: Literal["mean", "p50", "p90", "p99"] = "mean"
+    ms: float = Field(gt=0)
+
+
+class CellNote(BaseModel):
+    input: str
+    output: str
+    note: str
+
+
+def _name_version(value: Any) -> dict | str:
+    if value is None or value == UNKNOWN:
+        return UNKNOWN
+    if isinstance(value, str):
+        return {"name": value, "version": UNKNOWN}
+    if isinstance(value, Mapping) and "name" in value:
+        return {"name": str(value["name"]), "version": str(value.get("version") or UNKNOWN)}
+    raise InputError("", f"must be {{name, version}} or {UNKNOWN!r}, got {value!r}")
+
+
+def _replicas(value: Any) -> int | str:
+    if value is None or value == UNKNOWN:
+        return UNKNOWN
+    return whole(value, "", minimum=1, what="a whole number >= 1 (tensor parallel size)")
+
+
+def _kernel_data(value: Any) -> dict | str:
+    if value is None or value == UNKNOWN:
+        return UNKNOWN
+    if isinstance(value, Mapping) and {"backend", "version"} <= set(value):
+        return {str(k): str(v) for k, v in value.items()}
+    raise InputError("", f"must be {{backend, version, kernels}} or {UNKNOWN!r}, got {value!r}")
+
+
+def _slo(value: Any):
+    from .profiles import parse_slo
+    return parse_slo(value, field="")
+
+
+def _price(value: Any) -> dict | str:
+    if value is None or value == UNKNOWN:
+        return UNKNOWN
+    if not isinstance(value, Mapping):
+        raise InputError("", f"must be a mapping {{file, provider, region, date, source}} or {UNKNOWN!r}")
+    import datetime as dt
+    return {str(k): (v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v) for k, v in value.items()}
+
+
+def _notes(value: Any) -> list[str]:
+    value = value or []
+    return [str(n) for n in (value if isinstance(value, list) else [value])]
+
+
+def _cell_notes(value: Any, info: ValidationInfo) -> list[dict]:
+    cells = value or []
+    if not isinstance(cells, list):
+        raise InputError("", "must be a list of {input, output, note}")
+    out = []
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, Mapping) or not {"input", "output", "note"} <= set(cell):
+            raise InputError(f"[{i}]", "must be a mapping {input: LABEL, output: LABEL, note: TEXT}")
+        out.append({"input": str(cell["input"]), "output": str(cell["output"]), "note": str(cell["note"])})
+    buckets = (info.context or {}).get("buckets")
+    if buckets:
+        check_cell_notes(out, *buckets, where="")
+    return out
+
+
+def check_cell_notes(cells: Sequence[Mapping], index: Sequence[str], columns: Sequence[str], *, where: str) -> None:
+    """Every cell note names one of the profile's buckets (input label x output label)."""
+    for i, cell in enumerate(cells):
+        if (index and cell["input"] not in index) or (columns and cell["output"] not in columns):
+            raise InputError(f"{where}[{i}]", f"bucket {cell['input']} x {cell['output']} is not one of "
+                                              f"the profile's buckets {list(index)} x {list(columns)}")
+
+
+SloInput = str | SloCondition | dict[str, float] | list[str | SloCondition | dict[str, float]]
+Slo = Annotated[list[SloCondition] | Literal["unknown"], BeforeValidator(_slo, json_schema_input_type=SloInput),
+                Field(description=f"every condition must hold: {SLO_FORMS}",
+                      json_schema_extra={"examples": ["tpot_ms=40", [{"metric": "tpot", "stat": "mean", "ms": 40}]]})]
+
+
+class Provenance(Schema):
+    """Where a profile's numbers come from; in a file, at the top (every GPU) or in one GPU's entry."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: Fact = Field(UNKNOWN, description="the model served, e.g. Llama-3.1-8B")
+    system: Fact = Field(UNKNOWN, description="hardware id (aiconfigurator system name), e.g. h100_sxm")
+    source: Annotated[Literal["measured", "predicted", "seed", "unknown"],
+                      BeforeValidator(lambda v: v, json_schema_input_type=Literal["measured", "predicted", "seed",
+                                                                                  "unknown"] | str)] = Field(
+        UNKNOWN, description="how the numbers were obtained (free text moves into notes)")
+    gpus_per_replica: Annotated[Annotated[int, Field(ge=1)] | Literal["unknown"], BeforeValidator(_replicas)] = Field(
+        UNKNOWN, description="tensor parallel size: one replica = this many GPUs")
+    engine: Annotated[NameVersion | Literal["unknown"], BeforeValidator(_name_version, json_schema_input_type=NameVersion | str)] = Field(
+        UNKNOWN, description="serving engine, e.g. {name: vllm, version: 0.10.1}")
+    tool: Annotated[NameVersion | Literal["unknown"], BeforeValidator(_name_version, json_schema_input_type=NameVersion | str)] = Field(
+        UNKNOWN, description="what produced the numbers, e.g. {name: aiconfigurator-core, version: 0.12.0}")
+    kernel_data: Annotated[dict[str, str] | Literal["unknown"], BeforeValidator(_kernel_data)] = Field(
+        UNKNOWN, description="the performance database behind a prediction: {backend, version, kernels}")
+    slo: Slo = UNKNOWN
+    date: Fact = Field(UNKNOWN, description="when the numbers were produced, e.g. 2026-11-25")
+    price: Annotated[dict[str, Any] | Literal["unknown"], BeforeValidator(_price)] = Field(
+        UNKNOWN, description="{file, provider, region, date, source, usd_per_gpu_hour}")
+    notes: Annotated[list[str], BeforeValidator(_notes, json_schema_input_type=str | list[str] | None)] = Field(
+        default_factory=list)
+    cell_notes: Annotated[list[CellNote], BeforeValidator(_cell_notes, json_schema_input_type=list[CellNote] | None)] = Field(
+        default_factory=list, description="per bucket, e.g. why it is 0: [{input: 16000+, output: 0-25, note: ...}]")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _free_text_source(cls, data: Any) -> Any:
+        """Files written before `source` was a word: free text moves into `notes`."""
+        if isinstance(data, Mapping) and data.get("source") is not None:
+            source = str(data["source"]).strip().lower()
+            if source in ("measured", "predicted", "seed", UNKNOWN):
+                return {**data, "source": source}
+            return {**data, "source": UNKNOWN, "notes": _notes(data.get("notes")) + [
+                f"source: {' '.join(str(data['source']).split())}"]}
+        return data
+
+    def facts(self) -> dict[str, Any]:
+        """The provenance keys, in one shape (``profiles.PROVENANCE_KEYS``)."""
+        return self.model_dump(include=set(Provenance.model_fields))
+
+
+PROVENANCE_KEYS = tuple(Provenance.model_fields)
+
+
+def _tputs(values: Any) -> list[list[float]]:
+    from .profiles import MIN_TPUT
+
+    if values is None:
+        raise InputError("", "is empty; give max requests/s per bucket (0 for a bucket this GPU cannot serve)")
+    arr = number_matrix(values, "", what="max requests/s (0 = cannot serve)")
+    if (arr < 0).any():
+        raise InputError("", "has negative throughputs; give max requests/s >= 0 per bucket")
+    if ((arr > 0) & (arr < MIN_TPUT)).any():
+        raise InputError("", f"has throughputs between 0 and {MIN_TPUT:g} requests/s; give 0 for a bucket this GPU "
+                             "cannot serve, or check the units (requests/s)")
+    return arr.tolist()
+
+
+class StepMs(BaseModel):
+    base: float = Field(ge=0, description="ms of an iteration with one sequence")
+    per_seq: float = Field(0.0, ge=0, description="ms per sequence in the batch")
+    per_prefill_token: float = Field(0.0, ge=0, description="ms per prefill token in the step")
+    per_context_token: float = Field(0.0, ge=0, description="ms per context token held")
+
+
+class LatencySection(BaseModel):
+    """One replica's iteration-time model for `simulate` (``profiles/latency.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    step_ms: StepMs
+    max_seqs: int = Field(ge=1, description="sequences in one batch (vLLM max_num_seqs)")
+    kv_tokens: int = Field(ge=1, description="KV-cache capacity of one replica, tokens")
+    max_step_tokens: int = Field(ge=1, description="token budget of one step (vLLM max_num_batched_tokens)")
+    source: str = Field(min_length=1, description="hand | fit:aiconfigurator-core | fit:measured | ...")
+    notes: str | list[str] | None = None
+
+
+def _latency(value: Any):
+    from .profiles.latency import parse_latency
+    return parse_latency(value, "")
+
+
+Latency = Annotated[Any, BeforeValidator(_latency, json_schema_input_type=LatencySection | None),
+                    Field(None, description="one replica's iteration-time model for `simulate`; in a GPU's "
+                                            "entry it overrides the file's")]
+
+
+class GpuEntry(Provenance):
+    """One GPU type of a profile file: $/hour, max requests/s per bucket, and its own provenance."""
+
+    model_config = ConfigDict(extra="allow")
+    REQUIRED: ClassVar[dict[str, str]] = {}
+    cost: Annotated[float, _checked(number, positive=True, what="a positive number of dollars per hour")] = Field(
+        gt=0, description="$/hour for one replica's GPUs (gpus_per_replica x price per GPU)")
+    tputs: Annotated[list[list[float]], BeforeValidator(_tputs)] = Field(
+        description="max requests/s of one replica per bucket: rows = input buckets, columns = output buckets; "
+                    "0 = cannot serve")
+    latency: Latency
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cost_and_tputs(cls, data: Any) -> Any:
+        for key in ("cost", "tputs"):
+            if key not in data:
+                raise InputError(key, "is missing")
+        return data
+
+
+def _named_entries(value: Any) -> dict[str, Any]:
+    """melange-release's two forms of a GPU list: a mapping name -> {cost, tputs, ...} or a list of
+    {name, cost, tputs, ...} (DESIGN trap 8), as one mapping name -> entry."""
+    if isinstance(value, Mapping):
+        for name, spec in value.items():
+            if not isinstance(spec, Mapping):
+                raise InputError(str(name), f"must be a mapping with keys cost and tputs, got {type(spec).__name__}")
+        entries = [{**spec, "name": name} for name, spec in value.items()]
+    elif isinstance(value, list):
+        entries = value
+    else:
+        raise InputError("", "must be a mapping name -> {cost, tputs} or a list of {name, cost, tputs}")
+    if not entries:
+        raise InputError("", "lists no GPU; give at least one GPU type")
+    out: dict[str, Any] = {}
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            raise InputError(f"[{i}]", "must be a mapping with keys name, cost, tputs")
+        raw_name = entry.get("name")
+        if isinstance(raw_name, int) and not isinstance(raw_name, bool):
+            raw_name = str(raw_name)          # a YAML key such as 4090
+        name = raw_name.strip() if isinstance(raw_name, str) else ""
+        if not name:
+            raise InputError(str(name or i), f"has no usable `name` (got {raw_name!r}); give each GPU type a name (text)")
+        if name in out:
+            raise InputError(name, "appears twice; GPU names must be unique")
+        out[name] = {k: v for k, v in entry.items() if k != "name"}
+    return out
+
+
+GpuEntries = Annotated[dict[str, GpuEntry],
+                       BeforeValidator(_named_entries, json_schema_input_type=dict[str, GpuEntry] | list[GpuEntry]),
+                       Field(description="GPU name -> {cost, tputs, ...}; a list of {name, cost, tputs, ...} "
+                                         "(melange-release's gpu_info) is read too")]
+
+
+def inherit(entries: Any, defaults: Mapping[str, Any], keys: Sequence[str]) -> Any:
+    """`entries` (a mapping name -> entry, or a list of entries) with each of `keys` set in `defaults`
+    copied into every entry that does not set it itself (file-wide facts, overridden per entry)."""
+    shared = {k: defaults[k] for k in keys if k in defaults}
+    if not shared:
+        return entries
+
+    def one(entry):
+        return {**shared, **entry} if isinstance(entry, Mapping) else entry
+    if isinstance(entries, Mapping):
+        return {name: one(entry) for name, entry in entries.items()}
+    if isinstance(entries, list):
+        return [one(entry) for entry in entries]
+    return entries
+
+
+class _GpuFileHead(Schema):
+    input_edges: Edges
+    output_edges: Edges
+    open_last_input: Flag = Field(False, description="one more open-ended input bucket after the last edge, e.g. 2000+")
+    open_last_output: Flag = Field(False, description="likewise for output buckets")
+    gpus: GpuEntries
+
+
+class GpuProfileFile(Provenance, _GpuFileHead):
+    """A GPU profile file (``params/gpus/*.yaml``): bucket edges, GPU types and their provenance.
+
+    Provenance keys at the top apply to every GPU; a GPU's own entry overrides them."""
+
+    model_config = ConfigDict(extra="allow", title="melange-nb GPU profile file")
+    NOT_MAPPING: ClassVar[str] = "must be a YAML mapping with a `gpus` key (and input_edges, output_edges)"
+    latency: Latency
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_wide_facts(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or "gpus" not in data:
+            raise InputError("", cls.NOT_MAPPING)
+        for key in ("input_edges", "output_edges"):
+            if data.get(key) is None:
+                raise InputError(key, "is missing; list the bucket edges, e.g. [0, 25, 100, 250, 500, 1000, 2000]")
+        return {**data, "gpus": inherit(data["gpus"], data, PROVENANCE_KEYS)}
+
+
+# ---------------------------------------------------------------- price files (params/prices/*.yaml)
+
+PRICE_FACTS = ("provider", "region", "date", "source")
+
+
+def _systems(value: Any) -> list[str]:
+    value = value or []
+    if not isinstance(value, list):
+        raise InputError("", "must be a list of system names, e.g. [h100_sxm]")
+    return [str(s) for s in value]
+
+
+def _price_date(value: Any) -> str:
+    if _text(value) == UNKNOWN:
+        raise InputError("", "is missing; say when the price was read (e.g. 2026-11-25)")
+    return _text(value)
+
+
+class PriceEntry(Schema):
+    """One GPU's on-demand price per GPU-hour; provider, region, date and source default to the file's."""
+
+    model_config = ConfigDict(extra="ignore")
+    NOT_MAPPING: ClassVar[str] = "is missing; give the on-demand price per GPU-hour in USD"
+    usd_per_hour: Annotated[float, _checked(number, positive=True, what="a positive number")] = Field(
+        gt=0, description="on-demand price per GPU-hour in USD")
+    provider: Fact = UNKNOWN
+    region: Fact = UNKNOWN
+    date: Annotated[str, BeforeValidator(_price_date)] = Field(
+        UNKNOWN, validate_default=True, description="when the price was read, e.g. 2026-11-25")
+    source: Fact = Field(UNKNOWN, description="where the price was published (a URL)")
+    systems: Annotated[list[str], BeforeValidator(_systems, json_schema_input_type=list[str] | None)] = Field(
+        default_factory=list, description="aiconfigurator system names this price covers, e.g. [h100_sxm]")
+    note: Annotated[str, BeforeValidator(lambda v: str(v or ""))] = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _priced(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or "usd_per_hour" not in data:
+            raise InputError("usd_per_hour", "is missing; give the on-demand price per GPU-hour in USD")
+        return data
+
+
+class PriceFile(Schema):
+    """A price file (``params/prices/*.yaml``): GPU name -> price, with file-wide defaults."""
+
+    model_config = ConfigDict(extra="ignore", title="melange-nb price file")
+    provider: Fact = UNKNOWN
+    region: Fact = UNKNOWN
+    date: Fact = Field(UNKNOWN, description="when the prices were read, e.g. 2026-11-25")
+    source: Fact = Field(UNKNOWN, description="where they were published (a URL)")
+    unit: Fact = Field(UNKNOWN, description="e.g. USD per GPU-hour, on demand")
+    gpus: dict[str, PriceEntry] = Field(min_length=1, description="GPU name -> {usd_per_hour, systems, note, ...}")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_wide_facts(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or not isinstance(data.get("gpus"), Mapping) or not data["gpus"]:
+            raise InputError("", "must be a YAML mapping with a non-empty `gpus` mapping NAME -> {usd_per_hour, ...}")
+        return {**data, "gpus": {str(k): v for k, v in inherit(data["gpus"], data, PRICE_FACTS).items()}}
+
+
+# ---------------------------------------------------------------- run parameters (params/*.yaml, `melange-nb run`)
+
+WORKLOAD_KEYS = ("dataset", "trace", "input_column", "output_column", "tokenizer", "split", "revision", "schema",
+                 "max_conversations", "seed", "language", "turn_policy", "add_special_tokens", "chat_template",
+                 "num_proc", "edges", "output_edges", "overflow")
+
+
+class WorkloadParams(Schema):
+    """Parameters of the workload notebook (``01_workload.ipynb``): a chat dataset or a length trace,
+    tokenized and bucketed; the notebook and `workload.build_workload` check the values."""
+
+    model_config = ConfigDict(extra="allow", title="workload parameters",
+                              json_schema_extra={"properties": {k: {} for k in WORKLOAD_KEYS},
+                                                 "additionalProperties": False})
+    UNKNOWN_KEY: ClassVar[str] = f"is not a workload parameter; known: {list(WORKLOAD_KEYS)}"
+    ALSO_KNOWN: ClassVar[tuple[str, ...]] = WORKLOAD_KEYS
+
+
+def _solvers(value: Any) -> list[str] | str:
+    solvers = [value] if isinstance(value, str) else value
+    if not isinstance(solvers, list) or not solvers or not all(s in ("melange", "exact") for s in solvers):
+        raise InputError("", f"must be melange, exact or a list of them, got {value!r}")
+    return value
+
+
+def _gpu_names(value: Any) -> list[str]:
+    names = value or []
+    if not isinstance(names, list) or not all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in names):
+        raise InputError("", f"must be a list of GPU names (empty for all), got {names!r}")
+    return [str(n) for n in names]
+
+
+def _constraints(value: Any) -> dict:
+    """The shape of a constraints mapping (`solver.Constraints.from_mapping`); GPU names are checked
+    against the profiles later."""
+    from .solver import Constraints
+
+    try:
+        Constraints.from_mapping(value)
+    except InputError as exc:
+        raise InputError(exc.field.removeprefix("constraints").lstrip("."), exc.message) from None
+    return dict(value or {})
+
+
+def _workload(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        validate(WorkloadParams, value, where="")     # unknown keys, named as workload.KEY
+    return value
+
+
+Solvers = Annotated[Literal["melange", "exact"] | list[Literal["melange", "exact"]], BeforeValidator(_solvers),
+                    Field(description="melange (the paper's ILP), exact, or a list: every one is compared")]
+ConstraintSet = Annotated[dict[str, Any], BeforeValidator(_constraints),
+                          Field(description="{max_instances: {GPU: n}, min_instances: {GPU: n}, utilization_cap: "
+                                            "0.8, min_total: n}")]
+
+
+class RunParams(Schema):
+    """A run's parameters (``params/*.yaml``, `melange-nb run -p`): one allocation notebook run."""
+
+    model_config = ConfigDict(extra="forbid", title="melange-nb run parameters")
+    NOT_MAPPING: ClassVar[str] = "must be a YAML mapping of parameter names to values"
+    UNKNOWN_KEY: ClassVar[str] = ("is not a parameter; known: ['constraints', 'gpu_names', 'gpus', 'rate', "
+                                  "'slice_factor', 'solver', 'time_limit', 'workload'] and run_name")
+    REQUIRED: ClassVar[dict[str, str]] = {"workload": "is required", "gpus": "is required", "rate": "is required"}
+    workload: Annotated[str | WorkloadParams, BeforeValidator(_workload, json_schema_input_type=str | WorkloadParams)] = Field(
+        description="a workload CSV, or workload-notebook parameters that build one")
+    gpus: str = Field(description="a GPU profile file, e.g. params/gpus/llama2-7b-seed.yaml")
+    rate: Annotated[float, _checked(number, positive=True, what="a positive number of requests/s")] = Field(
+        gt=0, description="requests/s")
+    slice_factor: Annotated[int, _checked(whole, minimum=1)] = Field(1, ge=1)
+    solver: Solvers = Field(default_factory=lambda: ["exact", "melange"])
+    time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0, description="seconds; null: none")
+    gpu_names: Annotated[list[str], BeforeValidator(_gpu_names, json_schema_input_type=list[str] | None)] = Field(
+        default_factory=list, description="a subset of the file's GPU types (empty: all)")
+    constraints: ConstraintSet = Field(default_factory=dict)
+    run_name: Annotated[str | None, BeforeValidator(lambda v: None if v is None else plain_name(v, ""))] = None
+
+
+# ---------------------------------------------------------------- plan options (`melange-nb plan`, `plan.plan_trace`)
+
+def _own(check):
+    """A BeforeValidator from a parser that names its own field (``InputError("window", ...)``):
+    pydantic's field path replaces that name; the value passes on unchanged."""
+    def run(value):
+        try:
+            check(value)
+        except InputError as exc:
+            raise InputError("", exc.message) from None
+        return value
+    return BeforeValidator(run, json_schema_input_type=str | None)
+
+
+def _one_of(choices: Sequence[str]):
+    def check(value):
+        if value not in choices:
+            raise InputError("", f"must be one of {tuple(choices)}, got {value!r}")
+        return value
+    return BeforeValidator(check)
+
+
+def _plan_parsers():
+    from . import plan
+    return plan
+
+
+class PlanOptions(Schema):
+    """What `melange-nb plan` (``plan.plan_trace``) is asked to do, checked before the trace is read."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, title="melange-nb plan options")
+    solver: Annotated[Literal["exact", "melange"], _one_of(("exact", "melange"))] = "exact"
+    smoothing: Annotated[Any, _own(lambda v: _plan_parsers().parse_smoothing(v))] = Field(
+        None, description="hold:N (keep each mix N windows) or calm:N (scale down after N calm windows)")
+    window: Annotated[Any, _own(lambda v: _plan_parsers().parse_window(v))] = Field(
+        "5min", description="a number and a unit, e.g. 5min, 300s, 1h")
+    workers: Annotated[int, _checked(whole, minimum=1)] = Field(1, ge=1)
+    overflow: Annotated[Literal["drop", "clip", "open"], _one_of(("drop", "clip", "open"))] = "drop"
+    slice_factor: Annotated[int, _checked(whole, minimum=1, what="a whole number >= 1 (slices per bucket)")] = Field(1, ge=1)
+    time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0)
+
+
+def check_plan_options(**options: Any) -> PlanOptions:
+    """`PlanOptions` from keywords; the first bad one is an `InputError` naming it."""
+    return validate(PlanOptions, {k: v for k, v in options.items() if v is not None}, where="")
+
+
+# ---------------------------------------------------------------- JSON Schema for editors
+
+FILE_MODELS: dict[str, type[Schema]] = {"gpus": GpuProfileFile, "prices": PriceFile, "run": RunParams}
+
+
+def json_schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of one input file kind (`FILE_MODELS`), as `melange-nb schema KIND` prints it:
+    save it and name it in a YAML file's first line, ``# yaml-language-server: $schema=FILE``."""
+    schema = FILE_MODELS[kind].model_json_schema(mode="validation")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

@@ -75,16 +75,16 @@ class Constraints:
             if unknown:
                 raise InputError(key, f"names unknown GPU type(s) {unknown}; choose from {list(gpu_names)}")
             for name, value in limits.items():
-                if not _is_count(value):
+                if not schemas.is_count(value):
                     raise InputError(f"{key}.{name}", f"must be a whole number >= 0, got {value!r}")
         for name, low in self.min_instances.items():
             high = self.max_instances.get(name)
             if high is not None and low > high:
                 raise InputError(f"min_instances.{name}", f"is {low} but max_instances.{name} is {high}; lower the minimum or raise the maximum")
         cap = self.utilization_cap
-        if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not (0 < cap <= 1):
+        if not schemas.is_real(cap) or not (0 < cap <= 1):
             raise InputError("utilization_cap", f"must be in (0, 1], got {cap!r}; e.g. 0.8 plans at 80% of profiled throughput")
-        if not _is_count(self.min_total):
+        if not schemas.is_count(self.min_total):
             raise InputError("min_total", f"must be a whole number >= 0, got {self.min_total!r}")
         for where, value in [("min_total", self.min_total), *((f"min_instances.{n}", v) for n, v in self.min_instances.items())]:
             if value > MAX_GPUS:
@@ -122,10 +122,6 @@ def parse_counts(text: str, field: str) -> dict[str, int]:
             raise InputError(field, f"names {name.strip()} twice; give each GPU type once")
         out[name.strip()] = int(value)
     return out
-
-
-def _is_count(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
 
 
 @dataclass
@@ -229,7 +225,7 @@ def prepare(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile],
 
 def _problem(workload: pd.DataFrame | Prepared, gpus: Mapping[str, GpuProfile], rate: float,
              constraints: Constraints | None) -> _Problem:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.number)) or not np.isfinite(rate) or rate <= 0:
+    if not schemas.is_number(rate) or rate <= 0:
         raise InputError("rate", f"must be a positive number of requests/s, got {rate!r}")
     if isinstance(workload, Prepared):
         if constraints is not None and constraints != workload.constraints:
@@ -679,10 +675,10 @@ def _binding(p: _Problem) -> str:
 
 # ---------------------------------------------------------------- dispatch and comparison
 
-def solve(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, *, solver: str = "melange",
+def solve(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, *, solver: str = "exact",
           slice_factor: int = 1, time_limit: float | None = None,
           constraints: Constraints | None = None) -> SolveResult:
-    """Run one policy by name: ``melange``, ``exact`` or ``single:<gpu>``."""
+    """Run one policy by name: ``exact`` (the default), ``melange`` or ``single:<gpu>``."""
     _check_slice_factor(slice_factor)    # checked for every policy: a bad value is bad input even where unused
     _check_time_limit(time_limit)
     if solver == "melange":
@@ -721,9 +717,11 @@ class Comparison:
 
 
 def compare(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, *,
-            solvers: Sequence[str] = ("melange",), slice_factor: int = 1, time_limit: float | None = None,
+            solvers: Sequence[str] = ("exact", "melange"), slice_factor: int = 1, time_limit: float | None = None,
             constraints: Constraints | None = None) -> Comparison:
-    """Solve with each mix solver and each single-GPU baseline; the first solver is the reference."""
+    """Solve with each mix solver and each single-GPU baseline; the first solver is the reference.
+
+    The default is the project's one default: the exact solver, with the Mélange ILP as its comparison."""
     if not solvers:
         raise InputError("solver", "name at least one mix solver (melange or exact)")
     results = {s: solve(workload, gpus, rate, solver=s, slice_factor=slice_factor, time_limit=time_limit,

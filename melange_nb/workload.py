@@ -124,11 +124,33 @@ def write_workload(workload: pd.DataFrame, path: str | Path) -> Path:
 
 
 def check_same_buckets(a: pd.DataFrame, b: pd.DataFrame, *, what: str) -> None:
-    """Raise unless `a` and `b` have identical bucket labels in the same order (no silent reshape)."""
+    """Raise unless `a` and `b` have identical bucket labels in the same order (no silent reshape).
+
+    The message ends with the ``melange-nb workload`` options that build the workload on `b`'s buckets."""
     if list(a.index) != list(b.index) or list(a.columns) != list(b.columns):
-        raise InputError(what, f"buckets differ: workload has inputs {list(a.index)} x outputs "
-                               f"{list(a.columns)}, {what} has inputs {list(b.index)} x outputs "
-                               f"{list(b.columns)}; profile the GPU on the workload's buckets or rebucket the workload")
+        raise InputError(what, f"buckets differ: the workload has input {bucket_span(a.index)} and output "
+                               f"{bucket_span(a.columns)}, {what} has input {bucket_span(b.index)} and output "
+                               f"{bucket_span(b.columns)}; build the workload on its edges: {rebucket_hint(b)}")
+
+
+def bucket_span(labels: Sequence[str]) -> str:
+    """``0-25 to 1000-2000 tokens, 6 buckets``: a bucket axis in a few words."""
+    return f"{labels[0]} to {labels[-1]} tokens, {len(labels)} buckets"
+
+
+def labels_to_edges(labels: Sequence[str]) -> str:
+    """Bucket labels ``lo-hi`` (and an open ``hi+``) back to the comma-separated edges the CLI takes."""
+    closed = [str(x) for x in labels if not str(x).endswith("+")]
+    return ",".join([closed[0].split("-")[0]] + [x.split("-")[1] for x in closed])
+
+
+def rebucket_hint(like: pd.DataFrame) -> str:
+    """The ``melange-nb workload`` options that build a workload on `like`'s buckets (a profile's tputs)."""
+    if not all(_LABEL.match(str(x).strip()) for x in [*like.index, *like.columns]):
+        return f"its buckets are input {list(like.index)} x output {list(like.columns)}"
+    return (f"melange-nb workload ... --edges {labels_to_edges(like.index)} "
+            f"--output-edges {labels_to_edges(like.columns)}"
+            + (" --overflow open" if str(like.index[-1]).endswith("+") else ""))
 
 
 def workload_meta(path: str | Path) -> dict:

@@ -246,6 +246,7 @@ def test_bad_chat_dataset(tmp_path, capsys, monkeypatch, case):
     assert_one_line(code, out, err, created, message)
 
 
+@pytest.mark.slow
 def test_bad_rows_are_caught_before_the_tokenizer_pool(tmp_path):
     # DESIGN trap 13: an error inside datasets.map(num_proc=2) used to hang the parent forever.
     rows = [{"conversation": GOOD_TURN}] * 2100 + [{"conversation": [{"role": "user", "text": "x"}]}]

@@ -17,14 +17,14 @@ def cli(*args, cwd=None):
 
 
 def test_melange_format_matches_melange_release_exactly(shared_data):
-    out = cli("solve", "-c", shared_data / "melange_release_example.json", "--format", "melange")
+    out = cli("solve", "-c", shared_data / "melange_release_example.json", "--solver", "melange", "--format", "melange")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == '{"A10G": 3, "A100-80GB": 1, "cost": 6.7}'
 
 
 def test_config_slice_factor_and_exact_override(shared_data):
     cfg = shared_data / "melange_release_example.json"
-    assert json.loads(cli("solve", "-c", cfg, "--slice-factor", "4", "--format", "melange").stdout) == \
+    assert json.loads(cli("solve", "-c", cfg, "--slice-factor", "4", "--solver", "melange", "--format", "melange").stdout) == \
         {"A10G": 2, "A100-80GB": 1, "cost": 5.69}
     doc = json.loads(cli("solve", "-c", cfg, "--solver", "exact").stdout)
     assert doc["solver"] == "exact" and doc["status"] == "optimal" and doc["cost"] == 4.68
@@ -37,7 +37,7 @@ def test_config_accepts_the_readme_list_form(tmp_path):
     cfg.write_text(json.dumps({"gpu_info": [{"name": "A10G", "cost": 1.01, "tputs": [[2, 1], [5, 2]]},
                                             {"name": "A100-80GB", "cost": 3.67, "tputs": [[20, 20], [40, 20]]}],
                                "workload_distribution": [[0.2, 0.1], [0.5, 0.2]], "total_request_rate": 30.0}))
-    out = cli("solve", "-c", cfg, "--format", "melange")
+    out = cli("solve", "-c", cfg, "--solver", "melange", "--format", "melange")
     assert json.loads(out.stdout) == {"A10G": 3, "A100-80GB": 1, "cost": 6.7}
 
 
@@ -50,6 +50,34 @@ def test_project_files_and_output_file(tmp_path):
     assert doc["allocation"] == {"A10G": 1, "A100": 1} and doc["cost"] == 4.68
     rows = {r["policy"]: r for r in doc["savings"]}
     assert rows["single:A100"]["cost_per_hour"] == 7.34 and rows["single:A10G"]["cost_per_hour"] == 5.05
+
+
+def test_one_default_solver_exact_with_the_melange_ilp_as_comparison(shared_data):
+    """`solve` defaults to the exact solver and shows the Mélange ILP beside it; --solver melange reproduces the paper."""
+    cfg = shared_data / "melange_release_example.json"
+    doc = json.loads(cli("solve", "-c", cfg).stdout)
+    assert doc["solver"] == "exact" and doc["allocation"] == {"A10G": 1, "A100-80GB": 1} and doc["cost"] == 4.68
+    assert doc["policies"]["melange"]["counts"] == {"A10G": 3, "A100-80GB": 1} and doc["policies"]["melange"]["cost"] == 6.7
+    text = cli("solve", "-c", cfg, "--format", "text").stdout.strip()
+    assert text.startswith("At 30 req/s: 1×A10G + 1×A100-80GB = $4.68/h")
+    assert text.endswith("The Mélange ILP (slice factor 1) needs 3×A10G + 1×A100-80GB = $6.70/h, 43.2% more."), text
+    text = cli("solve", "-c", cfg, "--solver", "melange", "--format", "text").stdout.strip()
+    assert text.startswith("At 30 req/s: 3×A10G + 1×A100-80GB = $6.70/h")
+    assert text.endswith("The exact mix needs 1×A10G + 1×A100-80GB = $4.68/h, 30.1% less."), text
+
+
+def test_solve_says_what_share_of_requests_the_workload_dropped(tmp_path):
+    """The one-line answer and the JSON state the dropped share from the workload's sidecar."""
+    trace = _write(tmp_path, "t.csv", "ContextTokens,GeneratedTokens\n" + "30,30\n" * 5 + "300,30\n" + "5000,10\n" * 2)
+    built = cli("workload", "--trace", trace, "-o", tmp_path / "w.csv")
+    assert built.returncode == 0, built.stderr
+    args = ("solve", "--workload", tmp_path / "w.csv", "--gpus", GPUS, "--rate", 2)
+    doc = json.loads(cli(*args).stdout)
+    assert doc["workload"]["requests"] == 8 and doc["workload"]["dropped"] == 2
+    assert doc["workload"]["dropped_share"] == 0.25
+    text = cli(*args, "--format", "text").stdout
+    assert "(workload: 25.0% of 8 requests dropped (input >= 2000 or output >= 2000 tokens))" in text
+    assert json.loads(cli("solve", "--workload", ARENA, "--gpus", GPUS, "--rate", 2).stdout)["workload"]["dropped_share"] is None
 
 
 def _write(tmp_path, name, text):
@@ -67,7 +95,9 @@ gpus:
 
 @pytest.mark.parametrize("case, args, message", [
     ("shape", lambda t: ["--workload", ARENA, "--gpus", _write(t, "g.yaml", BAD_PROFILE % "4"), "--rate", 1],
-     "buckets differ"),
+     "buckets differ: the workload has input 0-25 to 1000-2000 tokens, 6 buckets"),
+    ("edges", lambda t: ["--workload", ARENA, "--gpus", _write(t, "g.yaml", BAD_PROFILE % "4"), "--rate", 1],
+     "build the workload on its edges: melange-nb workload ... --edges 0,25,100 --output-edges 0,25,100"),
     ("negative", lambda t: ["--workload", ARENA, "--gpus", _write(t, "g.yaml", BAD_PROFILE % "-4"), "--rate", 1],
      "A.tputs: has negative throughputs"),
     ("nan", lambda t: ["--workload", ARENA, "--gpus", _write(t, "g.yaml", BAD_PROFILE % ".nan"), "--rate", 1],

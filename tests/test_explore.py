@@ -51,12 +51,15 @@ def test_rate_change_updates_headline_routing_and_curve(explorer):
     assert view.headline.split(" = ")[1].startswith(f"${mix.cost:,.2f}/h")
     # the curve: every policy at rates around 10 (5 to 15 on a step of 1), each single GPU by the hand rule
     assert sorted(view.curve["rate"].unique()) == [float(r) for r in range(5, 16)]
-    assert set(view.curve["policy"]) == {"exact", "single:A10G", "single:A100"}
+    # the exact mix (the default) with the Mélange ILP as its comparison, and each single GPU type
+    assert set(view.curve["policy"]) == {"exact", "melange", "single:A10G", "single:A100"}
+    assert (view.curve.query("policy == 'melange'").set_index("rate")["cost_per_hour"]
+            >= view.curve.query("policy == 'exact'").set_index("rate")["cost_per_hour"] - 1e-9).all()
     for gpu in ("A10G", "A100"):
         for rate, cost in view.curve.query(f"policy == 'single:{gpu}'")[["rate", "cost_per_hour"]].itertuples(index=False):
             assert cost == pytest.approx(single_gpu_cost(gpu, rate))
     exact = view.curve.query("policy == 'exact'").set_index("rate")["cost_per_hour"]
-    singles = view.curve[view.curve.policy != "exact"].groupby("rate")["cost_per_hour"].min()
+    singles = view.curve[view.curve.policy.str.startswith("single:")].groupby("rate")["cost_per_hour"].min()
     assert (exact <= singles + 1e-9).all() and exact.is_monotonic_increasing
     # the marker sits on the curve at the current rate, in the figure too
     assert view.marker == (10.0, mix.cost) and exact[10.0] == mix.cost
@@ -64,7 +67,7 @@ def test_rate_change_updates_headline_routing_and_curve(explorer):
     star = svg.findall(f"{SVG}polygon[@class='current']")
     assert len(star) == 1 and star[0].get("data-rate") == "10" and float(star[0].get("data-cost")) == pytest.approx(mix.cost)
     lines = {ln.get("data-policy"): ln.get("points").split() for ln in svg.findall(f"{SVG}polyline")}
-    assert set(lines) == {"exact", "single:A10G", "single:A100"} and all(len(p) == 11 for p in lines.values())
+    assert set(lines) == {"exact", "melange", "single:A10G", "single:A100"} and all(len(p) == 11 for p in lines.values())
     ys = [float(p.split(",")[1]) for p in lines["exact"]]
     assert ys == sorted(ys, reverse=True)               # cost rises with the rate: y falls on screen
     tables = explorer.routing_out.value.count('<table class="mnb-routing"')
@@ -80,7 +83,7 @@ def test_gpu_set_change_and_infeasible_quota(explorer):
     view = explorer.update(gpu_names=["A100"], rate=8.0)
     n = math.ceil(single_gpu_cost("A100", 8.0) / 3.67 - 1e-9)
     assert view.headline == f"At 8 req/s: {n}×A100 = ${n * 3.67:,.2f}/h, the same as A100-only (${n * 3.67:,.2f}/h)"
-    assert set(view.curve["policy"]) == {"exact", "single:A100"} and list(view.routing) == ["A100"]
+    assert set(view.curve["policy"]) == {"exact", "melange", "single:A100"} and list(view.routing) == ["A100"]
     assert "A10G" not in explorer.headline.value
 
     view = explorer.update(gpu_names=["A10G", "A100"], max_instances="A100=0,A10G=2")
@@ -89,9 +92,11 @@ def test_gpu_set_change_and_infeasible_quota(explorer):
     assert view.curve.query("policy == 'exact'")["cost_per_hour"].isna().all()   # 2 A10G never carry 4+ req/s
     assert "no plan" in explorer.headline.value
 
+    assert "ms after the change" in explorer.timing.value
     view = explorer.update(max_instances="A100=lots")
     assert view.error and view.headline.startswith("Cannot solve: quotas (max instances): expects NAME=COUNT")
     assert view.comparison is None and explorer.curve_out.value == ""
+    assert explorer.timing.value == ""          # no stale timing line from the answer before
 
     view = explorer.update(max_instances="", gpu_names=[])
     assert view.headline == "Cannot solve: GPU types: none is allowed; tick at least one GPU type"
@@ -161,6 +166,24 @@ def test_dragging_the_rate_solves_once_for_the_last_value(tmp_path):
     assert ex.view.headline.startswith("At 12 req/s") and ex.view.marker[0] == 12.0
 
 
+def test_headline_table_has_column_spacing_and_the_menus_fit(explorer):
+    """The answer table carries its own cell padding (Voilà's stylesheet gives none); the GPU-profile menu shows
+    file names, short enough for the control, and the model and SLO in the line under the headline."""
+    html = explorer.headline.value
+    assert 'class="dataframe mnb-answer-table"' in html and "table.mnb-answer-table td{padding:3px 18px" in html
+    assert "<td>Mélange ILP</td>" in html and "<td>exact mix (reference)</td>" in html
+    labels = [label for label, _ in explorer.controls["profile_set"].options]
+    assert labels == [v for _, v in explorer.controls["profile_set"].options] and max(map(len, labels)) <= 36
+
+
+def test_the_run_hint_names_the_port_the_readme_opens():
+    nb = json.loads((PROJECT_ROOT / "notebooks" / "00_explore.ipynb").read_text())
+    intro = "".join(nb["cells"][0]["source"])
+    command = ".venv/bin/voila notebooks/00_explore.ipynb --no-browser --Voila.ip=127.0.0.1 --port=8866"
+    assert command in intro and "http://127.0.0.1:8866/" in intro
+    assert command in (PROJECT_ROOT / "README.md").read_text()
+
+
 def test_curve_rates_are_round_and_include_the_rate():
     assert curve_rates(10.0) == [float(r) for r in range(5, 16)]
     assert curve_rates(4.0) == [2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0]
@@ -184,6 +207,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_voila_serves_the_explorer_and_the_rate_control_changes_the_headline(tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
@@ -212,6 +236,8 @@ def test_voila_serves_the_explorer_and_the_rate_control_changes_the_headline(tmp
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=args)
             page = browser.new_page()
+            requested = []
+            page.on("request", lambda r: requested.append(r.url))
             page.goto(url, timeout=120_000)
             headline = page.locator("p.mnb-headline").first
             headline.wait_for(timeout=120_000)     # the kernel starts and solves the first answer
@@ -225,6 +251,14 @@ def test_voila_serves_the_explorer_and_the_rate_control_changes_the_headline(tmp
             page.wait_for_function("() => document.querySelector('svg.mnb-curve polygon.current')?.dataset.rate === '6'",
                                    timeout=60_000)        # the curve follows the headline
             text = headline.inner_text()
+            fits = page.evaluate("""() => {
+                const box = [...document.querySelectorAll('.widget-dropdown')].find(d => d.innerText.includes('GPU profiles'));
+                const select = box.querySelector('select');
+                const ctx = document.createElement('canvas').getContext('2d');
+                ctx.font = getComputedStyle(select).font;
+                const widest = Math.max(...[...select.options].map(o => ctx.measureText(o.text).width));
+                return [widest, select.clientWidth - 24];      // 24 px: the arrow and the padding
+            }""")
             drawn = page.evaluate("[document.querySelectorAll('svg.mnb-curve polyline').length, "
                                   "document.querySelectorAll('table.mnb-routing').length, "
                                   "document.querySelector('svg.mnb-curve polygon.current').dataset.rate]")
@@ -233,9 +267,13 @@ def test_voila_serves_the_explorer_and_the_rate_control_changes_the_headline(tmp
         server.terminate()
         server.wait(timeout=30)
     assert text.startswith("At 6 req/s: ") and "$" in text
-    assert drawn[0] == 3 and drawn[1] >= 1 and drawn[2] == "6"   # exact + two single-GPU lines, marker at 6
+    assert drawn[0] == 4 and drawn[1] >= 1 and drawn[2] == "6"   # exact, Mélange ILP, two single GPUs; marker at 6
+    assert fits[0] <= fits[1], f"the GPU-profiles menu cuts its text off: {fits}"
+    outside = [u for u in requested if not u.startswith(f"http://127.0.0.1:{port}/") and not u.startswith("data:")]
+    assert not outside, f"the page requested {outside}"          # e.g. Font Awesome from a CDN
 
 
+@pytest.mark.slow
 def test_notebook_runs_headless_and_shows_the_explorer(tmp_path, monkeypatch):
     from melange_nb.run import execute_notebook
 

@@ -367,6 +367,7 @@ def aiperf_results(tmp_path_factory):
     return files, latency, version
 
 
+@pytest.mark.slow
 def test_aiperf_round_trip_recovers_closed_form_max_rates(aiperf_results):
     files, latency, version = aiperf_results
     assert len(files) == 2 * 2 * len(LEVELS)

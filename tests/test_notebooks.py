@@ -8,6 +8,8 @@ from melange_nb.cli import main
 from melange_nb.run import load_params, run_allocation
 from melange_nb.config import PROJECT_ROOT
 
+pytestmark = pytest.mark.slow   # papermill kernels and whole sweeps
+
 
 @pytest.fixture
 def outputs(tmp_path, monkeypatch):

@@ -252,6 +252,7 @@ def test_cli_plan_writes_the_files(tmp_path):
     assert np.isclose(doc["totals"]["hours"], 3 / 60)
 
 
+@pytest.mark.slow
 def test_plan_report_notebook_renders_the_answer_first(tmp_path):
     trace, _, gpus_path = _hand_case(tmp_path)
     out_dir = tmp_path / "out"

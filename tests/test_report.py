@@ -158,7 +158,8 @@ def test_version_text_summary_and_one_line_usage_errors():
     assert out.returncode == 0 and out.stdout.strip() == f"melange-nb {metadata.version('melange-nb')}"
     out = cli("solve", "--workload", ARENA, "--gpus", GPUS, "--rate", 4, "--solver", "exact", "--format", "text")
     assert out.returncode == 0 and out.stdout == ("At 4 req/s: 1×A10G + 1×A100 = $4.68/h, 7.3% below A10G-only "
-                                                  "($5.05/h) and 36.2% below A100-only ($7.34/h).\n")
+                                                  "($5.05/h) and 36.2% below A100-only ($7.34/h). The Mélange ILP (slice factor 1) finds "
+                                                      "the same mix at the same cost.\n")
     assert json.loads(cli("solve", "--workload", ARENA, "--gpus", GPUS, "--rate", 4).stdout)["cost"] == 4.68  # piped: JSON
     out = cli("solve", "--rate", "four")
     assert out.returncode == 2 and out.stdout == ""

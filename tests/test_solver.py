@@ -42,11 +42,11 @@ def test_melange_release_example_by_hand(shared_data):
     assert (rate, sf) == (30.0, 1)
     # Demand [[6,3],[15,6]]. A10G loads 3,3,3,3; A100 loads .3,.15,.375,.3 (sum 1.125).
     # sf=1: one A100 takes all but bucket (0,1), whose 3 A10G-loads need 3 A10G: 3.67 + 3.03.
-    r1 = solve(w, gpus, rate, slice_factor=1)
+    r1 = solve(w, gpus, rate, solver="melange", slice_factor=1)
     assert (r1.status, r1.counts, r1.cost) == ("optimal", {"A10G": 3, "A100-80GB": 1}, pytest.approx(6.70))
     # sf=4: quarter slices; the A100 fits (0,1), (0,0), (1,1) and 2 of 4 slices of (1,0) (load .9375);
     # the other 2 slices (A10G load 1.5) need 2 A10G: 3.67 + 2.02.
-    r4 = solve(w, gpus, rate, slice_factor=4)
+    r4 = solve(w, gpus, rate, solver="melange", slice_factor=4)
     assert (r4.counts, r4.cost) == ({"A10G": 2, "A100-80GB": 1}, pytest.approx(5.69))
     # exact: the A100 runs at exactly 1.0 with 2/3 of bucket (1,0); the last third (A10G load 1) fits 1 A10G.
     rx = solve(w, gpus, rate, solver="exact")
@@ -108,7 +108,7 @@ def test_time_limited_melange_is_never_reported_optimal():
     w = matrix(rng.dirichlet(np.ones(100)).reshape(10, 10), labels, labels)
     gpus = parse_gpu_info({f"g{k}": {"cost": float(rng.uniform(0.5, 5)), "tputs": rng.uniform(0.5, 20, (10, 10)).tolist()}
                            for k in range(6)}, labels, labels)
-    r = solve(w, gpus, 100, slice_factor=8, time_limit=1)
+    r = solve(w, gpus, 100, solver="melange", slice_factor=8, time_limit=1)
     # CBC starts from the best single-GPU plan, so an allocation always exists; "optimal" only with a proof
     # (the exact solver's bound met, or HiGHS proving the same cost on the same ILP).
     assert r.status in ("time_limit", "optimal")
@@ -124,9 +124,10 @@ def test_savings_table_matches_the_seed_formula():
     w = matrix([[0.2, 0.4], [0.2, 0.2]])
     c = compare(w, toy_gpus(), 20)
     table = c.savings()
-    assert list(table.index) == ["melange", "single:A10G", "single:A100"]
+    # The default: the exact solver is the reference, the Mélange ILP its comparison.
+    assert list(table.index) == ["exact", "melange", "single:A10G", "single:A100"]
     assert table.loc["single:A100", "savings_pct"] == pytest.approx((18.35 - 10.10) / 18.35 * 100)
-    assert table.loc["melange", "savings_pct"] == 0
+    assert table.loc["exact", "savings_pct"] == 0 and table.loc["melange", "savings_pct"] == 0
 
 
 def test_constraints_apply_to_every_policy():

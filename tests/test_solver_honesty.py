@@ -60,7 +60,7 @@ def test_a_failing_cbc_keeps_the_single_gpu_plan_and_says_so(monkeypatch):
 
     monkeypatch.setattr(pulp, "PULP_CBC_CMD", functools.partial(pulp.PULP_CBC_CMD, path="/bin/false"))
     w, gpus = random_instance(19, 6, 4)
-    r = solve(w, gpus, 4.0, slice_factor=1)
+    r = solve(w, gpus, 4.0, solver="melange", slice_factor=1)
     assert r.has_allocation and r.cost == pytest.approx(6.66)
     assert "CBC failed" in r.message
     assert r.status == "optimal" and "exact solver's lower bound" in r.message

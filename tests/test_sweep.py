@@ -14,6 +14,8 @@ from melange_nb.config import GPUS_DIR, WORKLOADS_DIR
 from melange_nb.errors import InputError
 from melange_nb.sweep import collect_results, load_spec, run_sweep
 
+pytestmark = pytest.mark.slow   # papermill kernels and whole sweeps
+
 GOOD = GPUS_DIR / "llama2-7b-seed.yaml"
 RATES = [2.0, 4.0, 8.0]
 

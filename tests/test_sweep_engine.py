@@ -34,6 +34,7 @@ def long_csv(tmp: Path) -> Path:
     return tmp / "long.csv"
 
 
+@pytest.mark.slow
 def test_slo_axis_blend_and_constraint_sets(tmp_path):
     cheap = tmp_path / "tpot120.yaml"
     cheap.write_text(GOOD.read_text().replace("cost: 3.67", "cost: 3.00"))
@@ -153,6 +154,7 @@ def _wait_for(predicate, timeout: float, what: str):
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_two_concurrent_sweeps_into_one_folder(tmp_path):
     out = tmp_path / "shared"
     first = subprocess.Popen(_quick(out, "2,4,8", "--render", "all", "-j", "1"), stdout=subprocess.PIPE,
@@ -198,6 +200,7 @@ def _processes_in(folder: Path) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_workers_records_and_cleans_up(tmp_path):
     out = tmp_path / "sigint"
     proc = subprocess.Popen(_quick(out, ",".join(str(r) for r in range(1, 13)), "--render", "all", "-j", "2"),
@@ -261,6 +264,7 @@ def test_savings_vs_published_ranges():
     assert table[table["against"] == "B only"].iloc[0]["measured %"].startswith("no plan")
 
 
+@pytest.mark.slow
 def test_predicted_gpu_set_in_a_spec_is_predicted_once_and_solved(tmp_path, monkeypatch):
     # A `predict:` GPU set runs aiconfigurator-core (real) once, is saved as a profile YAML in the cache,
     # and is solved like any profile file; its SLO comes from the key (mean TPOT ms).

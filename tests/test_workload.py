@@ -98,6 +98,7 @@ def test_schemas_give_the_same_requests(tmp_path):
     assert results["lmsys"] == results["sharegpt"] == results["openai"]
 
 
+@pytest.mark.slow
 def test_local_formats_parquet_csv_arrow_and_save_to_disk(tmp_path):
     import datasets
 
@@ -113,6 +114,7 @@ def test_local_formats_parquet_csv_arrow_and_save_to_disk(tmp_path):
         assert got == expected, source
 
 
+@pytest.mark.slow
 def test_synthetic_dataset_is_deterministic_and_cached(outputs):
     a, info_a = chat_requests("synthetic:400", num_proc=2)
     cache = outputs / "cache" / "requests" / f"{info_a['cache_key']}.parquet"
@@ -127,6 +129,7 @@ def test_synthetic_dataset_is_deterministic_and_cached(outputs):
     assert chat_requests("synthetic:400", num_proc=1)[1]["cache"] == "hit"
 
 
+@pytest.mark.slow
 def test_num_proc_does_not_change_the_result():
     import datasets
     from melange_nb.synthetic import synthetic_path
@@ -194,6 +197,7 @@ def test_bad_traces(tmp_path, content, match):
         read_trace(path)
 
 
+@pytest.mark.slow
 def test_bad_datasets(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DatasetError, match="could not reach the HuggingFace hub"):
@@ -230,6 +234,17 @@ def test_build_workload_sidecar_and_csv_round_trip(tmp_path):
     meta = json.loads(path.with_suffix(".json").read_text())
     assert "SYNTHETIC" in meta["source"] and meta["tokenizer"].startswith("mistral-v1")
     assert meta["requests"] == len(requests) and meta["overflow_policy"] == "drop"
+    # the report's counts table: shares only for requests (conversations and messages are not requests)
+    from melange_nb.report import workload_counts_table
+
+    table = workload_counts_table(report)
+    assert table.loc["requests", "share of requests"] == "100.0%"
+    assert table.loc["in the histogram", "share of requests"] == f"{report['in_histogram'] / len(requests):.1%}"
+    assert table.loc["messages (dataset)", "count"] == f"{report['counts']['messages']:,}"
+    assert table.loc["messages (dataset)", "share of requests"] == ""
+    assert table.loc["conversations (dataset)", "share of requests"] == ""
+    shares = [float(x.rstrip("%")) for x in table["share of requests"] if x]
+    assert all(0 <= x <= 100 for x in shares)        # never "200.0%" of requests
 
 
 def test_blend_cli_writes_the_mix_and_its_provenance(shared_data, tmp_path):

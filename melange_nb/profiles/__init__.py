@@ -11,6 +11,8 @@ applies to every GPU in the file) or inside one GPU's entry (it then overrides t
       - {metric: tpot, stat: mean, ms: 40}    # metric tpot|ttft|itl|e2e, stat mean|p50|p90|p99
     engine: {name: vllm, version: 0.10.1}      # serving engine ("unknown" when not known)
     tool: {name: aiconfigurator-core, version: 0.12.0}   # what produced the numbers
+    kernel_data: {backend: vllm, version: 0.24.0, kernels: measured}   # predicted: the performance data used
+                                   # (kernels measured | speed-of-light, scaled_by: SYSTEM when calibrated)
     date: 2026-11-25               # when the numbers were produced
     notes: [free text, ...]
     input_edges:  [0, 25, 100, 250, 500, 1000, 2000]
@@ -25,6 +27,8 @@ applies to every GPU in the file) or inside one GPU's entry (it then overrides t
         cell_notes:                # per bucket, e.g. why it is 0 or that it was filled
           - {input: 16000+, output: 0-25, note: KV cache does not fit}
         tputs: [[...], ...]        # rows = input buckets, columns = output buckets
+        latency: {...}             # optional: one replica's iteration-time model for `simulate`
+                                   # (also allowed at the top for every GPU; format in profiles/latency.py)
 
 Missing facts read "unknown"; files written before these keys existed still load (a free-text
 ``source`` moves into ``notes``, an ``slo: {tpot_ms: 120}`` mapping is parsed). ``save_profiles``
@@ -33,7 +37,6 @@ gives the short text report headers print.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -46,13 +49,13 @@ from ..errors import InputError
 from ..files import read_json, read_yaml, write_text
 from .. import schemas
 from ..workload import bucket_labels, labelled_matrix
+from .latency import HOW_TO_ADD, LatencyModel, parse_latency
 
 UNKNOWN = "unknown"
 SOURCES = ("measured", "predicted", "seed", UNKNOWN)
 SLO_METRICS = ("tpot", "ttft", "itl", "e2e")
 SLO_STATS = ("mean", "p50", "p90", "p99")
-PROVENANCE_KEYS = ("model", "source", "system", "gpus_per_replica", "engine", "slo", "tool", "date",
-                   "price", "notes", "cell_notes")
+PROVENANCE_KEYS = schemas.PROVENANCE_KEYS     # model, system, source, gpus_per_replica, engine, tool, slo, ...
 # Default edges for new (predicted or imported) profiles: inputs reach 16k tokens so long-context
 # traces (e.g. the Azure code trace) fit; outputs up to 2000 cover chat and summarization replies.
 PROFILE_INPUT_EDGES = (0, 25, 100, 250, 500, 1000, 2000, 4000, 8000, 16000)
@@ -73,6 +76,7 @@ class GpuProfile:
     cost: float
     tputs: pd.DataFrame
     meta: Mapping[str, Any] = field(default_factory=dict)
+    latency: LatencyModel | None = None     # one replica's iteration-time model (simulation); None = not given
 
 
 def parse_slo(spec, *, field: str = "slo") -> list[dict] | str:
@@ -103,8 +107,7 @@ def parse_slo(spec, *, field: str = "slo") -> list[dict] | str:
         elif isinstance(item, Mapping) and "metric" in item:
             metric, stat = str(item["metric"]).lower(), str(item.get("stat", "mean")).lower()
             ms = item.get("ms")
-            if metric not in SLO_METRICS or stat not in SLO_STATS or isinstance(ms, bool) \
-                    or not isinstance(ms, (int, float)):
+            if metric not in SLO_METRICS or stat not in SLO_STATS or not schemas.is_real(ms):
                 raise InputError(field, f"condition {dict(item)} is not {{metric: {'|'.join(SLO_METRICS)}, "
                                         f"stat: {'|'.join(SLO_STATS)}, ms: NUMBER}}")
             conds.append({"metric": metric, "stat": stat, "ms": float(ms)})
@@ -129,66 +132,15 @@ def format_slo(slo, *, compact: bool = False) -> str:
     return " and ".join(f"{c['stat']} {c['metric'].upper()} <= {c['ms']:g} ms" for c in slo)
 
 
-def _name_version(value, field: str) -> dict | str:
-    if value is None or value == UNKNOWN:
-        return UNKNOWN
-    if isinstance(value, str):
-        return {"name": value, "version": UNKNOWN}
-    if isinstance(value, Mapping) and "name" in value:
-        return {"name": str(value["name"]), "version": str(value.get("version") or UNKNOWN)}
-    raise InputError(field, f"must be {{name, version}} or {UNKNOWN!r}, got {value!r}")
-
-
 def normalize_provenance(raw: Mapping[str, Any], *, index: Sequence[str] = (), columns: Sequence[str] = (),
                          field: str = "profile") -> dict[str, Any]:
-    """Every provenance key present, checked and in one shape; missing facts become "unknown".
+    """Every provenance key present, checked and in one shape (`schemas.Provenance`); missing facts
+    become "unknown"; cell notes must name the profile's buckets when `index`/`columns` are given.
 
     Older files still load: a free-text ``source`` becomes source "unknown" plus a note.
     """
-    out: dict[str, Any] = {}
-    notes = raw.get("notes") or []
-    notes = [str(n) for n in (notes if isinstance(notes, list) else [notes])]
-    for key in ("model", "system"):
-        out[key] = str(raw[key]) if raw.get(key) not in (None, "") else UNKNOWN
-    source = raw.get("source")
-    if source is None or str(source).strip().lower() in SOURCES:
-        out["source"] = str(source).strip().lower() if source is not None else UNKNOWN
-    else:
-        out["source"] = UNKNOWN
-        notes.append(f"source: {' '.join(str(source).split())}")
-    tp = raw.get("gpus_per_replica")
-    if tp is None or tp == UNKNOWN:
-        out["gpus_per_replica"] = UNKNOWN
-    elif isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
-        raise InputError(f"{field}.gpus_per_replica", f"must be a whole number >= 1 (tensor parallel size), got {tp!r}")
-    else:
-        out["gpus_per_replica"] = tp
-    out["engine"] = _name_version(raw.get("engine"), f"{field}.engine")
-    out["tool"] = _name_version(raw.get("tool"), f"{field}.tool")
-    out["slo"] = parse_slo(raw.get("slo"), field=f"{field}.slo")
-    date = raw.get("date")
-    out["date"] = date.isoformat() if isinstance(date, (_dt.date, _dt.datetime)) else str(date) if date else UNKNOWN
-    price = raw.get("price")
-    if price is None or price == UNKNOWN:
-        out["price"] = UNKNOWN
-    elif isinstance(price, Mapping):
-        out["price"] = {str(k): (v.isoformat() if isinstance(v, (_dt.date, _dt.datetime)) else v) for k, v in price.items()}
-    else:
-        raise InputError(f"{field}.price", f"must be a mapping {{file, provider, region, date, source}} or {UNKNOWN!r}")
-    out["notes"] = notes
-    cells = raw.get("cell_notes") or []
-    if not isinstance(cells, list):
-        raise InputError(f"{field}.cell_notes", "must be a list of {input, output, note}")
-    out["cell_notes"] = []
-    for i, cell in enumerate(cells):
-        if not isinstance(cell, Mapping) or not {"input", "output", "note"} <= set(cell):
-            raise InputError(f"{field}.cell_notes[{i}]", "must be a mapping {input: LABEL, output: LABEL, note: TEXT}")
-        cell = {"input": str(cell["input"]), "output": str(cell["output"]), "note": str(cell["note"])}
-        if (index and cell["input"] not in index) or (columns and cell["output"] not in columns):
-            raise InputError(f"{field}.cell_notes[{i}]", f"bucket {cell['input']} x {cell['output']} is not one of "
-                                                         f"the profile's buckets {list(index)} x {list(columns)}")
-        out["cell_notes"].append(cell)
-    return out
+    return schemas.validate(schemas.Provenance, raw, where=field,
+                            context={"buckets": (list(index), list(columns))}).facts()
 
 
 def provenance_lines(gpus: Mapping[str, GpuProfile]) -> list[str]:
@@ -266,10 +218,16 @@ def save_profiles(path: str | Path, gpus: Mapping[str, GpuProfile] | Sequence[Gp
         doc["open_last_input"] = True
     if open_out:
         doc["open_last_output"] = True
+    latencies = [None if g.latency is None else g.latency.to_dict() for g in gpus]
+    shared_latency = latencies[0] is not None and all(x == latencies[0] for x in latencies)
+    if shared_latency:
+        doc["latency"] = latencies[0]
     doc["gpus"] = {}
-    for gpu, meta in zip(gpus, metas):
+    for gpu, meta, latency in zip(gpus, metas, latencies):
         entry: dict[str, Any] = {"cost": float(gpu.cost)}
         entry.update({k: v for k, v in meta.items() if k not in common})
+        if latency is not None and not shared_latency:
+            entry["latency"] = latency
         entry["tputs"] = [[float(v) for v in row] for row in gpu.tputs.to_numpy()]
         doc["gpus"][gpu.name] = entry
     text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
@@ -279,78 +237,47 @@ def save_profiles(path: str | Path, gpus: Mapping[str, GpuProfile] | Sequence[Gp
 
 
 def parse_gpu_info(gpu_info, index: Sequence[str], columns: Sequence[str], *,
-                   meta: Mapping[str, Any] | None = None, field: str = "gpu_info") -> dict[str, GpuProfile]:
-    """Profiles from melange-release's ``gpu_info``: a list of {name, cost, tputs} or a mapping name -> {cost, tputs}."""
-    if isinstance(gpu_info, Mapping):
-        for name, spec in gpu_info.items():
-            if not isinstance(spec, Mapping):
-                raise InputError(f"{field}.{name}", f"must be a mapping with keys cost and tputs, got {type(spec).__name__}")
-        entries = [{**spec, "name": name} for name, spec in gpu_info.items()]
-    elif isinstance(gpu_info, list):
-        entries = gpu_info
-    else:
-        raise InputError(field, "must be a mapping name -> {cost, tputs} or a list of {name, cost, tputs}")
-    if not entries:
-        raise InputError(field, "lists no GPU; give at least one GPU type")
-    gpus: dict[str, GpuProfile] = {}
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, Mapping):
-            raise InputError(f"{field}[{i}]", "must be a mapping with keys name, cost, tputs")
-        raw_name = entry.get("name")
-        if isinstance(raw_name, int) and not isinstance(raw_name, bool):
-            raw_name = str(raw_name)          # a YAML key such as 4090
-        name = raw_name.strip() if isinstance(raw_name, str) else ""
-        where = f"{field}.{name or i}"
-        if not name:
-            raise InputError(where, f"has no usable `name` (got {raw_name!r}); give each GPU type a name (text)")
-        if name in gpus:
-            raise InputError(where, "appears twice; GPU names must be unique")
-        for key in ("cost", "tputs"):
-            if key not in entry:
-                raise InputError(f"{where}.{key}", "is missing")
-        raw = {k: v for k, v in (meta or {}).items() if k in PROVENANCE_KEYS}
-        raw.update({k: entry[k] for k in PROVENANCE_KEYS if k in entry})   # a GPU's own keys override the file's
-        extra = {k: v for k, v in (meta or {}).items() if k not in PROVENANCE_KEYS}
-        gmeta = {**normalize_provenance(raw, index=index, columns=columns, field=where), **extra}
-        gpus[name] = GpuProfile(name, _cost(entry["cost"], f"{where}.cost"),
-                                _tputs(entry["tputs"], index, columns, f"{where}.tputs"), gmeta)
+                   meta: Mapping[str, Any] | None = None, field: str = "gpu_info",
+                   latency: Mapping[str, Any] | None = None) -> dict[str, GpuProfile]:
+    """Profiles from melange-release's ``gpu_info``: a list of {name, cost, tputs} or a mapping name -> {cost, tputs}.
+
+    `meta`'s provenance keys apply to every GPU that does not set them; its other keys (file, sha256)
+    are added to each profile's `meta`. `latency`: the file-wide latency section (a GPU's own
+    ``latency`` overrides it)."""
+    meta = dict(meta or {})
+    entries = schemas.validate(_GPU_ENTRIES, schemas.inherit(gpu_info, meta, PROVENANCE_KEYS), where=field)
+    return _profiles(entries, index, columns, {k: v for k, v in meta.items() if k not in PROVENANCE_KEYS},
+                     field=field, latency=parse_latency(latency, f"{field.split(':')[0]}: latency"))
+
+
+_GPU_ENTRIES = schemas.TypeAdapter(schemas.GpuEntries)
+
+
+def _profiles(entries: Mapping[str, schemas.GpuEntry], index, columns, extra: Mapping[str, Any], *,
+              field: str, latency: LatencyModel | None = None) -> dict[str, GpuProfile]:
+    """Validated entries as profiles: throughputs labelled with the buckets (their shape checked);
+    `latency` for the GPUs without a `latency` section of their own."""
+    gpus = {}
+    for name, entry in entries.items():
+        where = f"{field}.{name}"
+        schemas.check_cell_notes([c.model_dump() for c in entry.cell_notes], index, columns,
+                                 where=f"{where}.cell_notes")
+        gpus[name] = GpuProfile(name, entry.cost, labelled_matrix(entry.tputs, index, columns, field=f"{where}.tputs"),
+                                {**entry.facts(), **extra},
+                                entry.latency if "latency" in entry.model_fields_set else latency)
     return gpus
 
 
-def _cost(value, where: str) -> float:
-    return schemas.number(value, where, positive=True, what="a positive number of dollars per hour")
-
-
-def _tputs(values, index, columns, where: str) -> pd.DataFrame:
-    if values is None:
-        raise InputError(where, "is empty; give max requests/s per bucket (0 for a bucket this GPU cannot serve)")
-    arr = schemas.number_matrix(values, where, what="max requests/s (0 = cannot serve)")
-    if (arr < 0).any():
-        raise InputError(where, "has negative throughputs; give max requests/s >= 0 per bucket")
-    if ((arr > 0) & (arr < MIN_TPUT)).any():
-        raise InputError(where, f"has throughputs between 0 and {MIN_TPUT:g} requests/s; give 0 for a bucket this GPU "
-                                "cannot serve, or check the units (requests/s)")
-    return labelled_matrix(arr, index, columns, field=where)
-
-
 def load_gpus(path: str | Path) -> dict[str, GpuProfile]:
-    """Read a GPU profile YAML (see the module docstring); metadata lands in each profile's `meta`."""
+    """Read a GPU profile YAML (`schemas.GpuProfileFile`, see the module docstring); metadata lands in
+    each profile's `meta`."""
     path = Path(path)
-    field = f"gpu profile file {path}"
     doc = read_yaml(path, "gpu profile file", "params/gpus/llama2-7b-seed.yaml")
-    if not isinstance(doc, Mapping) or "gpus" not in doc:
-        raise InputError(field, "must be a YAML mapping with a `gpus` key (and input_edges, output_edges)")
-    for key in ("input_edges", "output_edges"):
-        if doc.get(key) is None:
-            raise InputError(f"{path.name}: {key}", "is missing; list the bucket edges, e.g. [0, 25, 100, 250, 500, 1000, 2000]")
-    index = bucket_labels(schemas.edges(doc["input_edges"], f"{path.name}: input_edges"),
-                          open_last=schemas.flag(doc.get("open_last_input", False), f"{path.name}: open_last_input"))
-    columns = bucket_labels(schemas.edges(doc["output_edges"], f"{path.name}: output_edges"),
-                            open_last=schemas.flag(doc.get("open_last_output", False), f"{path.name}: open_last_output"))
-    meta = {k: doc[k] for k in PROVENANCE_KEYS if k in doc}
-    meta["file"] = str(path)
-    meta["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return parse_gpu_info(doc["gpus"], index, columns, meta=meta, field=f"{path.name}: gpus")
+    profile = schemas.validate(schemas.GpuProfileFile, doc, where=f"{path.name}:", root=f"gpu profile file {path}")
+    index = bucket_labels(profile.input_edges, open_last=profile.open_last_input)
+    columns = bucket_labels(profile.output_edges, open_last=profile.open_last_output)
+    extra = {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return _profiles(profile.gpus, index, columns, extra, field=f"{path.name}: gpus", latency=profile.latency)
 
 
 def select_gpus(gpus: Mapping[str, GpuProfile], names: Sequence[str] | None) -> dict[str, GpuProfile]:

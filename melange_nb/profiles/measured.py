@@ -16,7 +16,6 @@ rates, and the highest rate whose latency still meets the SLO. This module makes
 from __future__ import annotations
 
 import json
-import math
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..schemas import is_count, is_number, is_real
 from ..workload import bucket_labels, labelled_matrix
 
 VLLM = "vllm bench serve"
@@ -96,7 +96,7 @@ def detect_format(doc: Any) -> str | None:
 
 def _number(doc: Mapping, key: str, where: str, *, positive: bool = False) -> float:
     value = doc.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_number(value):
         raise InputError(f"{where}: {key}", f"is missing or not a number (got {value!r})")
     if positive and value <= 0:
         raise InputError(f"{where}: {key}", f"must be > 0, got {value!r}")
@@ -126,11 +126,11 @@ def _read_vllm(doc: Mapping, where: str) -> BenchmarkRun:
         for stat, prefixes in _VLLM_STAT.items():
             for prefix in prefixes:
                 value = doc.get(f"{prefix}_{name}_ms")
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                if is_number(value):
                     metrics[(metric, stat)] = float(value)
                     break
     rate = doc.get("request_rate")
-    offered = float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) and math.isfinite(rate) else None
+    offered = float(rate) if is_number(rate) else None
     conc = doc.get("max_concurrency")
     version = doc.get("vllm_version") or doc.get("version") or "unknown"
     date = str(doc.get("date") or "")
@@ -139,14 +139,13 @@ def _read_vllm(doc: Mapping, where: str) -> BenchmarkRun:
                         input_len=input_len, output_len=output_len,
                         rate=_number(doc, "request_throughput", where, positive=True),
                         completed=completed, offered_rate=offered, date=date,
-                        max_concurrency=int(conc) if isinstance(conc, int) and not isinstance(conc, bool) else None,
-                        metrics=metrics)
+                        max_concurrency=int(conc) if is_count(conc) else None, metrics=metrics)
 
 
 def _aiperf_stat(doc: Mapping, tag: str, stat: str, where: str, *, required: bool = True) -> float | None:
     entry = doc.get(tag)
     value = entry.get(stat) if isinstance(entry, Mapping) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_number(value):
         if required:
             raise InputError(f"{where}: {tag}.{stat}", f"is missing or not a number (got {value!r})")
         return None
@@ -181,8 +180,8 @@ def _read_aiperf(doc: Mapping, where: str) -> BenchmarkRun:
                         model=names[0], input_len=_aiperf_stat(doc, "input_sequence_length", "avg", where),
                         output_len=_aiperf_stat(doc, "output_sequence_length", "avg", where),
                         rate=_aiperf_stat(doc, "request_throughput", "avg", where), completed=int(completed),
-                        offered_rate=float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) else None,
-                        max_concurrency=int(conc) if isinstance(conc, int) and not isinstance(conc, bool) else None,
+                        offered_rate=float(rate) if is_real(rate) else None,
+                        max_concurrency=int(conc) if is_count(conc) else None,
                         date=start[:10] if len(start) >= 10 and start[4] == "-" else "unknown", metrics=metrics)
 
 
@@ -385,7 +384,7 @@ def plan_commands(*, model: str, base_url: str, input_edges: Sequence[float], ou
     Poisson arrivals at the rate, and saves the result JSON that ``import_profile`` reads.
     Returns dicts with the bucket labels, lengths, rate, result file name and argv.
     """
-    if not rates or any(not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0) for r in rates):
+    if not rates or any(not (is_number(r) and r > 0) for r in rates):
         raise InputError("--rates", f"must be positive request rates such as 1,2,4,8, got {list(rates)}")
     if num_prompts < 1:
         raise InputError("--num-prompts", f"must be >= 1, got {num_prompts}")

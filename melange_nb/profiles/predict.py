@@ -8,7 +8,10 @@ lengths, with every SLO condition met and the KV cache fitting in the engine's m
 (batch sizes ``BATCH_SIZES``, then the sizes halfway to the
 best one's neighbours) and prefill chunk sizes (``CHUNK_TOKENS``, vLLM's
 ``max_num_batched_tokens``): every point is evaluated, because throughput is not monotone in
-batch size once prefill dominates. Only memory is assumed to grow with batch size (the search
+batch size once prefill dominates. Every point's rate is capped at Little's law, batch / request
+latency (aiconfigurator's vLLM backend applies this cap itself; its SGLang and TRT-LLM backends do
+not, and without it predict e.g. 3.3 requests/s for 12,000-token prompts on one A100 at batch 1
+with a 2 s TTFT). Only memory is assumed to grow with batch size (the search
 stops at the first batch whose KV cache does not fit). Concurrency is capped at 512 requests (a
 serving engine's ``max_num_seqs`` is of that order): very short buckets on fast GPUs hit the cap.
 
@@ -33,15 +36,18 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..config import PARAMS_DIR, outputs_dir
-from ..errors import InputError, MelangeError
+from .. import schemas
+from ..errors import InputError, MissingExtra
 from ..files import write_json
 from ..workload import bucket_labels, labelled_matrix
+from . import consistency
 from . import PROFILE_INPUT_EDGES, PROFILE_OUTPUT_EDGES, GpuProfile, parse_slo
 from .prices import Price, find_price, load_prices, merge_prices
 
@@ -51,11 +57,11 @@ CHUNK_TOKENS = (2048, 8192)
 SOL_SIBLINGS = {"l4": "l40s", "a100_pcie": "a100_sxm", "h100_pcie": "h100_sxm", "a30": "a100_sxm"}
 DEFAULT_PRICES = PARAMS_DIR / "prices" / "runpod-serverless.yaml"
 _METRIC_FIELD = {"tpot": "tpot", "itl": "tpot", "ttft": "ttft", "e2e": "request_latency"}
-_CACHE_VERSION = 1   # bump when the search or the representative lengths change
+_CACHE_VERSION = 2   # bump when the search or the representative lengths change (2: Little's-law cap)
 
 
-class PredictorUnavailable(MelangeError):
-    """aiconfigurator-core is not installed (e.g. no wheel for this platform)."""
+class PredictorUnavailable(MissingExtra):
+    """aiconfigurator-core (the `predict` extra) is not installed (e.g. no wheel for this platform)."""
 
 
 def _aic():
@@ -66,8 +72,9 @@ def _aic():
         from aiconfigurator_core.sdk.config import RuntimeConfig
     except ImportError:
         raise PredictorUnavailable(
-            "profile predict needs aiconfigurator-core, which is not installed (it ships wheels for Linux "
-            "x86_64/aarch64 and macOS arm64 only, not Windows); use measured or seed profiles instead") from None
+            "profile predict", "aiconfigurator-core", "predict",
+            " (it ships wheels for Linux x86_64/aarch64 and macOS arm64 only, not Windows; there, use measured "
+            "or seed profiles instead)") from None
     logging.getLogger("aiconfigurator_core").setLevel(logging.ERROR)
     return config_builders, models, perf_database, get_backend, RuntimeConfig
 
@@ -193,7 +200,10 @@ def _search_bucket(backend, model, database, runtime_config, isl: int, osl: int,
         failed = _condition_failures(result, slo)
         if failed and batch == 1:
             failures = failed
-        return 0.0 if failed else float(result["request_rate"])
+        if failed:
+            return 0.0
+        latency_s = float(result["request_latency"]) / 1000   # Little's law: batch requests in flight, each this long
+        return min(float(result["request_rate"]), batch / latency_s) if latency_s > 0 else float(result["request_rate"])
 
     for chunk in CHUNK_TOKENS:
         for batch in BATCH_SIZES:
@@ -253,7 +263,7 @@ def _predict_system(system: str, *, model_path: str, backend_name: str, slo: lis
                 if note:
                     notes.append([i, j, note])
             rates.append(row)
-    return {"rates": rates, "notes": notes, "version": str(database.version), "mode": mode}
+    return {"rates": rates, "notes": notes, "version": str(database.version), "mode": mode, "model_config": raw}
 
 
 def _model_key(model) -> str:
@@ -277,7 +287,15 @@ def _cached_predict(system: str, mode: str, *, model, use_cache: bool, **kwargs)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = outputs_dir() / "cache" / "profiles" / f"{system}-{mode.lower()}-{digest}.json"
     if use_cache and path.is_file():
-        return json.loads(path.read_text())
+        result = json.loads(path.read_text())
+        if "model_config" in result:
+            return result
+        _aic()                                 # a cache entry from before the physics check: add the config
+        from aiconfigurator_core.sdk.utils import get_model_config_from_model_path
+
+        result["model_config"] = get_model_config_from_model_path(resolve_model(model)[0]).get("raw_config") or {}
+        write_json(path, result)
+        return result
     model_path, model_name = resolve_model(model)
     result = _predict_system(system, model_path=model_path, mode=mode, **kwargs)
     result.update(model_name=model_name, tool_version=version, date=_dt.date.today().isoformat())
@@ -291,22 +309,152 @@ def _significant(values: np.ndarray, digits: int = 4) -> np.ndarray:
     return np.vectorize(lambda v: float(f"{v:.{digits}g}"))(np.asarray(values, dtype=float))
 
 
-def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str], *, slo, backend: str = "vllm",
+def _release(version: str) -> tuple[int, ...]:
+    match = re.match(r"\d+(?:\.\d+)*", version)
+    return tuple(int(x) for x in match.group(0).split(".")) if match else ()
+
+
+def _agreement(versions: Sequence[tuple[str, bool]]) -> tuple:
+    """Sort key of a backend's (version, measured) per GPU: fewer speed-of-light GPUs, fewer distinct
+    versions, a longer shared release prefix (0.5.x beats 0.x), then a smaller gap where they part."""
+    releases = [_release(v) for v, _ in versions]
+    depth = 0
+    while all(len(r) > depth for r in releases) and len({r[depth] for r in releases}) == 1:
+        depth += 1
+    parted = [r[depth] for r in releases if len(r) > depth]
+    return (sum(not m for _, m in versions), len({v for v, _ in versions}), -depth,
+            max(parted) - min(parted) if parted else 0)
+
+
+def _current_version(system: str, backend: str) -> str | None:
+    """The kernel-data version aiconfigurator queries for `system` on `backend` (its "current" slot)."""
+    _, _, perf_database, _, _ = _aic()
+    with _fast_yaml():
+        return (perf_database.get_version_slots(system, backend) or {}).get("current")
+
+
+def _kernel_sources(names: Mapping[str, str], backend: str, info: Mapping) -> dict[str, tuple[str, bool]] | None:
+    """{GPU name: (kernel-data version, measured)} on `backend`, or None when a GPU has no data there."""
+    out = {}
+    for name, system in names.items():
+        measured = system in info["measured"][backend]
+        source = system if measured else SOL_SIBLINGS.get(system)
+        version = _current_version(source, backend) if source in info["measured"][backend] else None
+        if version is None:
+            return None
+        out[name] = (version, measured)
+    return out
+
+
+def choose_backend(gpus: Sequence[str] | Mapping[str, str]) -> tuple[str, str]:
+    """(backend, sentence): the backend whose kernel-data versions agree best across the GPU set
+    (`_agreement`; ties go to the order of `BACKENDS`), and which versions it and the others have."""
+    return _choose_backend(_parse_gpus(gpus))
+
+
+def _choose_backend(names: Mapping[str, str]) -> tuple[str, str]:
+    """`choose_backend` for {GPU name: system}."""
+    info = available()
+    candidates = []
+    for order, backend in enumerate(BACKENDS):
+        sources = _kernel_sources(names, backend, info)
+        if sources:
+            candidates.append((_agreement(list(sources.values())), order, backend, sources))
+    if not candidates:
+        raise InputError("backend", "auto: no backend has data for every GPU of this set; give --backend per GPU "
+                                    "(NAME=BACKEND)")
+    candidates.sort()
+
+    def listed(sources):
+        return ", ".join(f"{n} {v}" + ("" if m else f" (speed-of-light, {SOL_SIBLINGS[names[n]]}'s version)")
+                         for n, (v, m) in sources.items())
+    _, _, backend, sources = candidates[0]
+    others = "; ".join(f"{b}: {listed(src)}" for _, _, b, src in candidates[1:])
+    return backend, (f"--backend auto chose {backend}, whose kernel-data versions agree best across the set "
+                     f"({listed(sources)})" + (f"; the others: {others}" if others else ""))
+
+
+def _backends(backend, names: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """{GPU name: backend} and a note on how it was chosen ("" for one backend given for all)."""
+    if isinstance(backend, Mapping):
+        unknown = [n for n in backend if n not in names]
+        if unknown:
+            raise InputError("backend", f"names GPU {unknown[0]!r}, which is not in the set {list(names)}")
+        missing = [n for n in names if n not in backend]
+        if missing:
+            raise InputError("backend", f"gives no backend for GPU {missing[0]!r}; give one per GPU (NAME=BACKEND) "
+                                        "or one for all")
+        chosen = {n: str(backend[n]) for n in names}
+        note = ("backend chosen per GPU by the user (" + ", ".join(f"{n}: {b}" for n, b in chosen.items())
+                + "): these GPUs run different serving engines") if len(set(chosen.values())) > 1 else ""
+    elif backend == "auto":
+        picked, note = _choose_backend(names)
+        chosen = {n: picked for n in names}
+    else:
+        chosen, note = {n: str(backend) for n in names}, ""
+    for b in chosen.values():
+        if b not in BACKENDS:
+            raise InputError("backend", f"unknown backend {b!r}; available offline: {', '.join(BACKENDS)} (or auto)")
+    return chosen, note
+
+
+def physics_check(gpus: Mapping[str, GpuProfile], *, model_config: Mapping | None, slo, tp: int,
+                  input_lengths: Sequence[int], output_lengths: Sequence[int],
+                  margin: float = consistency.MARGIN) -> list[str]:
+    """Refuse a rate above its GPU's physical bound; flag, in both profiles' ``cell_notes``, buckets whose
+    rate ratio lies outside the pair's hardware range. Returns one warning line per flagged pair."""
+    shape = consistency.model_shape(model_config)
+    specs = {name: consistency.hardware_spec(g.meta.get("system", "")) for name, g in gpus.items()}
+    for name, gpu in gpus.items():
+        consistency.check_bounds(name, gpu.tputs.to_numpy(), specs[name], shape, input_lengths, output_lengths,
+                                 list(gpu.tputs.index), list(gpu.tputs.columns), tp)
+    warnings = []
+    names = [n for n in gpus if specs[n] is not None]
+    for k, first in enumerate(names):
+        for second in names[k + 1:]:      # the GPU with more compute on top: ratios read "x times faster"
+            a, b = (first, second) if specs[first].flops >= specs[second].flops else (second, first)
+            rng = consistency.hardware_range(specs[a], specs[b], shape=shape, slo=slo, tp=tp, margin=margin)
+            flagged = consistency.inconsistent_buckets(gpus[a], gpus[b], rng)
+            for row, col, ratio in flagged:
+                gpus[a].meta["cell_notes"].append({"input": row, "output": col,
+                                                   "note": consistency.flag_note(b, ratio, rng, True)})
+                gpus[b].meta["cell_notes"].append({"input": row, "output": col,
+                                                   "note": consistency.flag_note(a, ratio, rng, False)})
+            if flagged:
+                ratios = [r for _, _, r in flagged]
+                line = (f"{consistency.PHYSICS}{len(flagged)} bucket{'s' if len(flagged) != 1 else ''} outside the "
+                        + consistency.describe_range(a, b, rng, [specs[a].file, specs[b].file])
+                        + f": {a}/{b} = {min(ratios):.2f}-{max(ratios):.2f}x there")
+                warnings.append(line)
+                gpus[a].meta["notes"].append(line)
+                gpus[b].meta["notes"].append(line)
+    for name, gpu in gpus.items():
+        if specs[name] is not None and shape is not None:
+            gpu.meta["notes"].append(f"{consistency.PHYSICS}every bucket is below its compute and memory bound "
+                                     f"(specs from {specs[name].file})")
+    return warnings
+
+
+def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str], *, slo, backend="vllm",
                      edges: Sequence[float] = PROFILE_INPUT_EDGES, output_edges: Sequence[float] = PROFILE_OUTPUT_EDGES,
                      open_last_input: bool = False, open_last_output: bool = False, prices=None, tp: int = 1,
                      sol: str = "label", cache: bool = True) -> dict[str, GpuProfile]:
     """Predicted profiles {GPU name: GpuProfile} for `model` on each aiconfigurator system in `gpus`.
 
-    `gpus`: system names, ``"h100_sxm=H100"`` to rename, or a mapping {system: name}. `slo`: what
-    `parse_slo` reads (e.g. ``"tpot_ms=40"`` or a list of conditions). `prices`: a price file, a
-    list of them, or {name: Price}; default ``params/prices/runpod-serverless.yaml``; cost =
-    price per GPU x `tp`. `sol`: "label" or "calibrate" for systems without measured data (see
-    the module docstring). Every input is checked before the first estimate.
+    `gpus`: system names, ``"h100_sxm=H100"`` to rename, or a mapping {system: name}. `backend`:
+    one of `BACKENDS` for every GPU, ``"auto"`` (`choose_backend`: the one whose kernel-data versions
+    agree best across the set), or {GPU name: backend} for GPUs running different engines. `slo`:
+    what `parse_slo` reads (e.g. ``"tpot_ms=40"`` or a list of conditions). `prices`: a price file,
+    a list of them, or {name: Price}; default ``params/prices/runpod-serverless.yaml``; cost = price
+    per GPU x `tp`. `sol`: "label" or "calibrate" for systems without measured data (see the module
+    docstring). Every input is checked before the first estimate. Each profile's ``kernel_data``
+    says which data it came from; `physics_check` refuses rates above physical bounds and flags
+    inconsistent buckets; `consistency.set_caveat` gives the warning for a set that mixes data.
     """
     conditions = parse_slo(slo, field="slo")
     if conditions == "unknown":
         raise InputError("slo", "is required for a prediction; e.g. tpot_ms=40")
-    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+    if not schemas.is_count(tp, 1):
         raise InputError("tp", f"must be a whole number >= 1 (GPUs per replica), got {tp!r}")
     if sol not in ("label", "calibrate"):
         raise InputError("sol", f"must be 'label' or 'calibrate', got {sol!r}")
@@ -314,34 +462,43 @@ def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str],
     columns = bucket_labels(output_edges, open_last=open_last_output)
     names = _parse_gpus(gpus)
     info = available()
-    if backend not in info["backends"]:
-        raise InputError("backend", f"unknown backend {backend!r}; available offline: {', '.join(info['backends'])}")
+    if isinstance(backend, str) and backend not in (*info["backends"], "auto"):
+        raise InputError("backend", f"unknown backend {backend!r}; available offline: {', '.join(info['backends'])} "
+                                    "(or auto)")
     for name, system in names.items():
         if system not in info["systems"]:
             raise InputError("gpu", f"unknown system {system!r}; available offline: {', '.join(info['systems'])} "
                                     "(A10G has no data: use the seed's measured profile)")
-        if system not in info["measured"][backend] and system not in SOL_SIBLINGS:
-            raise InputError("backend", f"{backend} has no performance data for {system} offline; it has data for "
-                                        f"{', '.join(info['measured'][backend])}")
+    backends, backend_note = _backends(backend, names)
+    for name, system in names.items():
+        if system not in info["measured"][backends[name]] and system not in SOL_SIBLINGS:
+            raise InputError("backend", f"{backends[name]} has no performance data for {system} offline; it has data "
+                                        f"for {', '.join(info['measured'][backends[name]])}")
     if Path(str(model)).is_dir() and not (Path(str(model)) / "config.json").is_file():
         resolve_model(model)                  # the one-line error for a folder without config.json
     price_table = _prices(prices)
     priced = {name: find_price(price_table, name, system, field="prices") for name, system in names.items()}
     input_lengths = representative_lengths(list(edges), open_last_input, minimum=1)
     output_lengths = representative_lengths(list(output_edges), open_last_output, minimum=2)
-    common = dict(model=model, use_cache=cache, backend_name=backend, slo=conditions, tp=tp,
-                  input_lengths=input_lengths, output_lengths=output_lengths)
-    out = {}
+    out, model_config = {}, None
     for name, system in names.items():
-        measured = system in info["measured"][backend]
+        common = dict(model=model, use_cache=cache, backend_name=backends[name], slo=conditions, tp=tp,
+                      input_lengths=input_lengths, output_lengths=output_lengths)
+        backend_name = backends[name]
+        measured = system in info["measured"][backend_name]
         result = _cached_predict(system, "SILICON" if measured else "SOL", **common)
+        model_config = result.get("model_config")
         rates = np.asarray(result["rates"], dtype=float)
         tool = {"name": "aiconfigurator-core", "version": result["tool_version"]}
         model_name = result["model_name"]
-        notes = [f"predicted by aiconfigurator-core {tool['version']} ({backend} {result['version']} kernel data, "
+        kernels = {"backend": backend_name, "version": result["version"],
+                   "kernels": "measured" if measured else "speed-of-light"}
+        notes = [f"predicted by aiconfigurator-core {tool['version']} ({backend_name} {result['version']} kernel data, "
                  f"{'measured kernels' if measured else 'speed-of-light mode'}); rate = requests/s of one replica "
                  f"at the best batch size and prefill chunk meeting the SLO; bucket lengths: midpoints "
                  f"(open last bucket: 2x its lower edge)"]
+        if backend_note:
+            notes.append(backend_note)
         if any(c["stat"] != "mean" or c["metric"] == "itl" for c in conditions):
             notes.append("percentile/ITL conditions were checked against aiconfigurator's single mean-field "
                          "latency (it models no distribution; ITL = TPOT)")
@@ -353,6 +510,7 @@ def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str],
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ratio = np.where(ref > 0, sil / ref, 0.0)
                 rates = rates * ratio
+                kernels["scaled_by"] = sibling
                 notes.append(f"{system} has no measured kernel data: speed-of-light estimate scaled per bucket by "
                              f"{sibling}'s measured/speed-of-light ratio (median {np.median(ratio[ratio > 0]):.2f}); "
                              "the SLO check itself used speed-of-light latencies"
@@ -370,7 +528,10 @@ def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str],
             notes.append(f"{model_name} does not fit one replica of {tp} x {system}: every bucket is 0")
         price = priced[name]
         meta = {"model": model_name, "source": "predicted", "system": system, "gpus_per_replica": tp,
-                "engine": {"name": backend, "version": result["version"]}, "tool": tool, "slo": conditions,
-                "date": result["date"], "price": price.meta(), "notes": notes, "cell_notes": cell_notes}
+                "engine": {"name": backend_name, "version": result["version"]}, "kernel_data": kernels, "tool": tool,
+                "slo": conditions, "date": result["date"], "price": price.meta(), "notes": notes,
+                "cell_notes": cell_notes}
         out[name] = GpuProfile(name, price.usd_per_hour * tp, labelled_matrix(_significant(rates), index, columns, field=name), meta)
+    physics_check(out, model_config=model_config, slo=conditions, tp=tp, input_lengths=input_lengths,
+                  output_lengths=output_lengths)
     return out

@@ -15,17 +15,13 @@ naming it (never a silent default).
 """
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
+from .. import schemas
 from ..errors import InputError
 from ..files import read_yaml
-
-_FACTS = ("provider", "region", "date", "source")
 
 
 @dataclass(frozen=True)
@@ -51,12 +47,6 @@ class Price:
         return out
 
 
-def _text(value) -> str:
-    if isinstance(value, (_dt.date, _dt.datetime)):
-        return value.isoformat()
-    return "unknown" if value in (None, "") else str(value)
-
-
 def _shown(path: Path) -> str:
     """A price file as profiles record it: relative to the project when inside it (no local paths)."""
     from ..config import PROJECT_ROOT
@@ -68,29 +58,13 @@ def _shown(path: Path) -> str:
 
 
 def load_prices(path: str | Path) -> dict[str, Price]:
-    """Read a price file (see the module docstring) into {GPU name: Price}; every field checked."""
+    """Read a price file (see the module docstring; `schemas.PriceFile`) into {GPU name: Price}."""
     path = Path(path)
     doc = read_yaml(path, "price file", "params/prices/runpod.yaml")
-    where = f"price file {path}"
-    if not isinstance(doc, Mapping) or not isinstance(doc.get("gpus"), Mapping) or not doc["gpus"]:
-        raise InputError(where, "must be a YAML mapping with a non-empty `gpus` mapping NAME -> {usd_per_hour, ...}")
-    prices = {}
-    for name, entry in doc["gpus"].items():
-        field_ = f"{path.name}: gpus.{name}"
-        if not isinstance(entry, Mapping) or "usd_per_hour" not in entry:
-            raise InputError(f"{field_}.usd_per_hour", "is missing; give the on-demand price per GPU-hour in USD")
-        value = entry["usd_per_hour"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-            raise InputError(f"{field_}.usd_per_hour", f"must be a positive number, got {value!r}")
-        facts = {k: _text(entry.get(k, doc.get(k))) for k in _FACTS}
-        if facts["date"] == "unknown":
-            raise InputError(f"{field_}.date", "is missing; say when the price was read (e.g. 2026-11-25)")
-        systems = entry.get("systems") or []
-        if not isinstance(systems, list):
-            raise InputError(f"{field_}.systems", "must be a list of system names, e.g. [h100_sxm]")
-        prices[str(name)] = Price(str(name), float(value), file=_shown(path), systems=tuple(map(str, systems)),
-                                  note=str(entry.get("note", "")), **facts)
-    return prices
+    prices = schemas.validate(schemas.PriceFile, doc, where=f"{path.name}:", root=f"price file {path}")
+    return {name: Price(name, e.usd_per_hour, e.provider, e.region, e.date, e.source, file=_shown(path),
+                        systems=tuple(e.systems), note=e.note)
+            for name, e in prices.gpus.items()}
 
 
 def find_price(prices: Mapping[str, Price], name: str, system: str | None = None, *, field: str = "prices") -> Price:

@@ -1,0 +1,345 @@
+"""The serving simulator: queueing theory (Lindley, Pollaczek-Khinchine), streams, routing, plans, bad input."""
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from melange_nb import simulate as S
+from melange_nb.errors import InputError
+from melange_nb.profiles import GpuProfile, load_gpus, save_profiles
+from melange_nb.profiles.latency import LatencyModel, parse_latency
+from melange_nb.workload import read_workload
+
+HAND = {"step_ms": {"base": 12.0, "per_seq": 0.4, "per_prefill_token": 0.02, "per_context_token": 0.0},
+        "max_seqs": 256, "kv_tokens": 400000, "max_step_tokens": 8192, "source": "hand"}
+
+
+def with_latency(gpus, latency=HAND):
+    return {k: dataclasses.replace(v, latency=parse_latency(latency)) for k, v in gpus.items()}
+
+
+def one_gpu(step_ms: float, *, max_seqs=1, kv=10**9, budget=10**6, per_seq=0.0, slo_ms=1e9, edges=("0-10", "10-1000")):
+    """One GPU type with a constant step time (the single-server queue of the proofs)."""
+    lat = LatencyModel(step_ms, per_seq, 0.0, 0.0, max_seqs, kv, budget, "test")
+    tputs = pd.DataFrame(1.0, index=pd.Index(list(edges), name="input_tokens"),
+                         columns=pd.Index(list(edges), name="output_tokens"))
+    meta = {"slo": [{"metric": "tpot", "stat": "mean", "ms": slo_ms}]}
+    return {"G": GpuProfile("G", 1.0, tputs, meta, lat)}
+
+
+def fixed_stream(arrivals, inputs, outputs, in_label="0-10", out_label="10-1000"):
+    df = pd.DataFrame({"arrival_s": np.asarray(arrivals, float), "input_tokens": np.asarray(inputs, np.int64),
+                       "output_tokens": np.asarray(outputs, np.int64), "input_bucket": in_label,
+                       "output_bucket": out_label})
+    df.attrs["duration_s"] = float(arrivals[-1])
+    return df
+
+
+def lindley(arrivals, services):
+    """W(n+1) = max(0, W(n) + S(n) - A(n+1)), A = inter-arrival time; computed here, independently."""
+    waits = [0.0]
+    for k in range(1, len(arrivals)):
+        waits.append(max(0.0, waits[-1] + services[k - 1] - (arrivals[k] - arrivals[k - 1])))
+    return np.array(waits)
+
+
+def test_waits_equal_lindleys_recursion():
+    rng = np.random.default_rng(7)
+    c = 0.010                                         # 10 ms per step, one sequence per batch
+    n = 3000
+    arrivals = np.cumsum(rng.exponential(0.5, n))
+    outputs = rng.integers(1, 80, n)                  # a request of n tokens holds the replica n steps
+    gpus = one_gpu(c * 1e3)
+    plan = S.load_plan({"G": 1}, gpus, workload=pd.DataFrame([[0.0, 1.0], [0.0, 0.0]],
+                                                             index=pd.Index(["0-10", "10-1000"], name="input_tokens"),
+                                                             columns=pd.Index(["0-10", "10-1000"], name="output_tokens")))
+    res = S.simulate(fixed_stream(arrivals, rng.integers(1, 10, n), outputs), plan, gpus)
+    expected = lindley(arrivals, outputs * c)
+    got = res.requests["queue_ms"].to_numpy() / 1e3
+    assert (expected > 0.1).sum() > 100                # the queue really forms
+    np.testing.assert_allclose(got, expected, atol=1e-9)
+    # TTFT = wait + one step (the prefill fits in one step and samples the first token); e2e = wait + n steps
+    np.testing.assert_allclose(res.requests["ttft_ms"].to_numpy() / 1e3, expected + c, atol=1e-9)
+    np.testing.assert_allclose(res.requests["e2e_ms"].to_numpy() / 1e3, expected + outputs * c, atol=1e-9)
+
+
+def test_mean_wait_matches_pollaczek_khinchine():
+    rng = np.random.default_rng(11)
+    c, lam, n = 0.002, 8.0, 60_000
+    outputs = rng.integers(1, 81, n)                  # S = n x c, n uniform 1..80: E[S] = 81 ms, rho = 0.648
+    arrivals = np.cumsum(rng.exponential(1 / lam, n))
+    gpus = one_gpu(c * 1e3)
+    wl = pd.DataFrame([[0.0, 1.0], [0.0, 0.0]], index=pd.Index(["0-10", "10-1000"], name="input_tokens"),
+                      columns=pd.Index(["0-10", "10-1000"], name="output_tokens"))
+    res = S.simulate(fixed_stream(arrivals, np.ones(n), outputs), S.load_plan({"G": 1}, gpus, workload=wl), gpus)
+    s = np.arange(1, 81) * c
+    es, es2 = s.mean(), (s ** 2).mean()
+    rho = lam * es
+    pk = lam * es2 / (2 * (1 - rho))
+    waits = res.requests["queue_ms"].to_numpy() / 1e3
+    # batch means over 30 batches give the sampling error of the mean wait (waits are correlated)
+    batches = waits[: n // 30 * 30].reshape(30, -1).mean(axis=1)
+    se = batches.std(ddof=1) / math.sqrt(len(batches))
+    assert abs(waits.mean() - pk) < 3 * se + 0.01 * pk, (waits.mean(), pk, se)
+
+
+def test_continuous_batching_shares_steps_and_chunks_prefill():
+    """Two requests in one batch step together (step time grows with the batch); a long prompt is
+    prefilled in chunks of the step budget and its first token comes with the last chunk."""
+    gpus = one_gpu(10.0, max_seqs=8, per_seq=1.0, budget=100)
+    wl = pd.DataFrame([[0.5, 0.5], [0.0, 0.0]], index=pd.Index(["0-10", "10-1000"], name="input_tokens"),
+                      columns=pd.Index(["0-10", "10-1000"], name="output_tokens"))
+    plan = S.load_plan({"G": 1}, gpus, workload=wl)
+    res = S.simulate(fixed_stream([0.0, 0.0], [5, 5], [3, 3]), plan, gpus)
+    # both admitted in the first step (2 seqs: 12 ms), then 2 decode steps of 12 ms
+    np.testing.assert_allclose(res.requests["ttft_ms"], [12.0, 12.0])
+    np.testing.assert_allclose(res.requests["e2e_ms"], [36.0, 36.0])
+    res = S.simulate(fixed_stream([0.0], [250], [2]), plan, gpus)
+    # 250 prompt tokens at 100 per step: 3 steps of 11 ms, the last one samples the first token
+    assert res.requests["ttft_ms"].iloc[0] == pytest.approx(33.0)
+    assert res.requests["e2e_ms"].iloc[0] == pytest.approx(44.0)
+
+
+def test_kv_cache_limits_admission_and_rejects_what_never_fits():
+    gpus = one_gpu(10.0, max_seqs=8, kv=100)
+    wl = pd.DataFrame([[0.5, 0.5], [0.0, 0.0]], index=pd.Index(["0-10", "10-1000"], name="input_tokens"),
+                      columns=pd.Index(["0-10", "10-1000"], name="output_tokens"))
+    plan = S.load_plan({"G": 1}, gpus, workload=wl)
+    res = S.simulate(fixed_stream([0.0, 0.0, 0.0], [30, 30, 200], [30, 30, 5]), plan, gpus)
+    r = res.requests
+    assert r["queue_ms"].iloc[0] == 0 and r["queue_ms"].iloc[1] == pytest.approx(300.0)   # 60 + 60 > 100 tokens
+    assert bool(r["rejected"].iloc[2]) and not bool(r["slo_met"].iloc[2])
+    assert res.summary.at["all", "rejected"] == 1
+
+
+def test_generated_stream_is_seeded_and_sizes_stay_in_their_buckets(seed_gpus, arena_csv):
+    wl = read_workload(arena_csv)
+    a = S.stream_from_workload(wl, 5, 200, seed=3)
+    b = S.stream_from_workload(wl, 5, 200, seed=3)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(S.stream_from_workload(wl, 5, 200, seed=4))
+    assert a["arrival_s"].is_monotonic_increasing and a["arrival_s"].max() < 200
+    assert abs(len(a) - 1000) < 5 * math.sqrt(1000)
+    lo = a["input_bucket"].str.split("-").str[0].astype(float).clip(lower=1)
+    hi = a["input_bucket"].str.split("-").str[1].astype(float)
+    assert ((a["input_tokens"] >= lo) & (a["input_tokens"] < hi)).all()
+    big = S.stream_from_workload(wl, 5, 2000, seed=3)
+    shares = (big.groupby(["input_bucket", "output_bucket"]).size() / len(big)).reindex(wl.stack().index, fill_value=0)
+    p = wl.stack()
+    assert (abs(shares - p) <= 4 * np.sqrt(p * (1 - p) / len(big)) + 1e-9).all()
+    bursty = S.stream_from_workload(wl, 5, 2000, arrival="gamma:3", seed=1)
+    gaps = np.diff(bursty["arrival_s"])
+    assert gaps.std() / gaps.mean() == pytest.approx(3, rel=0.15)
+    mid = S.stream_from_workload(wl, 5, 50, sizes="midpoint", seed=1)
+    assert set(mid.loc[mid["input_bucket"] == "25-100", "input_tokens"]) <= {62}
+
+
+def test_assignment_follows_shares_is_deterministic_and_complete(seed_gpus, arena_csv):
+    wl = read_workload(arena_csv)
+    gpus = with_latency(seed_gpus)
+    plan = S.load_plan("A10G=2,A100=1", gpus, workload=wl)      # balanced routing: it splits buckets
+    stream = S.stream_from_workload(wl, 4, 3000, seed=5)
+    a = S.assign_gpus(stream, plan, gpus, seed=9)
+    pd.testing.assert_frame_equal(a, S.assign_gpus(stream, plan, gpus, seed=9))
+    assert a["gpu"].notna().all() and set(a["gpu"]) <= set(plan.gpus) and (a["routed"] == "plan").all()
+    routes = plan.routes.set_index(["input_tokens", "output_tokens", "gpu"])["share"]
+    assert (routes.groupby(level=[0, 1]).size() > 1).sum() >= 1
+    for (i, o, g), share in routes.items():
+        sub = a[(a["input_bucket"] == i) & (a["output_bucket"] == o)]
+        assert (sub["gpu"] == g).mean() == pytest.approx(share, abs=4 * math.sqrt(share * (1 - share) / len(sub)) + 1e-9)
+
+
+def test_latency_section_round_trips_and_is_validated(tmp_path, seed_gpus):
+    gpus = with_latency(seed_gpus)
+    path = save_profiles(tmp_path / "p.yaml", gpus)
+    assert "latency:" in path.read_text()
+    back = load_gpus(path)
+    assert {g: p.latency for g, p in back.items()} == {g: p.latency for g, p in gpus.items()}
+    mixed = dict(gpus, A100=dataclasses.replace(gpus["A100"], latency=parse_latency({**HAND, "max_seqs": 64})))
+    back = load_gpus(save_profiles(tmp_path / "q.yaml", mixed))
+    assert back["A100"].latency.max_seqs == 64 and back["A10G"].latency.max_seqs == 256
+    for bad, match in [({**HAND, "max_seqs": 0}, r"latency\.max_seqs: must be a whole number >= 1"),
+                       ({**HAND, "step_ms": {"base": -1}}, r"latency\.step_ms\.base: must be a number of milliseconds"),
+                       ({**HAND, "step_ms": {"base": 1, "per_token": 1}}, r"latency\.step_ms\.per_token: is not a step term"),
+                       ({k: v for k, v in HAND.items() if k != "source"}, r"latency\.source: is missing"),
+                       ({**HAND, "kv_tokens": True}, r"latency\.kv_tokens: must be a whole number"),
+                       ({**HAND, "step_ms": {"base": 0}}, r"latency\.step_ms\.base: and per_seq are both 0")]:
+        with pytest.raises(InputError, match=match):
+            parse_latency(bad)
+
+
+# ---------------------------------------------------------------- bad input (point 6)
+
+def test_gpu_without_latency_model_is_one_line_naming_it(seed_gpus, arena_csv):
+    wl = read_workload(arena_csv)
+    gpus = dict(with_latency(seed_gpus), A100=seed_gpus["A100"])
+    plan = S.load_plan({"A10G": 1, "A100": 1}, gpus, workload=wl)
+    with pytest.raises(InputError, match=r"gpus\.A100\.latency: GPU type A100 in the plan has no latency model; "
+                                         r"add a `latency:` section"):
+        S.simulate(S.stream_from_workload(wl, 1, 10), plan, gpus, slo="tpot_ms=40")
+
+
+def test_profile_without_slo_needs_one(seed_gpus, arena_csv):
+    wl = read_workload(arena_csv)
+    gpus = with_latency(seed_gpus)
+    with pytest.raises(InputError, match=r"^slo: the profile file states no SLO; give one"):
+        S.simulate(S.stream_from_workload(wl, 1, 10), S.load_plan({"A10G": 1}, gpus, workload=wl), gpus)
+
+
+def test_duration_zero_and_bad_arrival_are_refused(arena_csv):
+    wl = read_workload(arena_csv)
+    with pytest.raises(InputError, match=r"^duration: must be a positive number of seconds"):
+        S.stream_from_workload(wl, 1, 0)
+    with pytest.raises(InputError, match=r"^arrival: must be poisson, gamma:CV"):
+        S.stream_from_workload(wl, 1, 10, arrival="gamma:-1")
+    with pytest.raises(InputError, match=r"^duration: rate x duration"):
+        S.stream_from_workload(wl, 1e6, 1e6)
+
+
+def test_trace_without_timestamps_is_refused(tmp_path, seed_gpus):
+    path = tmp_path / "t.csv"
+    path.write_text("ContextTokens,GeneratedTokens\n10,20\n30,40\n")
+    with pytest.raises(InputError, match=r"t.csv: TIMESTAMP: no such column"):
+        S.stream_from_trace(path, seed_gpus)
+
+
+def test_unbounded_queue_is_said_at_once_without_simulating(seed_gpus, arena_csv):
+    wl = read_workload(arena_csv)
+    gpus = with_latency(seed_gpus)
+    plan = S.load_plan({"A10G": 1}, gpus, workload=wl)
+    res = S.simulate(S.stream_from_workload(wl, 400, 60, seed=1), plan, gpus, slo="tpot_ms=40")
+    assert res.status == "unbounded"
+    assert res.message.startswith("the queue grows without bound: the plan is under-provisioned (A10G is offered")
+    assert "ttft_ms" not in res.requests   # refused up front: nothing was simulated
+    assert res.attainment == 0.0
+
+
+def test_result_is_picklable_and_written(tmp_path, seed_gpus, arena_csv):
+    import pickle
+
+    wl = read_workload(arena_csv)
+    gpus = with_latency(seed_gpus)
+    res = S.simulate(S.stream_from_workload(wl, 3, 120, seed=2), S.load_plan(None, gpus, workload=wl, rate=3), gpus,
+                     slo="tpot_ms=40")
+    back = pickle.loads(pickle.dumps(res))
+    pd.testing.assert_frame_equal(back.summary, res.summary)
+    paths = S.write_result(res, tmp_path / "out")
+    assert sorted(p.name for p in paths) == ["queue.csv", "requests.parquet", "summary.csv", "summary.json"]
+    req = pd.read_parquet(tmp_path / "out" / "requests.parquet")
+    for col in ("arrival_s", "input_tokens", "output_tokens", "gpu", "replica", "queue_ms", "ttft_ms", "tpot_ms",
+                "e2e_ms", "slo_met"):
+        assert col in req
+    doc = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert doc["status"] == "ok" and doc["summary"][-1]["gpu"] == "all"
+
+
+# ---------------------------------------------------------------- the command line
+
+def hand_profile(tmp_path, seed_gpus, **change):
+    gpus = {"A10G": dataclasses.replace(seed_gpus["A10G"], latency=parse_latency(
+                {**HAND, "step_ms": {"base": 20, "per_seq": 1.0, "per_prefill_token": 0.1, "per_context_token": 0.0005},
+                 "kv_tokens": 20000, "max_step_tokens": 2048})),
+            "A100": dataclasses.replace(seed_gpus["A100"], latency=parse_latency(
+                {**HAND, "step_ms": {"base": 12, "per_seq": 0.4, "per_prefill_token": 0.03, "per_context_token": 0.0002},
+                 "kv_tokens": 100000}))}
+    gpus.update(change)
+    return save_profiles(tmp_path / "hand.yaml", gpus, provenance={"slo": "tpot_ms=40"})
+
+
+def run_cli(capsys, *argv):
+    from melange_nb.cli import main
+
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_simulate_solved_counts_and_saved_plans_agree(tmp_path, seed_gpus, arena_csv, capsys):
+    prof = hand_profile(tmp_path, seed_gpus)
+    common = ["--gpus", prof, "--workload", arena_csv, "--rate", 4, "--duration", 300, "--format", "json"]
+    code, out, _ = run_cli(capsys, "simulate", *common, "-o", tmp_path / "sim")
+    assert code == 0
+    solved = json.loads(out)
+    assert solved["status"] == "ok" and solved["plan"].startswith("1×A10G + 1×A100")
+    assert (tmp_path / "sim" / "requests.parquet").is_file()
+    # the same plan saved by solve -o, and as deploy.json by --export, simulate identically
+    code, _, _ = run_cli(capsys, "solve", "--gpus", prof, "--workload", arena_csv, "--rate", 4, "--solver", "exact",
+                         "--format", "json", "-o", tmp_path / "alloc.json", "--export", tmp_path / "deploy")
+    assert code == 0
+    for saved in (tmp_path / "alloc.json", tmp_path / "deploy" / "deploy.json"):
+        code, out, _ = run_cli(capsys, "simulate", *common, "--plan", saved)
+        again = json.loads(out)
+        assert code == 0 and again["summary"][-1]["attainment"] == pytest.approx(solved["summary"][-1]["attainment"], abs=1e-6)
+    code, out, _ = run_cli(capsys, "simulate", *common, "--counts", "A10G=3,A100=2")
+    assert json.loads(out)["summary"][-1]["attainment"] > solved["summary"][-1]["attainment"]
+
+
+def test_cli_simulate_replays_a_trace_through_a_per_window_plan(tmp_path, seed_gpus, capsys):
+    rng = np.random.default_rng(0)
+    n = 1500
+    t0 = pd.Timestamp("2024-01-01 10:00:00")
+    stamps = t0 + pd.to_timedelta(np.sort(rng.uniform(0, 900, n)), unit="s")
+    pd.DataFrame({"TIMESTAMP": stamps.strftime("%Y-%m-%d %H:%M:%S.%f"), "ContextTokens": rng.integers(10, 900, n),
+                  "GeneratedTokens": rng.integers(5, 400, n)}).to_csv(tmp_path / "trace.csv", index=False)
+    prof = hand_profile(tmp_path, seed_gpus)
+    code, _, _ = run_cli(capsys, "plan", "--trace", tmp_path / "trace.csv", "--gpus", prof, "--window", "5min",
+                         "-o", tmp_path / "plan")
+    assert code == 0
+    code, out, _ = run_cli(capsys, "simulate", "--gpus", prof, "--trace", tmp_path / "trace.csv", "--plan",
+                           tmp_path / "plan", "--format", "json", "-o", tmp_path / "sim")
+    assert code == 0, out
+    doc = json.loads(out)
+    assert doc["status"] == "ok" and doc["options"]["requests"] == n and "per-window plan, 3 windows" in doc["plan"]
+    req = pd.read_parquet(tmp_path / "sim" / "requests.parquet")
+    assert sorted(req["window"].unique()) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--duration", "0"], r"duration: must be a positive number of seconds"),
+    (["--arrival", "bursty"], r"arrival: must be poisson, gamma:CV"),
+    (["--counts", "H100=1"], r"plan: names GPU type\(s\) \['H100'\] that the profile file does not have"),
+    (["--routing", "random"], r"invalid choice: 'random'"),
+])
+def test_cli_simulate_bad_input_is_one_line_exit_2_nothing_written(tmp_path, seed_gpus, arena_csv, capsys, argv, match):
+    prof = hand_profile(tmp_path, seed_gpus)
+    code, out, err = run_cli(capsys, "simulate", "--gpus", prof, "--workload", arena_csv, "--rate", 4, *argv,
+                             "-o", tmp_path / "sim") if argv[0] != "--routing" else (None, None, None)
+    if code is None:
+        with pytest.raises(SystemExit) as exc:
+            run_cli(capsys, "simulate", "--gpus", prof, "--workload", arena_csv, "--rate", 4, *argv)
+        code, err = exc.value.code, capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and re_search(match, err), err
+    assert not (tmp_path / "sim").exists()
+
+
+def test_cli_simulate_without_latency_model_and_unbounded(tmp_path, seed_gpus, arena_csv, capsys):
+    prof = hand_profile(tmp_path, seed_gpus, A100=seed_gpus["A100"])
+    code, _, err = run_cli(capsys, "simulate", "--gpus", prof, "--workload", arena_csv, "--rate", 4)
+    assert code == 2 and "GPU type A100 in the plan has no latency model" in err and len(err.splitlines()) == 1
+    prof = hand_profile(tmp_path, seed_gpus)
+    code, out, _ = run_cli(capsys, "simulate", "--gpus", prof, "--workload", arena_csv, "--rate", 200,
+                           "--counts", "A10G=1", "--duration", 60, "--format", "text")
+    assert code == 1 and out.startswith("the queue grows without bound: the plan is under-provisioned")
+
+
+def test_cli_solve_target_attainment_reports_both_plans_and_minimal_neighbours(tmp_path, seed_gpus, arena_csv, capsys):
+    prof = hand_profile(tmp_path, seed_gpus)
+    code, out, _ = run_cli(capsys, "solve", "--gpus", prof, "--workload", arena_csv, "--rate", 8, "--solver", "exact",
+                           "--target-attainment", 0.99, "--duration", 300, "--format", "json")
+    assert code == 0
+    search = json.loads(out)["attainment"]
+    assert search["status"] == "met" and search["found"]["attainment"] >= 0.99
+    assert search["baseline"]["attainment"] < 0.99 and search["found"]["cost_per_hour"] > search["baseline"]["cost_per_hour"]
+    assert search["neighbours"] and all(n["attainment"] < 0.99 for n in search["neighbours"])
+    assert {n["removed"] for n in search["neighbours"]} == set(search["found"]["counts"])
+    code, _, err = run_cli(capsys, "solve", "--gpus", prof, "--workload", arena_csv, "--rate", 8,
+                           "--target-attainment", 1.5)
+    assert code == 2 and "--target-attainment: must be a share of requests in (0, 1]" in err
+
+
+def re_search(pattern, text):
+    import re
+    return re.search(pattern, text)
