@@ -382,9 +382,9 @@ def _count_on_cluster(fs, paths, fmt, source, *, schema, language, max_conversat
     ctx.execution_options.preserve_order = max_conversations is not None   # "the first N", as the default engine
     read = ray.data.read_parquet if fmt == "parquet" else ray.data.read_json
     try:
-        # Reading takes no CPU slot: the tokenizer actors hold one each, and a read task waiting for a
-        # slot they hold would wait forever.
-        ds = read(paths, filesystem=fs, ray_remote_args={"num_cpus": 0})
+        # Reading (and filtering) take no CPU slot: the tokenizer actors hold one each, and a task
+        # waiting for a slot they hold would wait forever.
+        ds = read(paths, filesystem=fs, num_cpus=0)
         arrow_schema = ds.schema().base_schema
     except Exception as exc:  # noqa: BLE001  (unreadable file: one line)
         raise InputError("dataset", f"{source} could not be read as {fmt} by Ray Data ({_first_line(exc)})") from None
@@ -403,7 +403,7 @@ def _count_on_cluster(fs, paths, fmt, source, *, schema, language, max_conversat
     if language is not None:
         if "language" not in columns:
             raise InputError("language", f"this dataset has no `language` column (columns: {columns}); drop the filter")
-        ds = ds.map_batches(functools.partial(_keep_language, language=language), batch_format="pyarrow")
+        ds = ds.map_batches(functools.partial(_keep_language, language=language), batch_format="pyarrow", num_cpus=0)
     if max_conversations is not None:
         ds = ds.limit(max_conversations)
     size = num_proc or max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -437,3 +437,56 @@ def length_counts(summed: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         table.columns.name = "requests"
         out.append(table.sort_index())
     return out[0], out[1]
+
+
+# ---------------------------------------------------------------- sweep points as Ray tasks
+
+class RemoteError(RuntimeError):
+    """A Ray task that failed for a reason of the cluster (a node died, a worker crashed), in one line."""
+
+
+class RayPool:
+    """A `concurrent.futures`-style executor whose work runs as Ray tasks (one CPU each): the sweep
+    engine's process pool, on a cluster. `submit(fn, *args)` returns a Future that completes when the
+    task does; a task whose node dies is retried by Ray (`retries` times) on another node. Errors
+    reach the Future as one-line `RemoteError`s; `shutdown(cancel_futures=True)` cancels what has not
+    finished and disconnects (a local Ray started for the pool is stopped)."""
+
+    def __init__(self, address: str | None = None, *, retries: int = 3):
+        import ray
+
+        self._session = ray_session(address)
+        self.description = self._session.__enter__()
+        self.cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._retries, self._remote, self._refs = retries, {}, []
+
+    def submit(self, fn, *args):
+        import concurrent.futures as cf
+
+        import ray
+
+        if fn not in self._remote:
+            self._remote[fn] = ray.remote(num_cpus=1, max_retries=self._retries)(fn)
+        ref = self._remote[fn].remote(*args)
+        self._refs.append(ref)
+        future: cf.Future = cf.Future()
+
+        def done(inner):
+            try:
+                future.set_result(inner.result())
+            except Exception as exc:  # noqa: BLE001  (any task failure: one line for the point's error)
+                cause = getattr(exc, "cause", None) or exc
+                future.set_exception(RemoteError(f"{type(cause).__name__} on the Ray cluster: {_first_line(cause)}"))
+
+        ref.future().add_done_callback(done)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        import ray
+
+        if cancel_futures:
+            for ref in self._refs:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+        self._refs = []
+        self._session.__exit__(None, None, None)

@@ -590,7 +590,7 @@ class PriceFile(Schema):
 
 WORKLOAD_KEYS = ("dataset", "trace", "input_column", "output_column", "tokenizer", "split", "revision", "schema",
                  "max_conversations", "seed", "language", "turn_policy", "add_special_tokens", "chat_template",
-                 "num_proc", "edges", "output_edges", "overflow")
+                 "num_proc", "engine", "ray_address", "edges", "output_edges", "overflow")
 
 
 class WorkloadParams(Schema):
