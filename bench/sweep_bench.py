@@ -22,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from melange_nb.config import GPUS_DIR, WORKLOADS_DIR
-from melange_nb.sweep import _pool, _render_point, load_spec, run_sweep
+from melange_nb.sweep import load_spec, run_sweep
+from melange_nb.sweep.engine import render_point, worker_pool
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -71,8 +72,8 @@ def main(n_rates: int, n_kernel: int) -> None:
                   "slice_factor": 1, "solver": ["exact"], "time_limit": None, "gpu_names": [], "constraints": {}}
         (tmp / "kernel").mkdir()
         start = time.perf_counter()
-        pool = _pool(cores)
-        futures = [pool.submit(_render_point, str(tmp / "kernel"), f"rate{r}", {**params, "rate": float(r)}, True)
+        pool = worker_pool(cores)
+        futures = [pool.submit(render_point, str(tmp / "kernel"), f"rate{r}", {**params, "rate": float(r)}, True)
                    for r in range(1, n_kernel + 1)]
         errors = [f.result()["error"] for f in futures]
         pool.shutdown()

@@ -6,11 +6,14 @@ Public API, one module per pipeline stage:
   tokenization into per-request lengths; synthetic: the offline demo dataset);
 - profiles: GPU costs and throughputs per bucket;
 - solver: Mélange ILP, exact solver, single-GPU baselines, savings tables;
-- sweep: papermill grid runs over rates x workloads x GPU sets;
-- report: figures, tables, HTML pages; run: one papermill run into outputs/; cli: the command.
+- sweep: grid runs over rates x workloads x GPU sets x SLOs (spec: the spec and its checks; engine:
+  running it);
+- report: figures, tables, the sweep's index page; pages: notebooks -> shared HTML; run: one
+  papermill run into outputs/; hub: Hugging Face access; cli: the command.
 
-The sweep, report and run modules import matplotlib and papermill: import them directly
-(``from melange_nb.sweep import run_sweep``) so that ``import melange_nb`` stays light.
+Importing the package loads numpy and pandas only. The other modules are not imported here: import
+them directly (``from melange_nb.sweep import run_sweep``); they load papermill, matplotlib, PuLP or
+datasets only when a function needs them.
 """
 from .errors import DatasetError, InputError, MelangeError
 from .profiles import GpuProfile, load_gpus, read_melange_config

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import hub
 from .config import outputs_dir
 from .errors import DatasetError, InputError
 from .files import atomic_write, write_json
@@ -67,13 +68,7 @@ def load_tokenizer(name: str = DEFAULT_TOKENIZER, *, token: str | None = None):
             _convert_mistral_v1(path)
         tok = Tokenizer.from_file(str(path))
     else:
-        try:
-            os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")   # no "PyTorch was not found" line
-            from transformers import AutoTokenizer
-            with hub_offline_unless_reachable(name):
-                hf = AutoTokenizer.from_pretrained(name, token=token)
-        except OSError as exc:
-            raise DatasetError(_hub_message(f"tokenizer {name}", exc, f"https://huggingface.co/{name}")) from None
+        hf = hub.load_tokenizer(name, token=token)
         tok = getattr(hf, "backend_tokenizer", None)
         if tok is None:
             raise InputError("tokenizer", f"{name} has no fast (Rust) tokenizer; choose one with a tokenizer.json")
@@ -117,11 +112,7 @@ def load_chat_template(name: str = DEFAULT_TOKENIZER, *, token: str | None = Non
     """
     if name == DEFAULT_TOKENIZER:
         return _MistralTemplate()
-    try:
-        from transformers import AutoTokenizer
-        hf = AutoTokenizer.from_pretrained(name, token=token)
-    except OSError as exc:
-        raise DatasetError(_hub_message(f"tokenizer {name}", exc, f"https://huggingface.co/{name}")) from None
+    hf = hub.load_tokenizer(name, token=token, probe=False)
     if not getattr(hf, "chat_template", None):
         raise InputError("chat_template", f"tokenizer {name} has no chat template; drop --chat-template or choose an instruct/chat tokenizer")
     return _HFTemplate(name, hf)
@@ -180,9 +171,8 @@ def load_chats(source: str, *, split: str = "train", revision: str | None = None
     if seed is not None and not (is_count(seed) and seed < 2**32):
         raise InputError("seed", f"must be a whole number from 0 to 2**32-1, got {seed!r}")
     info: dict[str, Any] = {"source": source, "split": split, "revision": revision}
-    hub = not (source == "synthetic" or source.startswith("synthetic:") or Path(source).exists())
-    with hub_offline_unless_reachable(source if hub else None):
-        import datasets     # imported here: the offline switch must come first to take effect
+    on_hub = not (source == "synthetic" or source.startswith("synthetic:") or Path(source).exists())
+    datasets = hub.import_datasets(source if on_hub else None)
     if source == "synthetic" or source.startswith("synthetic:"):
         from .synthetic import synthetic_path
         n = source.partition(":")[2] or "3000"
@@ -199,11 +189,7 @@ def load_chats(source: str, *, split: str = "train", revision: str | None = None
             ds = _load_local(Path(source), split)
         info["note"] = f"local {'folder' if Path(source).is_dir() else 'file'}"
     else:
-        try:
-            with hub_offline_unless_reachable(source):
-                ds = datasets.load_dataset(source, split=split, revision=revision, token=token, streaming=streaming)
-        except Exception as exc:  # the hub raises many types; each becomes one clear line
-            raise DatasetError(_hub_message(f"dataset {source}", exc, f"https://huggingface.co/datasets/{source}")) from None
+        ds = hub.load_dataset(source, split=split, revision=revision, token=token, streaming=streaming)
         info["note"] = "HuggingFace hub" + (" (streamed)" if streaming else "")
     if isinstance(ds, datasets.IterableDataset):
         rows = ds.take(max_conversations) if max_conversations and seed is None else ds
@@ -251,71 +237,6 @@ def _load_local(path: Path, split: str):
     except Exception as exc:
         raise InputError("dataset", f"{path} could not be read as {builder} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     return ds   # a CSV holds conversations as JSON strings: request_lengths decodes and checks them
-
-
-HUB_TIMEOUT = 3.0   # seconds to reach the hub before treating it as offline
-
-
-@contextlib.contextmanager
-def hub_offline_unless_reachable(name: str | None):
-    """Fail fast offline: if the HuggingFace hub cannot be reached within HUB_TIMEOUT seconds,
-    run the block with HF_HUB_OFFLINE set, so the libraries use their caches (or fail at once)
-    instead of retrying for half a minute. Local paths (`name` None or existing) skip the probe."""
-    import sys
-
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    if name is None or Path(name).exists() or offline or _hub_reachable():
-        yield
-        return
-    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
-    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    patched = []    # libraries imported before read the switch at import time: set their copies too
-    for module, attr in (("huggingface_hub.constants", "HF_HUB_OFFLINE"), ("datasets.config", "HF_HUB_OFFLINE"),
-                         ("datasets.config", "HF_DATASETS_OFFLINE")):
-        mod = sys.modules.get(module)
-        if mod is not None and hasattr(mod, attr):
-            patched.append((mod, attr, getattr(mod, attr)))
-            setattr(mod, attr, True)
-    try:
-        yield
-    finally:
-        for mod, attr, value in patched:
-            setattr(mod, attr, value)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _hub_reachable() -> bool:
-    """True when a TCP connection to the hub (HF_ENDPOINT) opens within HUB_TIMEOUT; a proxy counts as reachable."""
-    import socket
-    from urllib.parse import urlparse
-
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
-                                      timeout=HUB_TIMEOUT):
-            return True
-    except OSError:
-        return False
-
-
-def _hub_message(what: str, exc: BaseException, page: str | None = None) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    if "gated" in text.lower() or "GatedRepo" in text or "401" in text or "403" in text:
-        return (f"{what}: is gated on the HuggingFace hub; accept its terms at {page or 'its hub page'} and set "
-                "HF_TOKEN (or pass token=) to a token with access")
-    if isinstance(exc, ConnectionError) or "couldn't reach" in text.lower() or "offline" in text.lower() \
-            or "LocalEntryNotFound" in text or "Name or service not known" in text:
-        return (f"{what}: could not reach the HuggingFace hub (offline?) and no cached copy exists; use a local "
-                "file or folder, or run once with network access")
-    if "doesn't exist" in text or "not found" in text.lower() or "RepositoryNotFound" in text:
-        return f"{what}: not found on the HuggingFace hub nor as a local path; check the name or the path"
-    return f"{what}: could not be loaded ({' '.join(text.split())[:300]})"
 
 
 def detect_schema(columns) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from .errors import InputError, MelangeError
 from .workload import DEFAULT_EDGES
 
-FILE_SCHEMAS = ("gpus", "prices", "run")     # `melange-nb schema KIND` (schemas.FILE_MODELS)
+FILE_SCHEMAS = ("gpus", "prices", "run", "sweep")     # `melange-nb schema KIND` (schemas.FILE_MODELS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -166,6 +166,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="sweep folder; a re-run resumes it (default: outputs/<spec name>; the quick form needs it)")
     sw.add_argument("-j", "--workers", type=int, metavar="N", help="points run in parallel (default: all cores)")
     sw.add_argument("--retry-failed", action="store_true", help="re-run points that failed before (default: keep them)")
+    sw.add_argument("--ray-address", metavar="HOST:PORT",
+                    help="solve the points as Ray tasks on this cluster (`ray start --head` prints it; the `scale` "
+                         "extra); rendering stays here (default: the spec's `ray`, else the local pool)")
 
     _plan_parser(sub)
 
@@ -175,6 +178,7 @@ def _parser() -> argparse.ArgumentParser:
                                                                  "prices: params/prices/*.yaml; run: params/*.yaml")
 
     _simulate_parser(sub)
+    _eval_parser(sub)
 
     pr = sub.add_parser("profile", help="GPU profiles: predict (aiconfigurator), import measured runs, plan "
                                         "benchmarks, compare two profile files")
@@ -262,8 +266,8 @@ def _measured_parsers(verbs) -> None:
     pp.add_argument("-o", "--output-dir", required=True, help="folder for run_benchmarks.sh and README.md")
 
 
-def _simulate_parser(sub) -> None:
-    si = sub.add_parser("simulate", help="simulate a plan serving a request stream: SLO attainment and tail latencies")
+def _add_plan_stream_options(si, *, verb: str = "simulate") -> None:
+    """The plan and the request stream, worded alike for simulate and eval plan (the same stream, the same plan)."""
     si.add_argument("--gpus", required=True, metavar="YAML",
                     help="GPU profile file with a latency model per GPU type (required)")
     si.add_argument("--gpu", action="append", default=[], metavar="NAME",
@@ -272,16 +276,18 @@ def _simulate_parser(sub) -> None:
                                                       "a plan is solved or routed on (required without --trace)")
     si.add_argument("--rate", type=float, metavar="REQ_PER_S", help="mean request rate (required with --workload)")
     si.add_argument("--trace", metavar="CSV|PARQUET",
-                    help="replay this timestamped trace at its own arrival times instead of a generated stream")
+                    help="replay this timestamped trace at its own arrival times instead of a generated stream "
+                         "(default: a stream generated from --workload at --rate)")
     si.add_argument("--timestamp-column", default="TIMESTAMP", metavar="NAME", help="trace column (default: TIMESTAMP)")
     si.add_argument("--input-column", default="ContextTokens", metavar="NAME", help="trace column (default: ContextTokens)")
     si.add_argument("--output-column", default="GeneratedTokens", metavar="NAME",
                     help="trace column (default: GeneratedTokens)")
     plan = si.add_mutually_exclusive_group()
     plan.add_argument("--counts", metavar="NAME=N[,NAME=N]",
-                      help="simulate these GPU counts, routed to balance utilisation, e.g. A10G=1,A100=1")
+                      help=f"{verb} these GPU counts, routed to balance utilisation, e.g. A10G=1,A100=1 "
+                           "(default: solve on the spot)")
     plan.add_argument("--plan", metavar="JSON|DIR",
-                      help="simulate a saved plan: a solve -o result or allocation.json, a deploy.json, or a "
+                      help=f"{verb} a saved plan: a solve -o result or allocation.json, a deploy.json, or a "
                            "`melange-nb plan` output folder (per-window plans) (default: solve on the spot)")
     si.add_argument("--solver", default="exact", choices=["exact", "melange"],
                     help="solver for the plan solved on the spot (default: exact)")
@@ -289,6 +295,11 @@ def _simulate_parser(sub) -> None:
                     help="sizes within a bucket of a generated stream: uniform from lo to hi-1, or the midpoint "
                          "(default: uniform)")
     _add_stream_options(si)
+
+
+def _simulate_parser(sub) -> None:
+    si = sub.add_parser("simulate", help="simulate a plan serving a request stream: SLO attainment and tail latencies")
+    _add_plan_stream_options(si)
     si.add_argument("--format", choices=["text", "json"],
                     help="text: the answer and a table per GPU type; json: status, summary rows (default: text on a "
                          "terminal, json when piped)")
@@ -296,14 +307,12 @@ def _simulate_parser(sub) -> None:
                     help="also write requests.parquet, summary.csv, queue.csv, summary.json into DIR (default: none)")
 
 
-def _simulate(args) -> int:
+def _plan_and_stream(args):
+    """(gpus, stream, plan, workload) from the options of `_add_plan_stream_options`."""
     from .profiles import load_gpus, select_gpus
-    from .simulate import load_plan, simulate, stream_from_trace, stream_from_workload, write_result
+    from .simulate import load_plan, stream_from_trace, stream_from_workload
     from .workload import read_workload
 
-    if args.output_dir:
-        from .files import check_output_dir
-        check_output_dir(args.output_dir, "-o/--output-dir")
     gpus = load_gpus(args.gpus)
     solve_gpus = select_gpus(gpus, args.gpu)
     workload = read_workload(args.workload) if args.workload else None
@@ -322,6 +331,16 @@ def _simulate(args) -> int:
                                       sizes=args.sizes)
     plan = load_plan(args.counts or args.plan, solve_gpus if not (args.counts or args.plan) else gpus,
                      workload=workload, rate=rate, solver=args.solver)
+    return gpus, stream, plan, workload
+
+
+def _simulate(args) -> int:
+    from .simulate import simulate, write_result
+
+    if args.output_dir:
+        from .files import check_output_dir
+        check_output_dir(args.output_dir, "-o/--output-dir")
+    gpus, stream, plan, _ = _plan_and_stream(args)
     result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo)
     paths = write_result(result, args.output_dir) if args.output_dir else []
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
@@ -335,6 +354,65 @@ def _simulate(args) -> int:
         if paths:
             print("wrote " + ", ".join(str(p) for p in paths))
     return 0 if result.status == "ok" else 1
+
+
+def _eval_parser(sub) -> None:
+    ev = sub.add_parser("eval", help="confirm a plan on real servers: per-pool AIPerf load tests out, measured "
+                                     "attainment back in beside the simulation")
+    verbs = ev.add_subparsers(dest="eval_command", required=True, metavar="VERB")
+    ep = verbs.add_parser("plan", help="split simulate's request stream into one AIPerf trace per GPU pool, with "
+                                       "the commands, a resumable run_eval.sh and a README")
+    _add_plan_stream_options(ep, verb="load-test")
+    ep.add_argument("--endpoint", action="append", default=[], required=True, metavar="GPU=URL",
+                    help="base URL of the servers of one GPU type, e.g. A10G=http://10.0.0.5:8000 (one per GPU type "
+                         "of the plan; required)")
+    ep.add_argument("--model", required=True, metavar="NAME",
+                    help="model name the servers serve, sent in every request (required)")
+    ep.add_argument("--tokenizer", metavar="NAME|DIR",
+                    help="tokenizer AIPerf makes prompts with: a Hugging Face id or a local folder (default: --model)")
+    ep.add_argument("--endpoint-type", default="completions", choices=["completions", "chat"],
+                    help="OpenAI API the servers are driven through; completions keeps prompt lengths exact "
+                         "(default: completions)")
+    ep.add_argument("--aiperf-args", default="", metavar="'ARGS'",
+                    help="more AIPerf options for every pool, as one quoted string, e.g. "
+                         "--aiperf-args='--request-timeout-seconds 900' (default: none)")
+    ep.add_argument("-o", "--output-dir", required=True, metavar="DIR", help="new folder for the eval (required)")
+    ei = verbs.add_parser("import", help="read each pool's AIPerf records: measured attainment and tail latencies "
+                                         "beside the simulation, a table and report.html")
+    ei.add_argument("eval_dir", metavar="DIR", help="a folder written by eval plan, after its run_eval.sh")
+    ei.add_argument("--format", choices=["text", "json"],
+                    help="text: the answer and the table; json: the summary (default: text on a terminal, json "
+                         "when piped)")
+
+
+def _eval(args) -> int:
+    from . import evaluate
+
+    if args.eval_command == "import":
+        result = evaluate.import_eval(args.eval_dir)
+        paths = evaluate.write_import(result)
+        fmt = args.format or ("text" if sys.stdout.isatty() else "json")
+        if fmt == "json":
+            print((Path(args.eval_dir) / "summary.json").read_text(), end="")
+        else:
+            print(result.headline)
+            print(evaluate.text_table(result))
+            print("wrote " + ", ".join(str(p) for p in paths))
+        return 0
+    import shlex
+
+    evaluate.check_options(args.output_dir, args.model, args.endpoint_type)
+    endpoints = evaluate.parse_endpoints(args.endpoint)
+    try:
+        extra = shlex.split(args.aiperf_args)
+    except ValueError as exc:
+        raise InputError("--aiperf-args", f"cannot be split into options ({exc})") from None
+    gpus, stream, plan, workload = _plan_and_stream(args)
+    evaluate.plan_eval(args.output_dir, stream, plan, gpus, endpoints=endpoints, model=args.model, workload=workload,
+                       tokenizer=args.tokenizer, seed=args.seed, routing=args.routing, slo=args.slo,
+                       endpoint_type=args.endpoint_type, aiperf_args=extra, progress=sys.stderr.isatty())
+    print(evaluate.plan_summary(args.output_dir))
+    return 0
 
 
 def _plan_parser(sub) -> None:
@@ -404,6 +482,8 @@ def _plan(args) -> int:
         executed = execute_notebook(PLAN_NOTEBOOK, Path(args.output_dir), {"plan_dir": str(Path(args.output_dir).resolve())})
         paths += [executed, executed.with_name(f"{executed.stem}-shared.html")]
     print(plan.totals["headline"])
+    if plan.info["profiles"].get("data_caveat"):
+        print(f"Data caveat: {plan.info['profiles']['data_caveat']}")
     for bad in plan.totals["windows_without_plan"]:
         print(f"window {bad['start']}: {bad['status']}: {bad['reason']}")
     print("wrote " + ", ".join(str(p) for p in paths))
@@ -453,6 +533,10 @@ def _solve(args) -> int:
     dropped = workload_drop_summary(workload_meta(args.workload) if args.workload else None)
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
     out = comparison.mix.melange_json() if fmt == "melange" else {**comparison.to_dict(), "workload": dropped}
+    from .profiles.consistency import set_caveat
+    data_caveat = set_caveat(gpus)
+    if data_caveat and fmt != "melange":
+        out["data_caveat"] = data_caveat
     search = None
     if args.target_attainment is not None and comparison.mix.has_allocation:
         from .simulate import search_attainment
@@ -473,6 +557,8 @@ def _solve(args) -> int:
         from .report import comparison_headline, solver_comparison_sentence
         caveat = f" (workload: {dropped['caveat']})" if dropped["caveat"] else ""
         print(f"{comparison_headline(comparison)}{caveat}. {solver_comparison_sentence(comparison)}".rstrip())
+        if data_caveat:
+            print(f"Data caveat: {data_caveat}")
         if search is not None:
             print(search.message + ".")
             if search.neighbours:
@@ -492,6 +578,17 @@ def _edges(text: str | None, field: str):
         return [float(x) if "." in x else int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise InputError(field, f"expects comma-separated numbers such as 0,25,100,250,500,1000,2000, got {text!r}") from None
+
+
+def _rates(text: str | None, field: str):
+    """Comma-separated request rates (requests/s); whether each is a valid rate is checked where they are used."""
+    if text is None:
+        return None
+    try:
+        return [int(x) if x.strip().isdigit() else float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(field, f"expects comma-separated request rates in requests/s such as 1,2,4,8, "
+                                f"got {text!r}") from None
 
 
 def _workload(args) -> int:
@@ -553,7 +650,7 @@ def _sweep(args) -> int:
             raise InputError("--workload/--gpus/--rates", "all three are required without -p SPEC.yaml")
         if not args.output_dir:
             raise InputError("-o", "the quick form needs an output folder, e.g. -o outputs/my-sweep")
-        rates = _edges(args.rates, "--rates")
+        rates = _rates(args.rates, "--rates")
         from .solver import parse_counts
 
         constraints = {k: v for k, v in (("max_instances", parse_counts(args.max_instances, "--max-instances")),
@@ -567,8 +664,10 @@ def _sweep(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise InputError("--workers", f"must be >= 1, got {args.workers}")
     out = Path(args.output_dir) if args.output_dir else outputs_dir() / spec["name"]
+    from .scale import check_address
+
     state = run_sweep(spec, out, workers=args.workers, retry_failed=args.retry_failed, render=args.render,
-                      log=lambda msg: print(msg, flush=True))
+                      log=lambda msg: print(msg, flush=True), ray=check_address(args.ray_address))
     failed = [k for k, v in state["points"].items() if v["status"] == "failed"]
     return 1 if failed else 0
 
@@ -581,57 +680,13 @@ def _quick_name(output_dir: str) -> str:
 
 
 def _profile_import(args) -> int:
-    from .profiles import load_gpus, parse_slo, save_profiles
-    from .profiles.measured import import_profile
-    from .workload import bucket_labels
+    from .profiles.measured import import_into_file
 
-    slo = parse_slo(args.slo, field="--slo")        # every input checked before reading result files
-    edges, out_edges = _edges(args.edges, "--edges"), _edges(args.output_edges, "--output-edges")
-    bucket_labels(edges), bucket_labels(out_edges)
-    if args.gpus_per_replica is not None and args.gpus_per_replica < 1:
-        raise InputError("--gpus-per-replica", f"must be >= 1, got {args.gpus_per_replica}")
-    replica = args.gpus_per_replica or 1
-    price = None
-    if args.prices:
-        from .profiles.prices import find_price, load_prices
-        found = find_price(load_prices(args.prices), args.gpu, args.system, field="--prices")
-        cost, price = found.usd_per_hour * replica, found.meta()
-    elif not (args.cost and args.cost > 0):
-        raise InputError("--cost", f"must be a positive $/hour, got {args.cost}")
-    else:
-        cost = args.cost
-    others = {}
-    if args.add:
-        others = load_gpus(args.output)
-        if args.gpu in others:
-            raise InputError("--gpu", f"{args.gpu} is already in {args.output}; choose another name or drop --add")
-    prediction = None
-    if args.prediction or args.fill:
-        if not (args.prediction and args.fill):
-            raise InputError("--fill/--prediction", "go together: --fill predicted|calibrated --prediction PREDICTED.yaml")
-        predicted = load_gpus(args.prediction)
-        name = args.prediction_gpu or (args.gpu if args.gpu in predicted else next(iter(predicted)) if len(predicted) == 1 else None)
-        if name not in predicted:
-            raise InputError("--prediction-gpu", f"name the GPU of {args.prediction} to fill from, one of {list(predicted)}")
-        prediction = predicted[name]
-    profile, warnings = import_profile(args.results, gpu=args.gpu, cost=cost, slo=slo, input_edges=edges,
-                                       output_edges=out_edges, price=price, fill=args.fill, prediction=prediction)
-    meta = dict(profile.meta)
-    if args.system:
-        meta["system"] = args.system
-    if args.gpus_per_replica:
-        meta["gpus_per_replica"] = args.gpus_per_replica
-    if args.engine:
-        name, _, version = args.engine.partition("=")
-        meta["engine"] = {"name": name, "version": version or "unknown"}
-    from .profiles import GpuProfile
-    profile = GpuProfile(profile.name, profile.cost, profile.tputs, meta)
-    for other in others.values():
-        if list(other.tputs.index) != list(profile.tputs.index) or list(other.tputs.columns) != list(profile.tputs.columns):
-            raise InputError("--edges", f"{args.output} has other buckets than --edges/--output-edges; "
-                                        "import with the same edges or write another file")
-    path = save_profiles(args.output, {**others, profile.name: profile},
-                         header=f"Written by melange-nb profile import ({len(args.results)} result file(s)).")
+    path, profile, warnings = import_into_file(
+        args.results, args.output, gpu=args.gpu, slo=args.slo, input_edges=_edges(args.edges, "--edges"),
+        output_edges=_edges(args.output_edges, "--output-edges"), cost=args.cost, prices=args.prices,
+        system=args.system, gpus_per_replica=args.gpus_per_replica, engine=args.engine, add=args.add,
+        fill=args.fill, prediction=args.prediction, prediction_gpu=args.prediction_gpu)
     for warning in warnings:
         print(f"melange-nb: warning: {warning}", file=sys.stderr)
     measured = int((profile.tputs.to_numpy() > 0).sum())
@@ -641,13 +696,13 @@ def _profile_import(args) -> int:
 
 def _profile_plan(args) -> int:
     from .profiles import parse_slo
-    from .profiles.measured import write_plan
+    from .profiles.measured import write_benchmark_plan
 
     parse_slo(args.slo, field="--slo")
-    paths = write_plan(args.output_dir, gpu=args.gpu, model=args.model, base_url=args.base_url,
-                       input_edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
-                       rates=_edges(args.rates, "--rates"), num_prompts=args.num_prompts, tokenizer=args.tokenizer,
-                       slo=args.slo)
+    paths = write_benchmark_plan(
+        args.output_dir, gpu=args.gpu, model=args.model, base_url=args.base_url,
+        input_edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
+        rates=_rates(args.rates, "--rates"), num_prompts=args.num_prompts, tokenizer=args.tokenizer, slo=args.slo)
     print("wrote " + ", ".join(map(str, paths)))
     return 0
 
@@ -676,12 +731,13 @@ def _run(args) -> int:
 def _run_summary(run_dir: Path) -> str:
     """One line for `run`: the headline answer (and what the workload left out), then where the report is."""
     from .report import allocation_headline, workload_caveat
+    from .run import locate
     from .workload import workload_meta
 
     alloc = json.loads((run_dir / "allocation.json").read_text())
     workload = run_dir / "workload.csv"       # built by the run, else the params file's CSV
     if not workload.is_file():
-        workload = Path(json.loads((run_dir / "manifest.json").read_text())["params"]["workload"])
+        workload = locate(json.loads((run_dir / "manifest.json").read_text())["params"]["workload"], run_dir)
     caveat = workload_caveat(workload_meta(workload))
     page = run_dir / "02_allocation-shared.html"
     return (f"{allocation_headline(alloc)}" + (f" (workload: {caveat})" if caveat else "")
@@ -767,7 +823,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"solve": _solve, "workload": _workload, "sweep": _sweep, "run": _run,
-                "profile": _profile, "plan": _plan, "simulate": _simulate, "schema": _schema}[args.command](args)
+                "profile": _profile, "plan": _plan, "simulate": _simulate, "schema": _schema,
+                "eval": _eval}[args.command](args)
     except KeyboardInterrupt:
         print("melange-nb: interrupted", file=sys.stderr)
         return 130

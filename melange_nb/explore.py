@@ -11,6 +11,11 @@ cap; quotas) and three outputs that follow every change without re-running a cel
 3. a cost-vs-rate curve around the current rate with the current point marked (inline SVG,
    `cost_curve_svg`; policy colours and names from report.py).
 
+Under the headline, the answer's simulated SLO attainment (`attainment.check_plan`) when every GPU
+type in the mix carries a latency model: a short stream (about `QUICK_SIM_REQUESTS` requests) after
+each change, and a button for a longer one (`LONG_SIM_S`, `Explorer.simulate_long`); without a
+latency model, one line saying how to add one.
+
 Changes are debounced, latest value wins: a change re-arms a short timer and cancels whatever
 part of an earlier update has not run yet, so dragging the rate slider never queues more solves
 than the page can show. Outside a running event loop (tests, benchmarks) `Explorer.update` runs
@@ -40,6 +45,9 @@ DEBOUNCE_SECONDS = 0.15
 CURVE_POINTS = 13          # rates on the cost-vs-rate curve (plus the current one)
 NO_BLEND = "(none)"
 ANY_SLO = "any SLO"
+QUICK_SIM_REQUESTS = 300   # the short simulation after each change: about this many requests (a fraction of a second)
+QUICK_SIM_MAX_S = 120.0    # ... over at most this many simulated seconds
+LONG_SIM_S = 600.0         # the button's simulation: 10 simulated minutes
 
 
 # ---------------------------------------------------------------- what the explorer offers
@@ -122,6 +130,8 @@ class View:
     curve: pd.DataFrame | None = None                               # rate, policy, cost_per_hour, ...
     marker: tuple[float, float] | None = None                      # (rate, $/h) of the current point
     seconds: dict[str, float] = field(default_factory=dict)         # stage -> seconds since the change
+    attainment: str = ""                                            # the simulated SLO attainment line (or why none)
+    check: Any = None                                               # attainment.PlanCheck of that simulation
 
 
 class Model:
@@ -270,6 +280,10 @@ class Explorer:
         self.routing_out = w.HTML()
         self.curve_out = w.HTML()
         self.timing = w.HTML()
+        self.attainment = w.HTML()
+        self.simulate_button = w.Button(description=f"Simulate {LONG_SIM_S / 60:g} minutes", disabled=True,
+                                        tooltip="a longer simulation of the current answer (a few seconds)")
+        self.simulate_button.on_click(lambda _: self.simulate_long())
         self._set_values(values)
         c["slo"].observe(self._on_slo, "value")
         c["profile_set"].observe(self._on_profile_set, "value")
@@ -277,7 +291,8 @@ class Explorer:
             if name != "slo":
                 control.observe(self._on_change, "value")
         left = w.VBox(list(c.values()), layout=w.Layout(min_width="32em"))
-        right = w.VBox([self.headline, self.provenance, self.curve_out, self.routing_out, self.timing],
+        right = w.VBox([self.headline, w.HBox([self.attainment, self.simulate_button]), self.provenance,
+                        self.curve_out, self.routing_out, self.timing],
                        layout=w.Layout(flex="1"))
         self.widget = w.HBox([left, right])
 
@@ -381,6 +396,7 @@ class Explorer:
         headline table), then the curve; yields between stages."""
         from html import escape
 
+        from .profiles.consistency import set_caveat
         from .report import comparison_headline, headline_html, headline_table, policy_label
 
         self.solves += 1
@@ -399,28 +415,76 @@ class Explorer:
             view.headline = f"Cannot solve: {exc}"
             self.headline.value = headline_html(view.headline)
             self.provenance.value = ""
-            self.routing_out.value = self.curve_out.value = ""
+            self.routing_out.value = self.curve_out.value = self.attainment.value = ""
+            self.simulate_button.disabled = True
             view.seconds["headline"] = time.perf_counter() - start
             self.timing.value = ""          # the last answer's timings would read as this change's
             return
         view.headline = comparison_headline(view.comparison)
-        self.headline.value = headline_html(view.headline, headline_table(view.comparison))
+        data_caveat = set_caveat(gpus)
+        self.headline.value = headline_html(view.headline, headline_table(view.comparison), data_caveat=data_caveat)
         self.provenance.value = f'<p style="color:#555;font-size:0.85em">{escape(view.provenance)}</p>'
+        self.attainment.value = ""          # the last answer's attainment would read as this one's
+        self.simulate_button.disabled = True
         view.seconds["headline"] = time.perf_counter() - start
+        yield
+        self.attainment.value = self._draw_attainment(view, workload, gpus)
+        view.seconds["attainment"] = time.perf_counter() - start
         yield
         self.routing_out.value = self._draw_routing(view, workload)
         view.seconds["routing"] = time.perf_counter() - start
         yield
         view.comparison = self.model.add_comparison(values, view.comparison)
-        self.headline.value = headline_html(view.headline, headline_table(view.comparison))
+        self.headline.value = headline_html(view.headline, headline_table(view.comparison), data_caveat=data_caveat)
         view.seconds["comparison"] = time.perf_counter() - start
         yield
         self.curve_out.value = self._draw_curve(view)
         view.seconds["curve"] = time.perf_counter() - start
         self.timing.value = (f'<p style="color:#888;font-size:0.8em">headline {view.seconds["headline"] * 1000:.0f} ms, '
+                             f'SLO attainment {view.seconds["attainment"] * 1000:.0f} ms, '
                              f'heatmaps {view.seconds["routing"] * 1000:.0f} ms, {policy_label(other_solver(values["solver"]))} '
                              f'{view.seconds["comparison"] * 1000:.0f} ms, curve {view.seconds["curve"] * 1000:.0f} ms '
                              "after the change (solved in this kernel)</p>")
+
+    def _draw_attainment(self, view: View, workload: pd.DataFrame, gpus: Mapping[str, GpuProfile],
+                         duration_s: float | None = None) -> str:
+        """The current answer's simulated SLO attainment: a short stream (`QUICK_SIM_REQUESTS`) after each
+        change, `duration_s` from the button; one grey line when the profiles carry no latency model."""
+        from html import escape
+
+        from .attainment import check_plan, latency_missing, stream_text
+
+        mix = view.comparison.mix
+        if not mix.has_allocation:
+            return ""
+        missing = latency_missing({g: gpus[g] for g, n in mix.counts.items() if n > 0})
+        self.simulate_button.layout.display = "none" if missing else ""
+        if missing:
+            view.attainment = missing
+            return f'<p style="color:#555;font-size:0.85em">{escape(missing)}</p>'
+        rate = view.comparison.rate
+        quick = duration_s is None
+        duration = min(QUICK_SIM_MAX_S, max(1.0, QUICK_SIM_REQUESTS / rate)) if quick else duration_s
+        try:
+            view.check = check_plan(workload, gpus, rate, mix, {"duration_s": duration})
+        except MelangeError as exc:
+            view.attainment = f"No SLO attainment: {exc}"
+            return f'<p style="color:#555;font-size:0.85em">{escape(view.attainment)}</p>'
+        view.attainment = view.check.sentence
+        self.simulate_button.disabled = not quick
+        how = stream_text(view.check.options, rate) + ("; a short stream: the button simulates longer" if quick else "")
+        return (f'<p style="font-weight:bold;margin:0.2em 0">{escape(view.check.sentence)}.</p>'
+                f'<p style="color:#555;font-size:0.85em">{escape(how)}</p>')
+
+    def simulate_long(self, duration_s: float = LONG_SIM_S) -> View:
+        """The button: simulate the current answer for `duration_s` simulated seconds (a few seconds' work)."""
+        view = self.view
+        if view is None or view.comparison is None:
+            return view
+        self.simulate_button.disabled = True
+        workload, _ = self.model.workload(view.values)
+        self.attainment.value = self._draw_attainment(view, workload, self.model.gpus(view.values), duration_s)
+        return view
 
     def _draw_routing(self, view: View, workload: pd.DataFrame) -> str:
         mix = view.comparison.mix

@@ -34,7 +34,7 @@ from .errors import InputError
 from .files import atomic_write, write_json
 from .profiles import GpuProfile
 from .schemas import check_plan_options
-from .solver import LOAD_EPS, Constraints, SolveResult, _problem, solve
+from .solver import LOAD_EPS, Constraints, SolveResult, flat_problem, highs_program, single_counts, solve
 from .workload import OVERFLOW_POLICIES, bucket_index, bucket_labels, labelled_matrix, read_trace
 
 PLAN_SOLVERS = ("exact", "melange")   # schemas.PlanOptions.solver
@@ -297,18 +297,13 @@ def single_type_counts(windows: Windows, gpus: Mapping[str, GpuProfile],
     if not busy:
         return out
     first = windows.workloads[busy[0]]
-    load = _problem(first, gpus, 1.0, constraints).load               # (buckets, types), at the cap
+    load = flat_problem(first, gpus, 1.0, constraints).load          # (buckets, types), at the cap
     demand = np.stack([windows.workloads[w].to_numpy(dtype=float).ravel() * windows.table.at[w, "planned_rate"]
                        for w in busy])                               # (windows, buckets), requests/s
-    c = constraints
     for j, g in enumerate(names):
-        finite = np.isfinite(load[:, j])
-        cannot = (demand[:, ~finite] > 0).any(axis=1)
-        need = np.ceil(demand[:, finite] @ load[finite, j] - LOAD_EPS)
-        count = np.maximum(need, max(1, c.min_instances.get(g, 0), c.min_total)).astype(int)   # any demand: >= 1 GPU
-        over = count > c.max_instances.get(g, math.inf)
-        for w, n, bad in zip(busy, count, cannot | over):
-            out[g][w] = False if bad else {x: (int(n) if x == g else 0) for x in names}
+        count, bad = single_counts(demand, load[:, j], g, constraints)
+        for w, n, no in zip(busy, count, bad):
+            out[g][w] = False if no else {x: (int(n) if x == g else 0) for x in names}
     return out
 
 
@@ -427,12 +422,10 @@ def _covering(windows: Windows, gpus: Mapping[str, GpuProfile], active: Sequence
     """
     import highspy
 
-    from .solver import _quiet_highs
-
     names = list(gpus)
     G, W = len(names), len(active)
     inf = highspy.kHighsInf
-    probs = [_problem(windows.workloads[w], gpus, windows.table.at[w, "planned_rate"], constraints) for w in active]
+    probs = [flat_problem(windows.workloads[w], gpus, windows.table.at[w, "planned_rate"], constraints) for w in active]
     if fixed is None:
         low, high = probs[0].bounds()
         col_low, col_high = list(low), [inf if np.isinf(h) else h for h in high]
@@ -465,21 +458,8 @@ def _covering(windows: Windows, gpus: Mapping[str, GpuProfile], active: Sequence
         for j in range(G):
             rows.append(len(row_low)); cols.append(j); vals.append(1.0)
         row_low.append(float(constraints.min_total)); row_high.append(inf)
-    n = len(col_low)
-    h = _quiet_highs()
-    for name, value in (("output_flag", False), ("mip_rel_gap", 0.0), ("mip_abs_gap", 1e-9), ("threads", 1)):
-        h.setOptionValue(name, value)
-    if time_limit is not None:
-        h.setOptionValue("time_limit", float(time_limit))
-    h.addVars(n, np.array(col_low), np.array(col_high))
-    h.changeColsCost(n, np.arange(n, dtype=np.int32), np.array(col_cost))
-    order = np.lexsort((cols, rows))
-    r, c, v = np.asarray(rows)[order], np.asarray(cols, dtype=np.int32)[order], np.asarray(vals)[order]
-    starts = np.searchsorted(r, np.arange(len(row_low))).astype(np.int32)
-    h.addRows(len(row_low), np.array(row_low), np.array(row_high), len(v), starts, c, v)
-    integer = np.flatnonzero(col_int).astype(np.int32)
-    if len(integer):
-        h.changeColsIntegrality(len(integer), integer, np.array([highspy.HighsVarType.kInteger] * len(integer)))
+    h = highs_program(col_low, col_high, col_cost, rows, cols, vals, row_low, row_high,
+                      integer=np.flatnonzero(col_int), time_limit=time_limit)
     h.run()
     if h.getInfo().primal_solution_status != 2:
         if fixed is not None:   # the slack program is always feasible; a stopped solve proves nothing
@@ -599,9 +579,11 @@ def plan_trace(trace: str | Path, gpus: Mapping[str, GpuProfile], *, window: str
 
 
 def _profile_info(gpus: Mapping[str, GpuProfile]) -> dict:
+    from .profiles.consistency import set_caveat
+
     meta = next(iter(gpus.values())).meta
     return {"file": Path(meta["file"]).name if meta.get("file") else None, "sha256": meta.get("sha256"),
-            **{k: meta.get(k) for k in ("model", "source", "slo", "notes")},
+            **{k: meta.get(k) for k in ("model", "source", "slo", "notes")}, "data_caveat": set_caveat(gpus),
             "gpus": {g: {"cost_per_hour": p.cost} for g, p in gpus.items()}}
 
 
@@ -617,6 +599,17 @@ def overflow_note(overflow: Mapping) -> str:
             "open": "fall in the open last bucket"}[overflow["policy"]]
     return (f"{n:,} requests lie beyond the profile's last edge ({overflow['input_edges'][-1]} input or "
             f"{overflow['output_edges'][-1]} output tokens) and {what} (overflow policy {overflow['policy']})")
+
+
+# plan.csv: these columns per window, then one column of counts per GPU type (and, with smoothing,
+# smoothed_<GPU> and smoothed_cost_per_hour).
+WINDOW_COLUMNS = ("start", "end", "requests", "rate", "planned_rate", "overflow", "partial", "cost_per_hour",
+                  "status", "message")
+
+
+def plan_gpus(table: pd.DataFrame) -> list[str]:
+    """The GPU types of a plan table (plan.csv): its columns of counts, in order."""
+    return [c for c in table.columns if c not in WINDOW_COLUMNS and not c.startswith("smoothed_")]
 
 
 def read_plan(plan_dir: str | Path) -> tuple[pd.DataFrame, dict]:

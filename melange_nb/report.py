@@ -1,4 +1,5 @@
-"""Figures, tables and HTML pages. Every heatmap puts input tokens on x and output tokens on y.
+"""Figures, tables and the sweep's index page (`pages` renders executed notebooks as shared HTML). Every
+heatmap puts input tokens on x and output tokens on y.
 
 matplotlib and seaborn are imported inside the plot functions, so the text helpers (headlines)
 stay quick to import for the command line.
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .files import write_text
+from .pages import small_png
 from .profiles import GpuProfile, best_value
 from .solver import SolveResult, routing_matrix
 
@@ -206,17 +208,22 @@ def workload_left_out_share(meta: Mapping | None) -> float:
 
 
 def headline_html(sentence: str, table: pd.DataFrame | None = None, *, caveat: str = "",
-                  left_out_share: float = 0.0) -> str:
+                  left_out_share: float = 0.0, data_caveat: str = "") -> str:
     """The answer block at the top of a page: the sentence, a warning when more than 1% of the
-    workload was dropped or clipped, and the small table. Marked so MathJax never reads "$" as math."""
+    workload was dropped or clipped, a warning when the GPU profiles do not compare like with like
+    (`data_caveat`: `profiles.consistency.set_caveat`), and the small table. Marked so MathJax never
+    reads "$" as math."""
     from html import escape
 
     warn = ""
+    if data_caveat:
+        warn += (f'<p class="mnb-warning" style="background:#fff3cd;border-left:4px solid #e0a800;padding:6px 10px">'
+                 f'<b>Data caveat:</b> {escape(data_caveat)}</p>')
     if caveat and left_out_share > DROPPED_WARN_SHARE:
-        warn = (f'<p class="mnb-warning" style="background:#fff3cd;border-left:4px solid #e0a800;padding:6px 10px">'
+        warn += (f'<p class="mnb-warning" style="background:#fff3cd;border-left:4px solid #e0a800;padding:6px 10px">'
                 f'<b>Workload caveat:</b> {escape(caveat)}. The plan covers the other requests only.</p>')
     elif caveat:
-        warn = f'<p class="mnb-note">Workload: {escape(caveat)}.</p>'
+        warn += f'<p class="mnb-note">Workload: {escape(caveat)}.</p>'
     tab = (ANSWER_TABLE_STYLE + table.reset_index().to_html(index=False, border=0, classes="mnb-answer-table")
            if table is not None else "")
     return (f'<div class="mnb-answer tex2jax_ignore mathjax_ignore">'
@@ -346,17 +353,19 @@ def plot_best_value(gpus: Mapping[str, GpuProfile], ax=None):
 
 
 def plot_routing(result: SolveResult, workload: pd.DataFrame):
-    """One heatmap per GPU type in the plan: share of each bucket's requests routed to it."""
+    """One heatmap per GPU type in the plan: share of each bucket's requests routed to it; buckets
+    without requests are left blank (as in the explorer)."""
     import matplotlib.pyplot as plt
 
     used = [g for g, c in result.counts.items() if c > 0] or list(result.counts)
     fig, axes = plt.subplots(1, len(used), figsize=(6.5 * len(used), 5.2), squeeze=False)
     for ax, gpu in zip(axes[0], used):
-        share = routing_matrix(result, gpu, workload) * 100
+        # a bucket without requests routes nothing anywhere: blank (NaN is masked), not a misleading 0%
+        share = (routing_matrix(result, gpu, workload) * 100).where(workload > 0)
         _heatmap(share, f"{gpu}: % of each bucket routed ({plural(result.counts[gpu], 'GPU')}, "
-                        f"{result.utilization.get(gpu, 0):.0%} utilised)",
-                 fmt_cell=lambda v: f"{v:.0f}%", cbar_label=f"Share of the bucket's requests sent to {gpu} (%)",
-                 cmap="Blues", vmin=0, vmax=100, ax=ax)
+                        f"{result.utilization.get(gpu, 0):.0%} utilised; blank: no requests)",
+                 fmt_cell=lambda v: "" if pd.isna(v) else f"{v:.0f}%",
+                 cbar_label=f"Share of the bucket's requests sent to {gpu} (%)", cmap="Blues", vmin=0, vmax=100, ax=ax)
     fig.tight_layout()
     return fig
 
@@ -370,101 +379,6 @@ def format_savings(table: pd.DataFrame):
     return (shown.style.format({**{c: "{:.0f}" for c in gpu_cols}, "$/h": "${:.2f}", "the mix saves (%)": "{:.1f}%"},
                                na_rep="—")
             .set_caption("GPUs per type, $/hour, and what the mix saves against each policy"))
-
-
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
-_PROGRESS = re.compile(r"\r|\d+%\|.*\|")    # tqdm's text bars: carriage returns, "42%|####  |"
-_WIDGET = "application/vnd.jupyter.widget-view+json"
-
-
-def clean_for_sharing(nb, folder: str | Path):
-    """An executed notebook ready for a shared page: progress bars (tqdm text on stderr, widget views)
-    removed, and absolute paths in the code (papermill's injected parameters) made relative.
-
-    Other stderr output (warnings) stays, so a test can catch it and the cause gets fixed.
-    """
-    import copy
-
-    nb = copy.deepcopy(nb)
-    nb.metadata.pop("widgets", None)
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        cell.source = relative_paths(cell.source, folder)
-        kept = []
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream" and out.get("name") == "stderr" and _PROGRESS.search(out.get("text", "")):
-                continue
-            if _WIDGET in out.get("data", {}):
-                continue
-            kept.append(out)
-        cell.outputs = kept
-    return nb
-
-
-def relative_paths(text: str, folder: str | Path) -> str:
-    """Quoted absolute paths in `text` as readers can use them: relative to `folder` (the page's own
-    folder, seen as ``.`` even while it is still a temporary folder) or its parent, else relative
-    to the project root, else just the file name."""
-    import os
-
-    from .config import PROJECT_ROOT
-
-    folder = Path(folder).resolve()
-    final = folder.with_name(re.sub(r"^\.(.*)\.tmp(-\d+)?$", r"\1", folder.name))
-
-    def shorten(match: re.Match) -> str:
-        quote, path = match.group(1), Path(match.group(2))
-        for base, shown in ((folder, folder), (folder.parent, final)):
-            if path == base or base in path.parents:
-                rel = os.path.relpath(path, shown if base == folder else final)
-                return f"{quote}{rel}{quote}"
-        if PROJECT_ROOT in path.parents:
-            return f"{quote}{path.relative_to(PROJECT_ROOT)}{quote}"
-        return f"{quote}{path.name}{quote}"
-
-    return re.sub(r"""(["'])(/[^"'\n]*)\1""", shorten, text)
-
-
-def small_png(data: bytes, colours: int = 128) -> bytes:
-    """A plot's PNG with a palette of `colours` (on white): about a third of the bytes, no visible change
-    for line plots and heatmaps. Keeps shared pages small; the notebooks keep the full images."""
-    import io
-
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(data))
-    if image.mode != "RGB":
-        image = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image).convert("RGB")
-    buf = io.BytesIO()
-    image.quantize(colors=colours, method=Image.Quantize.MEDIANCUT).save(buf, "PNG", optimize=True)
-    return buf.getvalue() if buf.tell() < len(data) else data
-
-
-def _small_images(html: str) -> str:
-    import base64
-
-    def shrink(match: re.Match) -> str:
-        return "data:image/png;base64," + base64.b64encode(small_png(base64.b64decode(match.group(1)))).decode()
-
-    return re.sub(r"data:image/png;base64,([A-Za-z0-9+/=\s]+)", shrink, html)
-
-
-def render_html(notebook: str | Path, html: str | Path, *, hide_code: bool) -> Path:
-    """Render an executed notebook to a small self-contained HTML page that opens offline: images
-    embedded as data URIs, no script or stylesheet from a CDN (the ``share-page`` template), no
-    progress bars, no absolute paths; `hide_code` leaves out the code and prompts (the shared page)."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    notebook = Path(notebook)
-    exporter = HTMLExporter(extra_template_basedirs=[str(TEMPLATES_DIR)], template_name="share-page",
-                            exclude_input=hide_code, exclude_input_prompt=hide_code,
-                            exclude_output_prompt=hide_code, exclude_anchor_links=True)
-    nb = clean_for_sharing(nbformat.read(notebook, as_version=4), notebook.parent)
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": notebook.stem}})
-    return write_text(html, _small_images(body))
 
 
 def plot_lengths(requests: pd.DataFrame, label: str, *, max_input: int = 4096, max_output: int = 2048):
@@ -608,18 +522,46 @@ def _has_plan(row: pd.Series) -> bool:
     return row["status"] in ("optimal", "time_limit") and pd.notna(row["cost_per_hour"])
 
 
+AXIS_HEADERS = {"workload": "workload", "gpu_set": "GPU set", "slo": "SLO", "constraints": "constraints",
+                "slice_factor": "slice factor"}   # one header per axis, in every sweep table
+
+
 def mix_changes(results: pd.DataFrame) -> pd.DataFrame:
-    """The rates at which the reference mix changes: rate, the new mix (``1×A10G + 1×A100``), its $/h."""
+    """The rates at which the reference mix changes its GPU types (or gains or loses a plan), per problem:
+    from which rate, what changes (``adds A100``, ``drops A10G``), the mix and $/h there, and the later
+    rates where only the counts change (``6, 7, 8``). Headers for people (`AXIS_HEADERS`)."""
+    counts_col = "then only the counts change at (req/s)"
     rows = []
     for key, df in _groups(results):
-        mix = df[df["policy"] == df["reference"]].sort_values("rate")
-        previous = None
-        for _, row in mix.iterrows():
-            now = format_mix(_mix_of(row)) if _has_plan(row) else f"no plan ({row['status']})"
-            if now != previous:
-                rows.append({**key, "rate": row["rate"], "mix": now, "cost_per_hour": row["cost_per_hour"]})
-            previous = now
+        previous, last_mix = None, None
+        for _, row in df[df["policy"] == df["reference"]].sort_values("rate").iterrows():
+            counts = {g: n for g, n in _mix_of(row).items() if n > 0}
+            types = tuple(counts) if _has_plan(row) else f"no plan ({row['status']})"
+            now = format_mix(counts) if _has_plan(row) else types
+            if types == previous:
+                if now != last_mix:
+                    rows[-1][counts_col].append(f"{row['rate']:g}")
+            else:
+                rows.append({**{AXIS_HEADERS[k]: v for k, v in key.items()}, "from rate (req/s)": f"{row['rate']:g}",
+                             "what changes": _type_change(previous, types), "mix": now,
+                             "$/h": format_dollars(row["cost_per_hour"]) if _has_plan(row) else "—", counts_col: []})
+            previous, last_mix = types, now
+    for r in rows:
+        r[counts_col] = ", ".join(r[counts_col]) or "—"
     return pd.DataFrame(rows)
+
+
+def _type_change(before, after) -> str:
+    """``adds A100; drops A10G`` between two sets of GPU types (a str is a rate without a plan)."""
+    if before is None:
+        return "first rate solved"
+    if isinstance(after, str):
+        return after
+    if isinstance(before, str):
+        return "a plan again: " + " + ".join(after)
+    added, dropped = [g for g in after if g not in before], [g for g in before if g not in after]
+    return "; ".join(filter(None, ["adds " + ", ".join(added) if added else "",
+                                   "drops " + ", ".join(dropped) if dropped else ""]))
 
 
 def _rate_rows(df: pd.DataFrame):
@@ -674,10 +616,24 @@ def sweep_headlines(results: pd.DataFrame) -> dict[tuple, str]:
         sentence = headline_sentence(rate, _mix_of(ref), ref["cost_per_hour"],
                                      {g: (s["cost_per_hour"] if _has_plan(s) else None) for g, s in singles.items()},
                                      status=ref["status"])
-        out[key] = (f"{name}: over {rates[0]:g}–{rates[-1]:g} req/s ({plural(len(rates), 'rate')} solved) the "
-                    f"{policy_label(ref['reference'])} costs {min(savings):.1f}–{max(savings):.1f}% less than the "
-                    f"cheapest single GPU type. {sentence}.")
+        span = f"over {rates[0]:g}–{rates[-1]:g} req/s ({plural(len(rates), 'rate')} solved)"
+        out[key] = f"{name}: {span} {_savings_range(df, policy_label(ref['reference']), savings)} {sentence}."
     return out
+
+
+def _savings_range(df: pd.DataFrame, label: str, savings: list[float]) -> str:
+    """What the mix saves against the cheapest single GPU type over the rates, in words: a range, one
+    number, or a sentence when it never saves (e.g. one GPU type serves best at every rate)."""
+    lo, hi = round(min(savings), 1), round(max(savings), 1)
+    if hi > 0:
+        amount = f"{lo:.1f}%" if lo == hi else f"{lo:.1f}–{hi:.1f}%"
+        return f"the {label} costs {amount} less than the cheapest single GPU type{' at every rate' if lo == hi else ''}."
+    ref = df[(df["policy"] == df["reference"]) & df["status"].isin(("optimal", "time_limit"))]
+    used = sorted({g for _, row in ref.iterrows() for g, n in _mix_of(row).items() if n > 0})
+    if len(used) == 1 and all(sum(1 for n in _mix_of(row).values() if n > 0) == 1 for _, row in ref.iterrows()):
+        return (f"the {label} is {used[0]} alone at every rate: it costs what {used[0]}-only costs, and mixing "
+                "GPU types saves nothing here.")
+    return f"the {label} costs the same as the cheapest single GPU type at every rate: mixing saves nothing here."
 
 
 def savings_summary(results: pd.DataFrame) -> pd.DataFrame:
@@ -688,8 +644,8 @@ def savings_summary(results: pd.DataFrame) -> pd.DataFrame:
     axes = [a for a in PROBLEM_AXES if a in results.columns]
     table = (others.groupby([*axes, "against"], sort=True)["savings_pct"]
              .agg(["min", "median", "max", "count"]).round(1).reset_index())
-    return table.rename(columns={"gpu_set": "GPU set", "slo": "SLO", "slice_factor": "slice factor", "min": "lowest %",
-                                 "median": "median %", "max": "highest %", "count": "rates with both plans"})
+    return table.rename(columns={**AXIS_HEADERS, "min": "lowest %", "median": "median %", "max": "highest %",
+                                 "count": "rates with both plans"})
 
 
 def figure_data_uri(fig) -> str:
@@ -750,9 +706,32 @@ def _point_links(sweep_dir: Path, pid: str, entry: Mapping) -> str:
     return " · ".join(f'<a href="{escape(href)}">{text}</a>' for href, text in links if (sweep_dir / href).is_file())
 
 
+def sweep_data_caveat(spec: Mapping, gpu_set: str, slo: str | None) -> str:
+    """`profiles.consistency.set_caveat` of the profile file behind one GPU set of a sweep spec at one
+    SLO label (the file whose key or own ``slo`` reads as `slo`), limited to the spec's `gpu_names`."""
+    from .errors import MelangeError
+    from .profiles import format_slo, load_gpus, select_gpus
+    from .profiles.consistency import set_caveat
+    from .run import resolve_path
+
+    entry = (spec.get("gpus") or {}).get(gpu_set)
+    files = {None: entry} if isinstance(entry, str) else dict(entry or {})
+    caveats = {}
+    for key, path in files.items():
+        try:
+            gpus = select_gpus(load_gpus(resolve_path(path)), spec.get("gpu_names") or [])
+        except (MelangeError, OSError, TypeError):
+            continue                  # a file that no longer loads: its points failed and say why
+        label = format_slo(next(iter(gpus.values())).meta.get("slo", "unknown"))
+        caveats[key] = (set_caveat(gpus), {str(key), label})
+    matching = [c for c, labels in caveats.values() if slo is None or slo in labels]
+    return matching[0] if len(matching) == 1 else ""
+
+
 def sweep_answer_html(sweep_dir: str | Path, results: pd.DataFrame, spec: Mapping) -> str:
-    """The answer block for a sweep page: per workload x GPU set, the headline sentence and a
-    warning when its workload dropped or clipped more than 1% of requests; then the per-rate table."""
+    """The answer block for a sweep page: per workload x GPU set, the headline sentence, a warning
+    when its workload dropped or clipped more than 1% of requests and one when its GPU profiles do
+    not compare like with like (`sweep_data_caveat`); then the per-rate table."""
     from html import escape
 
     sweep_dir = Path(sweep_dir)
@@ -760,9 +739,12 @@ def sweep_answer_html(sweep_dir: str | Path, results: pd.DataFrame, spec: Mappin
         return '<div class="mnb-answer"><p class="mnb-headline">No completed points yet: nothing to compare.</p></div>'
     blocks = []
     workloads = spec.get("workloads", {})
-    for (workload, *_), sentence in sweep_headlines(results).items():
+    for key, sentence in sweep_headlines(results).items():
+        axes = dict(zip([a for a in PROBLEM_AXES if a in results.columns], key))
+        workload = axes["workload"]
         meta = _workload_meta_for(sweep_dir, workload, workloads[workload])[1] if workload in workloads else {}
-        blocks.append(headline_html(sentence, caveat=workload_caveat(meta), left_out_share=workload_left_out_share(meta)))
+        blocks.append(headline_html(sentence, caveat=workload_caveat(meta), left_out_share=workload_left_out_share(meta),
+                                    data_caveat=sweep_data_caveat(spec, axes.get("gpu_set"), axes.get("slo"))))
     table = rate_table(results)
     single_group = table[["workload", "GPU set"]].drop_duplicates().shape[0] == 1
     if single_group:
@@ -839,7 +821,9 @@ def plot_plan(table: pd.DataFrame, totals: Mapping):
     """Three panels over time: request rate, GPUs per type (stacked), $/h against the static peak line."""
     import matplotlib.pyplot as plt
 
-    names = [c for c in table.columns if c not in _PLAN_COLUMNS and not c.startswith("smoothed_")]
+    from .plan import plan_gpus
+
+    names = plan_gpus(table)
     start = pd.to_datetime(table["start"])
     edges = list(start) + [pd.to_datetime(table["end"]).iloc[-1]]
     fig, (rate_ax, gpu_ax, cost_ax) = plt.subplots(3, 1, figsize=(11, 9), sharex=True)
@@ -875,10 +859,6 @@ def plot_plan(table: pd.DataFrame, totals: Mapping):
     fig.autofmt_xdate()
     fig.tight_layout()
     return fig
-
-
-_PLAN_COLUMNS = {"start", "end", "requests", "rate", "planned_rate", "overflow", "partial", "cost_per_hour",
-                 "status", "message"}
 
 
 def plan_totals_table(totals: Mapping, *, as_text: bool = False) -> pd.DataFrame:

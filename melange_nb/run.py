@@ -20,7 +20,7 @@ from . import schemas
 from .config import NOTEBOOKS_DIR, PROJECT_ROOT, outputs_dir
 from .errors import InputError, MelangeError
 from .files import read_yaml, write_json
-from .report import render_html
+from .pages import render_html
 
 KERNEL = "python3"
 WORKLOAD_NOTEBOOK = "01_workload.ipynb"
@@ -33,7 +33,7 @@ PACKAGES = ("melange-nb", "papermill", "nbconvert", "pandas", "numpy", "pulp", "
 # that builds one first.
 ALLOCATION_DEFAULTS: dict[str, Any] = {"workload": None, "gpus": None, "rate": None, "slice_factor": 1,
                                        "solver": ["exact", "melange"], "time_limit": None, "gpu_names": [],
-                                       "constraints": {}}
+                                       "constraints": {}, "simulate": None, "target_attainment": None}
 WORKLOAD_KEYS = schemas.WORKLOAD_KEYS
 
 
@@ -49,7 +49,8 @@ def load_params(path: str | Path) -> dict[str, Any]:
     path = resolve_path(path)
     doc = read_yaml(path, "params file", "params/default.yaml") or {}
     checked = validate(RunParams, doc, where=f"{path.name}:", root=f"params file {path}")
-    params = {**ALLOCATION_DEFAULTS, **doc, "gpu_names": checked.gpu_names}
+    params = {**ALLOCATION_DEFAULTS, **doc, "gpu_names": checked.gpu_names,
+              "simulate": checked.simulate.model_dump() if checked.simulate else None}
     params["workload"] = workload_input(params["workload"], f"{path.name}: workload")
     params["gpus"] = str(resolve_path(params["gpus"]))
     return params
@@ -93,18 +94,22 @@ def new_run_dir(name: str) -> Path:
 def execute_notebook(notebook: str, out_dir: Path, parameters: Mapping[str, Any], *, html: bool = True,
                      code_page: bool = False) -> Path:
     """Execute ``notebooks/<notebook>`` with papermill into `out_dir`; render the shared page
-    `<stem>-shared.html` (no code) and, with `code_page`, `<stem>.html` with the code."""
+    `<stem>-shared.html` (no code) and, with `code_page`, `<stem>.html` with the code.
+
+    Absolute paths among the parameters are passed relative to `out_dir` (the kernel's cwd), so the
+    executed notebook, which papermill keeps with its parameters, names no folder of the author's."""
     import papermill as pm
 
-    out_dir = Path(out_dir).resolve()   # the kernel's cwd is out_dir: relative paths would move
+    out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / notebook
     try:
-        pm.execute_notebook(str(NOTEBOOKS_DIR / notebook), str(executed), parameters=dict(parameters),
+        pm.execute_notebook(str(NOTEBOOKS_DIR / notebook), str(executed), parameters=relative_to(parameters, out_dir),
                             kernel_name=KERNEL, cwd=str(out_dir), progress_bar=False,
                             extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # no TCP or shutdown-interrupt noise
     except pm.PapermillExecutionError as exc:
         raise NotebookError(f"{notebook}: cell {exc.exec_count} raised {exc.ename}: {exc.evalue}".replace("\n", " "))
+    _relative_papermill_paths(executed, out_dir)
     if html:
         stem = executed.with_suffix("")
         render_html(executed, f"{stem}-shared.html", hide_code=True)
@@ -130,7 +135,7 @@ def run_allocation(params: Mapping[str, Any], run_dir: Path | None = None, *, co
         else:
             inputs.append(params["workload"])
         execute_notebook(ALLOCATION_NOTEBOOK, tmp, nb_params, code_page=code_pages)
-        write_json(tmp / "manifest.json", manifest(params, inputs=inputs))
+        write_json(tmp / "manifest.json", manifest(params, inputs=inputs, folder=tmp))
         if run_dir.exists():
             raise InputError("run_dir", f"{run_dir} already exists; choose another name")
         tmp.rename(run_dir)
@@ -139,8 +144,54 @@ def run_allocation(params: Mapping[str, Any], run_dir: Path | None = None, *, co
     return run_dir
 
 
-def manifest(params: Mapping[str, Any], inputs=()) -> dict[str, Any]:
-    """What a run was made from: parameters, input hashes, versions, commit, time."""
+def relative_to(value: Any, folder: str | Path) -> Any:
+    """`value` with every absolute path in it (a str, or inside dicts and lists) made relative: to `folder`
+    when inside it (``workload.csv``, ``.``), else to the project root when inside the project
+    (``params/gpus/x.yaml``, which `resolve_path` finds from any folder), else to `folder` (``../data/t.csv``).
+    What a shared run folder records must not reveal the author's file system."""
+    if isinstance(value, str) and os.path.isabs(value):
+        path, folder = Path(value).resolve(), Path(folder).resolve()
+        for root in (folder, PROJECT_ROOT):
+            if path == root or root in path.parents:
+                return path.relative_to(root).as_posix() or "."
+        try:
+            return os.path.relpath(path, folder)
+        except ValueError:          # another drive (Windows): no relative path exists
+            return path.name
+    if isinstance(value, Mapping):
+        return {k: relative_to(v, folder) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [relative_to(v, folder) for v in value]
+    return value
+
+
+def _relative_papermill_paths(executed: Path, folder: Path) -> None:
+    """papermill records where it read and wrote the notebook (``metadata.papermill.input_path``,
+    ``output_path``) as absolute paths: made relative as the parameters are (`relative_to`)."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if isinstance(meta.get(key), str):
+            meta[key] = relative_to(meta[key], folder)
+    nbformat.write(nb, executed)
+
+
+def locate(value: str | Path, folder: str | Path) -> Path:
+    """A path recorded by `relative_to` for `folder`, found again: inside `folder`, else `resolve_path`."""
+    inside = Path(folder) / value
+    return inside.resolve() if inside.exists() else resolve_path(value)
+
+
+def manifest(params: Mapping[str, Any], inputs=(), *, folder: str | Path | None = None) -> dict[str, Any]:
+    """What a run was made from: parameters, input hashes, versions, commit, time. With `folder` (the run
+    folder the manifest is written to), paths are relative to it (`relative_to`)."""
+    if folder is not None:
+        folder = Path(folder).resolve()
+        params, inputs = relative_to(params, folder), [(p, relative_to(str(Path(p).resolve()), folder)) for p in inputs]
+    else:
+        inputs = [(p, str(p)) for p in inputs]
     versions = {}
     for pkg in PACKAGES:
         try:
@@ -149,7 +200,7 @@ def manifest(params: Mapping[str, Any], inputs=()) -> dict[str, Any]:
             versions[pkg] = None
     return {"created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "params": dict(params),
-            "inputs": {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in inputs},
+            "inputs": {name: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p, name in inputs},
             "git_commit": _git_commit(), "python": platform.python_version(), "packages": versions}
 
 

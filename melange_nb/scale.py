@@ -100,13 +100,22 @@ def _start_local(ray, num_cpus, options, attempts: int = 3) -> None:
                 raise RuntimeError(_first_line(exc)) from None
 
 
+def check_address(value, field: str = "--ray-address"):
+    """A Ray option as given: None/False (no Ray), True (RAY_ADDRESS, else a local Ray) or ``HOST:PORT``."""
+    if value is None or value is False or value is True:
+        return value or None if value is not True else True
+    host, sep, port = str(value).removeprefix("ray://").rpartition(":") if isinstance(value, str) else ("", "", "")
+    if not sep or not host or not port.isdigit():
+        raise InputError(field, f"expects HOST:PORT of a Ray head (e.g. 127.0.0.1:6379) or true, got {value!r}")
+    return value
+
+
 def _check_reachable(address: str) -> None:
     """Fail in one line within CONNECT_TIMEOUT_S when nothing listens at HOST:PORT (ray.init retries far longer)."""
     import socket
 
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit():
-        raise InputError("--ray-address", f"expects HOST:PORT of a Ray head (e.g. 127.0.0.1:6379), got {address!r}")
+    check_address(address)
+    host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
@@ -449,8 +458,8 @@ class RayPool:
     """A `concurrent.futures`-style executor whose work runs as Ray tasks (one CPU each): the sweep
     engine's process pool, on a cluster. `submit(fn, *args)` returns a Future that completes when the
     task does; a task whose node dies is retried by Ray (`retries` times) on another node. Errors
-    reach the Future as one-line `RemoteError`s; `shutdown(cancel_futures=True)` cancels what has not
-    finished and disconnects (a local Ray started for the pool is stopped)."""
+    reach the Future as one-line `RemoteError`s; `stop()` cancels what has not finished and
+    disconnects (a local Ray started for the pool is stopped)."""
 
     def __init__(self, address: str | None = None, *, retries: int = 3):
         import ray
@@ -481,12 +490,13 @@ class RayPool:
         ref.future().add_done_callback(done)
         return future
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+    def stop(self, grace: float = 10.0) -> None:
+        """The sweep engine's pool interface (sweep.engine.WorkerPool.stop): cancel the tasks that have
+        not finished (running ones are killed) and disconnect; a local Ray started here is stopped."""
         import ray
 
-        if cancel_futures:
-            for ref in self._refs:
-                with contextlib.suppress(Exception):
-                    ray.cancel(ref, force=True)
+        for ref in self._refs:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
         self._refs = []
         self._session.__exit__(None, None, None)

@@ -9,6 +9,7 @@ strings are not numbers, and a mapping never names a key twice (the strict file 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -643,30 +644,6 @@ ConstraintSet = Annotated[dict[str, Any], BeforeValidator(_constraints),
                                             "0.8, min_total: n}")]
 
 
-class RunParams(Schema):
-    """A run's parameters (``params/*.yaml``, `melange-nb run -p`): one allocation notebook run."""
-
-    model_config = ConfigDict(extra="forbid", title="melange-nb run parameters")
-    NOT_MAPPING: ClassVar[str] = "must be a YAML mapping of parameter names to values"
-    UNKNOWN_KEY: ClassVar[str] = ("is not a parameter; known: ['constraints', 'gpu_names', 'gpus', 'rate', "
-                                  "'slice_factor', 'solver', 'time_limit', 'workload'] and run_name")
-    REQUIRED: ClassVar[dict[str, str]] = {"workload": "is required", "gpus": "is required", "rate": "is required"}
-    workload: Annotated[str | WorkloadParams, BeforeValidator(_workload, json_schema_input_type=str | WorkloadParams)] = Field(
-        description="a workload CSV, or workload-notebook parameters that build one")
-    gpus: str = Field(description="a GPU profile file, e.g. params/gpus/llama2-7b-seed.yaml")
-    rate: Annotated[float, _checked(number, positive=True, what="a positive number of requests/s")] = Field(
-        gt=0, description="requests/s")
-    slice_factor: Annotated[int, _checked(whole, minimum=1)] = Field(1, ge=1)
-    solver: Solvers = Field(default_factory=lambda: ["exact", "melange"])
-    time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0, description="seconds; null: none")
-    gpu_names: Annotated[list[str], BeforeValidator(_gpu_names, json_schema_input_type=list[str] | None)] = Field(
-        default_factory=list, description="a subset of the file's GPU types (empty: all)")
-    constraints: ConstraintSet = Field(default_factory=dict)
-    run_name: Annotated[str | None, BeforeValidator(lambda v: None if v is None else plain_name(v, ""))] = None
-
-
-# ---------------------------------------------------------------- plan options (`melange-nb plan`, `plan.plan_trace`)
-
 def _own(check):
     """A BeforeValidator from a parser that names its own field (``InputError("window", ...)``):
     pydantic's field path replaces that name; the value passes on unchanged."""
@@ -686,6 +663,65 @@ def _one_of(choices: Sequence[str]):
         return value
     return BeforeValidator(check)
 
+
+# ---------------------------------------------------------------- simulate options (runs, sweep specs)
+
+def _arrival(value: Any) -> None:
+    from .simulate import parse_arrival
+    parse_arrival(value)
+
+
+def _sim_switch(value: Any) -> Any:
+    """``true`` = the default options, ``false``/null = no simulation."""
+    return {} if value is True else (None if value is False else value)
+
+
+class SimulateOptions(Schema):
+    """How a run or a sweep point simulates its plan (`attainment.check_plan`): a generated request stream."""
+
+    model_config = ConfigDict(extra="forbid", title="simulate options")
+    NOT_MAPPING: ClassVar[str] = "must be a mapping of duration_s, arrival, seed, routing (or true for the defaults)"
+    UNKNOWN_KEY: ClassVar[str] = "is not a simulate option; known: ['arrival', 'duration_s', 'routing', 'seed']"
+    duration_s: Annotated[float, _checked(number, positive=True, what="simulated seconds per point, e.g. 600")] = Field(
+        600.0, gt=0, description="simulated seconds of arrivals")
+    arrival: Annotated[str, _own(_arrival)] = Field(
+        "poisson", description="poisson, gamma:CV (bursty for CV > 1) or constant")
+    seed: Annotated[int, _checked(whole)] = Field(0, ge=0, description="seed of the stream and the routing draws")
+    routing: Annotated[Literal["least", "round-robin"], _one_of(("least", "round-robin"))] = Field(
+        "least", description="replica choice within a GPU type")
+
+
+Simulate = Annotated[SimulateOptions | None, BeforeValidator(_sim_switch, json_schema_input_type=SimulateOptions | bool | None)]
+TargetAttainment = Annotated[float | None, _checked(lambda v, where: None if v is None else number(
+    v, where, positive=True, maximum=1.0, what="a share of requests in (0, 1], e.g. 0.99"))]
+
+
+class RunParams(Schema):
+    """A run's parameters (``params/*.yaml``, `melange-nb run -p`): one allocation notebook run."""
+
+    model_config = ConfigDict(extra="forbid", title="melange-nb run parameters")
+    NOT_MAPPING: ClassVar[str] = "must be a YAML mapping of parameter names to values"
+    UNKNOWN_KEY: ClassVar[str] = ("is not a parameter; known: ['constraints', 'gpu_names', 'gpus', 'rate', "
+                                  "'simulate', 'slice_factor', 'solver', 'target_attainment', 'time_limit', "
+                                  "'workload'] and run_name")
+    REQUIRED: ClassVar[dict[str, str]] = {"workload": "is required", "gpus": "is required", "rate": "is required"}
+    workload: Annotated[str | WorkloadParams, BeforeValidator(_workload, json_schema_input_type=str | WorkloadParams)] = Field(
+        description="a workload CSV, or workload-notebook parameters that build one")
+    gpus: str = Field(description="a GPU profile file, e.g. params/gpus/llama2-7b-seed.yaml")
+    rate: Annotated[float, _checked(number, positive=True, what="a positive number of requests/s")] = Field(
+        gt=0, description="requests/s")
+    slice_factor: Annotated[int, _checked(whole, minimum=1)] = Field(1, ge=1)
+    solver: Solvers = Field(default_factory=lambda: ["exact", "melange"])
+    time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0, description="seconds; null: none")
+    gpu_names: Annotated[list[str], BeforeValidator(_gpu_names, json_schema_input_type=list[str] | None)] = Field(
+        default_factory=list, description="a subset of the file's GPU types (empty: all)")
+    constraints: ConstraintSet = Field(default_factory=dict)
+    simulate: Simulate = Field(None, description="simulate the plan on a generated stream (profiles with latency models)")
+    target_attainment: TargetAttainment = Field(None, description="also find the cheapest plan reaching this attainment")
+    run_name: Annotated[str | None, BeforeValidator(lambda v: None if v is None else plain_name(v, ""))] = None
+
+
+# ---------------------------------------------------------------- plan options (`melange-nb plan`, `plan.plan_trace`)
 
 def _plan_parsers():
     from . import plan
@@ -712,9 +748,294 @@ def check_plan_options(**options: Any) -> PlanOptions:
     return validate(PlanOptions, {k: v for k, v in options.items() if v is not None}, where="")
 
 
+# ---------------------------------------------------------------- sweep specs (params/sweeps/*.yaml)
+
+SPEC_KEYS = ("name", "rates", "workloads", "gpus", "solvers", "slice_factors", "time_limit", "constraints",
+             "gpu_names", "render", "published", "ray")
+RENDER_MODES = ("changes", "all", "none")
+NO_CONSTRAINTS = "none"
+PREDICT_OPTIONS = ("model", "gpus", "backend", "slo", "edges", "output_edges", "open_last_input", "open_last_output",
+                   "prices", "tp", "sol")
+CONSTRAINT_KEYS = ("max_instances", "min_instances", "utilization_cap", "min_total")
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_LABEL = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def rates(value: Any, where: str = "") -> list[float]:
+    """Request rates: a list, or ``{start, stop, step}``; sorted, each a positive number of requests/s."""
+    if isinstance(value, dict):
+        try:
+            start, stop, step = (float(value[k]) for k in ("start", "stop", "step"))
+        except (KeyError, TypeError, ValueError):
+            raise InputError(where, "a range needs numeric start, stop and step, e.g. {start: 1, stop: 12, step: 1}") from None
+        if not (step > 0 and stop >= start):
+            raise InputError(where, f"needs step > 0 and stop >= start, got {value}")
+        values = list(np.round(np.arange(start, stop + step / 2, step), 9))
+    elif isinstance(value, (list, tuple)):
+        values = value
+    else:
+        raise InputError(where, "must be a list of rates or {start, stop, step}")
+    for r in values:
+        if not is_number(r) or r <= 0:
+            raise InputError(where, f"every rate must be a positive number of requests/s, got {r!r}")
+    return sorted({float(r) for r in values})
+
+
+def render_choice(value: Any, sweep_rates: Sequence[float], where: str = "render"):
+    """`changes`, `all`, `none`, or a list of rates (each one of the sweep's rates)."""
+    if isinstance(value, str) and value in RENDER_MODES:
+        return value
+    if isinstance(value, str):
+        try:
+            value = [float(x) for x in value.split(",") if x.strip()]
+        except ValueError:
+            raise InputError(where, f"must be changes, all, none or comma-separated rates, got {value!r}") from None
+    if not isinstance(value, (list, tuple)) or not value:
+        raise InputError(where, f"must be changes, all, none or a list of rates, got {value!r}")
+    picked = rates(list(value), where)
+    missing = [r for r in picked if r not in sweep_rates]
+    if missing:
+        raise InputError(where, f"rates {[f'{r:g}' for r in missing]} are not in the sweep's rates")
+    return picked
+
+
+def _labelled_names(value: Any) -> Mapping:
+    if not isinstance(value, dict):
+        raise InputError("", "must be a mapping name -> file (or parameters)")
+    for item in value:
+        if not isinstance(item, str) or not _LABEL.fullmatch(item):
+            raise InputError(str(item), "names may hold letters, digits, - and _ only")
+    return value
+
+
+def _predict_request(source: Mapping, slo_key: str) -> dict:
+    """A ``{predict: {...}}`` GPU set's request (`profile predict`'s options); the SLO defaults to the
+    key as mean TPOT ms."""
+    request = source["predict"]
+    if set(source) != {"predict"} or not isinstance(request, dict) or not {"model", "gpus"} <= set(request):
+        raise InputError("predict", "must be a mapping of profile predict options with at least model and gpus, e.g. "
+                                    "{model: meta-llama/Meta-Llama-3.1-8B, gpus: [h100_sxm=H100, a100_sxm], backend: vllm}")
+    unknown = sorted(set(request) - set(PREDICT_OPTIONS))
+    if unknown:
+        raise InputError(f"predict.{unknown[0]}", f"is not a profile predict option; use {', '.join(PREDICT_OPTIONS)}")
+    request = dict(request)
+    if "slo" not in request:
+        if not re.fullmatch(r"[\d.]+", slo_key):
+            raise InputError("predict.slo", "is required when the SLO key is not a TPOT in ms, e.g. slo: p99_tpot_ms=60")
+        request["slo"] = f"tpot_ms={slo_key}"
+    return {"predict": request}
+
+
+def _gpu_sets(value: Any) -> dict[str, Any]:
+    """name -> a profile file (its SLO from its own `slo`), or a mapping SLO -> profile file or predict request."""
+    out: dict[str, Any] = {}
+    for name, entry in _labelled_names(value).items():
+        if isinstance(entry, str):
+            out[name] = entry
+            continue
+        if not isinstance(entry, dict) or not entry:
+            raise InputError(name, "must be a GPU profile YAML path, or a mapping SLO -> profile YAML")
+        out[name] = {}
+        for slo, source in entry.items():
+            key = f"{slo:g}" if is_real(slo) else str(slo)
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
+                raise InputError(f"{name}.{slo}", "SLO keys are numbers (TPOT ms) or names of letters, digits, ., - and _")
+            try:
+                if isinstance(source, dict) and "predict" in source:
+                    out[name][key] = _predict_request(source, key)
+                    continue
+            except InputError as exc:
+                raise InputError(f"{name}.{slo}.{exc.field}", exc.message) from None
+            if not isinstance(source, str):
+                raise InputError(f"{name}.{slo}", f"must be a GPU profile YAML path, got {source!r}")
+            out[name][key] = source
+    return out
+
+
+def _workload_entries(value: Any) -> dict[str, Any]:
+    """name -> a CSV path, workload-notebook parameters, {blend: {other workload: weight}} or {pad: CSV}."""
+    workloads = _labelled_names(value)
+    for name, entry in workloads.items():
+        if isinstance(entry, dict) and "blend" in entry:
+            parts = entry["blend"]
+            if set(entry) != {"blend"} or not isinstance(parts, dict) or not parts:
+                raise InputError(f"{name}.blend", "must be a mapping workload name -> weight, e.g. {chat: 0.8, docs: 0.2}")
+            for part, weight in parts.items():
+                other = workloads.get(part)
+                if part not in workloads or isinstance(other, dict) and "blend" in other or part == name:
+                    raise InputError(f"{name}.blend.{part}",
+                                     f"must name another (non-blend) workload of this spec: {sorted(workloads)}")
+                if not is_number(weight) or weight < 0:
+                    raise InputError(f"{name}.blend.{part}", f"must be a weight >= 0, got {weight!r}")
+            if sum(parts.values()) <= 0:
+                raise InputError(f"{name}.blend", "weights must have a positive sum")
+        elif isinstance(entry, dict) and "pad" in entry:
+            if set(entry) != {"pad"} or not isinstance(entry["pad"], str):
+                raise InputError(f"{name}.pad", "must be a workload CSV path, e.g. {pad: params/workloads/arena-seed.csv}")
+        elif entry is None or not isinstance(entry, (str, dict)):
+            raise InputError(name, f"must be a workload CSV path or workload parameters, got {entry!r}")
+        elif isinstance(entry, dict):
+            try:
+                validate(WorkloadParams, entry, where="")
+            except InputError as exc:
+                raise InputError(f"{name}.{exc.field}", exc.message) from None
+    return dict(workloads)
+
+
+def _solver_list(value: Any) -> list[str]:
+    solvers = [value] if isinstance(value, str) else value
+    if not isinstance(solvers, list) or not solvers:
+        raise InputError("", "must list melange and/or exact")
+    for s in solvers:
+        if s not in ("melange", "exact"):
+            raise InputError("", f"unknown solver {s!r}; use melange and/or exact")
+    return solvers
+
+
+def _slice_factors(value: Any) -> list[int]:
+    factors = [value] if isinstance(value, (int, np.integer)) else value      # true too: refused below, by name
+    if not isinstance(factors, list) or not factors:
+        raise InputError("", "must be a list of whole numbers >= 1, e.g. [1]")
+    for sf in factors:
+        if not is_count(sf, 1):
+            raise InputError("", f"must be whole numbers >= 1, got {sf!r}")
+    return factors
+
+
+def _constraint_sets(value: Any) -> dict[str, dict]:
+    """One unlabelled constraints mapping (label `none`), or label -> constraints mapping."""
+    from .solver import Constraints
+
+    value = {} if value is None else value
+    if not isinstance(value, dict):
+        raise InputError("", "must be a mapping (max_instances, min_instances, utilization_cap, min_total)")
+    labelled = bool(value) and not set(value) & set(CONSTRAINT_KEYS) and \
+        all(isinstance(v, dict) and set(v) <= set(CONSTRAINT_KEYS) for v in value.values())
+    sets = value if labelled else {NO_CONSTRAINTS: value}
+    for label, doc in sets.items():
+        at = f"{label}." if labelled else ""
+        if labelled and not _LABEL.fullmatch(str(label)):
+            raise InputError(str(label), "labels may hold letters, digits, - and _ only")
+        try:
+            Constraints.from_mapping(doc)
+        except InputError as exc:
+            raise InputError(at + exc.field.removeprefix("constraints").lstrip("."), exc.message) from None
+        except TypeError as exc:
+            raise InputError("", f"is not a constraints mapping ({exc})") from None
+    return {str(k): dict(v) for k, v in sets.items()}
+
+
+def _gpu_type_names(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
+        raise InputError("", "must be a list of GPU type names, e.g. [A10G, A100]")
+    return value
+
+
+_rate_list = rates      # the model's field is called `rates` too
+
+
+class RateRange(BaseModel):
+    start: float = Field(gt=0)
+    stop: float = Field(gt=0)
+    step: float = Field(gt=0)
+
+
+class PredictRequest(BaseModel):
+    """`profile predict`'s options; the SLO defaults to the key (mean TPOT ms)."""
+
+    model_config = ConfigDict(extra="forbid")
+    predict: dict[str, Any] = Field(json_schema_extra={"required": ["model", "gpus"],
+                                                       "properties": {k: {} for k in PREDICT_OPTIONS},
+                                                       "additionalProperties": False})
+
+
+class Published(Schema):
+    """Published savings ranges to set beside the results."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(description="a citation, e.g. Griggs et al., arXiv 2404.14527")
+    savings_pct: dict[str, tuple[float, float]] = Field(description="workload -> [lowest, highest] % against "
+                                                                    "single-GPU policies")
+    notes: str = ""
+
+
+def _published(value: Any, info: ValidationInfo) -> dict | None:
+    if value is None:
+        return None
+    workloads = info.data.get("workloads") or {}
+    if not isinstance(value, dict) or not isinstance(value.get("source"), str) or not isinstance(value.get("savings_pct"), dict):
+        raise InputError("", "must be {source: citation, savings_pct: {workload: [lowest, highest]}, notes: text}")
+    for name, pair in value["savings_pct"].items():
+        if name not in workloads:
+            raise InputError(f"savings_pct.{name}", f"is not a workload of this spec: {sorted(workloads)}")
+        if not (isinstance(pair, list) and len(pair) == 2 and all(is_real(x) for x in pair)):
+            raise InputError(f"savings_pct.{name}", f"must be [lowest, highest] in %, got {pair!r}")
+    bad = sorted(set(value) - {"source", "savings_pct", "notes"})
+    if bad:
+        raise InputError(bad[0], "is not a key; use source, savings_pct, notes")
+    return {"source": value["source"], "savings_pct": dict(value["savings_pct"]), "notes": str(value.get("notes") or "")}
+
+
+def _render(value: Any, info: ValidationInfo):
+    if "rates" not in info.data:           # the rates were refused: that error comes first
+        return value
+    return render_choice(value, info.data["rates"], "")
+
+
+class SweepSpec(Schema):
+    """A sweep spec (``params/sweeps/*.yaml``): workloads x GPU sets x SLOs x constraints x slice factors
+    x rates; see ``melange_nb/sweep`` for what each key does."""
+
+    model_config = ConfigDict(extra="forbid", title="melange-nb sweep spec")
+    NOT_MAPPING: ClassVar[str] = "must be a YAML mapping"
+    UNKNOWN_KEY: ClassVar[str] = f"is not a sweep key; known: {list(SPEC_KEYS)}"
+
+    name: Annotated[str, BeforeValidator(lambda v: v if isinstance(v, str) and _FOLDER_NAME.fullmatch(v) and ".." not in v
+                                         else _bad_name(v))] = Field("sweep", description="the output folder's name")
+    rates: Annotated[list[float], BeforeValidator(_rate_list, json_schema_input_type=list[float] | RateRange)] = Field(
+        description="requests/s: a list, or {start, stop, step}")
+    workloads: Annotated[dict[str, Any], BeforeValidator(_workload_entries, json_schema_input_type=dict[
+        str, str | WorkloadParams | dict[Literal["blend"], dict[str, float]] | dict[Literal["pad"], str]])] = Field(
+        description="name -> a workload CSV, workload-notebook parameters, {blend: {name: weight}} or {pad: CSV}")
+    gpus: Annotated[dict[str, Any], BeforeValidator(_gpu_sets, json_schema_input_type=dict[
+        str, str | dict[str, str | PredictRequest]])] = Field(
+        description="name -> a GPU profile file, or SLO (mean TPOT ms, or a name) -> a file or {predict: {...}}")
+    solvers: Annotated[list[Literal["melange", "exact"]], BeforeValidator(
+        _solver_list, json_schema_input_type=Literal["melange", "exact"] | list[Literal["melange", "exact"]])] = Field(
+        default_factory=lambda: ["melange"], description="every point compares all of them; the first is the reference")
+    slice_factors: Annotated[list[int], BeforeValidator(_slice_factors, json_schema_input_type=int | list[int])] = Field(
+        default_factory=lambda: [1], description="the Mélange ILP's slices per bucket")
+    constraints: Annotated[dict[str, dict], BeforeValidator(_constraint_sets, json_schema_input_type=dict[str, Any] | None)] = Field(
+        default_factory=dict, validate_default=True,
+        description="one set {max_instances, min_instances, utilization_cap, min_total}, "
+                                          "or label -> set")
+    gpu_names: Annotated[list[str], BeforeValidator(_gpu_type_names)] = Field(
+        default_factory=list, description="a subset of GPU types (empty: all)")
+    render: Annotated[Any, BeforeValidator(_render, json_schema_input_type=Literal["changes", "all", "none"] | list[float])] = Field(
+        "changes", description="per-point reports: changes | all | none | a list of the sweep's rates")
+    published: Annotated[Any, BeforeValidator(_published, json_schema_input_type=Published | None)] = None
+    time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0, description="seconds per solve")
+    ray: str | bool | None = Field(None, description="solve the points as Ray tasks: HOST:PORT of a Ray head, or true "
+                                                     "(RAY_ADDRESS, else a local Ray); the `scale` extra")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _required(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for key in ("rates", "workloads", "gpus"):
+                if not data.get(key):
+                    raise InputError(key, "is required")
+        return data
+
+
+def _bad_name(value: Any):
+    raise InputError("", f"must be a folder name of letters, digits, '.', '-' and '_' (no '/' or '..'), got {value!r}")
+
+
 # ---------------------------------------------------------------- JSON Schema for editors
 
-FILE_MODELS: dict[str, type[Schema]] = {"gpus": GpuProfileFile, "prices": PriceFile, "run": RunParams}
+FILE_MODELS: dict[str, type[Schema]] = {"gpus": GpuProfileFile, "prices": PriceFile, "run": RunParams,
+                                         "sweep": SweepSpec}
 
 
 def json_schema(kind: str) -> dict[str, Any]:

@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -174,8 +174,9 @@ def _json_float(x):
 
 
 @dataclass
-class _Problem:
-    """Flattened arrays shared by the solvers: demand per bucket, load per bucket x GPU."""
+class FlatProblem:
+    """Flattened arrays shared by the solvers (and `plan`'s multi-window programs): demand per
+    bucket, load per bucket x GPU type; buckets in row-major order (input outer, output inner)."""
 
     buckets: list[tuple[str, str]]
     gpus: list[str]
@@ -209,7 +210,7 @@ class Prepared:
     same problem across rates and solvers without re-validating or rebuilding the arrays.
     """
 
-    problem: _Problem
+    problem: FlatProblem
     gpus: Mapping[str, GpuProfile]
 
     @property
@@ -220,11 +221,12 @@ class Prepared:
 def prepare(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile],
             constraints: Constraints | None = None) -> Prepared:
     """Check `workload`, `gpus` and `constraints` once; the result re-solves at any rate."""
-    return Prepared(_problem(workload, gpus, 1.0, constraints), dict(gpus))
+    return Prepared(flat_problem(workload, gpus, 1.0, constraints), dict(gpus))
 
 
-def _problem(workload: pd.DataFrame | Prepared, gpus: Mapping[str, GpuProfile], rate: float,
-             constraints: Constraints | None) -> _Problem:
+def flat_problem(workload: pd.DataFrame | Prepared, gpus: Mapping[str, GpuProfile], rate: float,
+                 constraints: Constraints | None) -> FlatProblem:
+    """`workload` at `rate` on `gpus` under `constraints`, checked (labels, constraints, size) and flattened."""
     if not schemas.is_number(rate) or rate <= 0:
         raise InputError("rate", f"must be a positive number of requests/s, got {rate!r}")
     if isinstance(workload, Prepared):
@@ -241,7 +243,7 @@ def _problem(workload: pd.DataFrame | Prepared, gpus: Mapping[str, GpuProfile], 
     buckets = [(i, o) for i in workload.index for o in workload.columns]
     with np.errstate(divide="ignore"):
         raw = np.column_stack([1.0 / gpu.tputs.to_numpy(dtype=float).ravel() for gpu in gpus.values()])
-    p = _Problem(buckets=buckets, gpus=list(gpus), costs=np.array([g.cost for g in gpus.values()]),
+    p = FlatProblem(buckets=buckets, gpus=list(gpus), costs=np.array([g.cost for g in gpus.values()]),
                  demand=workload.to_numpy(dtype=float).ravel() * float(rate),
                  load=raw / constraints.utilization_cap, raw_load=raw, constraints=constraints)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -257,7 +259,7 @@ def _infeasible(solver: str, message: str, gpus: Sequence[str], seconds: float =
     return SolveResult(solver, "infeasible", message, {g: 0 for g in gpus}, math.nan, seconds, options=options)
 
 
-def _finish(solver: str, status: str, message: str, p: _Problem, counts: np.ndarray, share: np.ndarray,
+def _finish(solver: str, status: str, message: str, p: FlatProblem, counts: np.ndarray, share: np.ndarray,
             seconds: float, bound=None, gap=None, **options) -> SolveResult:
     """Build a result from counts (G,) and the share of each bucket per GPU type (B, G)."""
     counts = np.rint(counts).astype(int)
@@ -281,7 +283,7 @@ def solve_single(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: f
     if gpu not in gpus:
         raise InputError("gpu", f"unknown GPU name {gpu!r}; choose from {list(gpus)}")
     start = time.perf_counter()
-    p = _problem(workload, gpus, rate, constraints)
+    p = flat_problem(workload, gpus, rate, constraints)
     j, name = p.gpus.index(gpu), f"single:{gpu}"
     active = p.demand > 0
     cannot = [_bucket_name(p.buckets[i]) for i in np.flatnonzero(active & ~np.isfinite(p.load[:, j]))]
@@ -289,11 +291,10 @@ def solve_single(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: f
         return _infeasible(name, f"{gpu} cannot serve {', '.join(cannot)} (throughput 0)", p.gpus,
                            time.perf_counter() - start)
     load = float(p.demand[active] @ p.load[active, j])
-    c = p.constraints
-    count = max(math.ceil(load - LOAD_EPS), 1, c.min_instances.get(gpu, 0), c.min_total)  # any demand needs a GPU
-    if count > c.max_instances.get(gpu, math.inf):
+    (count,), (over,) = single_counts(p.demand[None, :], p.load[:, j], gpu, p.constraints)
+    if over:
         return _infeasible(name, f"{gpu} needs {count} instances but max_instances.{gpu} is "
-                                 f"{c.max_instances[gpu]}", p.gpus, time.perf_counter() - start)
+                                 f"{p.constraints.max_instances[gpu]}", p.gpus, time.perf_counter() - start)
     counts = np.zeros(len(p.gpus))
     counts[j] = count
     share = np.zeros_like(p.load)
@@ -302,25 +303,46 @@ def solve_single(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: f
                    time.perf_counter() - start)
 
 
+def single_counts(demand: np.ndarray, load: np.ndarray, gpu: str, constraints: Constraints
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """`solve_single`'s rule for many demands at once: GPUs of type `gpu` serving everything, per row
+    of `demand` (rows x buckets, requests/s) with `load` (per bucket: GPUs per request/s at the cap,
+    inf where it cannot serve): ceil(aggregate load), at least 1 for any demand, then min_instances
+    and min_total. Returns (counts, bad): `bad` marks rows this type cannot serve (a bucket with
+    demand it cannot serve, or more than max_instances)."""
+    demand = np.atleast_2d(np.asarray(demand, dtype=float))
+    finite = np.isfinite(load)
+    cannot = (demand[:, ~finite] > 0).any(axis=1)
+    need = np.ceil(demand[:, finite] @ load[finite] - LOAD_EPS)
+    c = constraints
+    counts = np.maximum(need, max(1, c.min_instances.get(gpu, 0), c.min_total)).astype(int)   # any demand: >= 1 GPU
+    return counts, cannot | (counts > c.max_instances.get(gpu, math.inf))
+
+
 # ---------------------------------------------------------------- Mélange ILP (PuLP + CBC)
 
 def solve_melange(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, *,
                   slice_factor: int = 1, time_limit: float | None = None,
-                  constraints: Constraints | None = None) -> SolveResult:
+                  constraints: Constraints | None = None, check_seconds: float | None = None) -> SolveResult:
     """The Mélange ILP (melange-release's formulation) solved by CBC through PuLP, checked.
 
     CBC can call a dearer plan "Optimal" (DESIGN trap 10), so: CBC starts from the cheapest
     single-GPU-type plan (feasible at every slice factor, so never beaten by a dearer answer); a
     plan is called optimal only when it meets the exact solver's lower bound or a second solver
     (HiGHS, on the same ILP) proves the same cost; otherwise the cheapest verified plan is
-    reported with what was proved (status ``time_limit`` when the checks ran out of time).
+    reported with what was proved: status ``time_limit`` with the best bound and the gap, also
+    when CBC alone calls it optimal. `check_seconds`: the time each check may take (default: the
+    time limit, or at least CHECK_SECONDS); 0 runs no check.
     """
     import pulp
 
     slice_factor = _check_slice_factor(slice_factor)
-    _check_time_limit(time_limit)
+    check_time_limit(time_limit)
+    if check_seconds is not None and (isinstance(check_seconds, bool) or not isinstance(check_seconds, (int, float))
+                                      or not math.isfinite(check_seconds) or check_seconds < 0):
+        raise InputError("check_seconds", f"must be a number of seconds >= 0 (0: no check), got {check_seconds!r}")
     start = time.perf_counter()
-    p = _problem(workload, gpus, rate, constraints)
+    p = flat_problem(workload, gpus, rate, constraints)
     options = {"slice_factor": int(slice_factor), "time_limit": time_limit}
     early = _early_infeasible("melange", p, start, options)
     if early:
@@ -363,9 +385,10 @@ def solve_melange(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: 
         notes.append(f"CBC returned ${cbc.cost:.4g}/h{' and called it optimal' if cbc_proved else ''}, dearer than "
                      f"the single-GPU plan it started from")
     # Lower bound 1: the exact solver (continuous split, integer counts) is a relaxation of the ILP.
-    budget = time_limit if time_limit is not None else max(CHECK_SECONDS, 2 * (time.perf_counter() - start))
-    exact = solve_exact(workload, gpus, rate, time_limit=budget, constraints=p.constraints)
-    lower = exact.cost if exact.status == "optimal" else exact.bound
+    budget = check_seconds if check_seconds is not None else time_limit if time_limit is not None \
+        else max(CHECK_SECONDS, 2 * (time.perf_counter() - start))
+    exact = solve_exact(workload, gpus, rate, time_limit=budget, constraints=p.constraints) if budget > 0 else None
+    lower = None if exact is None else exact.cost if exact.status == "optimal" else exact.bound
     if lower is not None and np.isfinite(lower) and best.cost <= lower + COST_EPS:
         return _melange_result("optimal", f"proved optimal: ${best.cost:.4g}/h equals the exact solver's lower bound"
                                + _notes(notes), p, best, start, lower, options)
@@ -383,12 +406,12 @@ def solve_melange(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: 
                                    best.cost, options)
         if highs_bound is not None and (lower is None or highs_bound > lower):
             lower = highs_bound
-    if cbc_proved and best is cbc and not notes:
-        return _melange_result("optimal", "CBC proved this allocation optimal (HiGHS could not confirm it within "
-                               f"{budget:.3g} s)", p, best, start, best.cost, options)
+    if cbc_proved and best is cbc:     # CBC's word alone is no proof (DESIGN trap 10)
+        notes.append("CBC called it optimal, which neither the exact solver's bound nor HiGHS confirmed")
     bound = lower if lower is not None and np.isfinite(lower) else cbc_bound
     gap = (best.cost - bound) / best.cost if bound is not None and best.cost > 0 else None
-    limit = f"the time limit of {time_limit} s" if time_limit is not None else f"the {budget:.3g} s check budget"
+    limit = f"the time limit of {time_limit} s" if time_limit is not None and check_seconds is None \
+        else f"the {budget:.3g} s check budget"
     return _melange_result("time_limit", f"best allocation found, not proven optimal within {limit}"
                            + (f" (bound {bound:.4g}, gap {gap:.2%})" if gap is not None else "") + _notes(notes),
                            p, best, start, bound, options, gap=gap)
@@ -401,7 +424,7 @@ CHECK_SECONDS = 10.0
 
 
 @dataclass
-class _Plan:
+class _IlpSolution:
     """A feasible Mélange ILP solution: GPU counts, shares per bucket x type, its cost, who found it."""
 
     counts: np.ndarray
@@ -415,13 +438,13 @@ def _notes(notes: list[str]) -> str:
     return "; " + "; ".join(notes) if notes else ""
 
 
-def _melange_result(status, message, p, plan: _Plan, start, bound, options, gap=0.0) -> SolveResult:
+def _melange_result(status, message, p, plan: _IlpSolution, start, bound, options, gap=0.0) -> SolveResult:
     message = f"{message} [allocation from {plan.found_by}]"
     return _finish("melange", status, message, p, plan.counts, plan.share, time.perf_counter() - start,
                    bound=None if bound is None else float(bound), gap=gap, **options)
 
 
-def _melange_model(p: _Problem, slice_factor: int):
+def _melange_model(p: FlatProblem, slice_factor: int):
     """The PuLP model: binary slice -> GPU type assignments x, integer counts y."""
     import pulp
 
@@ -453,7 +476,7 @@ def _melange_model(p: _Problem, slice_factor: int):
     return prob, y, x, slices
 
 
-def _melange_plan(p, prob, y, x, slices, slice_factor, found_by) -> _Plan | None:
+def _melange_plan(p, prob, y, x, slices, slice_factor, found_by) -> _IlpSolution | None:
     """The solver's values as a plan, or None when it holds no complete assignment."""
     import pulp
 
@@ -467,10 +490,10 @@ def _melange_plan(p, prob, y, x, slices, slice_factor, found_by) -> _Plan | None
     active = p.demand > 0
     if not np.allclose(share[active].sum(axis=1), 1.0):
         return None
-    return _Plan(counts, share, round(float(counts @ p.costs), 9), found_by)
+    return _IlpSolution(counts, share, round(float(counts @ p.costs), 9), found_by)
 
 
-def _single_start(p: _Problem) -> _Plan | None:
+def _single_start(p: FlatProblem) -> _IlpSolution | None:
     """The cheapest plan that sends every bucket to one GPU type and meets every constraint.
 
     A valid Mélange ILP solution at every slice factor: CBC's start and an upper bound."""
@@ -489,7 +512,7 @@ def _single_start(p: _Problem) -> _Plan | None:
         if best is None or cost < best.cost:
             share = np.zeros_like(p.load)
             share[active, j] = 1.0
-            best = _Plan(counts, share, cost, f"the single-GPU start ({p.gpus[j]})", gpu=j)
+            best = _IlpSolution(counts, share, cost, f"the single-GPU start ({p.gpus[j]})", gpu=j)
     return best
 
 
@@ -524,9 +547,9 @@ def solve_exact(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: fl
     """Integer GPU counts and a continuous share of each bucket per GPU type, solved by HiGHS."""
     import highspy
 
-    _check_time_limit(time_limit)
+    check_time_limit(time_limit)
     start = time.perf_counter()
-    p = _problem(workload, gpus, rate, constraints)
+    p = flat_problem(workload, gpus, rate, constraints)
     options = {"time_limit": time_limit}
     early = _early_infeasible("exact", p, start, options)
     if early:
@@ -534,7 +557,7 @@ def solve_exact(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: fl
     G = len(p.gpus)
     active = np.flatnonzero(p.demand > 0)
     pairs = [(b, j) for b in active for j in range(G) if np.isfinite(p.load[b, j])]
-    n = G + len(pairs)                      # columns: counts y_0..y_G-1, then shares f_(b,j)
+    # columns: counts y_0..y_G-1, then shares f_(b,j)
     low, high = p.bounds()
     col_low = np.concatenate([low, np.zeros(len(pairs))])
     col_high = np.concatenate([np.where(np.isinf(high), highspy.kHighsInf, high), np.ones(len(pairs))])
@@ -563,18 +586,8 @@ def solve_exact(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: fl
             rows.append(base); cols.append(j); vals.append(1.0)
         row_low.append(float(p.constraints.min_total)); row_high.append(highspy.kHighsInf)
 
-    h = _quiet_highs()
-    for name, value in (("output_flag", False), ("mip_rel_gap", 0.0), ("mip_abs_gap", 1e-9), ("threads", 1),
-                        *((k, False) for k in _SUB_MIP_HEURISTICS)):
-        h.setOptionValue(name, value)
-    if time_limit is not None:
-        h.setOptionValue("time_limit", float(time_limit))
-    h.addVars(n, col_low, col_high)
-    h.changeColsCost(n, np.arange(n, dtype=np.int32), col_cost)
-    order = np.lexsort((cols, rows))
-    r, c, v = np.asarray(rows)[order], np.asarray(cols, dtype=np.int32)[order], np.asarray(vals)[order]
-    starts = np.searchsorted(r, np.arange(len(row_low))).astype(np.int32)
-    h.addRows(len(row_low), np.array(row_low), np.array(row_high), len(v), starts, c, v)
+    h = highs_program(col_low, col_high, col_cost, rows, cols, vals, row_low, row_high, time_limit=time_limit,
+                      options={k: False for k in _SUB_MIP_HEURISTICS})
     # The LP relaxation first: its GPU counts rounded up keep its routing feasible (more capacity),
     # so they are a warm start for the MIP, which then only has to improve on it and prove it.
     h.run()
@@ -619,6 +632,34 @@ _SUB_MIP_HEURISTICS = ("mip_heuristic_run_rens", "mip_heuristic_run_rins", "mip_
                        "mip_heuristic_run_zi_round", "mip_heuristic_run_shifting", "mip_heuristic_run_feasibility_jump")
 
 
+def highs_program(col_low, col_high, col_cost, rows, cols, vals, row_low, row_high, *,
+                  integer: Sequence[int] = (), time_limit: float | None = None,
+                  options: Mapping[str, Any] | None = None):
+    """A quiet ``highspy.Highs`` holding min col_cost·x subject to row_low <= A x <= row_high and
+    col_low <= x <= col_high, A given as (rows, cols, vals) triplets in any order; the `integer`
+    columns integral. Proofs mean a relative gap of 0, on one thread, within `time_limit` seconds;
+    `options`: more HiGHS options. Run it with ``.run()``."""
+    import highspy
+
+    h = _quiet_highs()
+    for name, value in {"output_flag": False, "mip_rel_gap": 0.0, "mip_abs_gap": 1e-9, "threads": 1,
+                        **(options or {})}.items():
+        h.setOptionValue(name, value)
+    if time_limit is not None:
+        h.setOptionValue("time_limit", float(time_limit))
+    n = len(col_low)
+    h.addVars(n, np.asarray(col_low, dtype=float), np.asarray(col_high, dtype=float))
+    h.changeColsCost(n, np.arange(n, dtype=np.int32), np.asarray(col_cost, dtype=float))
+    order = np.lexsort((cols, rows))
+    r, c, v = np.asarray(rows)[order], np.asarray(cols, dtype=np.int32)[order], np.asarray(vals, dtype=float)[order]
+    starts = np.searchsorted(r, np.arange(len(row_low))).astype(np.int32)
+    h.addRows(len(row_low), np.asarray(row_low, dtype=float), np.asarray(row_high, dtype=float), len(v), starts, c, v)
+    integer = np.asarray(integer, dtype=np.int32)
+    if len(integer):
+        h.changeColsIntegrality(len(integer), integer, np.array([highspy.HighsVarType.kInteger] * len(integer)))
+    return h
+
+
 def _quiet_highs():
     """A highspy.Highs() without its banner, which HiGHS prints to the C-level stdout."""
     import highspy
@@ -644,7 +685,7 @@ def _quiet_stdout():
         os.close(saved)
 
 
-def _check_time_limit(time_limit) -> None:
+def check_time_limit(time_limit) -> None:
     schemas.optional_seconds(time_limit, "time_limit")
 
 
@@ -652,7 +693,7 @@ def _check_slice_factor(slice_factor) -> int:
     return schemas.whole(slice_factor, "slice_factor", minimum=1, what="a whole number >= 1 (slices per bucket)")
 
 
-def _early_infeasible(solver: str, p: _Problem, start: float, options: dict) -> SolveResult | None:
+def _early_infeasible(solver: str, p: FlatProblem, start: float, options: dict) -> SolveResult | None:
     bad = p.unservable()
     if bad:
         return _infeasible(solver, f"no GPU type can serve {', '.join(bad)} (throughput 0 on every GPU)",
@@ -660,7 +701,7 @@ def _early_infeasible(solver: str, p: _Problem, start: float, options: dict) -> 
     return None
 
 
-def _binding(p: _Problem) -> str:
+def _binding(p: FlatProblem) -> str:
     """Say which constraint makes an instance infeasible (buckets are checked before solving)."""
     c = p.constraints
     low, high = p.bounds()
@@ -680,7 +721,7 @@ def solve(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, *
           constraints: Constraints | None = None) -> SolveResult:
     """Run one policy by name: ``exact`` (the default), ``melange`` or ``single:<gpu>``."""
     _check_slice_factor(slice_factor)    # checked for every policy: a bad value is bad input even where unused
-    _check_time_limit(time_limit)
+    check_time_limit(time_limit)
     if solver == "melange":
         return solve_melange(workload, gpus, rate, slice_factor=slice_factor, time_limit=time_limit,
                              constraints=constraints)

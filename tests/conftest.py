@@ -56,3 +56,40 @@ def page_problems(html: str, *, with_code: bool = False) -> list[str]:
         for m in re.finditer(pattern, text):
             found.append(f"{what}: …{text[max(0, m.start() - 60):m.end() + 60]}…")
     return found
+
+
+# ---------------------------------------------------------------- AIPerf against tests/llm_test_server.py
+
+AIPERF_BIN = Path(__file__).resolve().parents[1] / ".venv-bench" / "bin" / "aiperf"
+
+
+def aiperf_or_skip() -> Path:
+    """AIPerf's binary in .venv-bench (`make bench-client`; `make test` makes it), or skip the test."""
+    if not AIPERF_BIN.exists():
+        pytest.skip(f"AIPerf not installed at {AIPERF_BIN}: run `make bench-client` (make test does it)")
+    return AIPERF_BIN
+
+
+def aiperf_tokenizer(folder: Path):
+    """The project's offline mistral-v1 tokenizer (Llama-2 style SentencePiece) saved as a Hugging Face folder,
+    which AIPerf's --tokenizer loads, and a function counting tokens with it (what the test server sees)."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from melange_nb.chats import load_tokenizer
+
+    tok, _ = load_tokenizer()
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                            unk_token="<unk>").save_pretrained(folder)
+    plain = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    return lambda text: len(plain.encode(text, add_special_tokens=False).ids)
+
+
+def aiperf_env() -> dict:
+    """The environment AIPerf runs in here: without HF_HUB_OFFLINE (AIPerf's offline mode looks local paths up in
+    the hub cache; a path needs none) and without telemetry."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_HUB_OFFLINE")}
+    env["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    return env

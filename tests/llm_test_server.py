@@ -9,6 +9,13 @@ With N requests in flight, TPOT = a + b*N, so a TPOT threshold T is met up to N*
 and by Little's law the achieved rate there is ``N* / (ttft + (output_len - 1) * T)``
 requests/s (see `true_max_rate`), whatever the client's concurrency or arrival process.
 
+With ``Latency(batched=True)`` the server instead runs one engine loop, iteration by iteration, as
+vLLM does: each step takes ``a_ms + b_ms x sequences in the batch + prefill_ms_per_token x prompt
+tokens prefilled in that step`` and gives every sequence in the batch one token. A request joins the
+batch at the next step boundary; its prefill is that whole step, which also samples its first token,
+so a request with n output tokens holds n steps. No batch or token limit. This is the replica model
+of ``melange_nb.simulate`` with ``step_ms {base: a, per_seq: b, per_prefill_token: prefill}``.
+
 Endpoints: GET /v1/models, POST /v1/completions and /v1/chat/completions (streaming SSE or not).
 Every reply token is the text " token" (one token in the Llama-2/Mistral vocabulary), and the stream
 ends with a usage chunk. Runs on 127.0.0.1 in a background thread; stdlib asyncio only.
@@ -27,6 +34,7 @@ class Latency:
     a_ms: float = 12.0                   # per-token delay is a + b x in-flight requests (itself included)
     b_ms: float = 4.0
     prefill_ms_per_token: float = 0.5    # TTFT per prompt token
+    batched: bool = False                # True: iteration-level steps shared by every request (see above)
 
     def tpot_ms(self, concurrency: float) -> float:
         return self.a_ms + self.b_ms * concurrency
@@ -48,6 +56,7 @@ class LlmTestServer:
         self.count_tokens, self.latency, self.model = count_tokens, latency, model
         self.in_flight = 0
         self.served = 0
+        self.steps = 0
         self.port = None
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -73,11 +82,16 @@ class LlmTestServer:
 
     async def _serve(self):
         self._stop = asyncio.Event()
+        self._joining: list = []                          # batched mode: requests waiting for the next step
+        self._wake = asyncio.Event()
+        engine = asyncio.ensure_future(self._engine()) if self.latency.batched else None
         server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=256)
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         async with server:
             await self._stop.wait()
+        if engine is not None:
+            engine.cancel()
 
     async def _handle(self, reader, writer):
         try:
@@ -129,10 +143,18 @@ class LlmTestServer:
             if stream:
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
                              b"Transfer-Encoding: chunked\r\n\r\n")
+            tokens = None
+            if self.latency.batched:                     # the engine loop hands out this request's tokens
+                tokens = asyncio.Queue()
+                self._joining.append((n_in, n_out, tokens))
+                self._wake.set()
             for k in range(n_out):
-                if k:
-                    deadline += self.latency.tpot_ms(self.in_flight) / 1000.0
-                await asyncio.sleep(max(0.0, deadline - loop.time()))
+                if tokens is not None:
+                    await tokens.get()
+                else:
+                    if k:
+                        deadline += self.latency.tpot_ms(self.in_flight) / 1000.0
+                    await asyncio.sleep(max(0.0, deadline - loop.time()))
                 if stream:
                     choice = ({"index": 0, "delta": {"content": " token"} if k else {"role": "assistant", "content": " token"},
                                "finish_reason": None} if chat else {"index": 0, "text": " token", "finish_reason": None})
@@ -156,6 +178,29 @@ class LlmTestServer:
             self.served += 1
         finally:
             self.in_flight -= 1
+
+    async def _engine(self):
+        """Batched mode: steps back to back while any request is in the batch; each ends on an absolute
+        deadline (timer overshoot does not accumulate) and gives every sequence one token."""
+        loop = asyncio.get_running_loop()
+        running: list = []                                # [tokens left, queue]
+        end = loop.time()
+        while True:
+            if not running and not self._joining:
+                self._wake.clear()
+                await self._wake.wait()
+                end = loop.time()                         # idle: the next step starts now
+            joining, self._joining = self._joining, []
+            running += [[n_out, queue] for _, n_out, queue in joining if n_out > 0]
+            lat = self.latency
+            prefill = sum(n_in for n_in, _, _ in joining)
+            end += (lat.a_ms + lat.b_ms * len(running) + lat.prefill_ms_per_token * prefill) / 1000.0
+            await asyncio.sleep(max(0.0, end - loop.time()))
+            self.steps += 1
+            for seq in running:
+                seq[0] -= 1
+                seq[1].put_nowait(True)
+            running = [seq for seq in running if seq[0] > 0]
 
     async def _chunk(self, writer, obj):
         writer.write(_chunked(b"data: " + json.dumps(obj).encode() + b"\n\n"))

@@ -1,15 +1,22 @@
 """Like-for-like predicted sets: kernel-data versions, the physics check and --backend auto, on
 aiconfigurator-core's real database (no mocks)."""
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("aiconfigurator_core")
 
 from melange_nb.cli import main
-from melange_nb.profiles import load_gpus, save_profiles
+from melange_nb.config import GPUS_DIR, PROJECT_ROOT
+from melange_nb.explore import build_explorer
+from melange_nb.profiles import GpuProfile, load_gpus, save_profiles
 from melange_nb.profiles.consistency import (INCONSISTENT, PredictionAboveBound, check_bounds, hardware_range,
                                              hardware_spec, model_shape, set_caveat, upper_bounds)
 from melange_nb.profiles.predict import choose_backend, predict_profiles
+from melange_nb.report import headline_html, sweep_data_caveat
+from melange_nb.sweep import load_spec, run_sweep
 
 LLAMA = "meta-llama/Meta-Llama-3.1-8B"
 GRID = dict(edges=[0, 25, 100, 250, 500], output_edges=[0, 25, 100, 250, 500])   # 16 buckets
@@ -82,7 +89,7 @@ def test_auto_on_a100_h100_picks_agreeing_versions_within_the_hardware_range():
     assert "sglang 0.5.10" in caveat and "outside the hardware range" not in caveat
 
 
-def test_per_gpu_backends_are_labelled(tmp_path):
+def test_per_gpu_backends_are_labelled(tmp_path, capsys):
     gpus = predict_profiles(LLAMA, ["a100_sxm=A100", "h100_sxm=H100"], slo="tpot_ms=120",
                             backend={"A100": "trtllm", "H100": "vllm"}, edges=[0, 100], output_edges=[0, 100])
     assert gpus["A100"].meta["engine"]["name"] == "trtllm" and gpus["H100"].meta["engine"]["name"] == "vllm"
@@ -90,6 +97,15 @@ def test_per_gpu_backends_are_labelled(tmp_path):
     assert "A100: trtllm 1.0.0 measured kernels" in set_caveat(gpus)
     back = load_gpus(save_profiles(tmp_path / "p.yaml", gpus))
     assert set_caveat(back) == set_caveat(gpus)
+    # the CLI: a bare --backend is the default, NAME=BACKEND one GPU's; auto does not mix with per-GPU choices
+    argv = ["profile", "predict", "--model", LLAMA, "--gpu", "a100_sxm=A100", "--gpu", "h100_sxm=H100", "--slo",
+            "tpot_ms=120", "--edges", "0,100", "--output-edges", "0,100", "-o", str(tmp_path / "cli.yaml")]
+    assert main(argv + ["--backend", "A100=trtllm", "--backend", "vllm"]) == 0
+    assert {n: g.meta["engine"]["name"] for n, g in load_gpus(tmp_path / "cli.yaml").items()} == \
+        {"A100": "trtllm", "H100": "vllm"}
+    assert main(argv[:-2] + ["-o", str(tmp_path / "x.yaml"), "--backend", "auto", "--backend", "A100=vllm"]) == 2
+    assert main(argv[:-2] + ["-o", str(tmp_path / "x.yaml"), "--backend", "B200=vllm"]) == 2
+    assert not (tmp_path / "x.yaml").exists()
 
 
 def test_a_rate_above_the_physical_bound_is_refused_with_its_numbers():
@@ -104,3 +120,86 @@ def test_a_rate_above_the_physical_bound_is_refused_with_its_numbers():
                                                    r"TFLOP/s.*systems/a100_sxm.yaml"):
         check_bounds("A100", np.array([[3.294]]), spec, shape, [12000], [12], ["8000-16000"], ["0-25"])
     check_bounds("A100", np.array([[1.0]]), spec, shape, [12000], [12], ["8000-16000"], ["0-25"])
+
+
+# ---------------------------------------------------------------- the caveat in every report
+
+TPOT40 = GPUS_DIR / "llama3.1-8b-tpot40.yaml"
+
+
+def _long_workload(path):
+    """A workload CSV on the committed predictions' buckets (inputs to 16,000 tokens)."""
+    gpu = next(iter(load_gpus(TPOT40).values()))
+    shares = pd.DataFrame(0.0, index=gpu.tputs.index, columns=gpu.tputs.columns)
+    shares.iloc[1, 1], shares.iloc[3, 2] = 0.7, 0.3
+    shares.to_csv(path)
+    return path
+
+
+def test_the_committed_predictions_carry_their_data(capsys):
+    gpus = load_gpus(TPOT40)
+    assert {n: g.meta["kernel_data"]["version"] for n, g in gpus.items()} == \
+        {"A100-80GB": "0.5.10", "H100": "0.5.14", "L40S": "0.5.14", "L4": "0.5.14"}
+    assert gpus["L4"].meta["kernel_data"] == {"backend": "sglang", "version": "0.5.14", "kernels": "speed-of-light",
+                                              "scaled_by": "l40s"}
+    caveat = set_caveat(gpus)
+    assert "mixes measured kernels with speed-of-light estimates" in caveat and "A100-80GB/H100" in caveat
+    assert "--backend auto chose sglang" in TPOT40.read_text() and "# WARNING: Predicted data" in TPOT40.read_text()
+    assert set_caveat(load_gpus(GPUS_DIR / "llama2-7b-seed.yaml")) == ""
+
+
+def test_headline_html_escapes_the_caveat():
+    evil = "<script>alert(1)</script>"
+    gpus = {name: GpuProfile(name, 1.0, pd.DataFrame([[1.0]], index=["0-10"], columns=["0-5"]),
+                             {"source": "predicted", "kernel_data": {"backend": "vllm", "version": v}})
+            for name, v in ((evil, "0.14.0"), ("H100", "0.24.0"))}
+    html = headline_html("At 1 req/s: 1×H100.", data_caveat=set_caveat(gpus))
+    assert "Data caveat:" in html and "&lt;script&gt;" in html and evil not in html
+
+
+def test_solve_prints_the_caveat_in_text_and_json(tmp_path, capsys):
+    w = str(_long_workload(tmp_path / "w.csv"))
+    assert main(["solve", "--workload", w, "--gpus", str(TPOT40), "--rate", "4", "--format", "text"]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[0].startswith("At 4 req/s: ") and text[1].startswith("Data caveat: Predicted data not like for like")
+    assert main(["solve", "--workload", w, "--gpus", str(TPOT40), "--rate", "4", "--format", "json"]) == 0
+    assert "sglang 0.5.10" in json.loads(capsys.readouterr().out)["data_caveat"]
+    # one GPU type of the set: nothing to compare, no caveat
+    assert main(["solve", "--workload", w, "--gpus", str(TPOT40), "--rate", "4", "--gpu", "H100", "--format", "json"]) == 0
+    assert "data_caveat" not in json.loads(capsys.readouterr().out)
+
+
+def test_plan_records_and_prints_the_caveat(tmp_path, capsys):
+    rows = pd.DataFrame({"TIMESTAMP": pd.date_range("2023-11-16 18:00", periods=60, freq="10s").astype(str),
+                         "ContextTokens": [60, 300] * 30, "GeneratedTokens": [50, 200] * 30})
+    rows.to_csv(tmp_path / "trace.csv", index=False)
+    assert main(["plan", "--trace", str(tmp_path / "trace.csv"), "--window", "5min", "--gpus", str(TPOT40),
+                 "-o", str(tmp_path / "plan")]) == 0
+    assert "\nData caveat: Predicted data not like for like" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "plan" / "plan.json").read_text())
+    assert "sglang 0.5.10" in doc["profiles"]["data_caveat"]
+
+
+def test_sweep_pages_find_the_caveat_of_each_gpu_set_and_slo():
+    spec = load_spec(PROJECT_ROOT / "params" / "sweeps" / "paper.yaml")
+    at40 = sweep_data_caveat(spec, "llama31-8b-predicted", "mean TPOT <= 40 ms")
+    at120 = sweep_data_caveat(spec, "llama31-8b-predicted", "mean TPOT <= 120 ms")
+    assert "sglang 0.5.10" in at40 and "sglang 0.5.10" in at120 and at40 != at120   # flags differ per SLO
+    assert sweep_data_caveat({**spec, "gpu_names": ["H100"]}, "llama31-8b-predicted", "mean TPOT <= 40 ms") == ""
+
+
+def test_explorer_headline_shows_the_caveat(tmp_path):
+    ex = build_explorer(workload=str(_long_workload(tmp_path / "w.csv")), gpus=str(TPOT40), outputs=tmp_path / "o")
+    assert ex.view.comparison is not None and "Data caveat:" in ex.headline.value
+    view = ex.update(gpu_names=["H100"])
+    assert view.comparison is not None and "Data caveat:" not in ex.headline.value
+
+
+@pytest.mark.slow
+def test_sweep_index_and_summary_show_the_caveat(tmp_path):
+    (tmp_path / "tpot40.yaml").write_text(TPOT40.read_text())          # a sweep names a GPU set by its file stem
+    spec = load_spec(None, workload=str(_long_workload(tmp_path / "w.csv")), gpus=str(tmp_path / "tpot40.yaml"),
+                     rates=[4])
+    run_sweep(spec, tmp_path / "sweep", render="none", log=lambda *_: None)
+    for page in ("index.html", "03_sweep_summary-shared.html"):
+        assert "Data caveat:</b> Predicted data not like for like" in (tmp_path / "sweep" / page).read_text(), page

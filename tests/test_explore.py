@@ -299,3 +299,23 @@ def test_the_bundled_slo_labelled_profile_sets_are_offered_and_solve(tmp_path):
     view = ex.update(profile_set="llama3.1-8b-tpot40")
     assert view.comparison is None and view.headline.startswith("Cannot solve: workload: its buckets (input 0-25 to")
     assert "--edges 0,25,100,250,500,1000,2000,4000,8000,16000" in view.headline
+
+
+def test_attainment_line_without_and_with_a_latency_model(tmp_path, explorer):
+    """No latency model: one line saying how to add one, no button. With one: a short simulation of the
+    current answer after each change, and a button for a longer one."""
+    from test_attainment import write_latency_profiles
+
+    assert explorer.view.attainment.startswith("No SLO attainment: GPU type A10G has no latency model; add a `latency:`")
+    assert "no latency model" in explorer.attainment.value and explorer.simulate_button.layout.display == "none"
+    write_latency_profiles(tmp_path / "seed-latency.yaml")
+    ex = build_explorer(gpus=tmp_path / "seed-latency.yaml", gpus_dir=tmp_path, outputs=tmp_path / "none")
+    view = ex.update(rate=4.0)
+    assert view.attainment.startswith("1×A10G + 1×A100 ($4.68/h) meets TPOT ≤ 14 ms for ")
+    quick = view.check.result
+    assert len(quick.requests) < 600 and view.check.options["duration_s"] == 75.0    # 300 requests at 4 req/s
+    assert "meets TPOT ≤ 14 ms" in ex.attainment.value and not ex.simulate_button.disabled
+    assert "SLO attainment" in ex.timing.value
+    ex.simulate_long(duration_s=300)
+    assert ex.view.check.options["duration_s"] == 300 and len(ex.view.check.result.requests) > 900
+    assert "simulated 300 s" in ex.attainment.value and ex.simulate_button.disabled

@@ -52,8 +52,8 @@ def check_service(doc: dict) -> None:
     jsonschema.validate(doc, TASK)
     policy = doc["service"]["replica_policy"]
     assert policy["max_replicas"] >= policy["min_replicas"]           # SkyServe: max >= min
-    if policy["max_replicas"] != policy["min_replicas"]:
-        assert "target_qps_per_replica" in policy                       # autoscaling needs a QPS target
+    assert policy["max_replicas"] == policy["min_replicas"] or "target_qps_per_replica" in policy  # autoscaling
+                                                                         # needs a QPS target
 
 
 def test_static_export_for_the_arena_mix(tmp_path, seed_gpus, arena_csv):

@@ -1,11 +1,12 @@
 """The allocation notebook runs under papermill into a complete run directory with HTML reports."""
 import json
+from pathlib import Path
 
 import pytest
 from conftest import page_problems
 
 from melange_nb.cli import main
-from melange_nb.run import load_params, run_allocation
+from melange_nb.run import load_params, locate, run_allocation
 from melange_nb.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow   # papermill kernels and whole sweeps
@@ -68,8 +69,14 @@ def test_arena_params_run_end_to_end(outputs):
     assert len(shared.encode()) <= 150_000
     assert "hl-ipython3" in full and "hl-ipython3" not in shared  # highlighted code only in the full report
     manifest = json.loads((run / "manifest.json").read_text())
-    assert set(manifest["inputs"]) == {params["workload"], params["gpus"]}
+    # paths relative to the run folder: a shared folder names no folder of the author's
+    assert set(manifest["inputs"]) == {"params/workloads/arena-seed.csv", "params/gpus/llama2-7b-seed.yaml"}
+    assert locate(manifest["params"]["gpus"], run) == Path(params["gpus"]).resolve()
     assert manifest["packages"]["papermill"]
+    for kept in (run / "manifest.json", run / "02_allocation.ipynb"):
+        text = kept.read_text()
+        assert str(PROJECT_ROOT) not in text and str(outputs) not in text and ".tmp" not in text, kept
+    assert nb["metadata"]["papermill"]["parameters"]["output_dir"] == "."
 
 
 def test_run_into_a_relative_folder(outputs, tmp_path, monkeypatch, capsys):

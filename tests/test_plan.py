@@ -258,8 +258,16 @@ def test_plan_report_notebook_renders_the_answer_first(tmp_path):
     out_dir = tmp_path / "out"
     res = cli("--trace", trace, "--gpus", gpus_path, "--window", "1min", "--report", "-o", out_dir)
     assert res.returncode == 0, res.stderr
+    # the files --report adds are the ones the README's table lists for it
+    import re
+
+    from melange_nb.config import PROJECT_ROOT
+    row = next(line for line in (PROJECT_ROOT / "README.md").read_text().splitlines() if "with `--report`" in line)
+    listed = re.findall(r"`(04_time_varying[^`]*)`", row.split("|")[1])
+    assert listed and sorted(listed) == sorted(p.name for p in out_dir.glob("04_time_varying*")), listed
     nb = json.loads((out_dir / "04_time_varying.ipynb").read_text())
-    assert nb["metadata"]["papermill"]["parameters"] == {"plan_dir": str(out_dir.resolve())}
+    assert nb["metadata"]["papermill"]["parameters"] == {"plan_dir": "."}      # relative: no local folder recorded
+    assert str(tmp_path) not in (out_dir / "04_time_varying.ipynb").read_text()
     page = (out_dir / "04_time_varying-shared.html").read_text()
     body = page[page.index("<body"):]
     first = body.index("Autoscaling 1-min windows costs $0.07")

@@ -12,10 +12,10 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from melange_nb import compare, load_gpus, read_workload
 from melange_nb.config import GPUS_DIR, PROJECT_ROOT, WORKLOADS_DIR
-from melange_nb.report import (clean_for_sharing, comparison_headline, format_mix, gpu_colour, headline_html,
-                               headline_sentence, headline_table, plot_cost_vs_rate, plural, policy_style,
-                               rate_table, relative_paths, small_png, sweep_headlines, workload_caveat,
-                               workload_left_out_share)
+from melange_nb.pages import clean_for_sharing, relative_paths, small_png
+from melange_nb.report import (comparison_headline, format_mix, gpu_colour, headline_html, headline_sentence,
+                               headline_table, plot_cost_vs_rate, plural, policy_style, rate_table, sweep_headlines,
+                               workload_caveat, workload_left_out_share)
 
 GPUS = GPUS_DIR / "llama2-7b-seed.yaml"
 ARENA = WORKLOADS_DIR / "arena-seed.csv"
@@ -77,8 +77,10 @@ def test_one_fixed_style_per_policy():
     assert gpu_colour("MI300X") == gpu_colour("MI300X") and gpu_colour("MI300X") not in (exact["color"], melange["color"])
 
 
-def _results(rates=(2.0, 4.0, 8.0)) -> pd.DataFrame:
-    w, g = read_workload(ARENA), load_gpus(GPUS)
+def _results(rates=(2.0, 4.0, 8.0), gpu_names=None) -> pd.DataFrame:
+    from melange_nb.profiles import select_gpus
+
+    w, g = read_workload(ARENA), select_gpus(load_gpus(GPUS), gpu_names or [])
     rows = []
     for rate in rates:
         c = compare(w, g, rate, solvers=("exact", "melange"))
@@ -100,6 +102,45 @@ def test_sweep_headline_and_rate_table():
     assert list(table.columns) == ["workload", "GPU set", "rate (req/s)", "mix", "$/h", "saves vs A10G-only",
                                    "saves vs A100-only"]
     assert table.iloc[1, 2:].tolist() == ["4", "1×A10G + 1×A100", "$4.68/h", "7.3%", "36.2%"]
+
+
+def test_mix_changes_lists_changes_of_gpu_types_and_says_what_changes():
+    from melange_nb.report import mix_changes, savings_summary
+
+    results = _results(rates=(1, 2, 3, 4, 5, 6, 8, 10, 12, 16))
+    table = mix_changes(results)
+    assert table["from rate (req/s)"].tolist() == ["1", "3", "4", "10", "12"]
+    assert table["what changes"].tolist() == ["first rate solved", "adds A100; drops A10G", "adds A10G", "drops A10G",
+                                              "adds A10G"]
+    assert table["mix"].tolist()[:3] == ["2×A10G", "1×A100", "1×A10G + 1×A100"]
+    assert table.loc[0, "then only the counts change at (req/s)"] == "2"
+    assert table.loc[2, "then only the counts change at (req/s)"] == "5, 6, 8"
+    # one header per axis in every sweep table: "GPU set", "SLO", "slice factor", never the column names
+    with_slo = results.assign(slo="mean TPOT <= 40 ms")
+    for t in (mix_changes(with_slo), savings_summary(with_slo)):
+        assert {"GPU set", "SLO", "slice factor"} <= set(t.columns) and not {"gpu_set", "slo", "slice_factor"} & set(t.columns)
+
+
+def test_sweep_headline_in_words_when_the_mix_never_saves():
+    """One GPU type at every rate: a sentence, not "0.0–0.0% less"."""
+    [sentence] = sweep_headlines(_results(gpu_names=["A100"])).values()
+    assert "0.0–0.0%" not in sentence and "0.0%" not in sentence
+    assert sentence.startswith("arena on seed: over 2–8 req/s (3 rates solved) the exact mix is A100 alone at every "
+                               "rate: it costs what A100-only costs, and mixing GPU types saves nothing here. At 2 req/s: 1×A100 = $3.67/h")
+
+
+def test_routing_heatmaps_leave_buckets_without_requests_blank(seed_gpus):
+    from melange_nb.report import plot_routing
+
+    w = read_workload(ARENA) * 0
+    w.iloc[0, 1], w.iloc[3, 2] = 0.5, 0.5               # two buckets with requests, 34 without
+    fig = plot_routing(compare(w, seed_gpus, 4.0, solvers=("exact",)).mix, w)
+    for ax in fig.axes:
+        if not ax.texts:
+            continue                                      # a colour bar
+        shown = [t.get_text() for t in ax.texts]
+        assert sum(1 for t in shown if t) == 2 and all(t.endswith("%") for t in shown if t), shown
+        assert int(ax.collections[0].get_array().mask.sum()) == 34 and "blank: no requests" in ax.get_title()
 
 
 def test_cost_plot_draws_only_the_rates_solved():

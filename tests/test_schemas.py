@@ -14,7 +14,8 @@ from melange_nb.run import load_params
 
 FILES = {"gpus": sorted((PROJECT_ROOT / "params" / "gpus").glob("*.yaml")),
          "prices": sorted((PROJECT_ROOT / "params" / "prices").glob("*.yaml")),
-         "run": sorted((PROJECT_ROOT / "params").glob("*.yaml"))}
+         "run": sorted((PROJECT_ROOT / "params").glob("*.yaml")),
+         "sweep": sorted((PROJECT_ROOT / "params" / "sweeps").glob("*.yaml"))}
 
 
 def schema(kind, capsys):

@@ -120,6 +120,23 @@ def test_time_limited_melange_is_never_reported_optimal():
         assert "proved optimal" in r.message
 
 
+def test_cbc_alone_never_makes_a_plan_optimal(arena_csv, seed_gpus):
+    # DESIGN trap 10: CBC can call a dearer plan "Optimal". With a check budget of 0 neither the exact
+    # solver's bound nor HiGHS runs, so CBC's word is all there is: the plan is not called optimal.
+    from melange_nb.solver import solve_melange
+
+    w = read_workload(arena_csv)
+    unchecked = solve_melange(w, seed_gpus, 4.0, check_seconds=0)
+    assert unchecked.status == "time_limit" and unchecked.has_allocation
+    assert "not proven optimal within the 0 s check budget" in unchecked.message
+    assert "CBC called it optimal, which neither the exact solver's bound nor HiGHS confirmed" in unchecked.message
+    checked = solve_melange(w, seed_gpus, 4.0)
+    assert checked.status == "optimal" and "proved optimal" in checked.message
+    assert unchecked.counts == checked.counts == {"A10G": 1, "A100": 1}
+    with pytest.raises(InputError, match="check_seconds: must be a number of seconds >= 0"):
+        solve_melange(w, seed_gpus, 4.0, check_seconds=-1)
+
+
 def test_savings_table_matches_the_seed_formula():
     w = matrix([[0.2, 0.4], [0.2, 0.2]])
     c = compare(w, toy_gpus(), 20)

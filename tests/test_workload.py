@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from melange_nb.chats import _hub_message, chat_requests, load_chats, load_tokenizer, request_lengths
+from melange_nb.chats import chat_requests, load_chats, load_tokenizer, request_lengths
+from melange_nb.hub import error_message
 from melange_nb.errors import DatasetError, InputError
 from melange_nb.workload import (DEFAULT_EDGES, blend, build_workload, histogram, read_trace, read_workload,
                                  save_histogram)
@@ -220,7 +221,7 @@ def test_gated_dataset_message_says_accept_terms_and_set_token():
     from datasets.exceptions import DatasetNotFoundError
 
     exc = DatasetNotFoundError("Dataset 'lmsys/lmsys-chat-1m' is a gated dataset on the Hub. You must be authenticated to access it.")
-    msg = _hub_message("dataset lmsys/lmsys-chat-1m", exc, "https://huggingface.co/datasets/lmsys/lmsys-chat-1m")
+    msg = error_message("dataset lmsys/lmsys-chat-1m", exc, "https://huggingface.co/datasets/lmsys/lmsys-chat-1m")
     assert "accept its terms at https://huggingface.co/datasets/lmsys/lmsys-chat-1m" in msg and "HF_TOKEN" in msg
 
 

@@ -10,8 +10,10 @@ rates, and the highest rate whose latency still meets the SLO. This module makes
   failing run; no failing run -> the highest passing rate (never extrapolated above it); runs
   but no passing run -> 0.
 - ``import_profile`` groups runs by (input, output) length into the profile's buckets and builds
-  a ``GpuProfile`` with provenance (source: measured, tool and version from the files).
-- ``plan_commands`` / ``write_plan``: the ``vllm bench serve`` commands that produce such files.
+  a ``GpuProfile`` with provenance (source: measured, tool and version from the files);
+  ``import_into_file`` is `profile import`: its inputs checked, the cost from a price, the profile
+  written to a YAML file, beside the file's other GPU types with ``add``.
+- ``plan_commands`` / ``write_benchmark_plan``: the ``vllm bench serve`` commands that produce such files.
 """
 from __future__ import annotations
 
@@ -363,6 +365,70 @@ def import_profile(paths: Sequence[str | Path], *, gpu: str, cost: float, slo,
     return GpuProfile(gpu, float(cost), tputs, meta), warnings
 
 
+def import_into_file(results: Sequence[str | Path], output: str | Path, *, gpu: str, slo,
+                     input_edges: Sequence[float] | None, output_edges: Sequence[float] | None,
+                     cost: float | None = None, prices=None, system: str | None = None,
+                     gpus_per_replica: int | None = None, engine: str | None = None, add: bool = False,
+                     fill: str | None = None, prediction: str | Path | None = None,
+                     prediction_gpu: str | None = None) -> tuple[Path, Any, list[str]]:
+    """`profile import`: a measured profile for `gpu` from benchmark result files, written to the
+    profile YAML `output` (beside its other GPU types with `add`). Returns (path, profile, warnings).
+
+    Every input is checked before a result file is read: the SLO, the bucket edges, the cost
+    (`cost` $/hour, or the price of `gpu`/`system` in the price file(s) `prices`, times
+    `gpus_per_replica`), `add` (no GPU of that name in `output` yet, and the same buckets), and
+    `fill`/`prediction`: the predicted profile file and its GPU to fill empty buckets from
+    (`prediction_gpu`; by default `gpu` itself, or the file's only GPU). `engine` is NAME=VERSION.
+    Errors name the command line's options.
+    """
+    from . import GpuProfile, load_gpus, parse_slo, save_profiles
+
+    conditions = parse_slo(slo, field="--slo")
+    bucket_labels(input_edges), bucket_labels(output_edges)
+    if gpus_per_replica is not None and gpus_per_replica < 1:
+        raise InputError("--gpus-per-replica", f"must be >= 1, got {gpus_per_replica}")
+    replica = gpus_per_replica or 1
+    price = None
+    if prices:
+        from .prices import find_price, load_prices
+        found = find_price(load_prices(prices), gpu, system, field="--prices")
+        cost, price = found.usd_per_hour * replica, found.meta()
+    elif not (cost and cost > 0):
+        raise InputError("--cost", f"must be a positive $/hour, got {cost}")
+    others = {}
+    if add:
+        others = load_gpus(output)
+        if gpu in others:
+            raise InputError("--gpu", f"{gpu} is already in {output}; choose another name or drop --add")
+    predicted_profile = None
+    if prediction or fill:
+        if not (prediction and fill):
+            raise InputError("--fill/--prediction", "go together: --fill predicted|calibrated --prediction PREDICTED.yaml")
+        predicted = load_gpus(prediction)
+        name = prediction_gpu or (gpu if gpu in predicted else next(iter(predicted)) if len(predicted) == 1 else None)
+        if name not in predicted:
+            raise InputError("--prediction-gpu", f"name the GPU of {prediction} to fill from, one of {list(predicted)}")
+        predicted_profile = predicted[name]
+    profile, warnings = import_profile(results, gpu=gpu, cost=cost, slo=conditions, input_edges=input_edges,
+                                       output_edges=output_edges, price=price, fill=fill, prediction=predicted_profile)
+    meta = dict(profile.meta)
+    if system:
+        meta["system"] = system
+    if gpus_per_replica:
+        meta["gpus_per_replica"] = gpus_per_replica
+    if engine:
+        name, _, version = engine.partition("=")
+        meta["engine"] = {"name": name, "version": version or "unknown"}
+    profile = GpuProfile(profile.name, profile.cost, profile.tputs, meta)
+    for other in others.values():
+        if list(other.tputs.index) != list(profile.tputs.index) or list(other.tputs.columns) != list(profile.tputs.columns):
+            raise InputError("--edges", f"{output} has other buckets than --edges/--output-edges; "
+                                        "import with the same edges or write another file")
+    path = save_profiles(output, {**others, profile.name: profile},
+                         header=f"Written by melange-nb profile import ({len(results)} result file(s)).")
+    return path, profile, warnings
+
+
 def _run_date(runs: Sequence[BenchmarkRun]) -> str:
     dates = sorted(r.date for r in runs if r.date != "unknown")
     return dates[-1] if dates else "unknown"
@@ -413,10 +479,10 @@ def plan_commands(*, model: str, base_url: str, input_edges: Sequence[float], ou
     return runs
 
 
-def write_plan(out_dir: str | Path, *, gpu: str, model: str, base_url: str, input_edges: Sequence[float],
-               output_edges: Sequence[float], rates: Sequence[float] = DEFAULT_RATES, num_prompts: int = 200,
-               open_last_input: bool = False, open_last_output: bool = False, tokenizer: str | None = None,
-               slo: str = "tpot_ms=40") -> list[Path]:
+def write_benchmark_plan(out_dir: str | Path, *, gpu: str, model: str, base_url: str, input_edges: Sequence[float],
+                         output_edges: Sequence[float], rates: Sequence[float] = DEFAULT_RATES, num_prompts: int = 200,
+                         open_last_input: bool = False, open_last_output: bool = False, tokenizer: str | None = None,
+                         slo: str = "tpot_ms=40") -> list[Path]:
     """Write ``run_benchmarks.sh`` (every ``plan_commands`` run) and ``README.md`` (what it does and
     the ``profile import`` command that follows) into `out_dir`. Returns the written paths."""
     from ..files import write_text

@@ -28,6 +28,15 @@ a hardware spec (l4, a100_pcie, h100_pcie, a30) run in speed-of-light mode (``SO
 ``sol="calibrate"`` are scaled per bucket by a sibling GPU's measured/speed-of-light ratio
 (``SOL_SIBLINGS``), which their notes also say. Results are cached in
 ``outputs/cache/profiles/`` keyed by every input, so a repeat takes well under a second.
+
+Like with like: each profile records the kernel data it came from (``kernel_data``: backend,
+version, measured or speed-of-light, ``scaled_by``). aiconfigurator collected it per GPU on
+different engine versions (A100: vLLM 0.14.0, SGLang 0.5.10, TRT-LLM 1.0.0; H100/H200/L40S: vLLM
+0.24.0, SGLang 0.5.14, TRT-LLM 1.3.0rc20), so `backend="auto"` (`choose_backend`) takes the backend
+whose versions agree best across the set, and a mapping {GPU: backend} runs GPUs on different
+engines (labelled in the notes). `physics_check` (`consistency`) refuses rates above physical
+bounds and flags pairs whose rate ratio leaves the hardware range; `consistency.set_caveat` is the
+warning the CLI prints and every report shows for a set that mixes data.
 """
 from __future__ import annotations
 
@@ -435,22 +444,12 @@ def physics_check(gpus: Mapping[str, GpuProfile], *, model_config: Mapping | Non
     return warnings
 
 
-def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str], *, slo, backend="vllm",
-                     edges: Sequence[float] = PROFILE_INPUT_EDGES, output_edges: Sequence[float] = PROFILE_OUTPUT_EDGES,
-                     open_last_input: bool = False, open_last_output: bool = False, prices=None, tp: int = 1,
-                     sol: str = "label", cache: bool = True) -> dict[str, GpuProfile]:
-    """Predicted profiles {GPU name: GpuProfile} for `model` on each aiconfigurator system in `gpus`.
-
-    `gpus`: system names, ``"h100_sxm=H100"`` to rename, or a mapping {system: name}. `backend`:
-    one of `BACKENDS` for every GPU, ``"auto"`` (`choose_backend`: the one whose kernel-data versions
-    agree best across the set), or {GPU name: backend} for GPUs running different engines. `slo`:
-    what `parse_slo` reads (e.g. ``"tpot_ms=40"`` or a list of conditions). `prices`: a price file,
-    a list of them, or {name: Price}; default ``params/prices/runpod-serverless.yaml``; cost = price
-    per GPU x `tp`. `sol`: "label" or "calibrate" for systems without measured data (see the module
-    docstring). Every input is checked before the first estimate. Each profile's ``kernel_data``
-    says which data it came from; `physics_check` refuses rates above physical bounds and flags
-    inconsistent buckets; `consistency.set_caveat` gives the warning for a set that mixes data.
-    """
+def check_request(model: str | Path, gpus: Sequence[str] | Mapping[str, str], *, slo, backend="vllm",
+                  edges: Sequence[float] = PROFILE_INPUT_EDGES, output_edges: Sequence[float] = PROFILE_OUTPUT_EDGES,
+                  open_last_input: bool = False, open_last_output: bool = False, prices=None, tp: int = 1,
+                  sol: str = "label") -> dict[str, Any]:
+    """Every check `predict_profiles` makes before its first estimate, with what they parsed; no
+    estimate runs and nothing is written (a sweep spec checks its `predict:` requests with it)."""
     conditions = parse_slo(slo, field="slo")
     if conditions == "unknown":
         raise InputError("slo", "is required for a prediction; e.g. tpot_ms=40")
@@ -478,6 +477,31 @@ def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str],
         resolve_model(model)                  # the one-line error for a folder without config.json
     price_table = _prices(prices)
     priced = {name: find_price(price_table, name, system, field="prices") for name, system in names.items()}
+    return {"conditions": conditions, "index": index, "columns": columns, "names": names, "info": info,
+            "backends": backends, "backend_note": backend_note, "priced": priced}
+
+
+def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str], *, slo, backend="vllm",
+                     edges: Sequence[float] = PROFILE_INPUT_EDGES, output_edges: Sequence[float] = PROFILE_OUTPUT_EDGES,
+                     open_last_input: bool = False, open_last_output: bool = False, prices=None, tp: int = 1,
+                     sol: str = "label", cache: bool = True) -> dict[str, GpuProfile]:
+    """Predicted profiles {GPU name: GpuProfile} for `model` on each aiconfigurator system in `gpus`.
+
+    `gpus`: system names, ``"h100_sxm=H100"`` to rename, or a mapping {system: name}. `backend`:
+    one of `BACKENDS` for every GPU, ``"auto"`` (`choose_backend`: the one whose kernel-data versions
+    agree best across the set), or {GPU name: backend} for GPUs running different engines. `slo`:
+    what `parse_slo` reads (e.g. ``"tpot_ms=40"`` or a list of conditions). `prices`: a price file,
+    a list of them, or {name: Price}; default ``params/prices/runpod-serverless.yaml``; cost = price
+    per GPU x `tp`. `sol`: "label" or "calibrate" for systems without measured data (see the module
+    docstring). Every input is checked (`check_request`) before the first estimate. Each profile's
+    ``kernel_data`` says which data it came from; `physics_check` refuses rates above physical bounds and flags
+    inconsistent buckets; `consistency.set_caveat` gives the warning for a set that mixes data.
+    """
+    checked = check_request(model, gpus, slo=slo, backend=backend, edges=edges, output_edges=output_edges,
+                            open_last_input=open_last_input, open_last_output=open_last_output, prices=prices,
+                            tp=tp, sol=sol)
+    conditions, index, columns, names = checked["conditions"], checked["index"], checked["columns"], checked["names"]
+    info, backends, backend_note, priced = checked["info"], checked["backends"], checked["backend_note"], checked["priced"]
     input_lengths = representative_lengths(list(edges), open_last_input, minimum=1)
     output_lengths = representative_lengths(list(output_edges), open_last_output, minimum=2)
     out, model_config = {}, None

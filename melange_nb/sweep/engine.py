@@ -1,30 +1,5 @@
-"""The sweep engine: every point of workloads x GPU sets x SLOs x constraints x slice factors x rates,
-solved in-process, with per-point notebooks only where a person reads them.
-
-A sweep spec (``params/sweeps/*.yaml``)::
-
-    name: demo
-    rates: {start: 1, stop: 12, step: 1}      # or a list [1, 2, 4, 8]
-    workloads:                                  # name -> workload CSV, workload-notebook parameters,
-      synthetic-chat: {dataset: synthetic}      #   or a blend of other workloads of this spec
-      arena-seed: params/workloads/arena-seed.csv
-      mixed: {blend: {arena-seed: 0.8, synthetic-chat: 0.2}}
-      short: {pad: params/workloads/arena-seed.csv}   # a CSV with zero-share buckets added up to the profiles' edges
-    gpus:                                       # name -> profile YAML (its own SLO), or SLO -> profile YAML
-      llama2-7b: params/gpus/llama2-7b-seed.yaml
-      # per-slo: {40: params/gpus/x-tpot40.yaml, 120: params/gpus/x-tpot120.yaml}  (numbers = TPOT ms)
-      # predicted: {40: {predict: {model: meta-llama/Meta-Llama-3.1-8B, gpus: [h100_sxm=H100, l40s=L40S]}}}
-      #   (`profile predict`'s options; predicted once, cached in outputs/cache/profiles/)
-    solvers: [melange, exact]                   # every point compares all of them; the first is the reference
-    slice_factors: [1]
-    time_limit: null
-    constraints: {}                             # one set, or label -> set: {quota: {max_instances: {A100: 2}}}
-    gpu_names: []                               # a subset of GPU types (empty: all)
-    render: changes                             # changes | all | none | a list of rates
-    published:                                  # optional: published savings ranges to set beside the results
-      source: Griggs et al., arXiv 2404.14527
-      savings_pct: {short: [9, 77]}             # workload -> [lowest, highest] % against single-GPU policies
-      notes: why the numbers may differ (markdown)
+"""The sweep engine: every point of a spec's grid (workloads x GPU sets x SLOs x constraints x slice
+factors x rates) solved in-process, with per-point notebooks only where a person reads them.
 
 How it runs: every input (spec, files, constraints, GPU names, bucket labels) is checked before
 anything is written, so a bad spec fails in one line with exit 2. The output folder is locked
@@ -51,33 +26,25 @@ import json
 import math
 import multiprocessing
 import os
-import re
 import shutil
 import signal
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass
-from itertools import product
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-import numpy as np
 import pandas as pd
 
-from .errors import InputError, MelangeError
-from .files import atomic_write, read_yaml, write_json
-from .run import ALLOCATION_NOTEBOOK, WORKLOAD_NOTEBOOK, execute_notebook, manifest, resolve_path, workload_input
+from ..errors import InputError, MelangeError
+from ..files import atomic_write, write_json
+from ..run import ALLOCATION_NOTEBOOK, WORKLOAD_NOTEBOOK, execute_notebook, manifest
+from .spec import NO_CONSTRAINTS, Point, check_inputs, grid, profile_file, render_choice, slo_label
 
 SUMMARY_NOTEBOOK = "03_sweep_summary.ipynb"
-SPEC_KEYS = ("name", "rates", "workloads", "gpus", "solvers", "slice_factors", "time_limit", "constraints",
-             "gpu_names", "render", "published")
-RENDER_MODES = ("changes", "all", "none")
-NO_CONSTRAINTS = "none"
 # Below this many points to solve, spawning worker processes (about 2 s each to import the stack)
 # costs more than it saves: solve in this process.
 POOL_MIN_POINTS = 300
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class SweepInterrupted(MelangeError):
@@ -88,398 +55,29 @@ class SweepLocked(InputError):
     """Another sweep holds the output folder."""
 
 
-@dataclass(frozen=True)
-class Point:
-    """One grid point: a workload, a GPU set at an SLO, a constraints set, a slice factor and a rate."""
-
-    workload: str
-    gpus: str
-    slo: str | None          # the SLO key of a per-SLO GPU set; None for a single profile file
-    constraints: str | None  # the label of a constraints set; None when the spec gives one unlabelled set
-    slice_factor: int
-    rate: float
-
-    @property
-    def problem(self) -> tuple:
-        """What the points of one prepared problem share (everything but the rate)."""
-        return (self.workload, self.gpus, self.slo, self.constraints, self.slice_factor)
-
-    @property
-    def id(self) -> str:
-        parts = [self.workload, self.gpus, *([f"slo{self.slo}"] if self.slo is not None else []),
-                 *([self.constraints] if self.constraints is not None else []), f"sf{self.slice_factor}"]
-        return "__".join(parts) + f"__rate{self.rate:g}"
-
-
-# ---------------------------------------------------------------- the spec
-
-def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
-    """A sweep spec from YAML, or from the quick form (`workload`, `gpus`, `rates` and solver options).
-
-    Checks the spec's shape; `check_inputs` then reads every file it names.
-    """
-    if path is not None:
-        path = resolve_path(path)
-        spec = read_yaml(path, "sweep spec", "params/sweeps/demo.yaml")
-        where = path.name
-        if spec is None:
-            spec = {}
-    else:
-        spec = {"name": quick.get("name") or "sweep", "rates": quick["rates"],
-                "workloads": {Path(quick["workload"]).stem: quick["workload"]},
-                "gpus": {Path(quick["gpus"]).stem: quick["gpus"]}, "solvers": quick.get("solvers") or ["melange"]}
-        for key in ("slice_factors", "time_limit", "constraints", "gpu_names", "render"):
-            if quick.get(key) is not None:
-                spec[key] = quick[key]
-        where = "sweep"
-    if not isinstance(spec, dict):
-        raise InputError(where, "must be a YAML mapping")
-    unknown = sorted(set(spec) - set(SPEC_KEYS), key=str)
-    if unknown:
-        raise InputError(f"{where}: {unknown[0]}", f"is not a sweep key; known: {list(SPEC_KEYS)}")
-    for key in ("rates", "workloads", "gpus"):
-        if not spec.get(key):
-            raise InputError(f"{where}: {key}", "is required")
-    spec = {"name": "sweep", "solvers": ["melange"], "slice_factors": [1], "time_limit": None, "constraints": {},
-            "gpu_names": [], "render": "changes", "published": None, **spec}
-    name = spec["name"]
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
-        raise InputError(f"{where}: name", f"must be a folder name of letters, digits, '.', '-' and '_' "
-                                           f"(no '/' or '..'), got {name!r}")
-    spec["rates"] = _rates(spec["rates"], f"{where}: rates")
-    for key in ("workloads", "gpus"):
-        if not isinstance(spec[key], dict):
-            raise InputError(f"{where}: {key}", "must be a mapping name -> file (or parameters)")
-        for item in spec[key]:
-            if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", item):
-                raise InputError(f"{where}: {key}.{item}", "names may hold letters, digits, - and _ only")
-    spec["gpus"] = {k: _gpu_set(v, f"{where}: gpus.{k}") for k, v in spec["gpus"].items()}
-    spec["workloads"] = {k: _workload_entry(v, spec["workloads"], f"{where}: workloads.{k}")
-                         for k, v in spec["workloads"].items()}
-    if isinstance(spec["solvers"], str):
-        spec["solvers"] = [spec["solvers"]]
-    if not isinstance(spec["solvers"], list) or not spec["solvers"]:
-        raise InputError(f"{where}: solvers", "must list melange and/or exact")
-    for s in spec["solvers"]:
-        if s not in ("melange", "exact"):
-            raise InputError(f"{where}: solvers", f"unknown solver {s!r}; use melange and/or exact")
-    if isinstance(spec["slice_factors"], int):
-        spec["slice_factors"] = [spec["slice_factors"]]
-    if not isinstance(spec["slice_factors"], list) or not spec["slice_factors"]:
-        raise InputError(f"{where}: slice_factors", "must be a list of whole numbers >= 1, e.g. [1]")
-    for sf in spec["slice_factors"]:
-        if isinstance(sf, bool) or not isinstance(sf, int) or sf < 1:
-            raise InputError(f"{where}: slice_factors", f"must be whole numbers >= 1, got {sf!r}")
-    spec["constraints"] = _constraint_sets(spec["constraints"], where)
-    if not isinstance(spec["gpu_names"], list) or not all(isinstance(g, str) for g in spec["gpu_names"]):
-        raise InputError(f"{where}: gpu_names", "must be a list of GPU type names, e.g. [A10G, A100]")
-    spec["render"] = render_choice(spec["render"], spec["rates"], f"{where}: render")
-    spec["published"] = _published(spec["published"], spec["workloads"], f"{where}: published")
-    try:
-        from .solver import _check_time_limit
-        _check_time_limit(spec["time_limit"])
-    except InputError as exc:
-        raise _within(where, exc) from None
-    return spec
-
-
-def _within(where: str, exc: InputError) -> InputError:
-    """The same error, its field prefixed with the spec it came from."""
-    return InputError(f"{where}: {exc.field}", str(exc)[len(exc.field) + 2:])
-
-
-def _rates(value, field: str) -> list[float]:
-    if isinstance(value, dict):
-        try:
-            start, stop, step = (float(value[k]) for k in ("start", "stop", "step"))
-        except (KeyError, TypeError, ValueError):
-            raise InputError(field, "a range needs numeric start, stop and step, e.g. {start: 1, stop: 12, step: 1}") from None
-        if not (step > 0 and stop >= start):
-            raise InputError(field, f"needs step > 0 and stop >= start, got {value}")
-        rates = list(np.round(np.arange(start, stop + step / 2, step), 9))
-    elif isinstance(value, (list, tuple)):
-        rates = value
-    else:
-        raise InputError(field, "must be a list of rates or {start, stop, step}")
-    out = []
-    for r in rates:
-        if isinstance(r, bool) or not isinstance(r, (int, float, np.number)) or not np.isfinite(r) or r <= 0:
-            raise InputError(field, f"every rate must be a positive number of requests/s, got {r!r}")
-        out.append(float(r))
-    return sorted(set(out))
-
-
-def render_choice(value, rates, field: str = "render"):
-    """`changes`, `all`, `none`, or a list of rates (each one of the sweep's rates)."""
-    if isinstance(value, str) and value in RENDER_MODES:
-        return value
-    if isinstance(value, str):
-        try:
-            value = [float(x) for x in value.split(",") if x.strip()]
-        except ValueError:
-            raise InputError(field, f"must be changes, all, none or comma-separated rates, got {value!r}") from None
-    if not isinstance(value, (list, tuple)) or not value:
-        raise InputError(field, f"must be changes, all, none or a list of rates, got {value!r}")
-    picked = _rates(list(value), field)
-    missing = [r for r in picked if r not in rates]
-    if missing:
-        raise InputError(field, f"rates {[f'{r:g}' for r in missing]} are not in the sweep's rates")
-    return picked
-
-
-def _gpu_set(value, field: str) -> str | dict[str, str]:
-    """A profile file (its SLO from its own `slo` field), or a mapping SLO -> profile file."""
-    if isinstance(value, str):
-        return str(resolve_path(value))
-    if isinstance(value, dict) and value:
-        out = {}
-        for slo, source in value.items():
-            key = f"{slo:g}" if isinstance(slo, (int, float)) and not isinstance(slo, bool) else str(slo)
-            if not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
-                raise InputError(f"{field}.{slo}", "SLO keys are numbers (TPOT ms) or names of letters, digits, ., - and _")
-            if isinstance(source, dict) and "predict" in source:
-                out[key] = _predicted_set(source, key, f"{field}.{slo}")
-                continue
-            if not isinstance(source, str):
-                raise InputError(f"{field}.{slo}", f"must be a GPU profile YAML path, got {source!r}")
-            out[key] = str(resolve_path(source))
-        return out
-    raise InputError(field, "must be a GPU profile YAML path, or a mapping SLO -> profile YAML")
-
-
-PREDICT_OPTIONS = ("model", "gpus", "backend", "slo", "edges", "output_edges", "open_last_input", "open_last_output",
-                   "prices", "tp", "sol")
-
-
-def _predicted_set(source: Mapping, slo_key: str, field: str) -> str:
-    """A ``{predict: {...}}`` GPU set (`profile predict`'s options; the SLO defaults to the key as mean
-    TPOT ms), predicted once and saved as a profile YAML under ``outputs/cache/profiles/``, named by
-    a hash of the request: the sweep then treats it like any profile file (resume hashes included).
-    """
-    from .config import outputs_dir
-    from .profiles import save_profiles
-    from .profiles.predict import predict_profiles
-
-    request = source["predict"]
-    where = f"{field}.predict"
-    if set(source) != {"predict"} or not isinstance(request, dict) or not {"model", "gpus"} <= set(request):
-        raise InputError(where, "must be a mapping of profile predict options with at least model and gpus, e.g. "
-                                "{model: meta-llama/Meta-Llama-3.1-8B, gpus: [h100_sxm=H100, a100_sxm], backend: vllm}")
-    unknown = sorted(set(request) - set(PREDICT_OPTIONS))
-    if unknown:
-        raise InputError(f"{where}.{unknown[0]}", f"is not a profile predict option; use {', '.join(PREDICT_OPTIONS)}")
-    request = dict(request)
-    if "slo" not in request:
-        if not re.fullmatch(r"[\d.]+", slo_key):
-            raise InputError(f"{where}.slo", "is required when the SLO key is not a TPOT in ms, e.g. slo: p99_tpot_ms=60")
-        request["slo"] = f"tpot_ms={slo_key}"
-    if isinstance(request.get("prices"), str):
-        request["prices"] = str(resolve_path(request["prices"]))
-    digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    path = outputs_dir() / "cache" / "profiles" / f"sweep-{digest}.yaml"
-    if not path.is_file():
-        try:
-            gpus = predict_profiles(**request)
-        except InputError as exc:
-            raise _within(where, exc) from None
-        save_profiles(path, gpus, header=f"Predicted for a sweep spec ({field}) by aiconfigurator-core: {request}")
-    return str(path)
-
-
-def _workload_entry(value, all_workloads: Mapping, field: str):
-    """A CSV path, workload-notebook parameters, or {blend: {other workload: weight, ...}}."""
-    if isinstance(value, dict) and "blend" in value:
-        parts = value["blend"]
-        if set(value) != {"blend"} or not isinstance(parts, dict) or not parts:
-            raise InputError(f"{field}.blend", "must be a mapping workload name -> weight, e.g. {chat: 0.8, docs: 0.2}")
-        for part, weight in parts.items():
-            if part not in all_workloads or isinstance(all_workloads[part], dict) and "blend" in all_workloads[part] \
-                    or part == field.rsplit(".", 1)[-1]:
-                raise InputError(f"{field}.blend.{part}", f"must name another (non-blend) workload of this spec: {sorted(all_workloads)}")
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight < 0:
-                raise InputError(f"{field}.blend.{part}", f"must be a weight >= 0, got {weight!r}")
-        if sum(parts.values()) <= 0:
-            raise InputError(f"{field}.blend", "weights must have a positive sum")
-        return {"blend": dict(parts)}
-    if isinstance(value, dict) and "pad" in value:
-        if set(value) != {"pad"} or not isinstance(value["pad"], str):
-            raise InputError(f"{field}.pad", "must be a workload CSV path, e.g. {pad: params/workloads/arena-seed.csv}")
-        return {"pad": str(resolve_path(value["pad"]))}
-    if value is None or not isinstance(value, (str, dict)):
-        raise InputError(field, f"must be a workload CSV path or workload parameters, got {value!r}")
-    return workload_input(value, field)
-
-
-def _published(value, workloads, field: str) -> dict | None:
-    """{source, savings_pct: {workload: [lowest, highest]}, notes}: published ranges to compare with."""
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not isinstance(value.get("source"), str) or not isinstance(value.get("savings_pct"), dict):
-        raise InputError(field, "must be {source: citation, savings_pct: {workload: [lowest, highest]}, notes: text}")
-    for name, pair in value["savings_pct"].items():
-        if name not in workloads:
-            raise InputError(f"{field}.savings_pct.{name}", f"is not a workload of this spec: {sorted(workloads)}")
-        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in pair)):
-            raise InputError(f"{field}.savings_pct.{name}", f"must be [lowest, highest] in %, got {pair!r}")
-    bad = sorted(set(value) - {"source", "savings_pct", "notes"})
-    if bad:
-        raise InputError(f"{field}.{bad[0]}", "is not a key; use source, savings_pct, notes")
-    return {"source": value["source"], "savings_pct": dict(value["savings_pct"]), "notes": str(value.get("notes") or "")}
-
-
-def savings_vs_published(results: pd.DataFrame, published: Mapping | None) -> pd.DataFrame:
-    """Per workload x SLO x GPU set x single-GPU policy: the lowest-highest % the reference mix saves over
-    the rates where both have a plan, beside the published range for that workload."""
-    singles = results[results["policy"].str.startswith("single:")]
-    if singles.empty:
-        return pd.DataFrame()
-    table = (singles.groupby(["workload", "slo", "gpu_set", "policy"], sort=True)["savings_pct"]
-             .agg(["min", "max", "count"]).reset_index())
-    table["measured %"] = [f"{lo:.1f} to {hi:.1f}" if n else "no plan: this GPU alone cannot serve the workload"
-                           for lo, hi, n in zip(table["min"], table["max"], table["count"])]
-    ranges = (published or {}).get("savings_pct", {})
-    table["published %"] = [f"{ranges[w][0]:g} to {ranges[w][1]:g}" if w in ranges else "—" for w in table["workload"]]
-    table["against"] = table["policy"].str.replace("single:", "", regex=False) + " only"
-    return table[["workload", "slo", "gpu_set", "against", "measured %", "count", "published %"]].rename(
-        columns={"slo": "SLO", "gpu_set": "GPU set", "count": "rates with both plans"})
-
-
-def _constraint_sets(value, where: str) -> dict[str, dict]:
-    """One unlabelled constraints mapping (label `none`), or label -> constraints mapping."""
-    from .solver import Constraints
-
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        raise InputError(f"{where}: constraints", "must be a mapping (max_instances, min_instances, utilization_cap, min_total)")
-    known = ("max_instances", "min_instances", "utilization_cap", "min_total")
-    labelled = bool(value) and not set(value) & set(known) and \
-        all(isinstance(v, dict) and set(v) <= set(known) for v in value.values())
-    sets = value if labelled else {NO_CONSTRAINTS: value}
-    for label, doc in sets.items():
-        if labelled and not re.fullmatch(r"[A-Za-z0-9_-]+", str(label)):
-            raise InputError(f"{where}: constraints.{label}", "labels may hold letters, digits, - and _ only")
-        try:
-            Constraints.from_mapping(doc)
-        except InputError as exc:
-            raise _within(where, exc if not labelled else InputError(f"{label}.{exc.field}", str(exc)[len(exc.field) + 2:])) from None
-        except TypeError as exc:
-            raise InputError(f"{where}: constraints", f"is not a constraints mapping ({exc})") from None
-    return {str(k): dict(v) for k, v in sets.items()}
-
-
-def _labelled(spec) -> bool:
-    return list(spec["constraints"]) != [NO_CONSTRAINTS]
-
-
-def grid(spec: Mapping[str, Any]) -> list[Point]:
-    """Every point of the spec, in a stable order."""
-    sets = [(g, slo) for g, v in spec["gpus"].items() for slo in ([None] if isinstance(v, str) else v)]
-    labels = list(spec["constraints"]) if _labelled(spec) else [None]
-    return [Point(w, g, slo, c, sf, r) for w, (g, slo), c, sf, r in
-            product(spec["workloads"], sets, labels, spec["slice_factors"], spec["rates"])]
-
-
-def _profile_file(spec, p: Point) -> str:
-    v = spec["gpus"][p.gpus]
-    return v if p.slo is None else v[p.slo]
-
-
-def _slo_label(spec, p: Point, gpus) -> str:
-    """The SLO a point's profiles were made for: the spec's key (a number is mean TPOT ms), else the file's `slo`."""
-    from .profiles import format_slo
-
-    if p.slo is not None:
-        return format_slo(f"tpot_ms={p.slo}") if re.fullmatch(r"[\d.]+", p.slo) else p.slo
-    return format_slo(next(iter(gpus.values())).meta.get("slo", "unknown"))
-
-
-# ---------------------------------------------------------------- checking every input up front
-
-def check_inputs(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """Read every workload CSV and GPU profile the spec names and apply the checks `solve` and `run`
-    apply (GPU names, constraints per GPU set, matching buckets), before anything is written.
-
-    Returns {"profiles": {file: gpus}, "workloads": {name: DataFrame or None (built by a notebook)}}.
-    """
-    from .profiles import load_gpus, select_gpus
-    from .solver import Constraints
-    from .workload import check_same_buckets, pad_workload, read_workload
-
-    profiles = {}
-    for name, value in spec["gpus"].items():
-        for slo, file in ([(None, value)] if isinstance(value, str) else value.items()):
-            where = f"gpus.{name}" + (f".{slo}" if slo is not None else "")
-            try:
-                gpus = select_gpus(load_gpus(file), spec["gpu_names"])
-                for label, doc in spec["constraints"].items():
-                    Constraints.from_mapping(doc).check(list(gpus))
-            except InputError as exc:
-                raise _within(where, exc) from None
-            if slo is not None:       # a profile that states its SLO must be the one the spec files it under
-                point = Point(name, name, slo, None, 1, 1.0)
-                said, want = _slo_label(spec, Point(name, name, None, None, 1, 1.0), gpus), _slo_label(spec, point, gpus)
-                if said != "unknown" and said != want:
-                    raise InputError(f"{where}", f"{Path(file).name} was profiled for {said}, not {want}; "
-                                     "file it under its own SLO")
-            profiles[file] = gpus
-    workloads = {}
-    for name, value in spec["workloads"].items():
-        if isinstance(value, str):
-            workloads[name] = read_workload(value)
-        elif "blend" in value:
-            workloads[name] = None
-        elif "pad" in value:
-            like = next(iter(next(iter(profiles.values())).values())).tputs
-            workloads[name] = pad_workload(read_workload(value["pad"]), like.index, like.columns,
-                                           field=f"workloads.{name}.pad")
-        else:
-            workloads[name] = None
-            for key in ("trace",) + (("dataset",) if value.get("dataset") and Path(str(value["dataset"])).is_absolute() else ()):
-                if value.get(key) and not Path(value[key]).exists():
-                    raise InputError(f"workloads.{name}.{key}", f"{value[key]} not found; check the path "
-                                     "(relative paths are taken from the current folder, then the project root)")
-    for name, value in spec["workloads"].items():
-        if isinstance(value, dict) and "blend" in value:
-            parts = [workloads[k] for k in value["blend"] if workloads[k] is not None]
-            for other in parts[1:]:
-                check_same_buckets(parts[0], other, what=f"workloads.{name}.blend")
-            if parts and len(parts) == len(value["blend"]):
-                workloads[name] = _blend(workloads, value["blend"])
-    for name, w in workloads.items():
-        if w is None:
-            continue
-        for file, gpus in profiles.items():
-            for gpu in gpus.values():
-                check_same_buckets(w, gpu.tputs, what=f"GPU profile {Path(file).name} ({gpu.name}) for workload {name}")
-    return {"profiles": profiles, "workloads": workloads}
-
-
-def _blend(workloads: Mapping[str, pd.DataFrame], weights: Mapping[str, float]) -> pd.DataFrame:
-    from .workload import blend
-
-    return blend({k: workloads[k] for k in weights}, dict(weights))
-
-
 # ---------------------------------------------------------------- running
 
 def run_sweep(spec: Mapping[str, Any], out_dir: str | Path, *, workers: int | None = None,
-              retry_failed: bool = False, render=None, html: bool = True, log=print) -> dict[str, Any]:
+              retry_failed: bool = False, render=None, html: bool = True, log=print,
+              ray: str | bool | None = None) -> dict[str, Any]:
     """Solve every point not yet done with its current inputs, render the chosen points; return the manifest.
 
     `render`: changes | all | none | a list of rates (default: the spec's `render`). Raises
-    `InputError` before writing anything when an input is bad, `SweepLocked` when another sweep
+    `ray` (an address HOST:PORT, or True for RAY_ADDRESS else a local Ray; default: the spec's `ray`)
+    solves the points as Ray tasks on a cluster (scale.RayPool); rendering stays in this process's pool.
+    Raises `InputError` before writing anything when an input is bad, `SweepLocked` when another sweep
     holds `out_dir`, and `SweepInterrupted` on Ctrl-C (after recording what finished).
     """
     render = spec["render"] if render is None else render_choice(render, spec["rates"], "--render")
-    checked = check_inputs(spec)
     out = Path(out_dir).resolve()   # notebooks run with their own folder as cwd: pass absolute paths
     if out.exists() and not out.is_dir():
         raise InputError("output folder", f"{out} is a file; choose a folder with -o")
+    checked = check_inputs(spec)    # predicts the spec's `predict:` GPU sets last, once every check passed
     workers = workers or os.cpu_count() or 1
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out):
         run = _Run(spec, out, workers, retry_failed, render, html, log, checked)
+        run.ray = spec.get("ray") if ray is None else ray
         try:
             return run.go()
         except KeyboardInterrupt:
@@ -523,6 +121,7 @@ class _Run:
         self.render, self.html, self.log, self.checked = render, html, log, checked
         self.state = _load_manifest(out, spec)
         self.pool: cf.ProcessPoolExecutor | None = None
+        self.ray: str | bool | None = None
         self.kept = pd.DataFrame()
         self.new_rows: list[dict] = []
 
@@ -532,7 +131,7 @@ class _Run:
         files, broken = _prepare_workloads(spec, out, self.checked["workloads"], log,
                                            self.state.setdefault("workloads", {}), self.retry_failed)
         points = grid(spec)
-        hashes = {f: _sha(f) for f in {*files.values(), *(_profile_file(spec, p) for p in points)}}
+        hashes = {f: _sha(f) for f in {*files.values(), *(profile_file(spec, p) for p in points)}}
         old = _read_table(out / "results")
         have = set(old["point"]) if not old.empty else set()
         todo, changed = [], 0
@@ -565,7 +164,7 @@ class _Run:
         self.record()
         if not results.empty:
             execute_notebook(SUMMARY_NOTEBOOK, out, {"sweep_dir": str(out)})
-        from .report import write_index
+        from ..report import write_index
         write_index(out, results, self.state)
         log(f"wrote {out / 'index.html'}")
         return self.state
@@ -577,23 +176,35 @@ class _Run:
         for p in todo:
             groups.setdefault(p.problem, []).append(p)
         tasks = []
+        workers, remote = self.workers, bool(self.ray) and bool(todo)
+        if remote:      # one more executor behind the same pool interface: Ray tasks on a cluster
+            from ..scale import RayPool
+
+            self.pool = RayPool(None if self.ray is True else self.ray)
+            workers = self.pool.cpus
+            self.log(f"solving {len(todo)} points on {self.pool.description}")
+        parallel = remote or (self.workers > 1 and len(todo) >= POOL_MIN_POINTS)
         for key, pts in groups.items():
-            slo = _slo_label(self.spec, pts[0], self.checked["profiles"][_profile_file(self.spec, pts[0])])
+            slo = slo_label(self.spec, pts[0], self.checked["profiles"][profile_file(self.spec, pts[0])])
             task = _solve_task(self.spec, pts[0], files, slo)
-            size = len(pts) if self.workers == 1 or len(todo) < POOL_MIN_POINTS else \
-                max(1, math.ceil(len(todo) / (self.workers * 4)))
+            size = max(1, math.ceil(len(todo) / (workers * 4))) if parallel and workers > 1 else len(pts)
             for i in range(0, len(pts), size):
                 tasks.append({**task, "points": [(p.id, p.rate) for p in pts[i:i + size]]})
         start = time.perf_counter()
-        if self.workers > 1 and len(todo) >= POOL_MIN_POINTS:
-            self.pool = _pool(min(self.workers, len(tasks)))
+        if parallel:
+            self.pool = self.pool or worker_pool(min(self.workers, len(tasks)))
             with _workers_spawning():
                 futures = {self.pool.submit(_solve_all, t): t for t in tasks}
+            finished = 0
             for fut in cf.as_completed(futures):
                 try:
                     self._record_solved(fut.result())
-                except Exception as exc:   # a worker that died (BrokenProcessPool) or could not return
+                except Exception as exc:   # a worker that died (BrokenProcessPool, a lost Ray node) or could not return
                     self._fail_task(futures[fut], exc)
+                finished += len(futures[fut]["points"])
+                if remote:                 # progress, recorded first: a driver lost now keeps what finished
+                    self.record()
+                    self.log(f"{finished} of {len(todo)} points solved ({time.perf_counter() - start:.1f} s)")
             self.stop_pool()
         else:
             for task in tasks:
@@ -653,9 +264,9 @@ class _Run:
             return
         self.log(f"rendering {len(todo)} point reports ({self._render_label()}) with {min(self.workers, len(todo))} workers")
         by_id = {p.id: p for p in grid(self.spec)}
-        self.pool = _pool(min(self.workers, len(todo)))
+        self.pool = worker_pool(min(self.workers, len(todo)))
         with _workers_spawning():
-            futures = {self.pool.submit(_render_point, str(self.out), pid,
+            futures = {self.pool.submit(render_point, str(self.out), pid,
                                         _notebook_params(self.spec, by_id[pid], files), self.html): pid for pid in todo}
         for fut in cf.as_completed(futures):
             pid = futures[fut]
@@ -678,18 +289,8 @@ class _Run:
     def stop_pool(self) -> None:
         """End the worker processes now (Ctrl-C or done): pending work is cancelled, running work stopped."""
         pool, self.pool = self.pool, None
-        if pool is None:
-            return
-        procs = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()          # SIGTERM: the worker exits through its finally blocks
-        deadline = time.monotonic() + 10
-        for proc in procs:
-            proc.join(max(0.0, deadline - time.monotonic()))
-            if proc.is_alive():
-                proc.kill()
+        if pool is not None:
+            pool.stop()
 
 
 def points_to_render(results: pd.DataFrame, render) -> list[str]:
@@ -707,17 +308,65 @@ def points_to_render(results: pd.DataFrame, render) -> list[str]:
     chosen = []
     for _, df in ref.groupby(["workload", "gpu_set", "slo", "constraints", "slice_factor"], sort=True):
         df = df.sort_values("rate")
-        mixes = [frozenset(part.split("x", 1)[1] for part in mix.split(" + ")) if mix != "none" else status
-                 for mix, status in zip(df["mix"], df["status"])]
+        counts = [c for c in df.columns if c.startswith("n_")]     # n_<GPU>: GPUs of that type in the mix
+        mixes = [frozenset(c[2:] for c in counts if row[c] > 0) if row["mix"] != "none" else row["status"]
+                 for _, row in df.iterrows()]
         for i, pid in enumerate(df["point"]):
             if i == 0 or i == len(df) - 1 or mixes[i] != mixes[i - 1]:
                 chosen.append(pid)
     return chosen
 
 
-def _pool(n: int) -> cf.ProcessPoolExecutor:
-    return cf.ProcessPoolExecutor(max_workers=max(1, n), mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=_worker_signals)
+class WorkerPool(cf.ProcessPoolExecutor):
+    """A pool of `n` spawned worker processes that report their process ids when they start, so that
+    `stop` can end running work at once (concurrent.futures offers no public way to do that before
+    Python 3.14's ``terminate_workers``)."""
+
+    def __init__(self, n: int):
+        context = multiprocessing.get_context("spawn")
+        self._pids = context.SimpleQueue()
+        super().__init__(max_workers=max(1, n), mp_context=context, initializer=_worker_start, initargs=(self._pids,))
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Cancel pending work and SIGTERM the workers (each exits through its handler, ending its
+        notebook kernel); SIGKILL those still running after `grace` seconds."""
+        self.shutdown(wait=False, cancel_futures=True)
+        pids = []
+        while not self._pids.empty():
+            pids.append(self._pids.get())
+        for pid in pids:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for pid in pids:
+            while _running(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _running(pid):
+                _signal(pid, signal.SIGKILL)
+
+
+def worker_pool(n: int) -> WorkerPool:
+    return WorkerPool(n)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):   # already gone (its number may even be reused: leave it)
+        pass
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` still runs: it exists and (on Linux) is not a zombie awaiting its reaper."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:             # no /proc: ask the kernel whether the process exists
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
 
 
 @contextmanager
@@ -735,9 +384,11 @@ def _workers_spawning():
         signal.signal(signal.SIGINT, previous)
 
 
-def _worker_signals() -> None:
-    """Workers leave Ctrl-C to the parent (no tracebacks from each); on SIGTERM (the parent stopping
-    them) they end their notebook kernel and exit at once. The parent removes their temporary folders."""
+def _worker_start(pids) -> None:
+    """Each worker says who it is (`WorkerPool.stop`), leaves Ctrl-C to the parent (no tracebacks from
+    each) and, on SIGTERM (the parent stopping it), ends its notebook kernel and exits at once. The
+    parent removes the workers' temporary folders."""
+    pids.put(os.getpid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def _exit(signum, frame):
@@ -759,7 +410,7 @@ def _kill_children() -> None:
 
 
 def _solve_task(spec, p: Point, files, slo: str) -> dict:
-    return {"workload": files[p.workload], "gpus": _profile_file(spec, p), "gpu_names": list(spec["gpu_names"]),
+    return {"workload": files[p.workload], "gpus": profile_file(spec, p), "gpu_names": list(spec["gpu_names"]),
             "constraints": spec["constraints"][p.constraints or NO_CONSTRAINTS], "solvers": list(spec["solvers"]),
             "slice_factor": p.slice_factor, "time_limit": spec["time_limit"],
             "fields": {"workload": p.workload, "gpu_set": p.gpus, "slo": slo,
@@ -775,9 +426,9 @@ def _solve_points(task) -> Iterator[tuple[str, list[dict], float, tuple | None]]
 
     Yields (point id, result rows, seconds, None) or (point id, [], seconds, (error, traceback)).
     """
-    from .profiles import load_gpus, select_gpus
-    from .solver import Constraints, compare, prepare
-    from .workload import read_workload
+    from ..profiles import load_gpus, select_gpus
+    from ..solver import Constraints, compare, prepare
+    from ..workload import read_workload
 
     gpus = select_gpus(load_gpus(task["gpus"]), task["gpu_names"])
     prepared = prepare(read_workload(task["workload"]), gpus, Constraints.from_mapping(task["constraints"]))
@@ -806,7 +457,7 @@ def _rows(pid: str, cmp, fields: Mapping[str, Any]) -> list[dict]:
     return rows
 
 
-def _render_point(out: str, point_id: str, params: dict, html: bool) -> dict:
+def render_point(out: str, point_id: str, params: dict, html: bool) -> dict:
     """Worker: execute the allocation notebook for one point into a temporary folder, then rename it."""
     out_dir = Path(out)
     tmp = out_dir / f".{point_id}.tmp"
@@ -857,7 +508,7 @@ def _point_inputs(spec, p: Point, files) -> dict:
 
 
 def _notebook_params(spec, p: Point, files) -> dict:
-    return {"workload": files.get(p.workload), "gpus": _profile_file(spec, p), "rate": p.rate,
+    return {"workload": files.get(p.workload), "gpus": profile_file(spec, p), "rate": p.rate,
             "slice_factor": p.slice_factor, "solver": list(spec["solvers"]), "time_limit": spec["time_limit"],
             "gpu_names": list(spec["gpu_names"]), "constraints": dict(spec["constraints"][p.constraints or NO_CONSTRAINTS])}
 
@@ -869,7 +520,7 @@ def _prepare_workloads(spec, out: Path, loaded, log, failures: dict, retry_faile
 
     `failures` (the manifest's record of failed builds) is updated; a build that failed with the same
     parameters is not retried unless `retry_failed`."""
-    from .workload import check_same_buckets, read_workload, workload_source, write_workload
+    from ..workload import blend, check_same_buckets, read_workload, workload_source, write_workload
 
     files, broken = {}, {}
     for name, value in spec["workloads"].items():
@@ -919,7 +570,7 @@ def _prepare_workloads(spec, out: Path, loaded, log, failures: dict, retry_faile
             continue
         try:
             parts = {k: read_workload(files[k]) for k in value["blend"]}
-            mixed = _blend(parts, value["blend"])
+            mixed = blend(parts, dict(value["blend"]))
             target = out / "workloads" / name / "workload.csv"
             total = sum(value["blend"].values())
             source = "blend of " + ", ".join(f"{k} x {w / total:.3g}" for k, w in value["blend"].items())
@@ -931,7 +582,7 @@ def _prepare_workloads(spec, out: Path, loaded, log, failures: dict, retry_faile
             broken[name] = (f"workload {name}: " + " ".join(f"{type(exc).__name__}: {exc}".split())[:400],
                             traceback.format_exc())
     # built workloads meet the profiles only now: check their buckets before the first point
-    from .profiles import load_gpus
+    from ..profiles import load_gpus
     for name, file in files.items():
         if loaded.get(name) is not None or name in broken:
             continue
@@ -984,6 +635,23 @@ def _read_table(stem: Path) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- results
 
+def savings_vs_published(results: pd.DataFrame, published: Mapping | None) -> pd.DataFrame:
+    """Per workload x SLO x GPU set x single-GPU policy: the lowest-highest % the reference mix saves over
+    the rates where both have a plan, beside the published range for that workload."""
+    singles = results[results["policy"].str.startswith("single:")]
+    if singles.empty:
+        return pd.DataFrame()
+    table = (singles.groupby(["workload", "slo", "gpu_set", "policy"], sort=True)["savings_pct"]
+             .agg(["min", "max", "count"]).reset_index())
+    table["measured %"] = [f"{lo:.1f} to {hi:.1f}" if n else "no plan: this GPU alone cannot serve the workload"
+                           for lo, hi, n in zip(table["min"], table["max"], table["count"])]
+    ranges = (published or {}).get("savings_pct", {})
+    table["published %"] = [f"{ranges[w][0]:g} to {ranges[w][1]:g}" if w in ranges else "—" for w in table["workload"]]
+    table["against"] = table["policy"].str.replace("single:", "", regex=False) + " only"
+    return table[["workload", "slo", "gpu_set", "against", "measured %", "count", "published %"]].rename(
+        columns={"slo": "SLO", "gpu_set": "GPU set", "count": "rates with both plans"})
+
+
 def collect_results(out: str | Path, state: Mapping | None = None, spec: Mapping | None = None) -> pd.DataFrame:
     """The results table of a sweep folder, done points only: one row per point x policy with a column
     per axis (workload, gpu_set, slo, constraints, slice_factor, rate), the reference solver, the policy,
@@ -995,3 +663,4 @@ def collect_results(out: str | Path, state: Mapping | None = None, spec: Mapping
         return results
     done = {k for k, v in state["points"].items() if v.get("status") == "done"}
     return results[results["point"].isin(done)].reset_index(drop=True)
+
