@@ -5,6 +5,8 @@
 2. The driver's peak memory (ru_maxrss of the process that runs `melange-nb workload`) for N/4 and N
    conversations, each engine: flat for Ray (the driver gets counts), growing for datasets.map (it
    holds every request).
+3. The paper sweep (params/sweeps/paper.yaml, no per-point pages): its points solved as Ray tasks on
+   the two-node cluster against the local process pool (-j 2), the solve time each sweep logs.
 
 Ray runs as a real cluster of two nodes with 1 CPU each, started with `ray start` inside a network
 namespace of its own that has only loopback (tests/ray_cluster.py), as root; every command of both
@@ -35,8 +37,29 @@ extra = {"engine": "ray", "ray_address": sys.argv[3]} if engine == "ray" else {"
 t = time.perf_counter()
 w, _, report = build_workload(dataset=dataset, cache=False, **extra)
 print(json.dumps({"seconds": time.perf_counter() - t, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "requests": report["requests"], "tokens": report["stats"]["input_tokens"]["count"]}))
+                  "requests": report["requests"]}))
 """
+
+
+def paper_sweep(cluster, outputs: Path) -> None:
+    """The paper grid solved by the local pool and on the cluster; the solve times the sweeps log."""
+    import re
+
+    times = {}
+    for how, extra in (("local pool (-j 2)", ["-j", "2"]), ("ray, 2 nodes", ["--ray-address", ADDRESS])):
+        t = time.perf_counter()
+        result = cluster.run(sys.executable, "-m", "melange_nb.cli", "sweep", "-p", ROOT / "params/sweeps/paper.yaml",
+                             "--render", "none", "-o", outputs / f"paper-{extra[0].strip('-')}", *extra)
+        wall = time.perf_counter() - t
+        solved = re.search(r"solved (\d+) points in ([\d.]+) s", result.stdout)
+        if result.returncode != 0 or not solved:
+            print(f"paper sweep, {how}: failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+            return
+        times[how] = float(solved.group(2))
+        print(f"paper sweep, {how}: {solved.group(1)} points solved in {solved.group(2)} s ({wall:.0f} s with "
+              f"workloads and summary)   (load {Path('/proc/loadavg').read_text().split()[0]})")
+    local, ray = times.values()
+    print(f"paper sweep solve time, ray 2 nodes / local pool: {ray / local:.2f}x")
 
 
 def main() -> int:
@@ -78,6 +101,7 @@ def main() -> int:
         for engine in ("datasets", "ray"):
             small, big = runs[engine, n // 4]["peak_mb"], runs[engine, n]["peak_mb"]
             print(f"driver peak memory, {engine}: {small:.0f} MB -> {big:.0f} MB for 4x the data ({big / small:.2f}x)")
+        paper_sweep(cluster, outputs)
     finally:
         cluster.close()
     print(f"load average: {Path('/proc/loadavg').read_text().strip()} (2 cores, shared)")

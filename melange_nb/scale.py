@@ -389,6 +389,9 @@ def _count_on_cluster(fs, paths, fmt, source, *, schema, language, max_conversat
     for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):
         logging.getLogger(name).setLevel(logging.WARNING)
     ctx.execution_options.preserve_order = max_conversations is not None   # "the first N", as the default engine
+    # No share of the cluster held back for each operator: on a small cluster that reserve left the
+    # tokenizer pool without the CPUs to start (a filter or limit before it then waited forever).
+    ctx.op_resource_reservation_enabled = False
     read = ray.data.read_parquet if fmt == "parquet" else ray.data.read_json
     try:
         # Reading (and filtering) take no CPU slot: the tokenizer actors hold one each, and a task
@@ -419,7 +422,7 @@ def _count_on_cluster(fs, paths, fmt, source, *, schema, language, max_conversat
     worker = {**worker, "role_key": keys[0], "text_key": keys[1], "column": column}
     partials = ds.select_columns([column]).map_batches(
         TokenizeAndCount, fn_constructor_kwargs=worker, batch_format="pyarrow", batch_size=BATCH_SIZE,
-        compute=ActorPoolStrategy(size=size), num_cpus=1)
+        compute=ActorPoolStrategy(min_size=1, max_size=size), num_cpus=1)
     merge = ray.remote(num_cpus=1)(sum_counts)
     try:
         refs = partials.to_arrow_refs()

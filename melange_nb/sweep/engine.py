@@ -14,6 +14,11 @@ Layout of ``outputs/<sweep>/``: ``manifest.json`` (spec and each point's status)
 (built workloads), ``<point>/`` for rendered points (notebook, HTML, JSON/CSV), ``failed/<point>/``
 (error, traceback), ``results.csv``/``results.parquet``, the summary notebook and ``index.html``.
 
+With `ray` (the spec's ``ray:`` or ``--ray-address``) the points are solved as Ray tasks on a
+cluster (`scale.RayPool`, one more executor behind the pool interface); the driver records the
+results as each task finishes, logs the progress, and renders the pages in its own pool. A task
+whose node dies is retried by Ray on another node; one that still fails fails its points in one line.
+
 A re-run skips done points whose inputs (parameters and the contents of the workload and profile
 files) are unchanged, re-solves the others, and ``retry_failed`` re-runs failed ones. Ctrl-C
 stops within seconds: workers end, finished points are recorded, temporary folders are removed.

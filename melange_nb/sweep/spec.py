@@ -24,6 +24,8 @@ A sweep spec (``params/sweeps/*.yaml``)::
       source: Griggs et al., arXiv 2404.14527
       savings_pct: {short: [9, 77]}             # workload -> [lowest, highest] % against single-GPU policies
       notes: why the numbers may differ (markdown)
+    ray: null                                   # HOST:PORT of a Ray head, or true (RAY_ADDRESS, else a local
+                                                #   Ray): the points are solved as Ray tasks (--ray-address)
 
 `load_spec` checks the spec's shape and every `profile predict` request it holds, without running
 a prediction or writing anything; `check_inputs` then reads every file the spec names, and predicts
