@@ -22,6 +22,10 @@ Workloads (`ray_chat_histogram`, ``melange-nb workload --engine ray``):
 - **same answer**: the histogram and the sidecar equal the default engine's on the same data
   (``engine`` says which ran; the dataset fingerprint is Ray's own file listing); the counts are
   cached in ``outputs/cache/requests/<key>.ray.json`` (key: files, tokenizer, options, edges).
+
+Sweeps (`RayPool`, ``melange-nb sweep --ray-address`` or the spec's ``ray:``): the sweep engine's
+pool interface (``submit``, ``stop``) over Ray tasks, so the points are solved on the cluster by the
+local pool's own task function while the driver records, logs progress and renders.
 """
 from __future__ import annotations
 
