@@ -24,7 +24,7 @@ import pandas as pd
 from .errors import InputError
 
 # results-table columns a simulated point adds (NaN / empty where no simulation ran)
-COLUMNS = ["sim_status", "attainment", "p99_ttft_ms", "p99_tpot_ms", "target_attainment", "found_mix",
+COLUMNS = ["sim_status", "sim_slo", "attainment", "p99_ttft_ms", "p99_tpot_ms", "target_attainment", "found_mix",
            "found_cost_per_hour", "found_attainment", "sim_seconds"]
 MAX_SIM_REQUESTS = 5_000_000     # rate x duration above this is a units mistake, refused before any work
 
@@ -72,7 +72,8 @@ class PlanCheck:
 
     def columns(self) -> dict[str, Any]:
         """The flat numbers of `COLUMNS` (NaN where not applicable)."""
-        return {c: self.numbers.get(c, math.nan if c not in ("sim_status", "found_mix") else "") for c in COLUMNS}
+        return {c: self.numbers.get(c, math.nan if c not in ("sim_status", "sim_slo", "found_mix") else "")
+                for c in COLUMNS}
 
     def to_dict(self) -> dict:
         out = {"status": self.status, "sentence": self.sentence, "options": self.options,
@@ -142,7 +143,7 @@ def check_plan(workload: pd.DataFrame, gpus: Mapping[str, Any], rate: float, res
         numbers.update(target_attainment=target, found_mix=found.get("mix", ""),
                        found_cost_per_hour=found.get("cost_per_hour", math.nan),
                        found_attainment=found.get("attainment", math.nan))
-    numbers.update(sim_status=res.status, attainment=res.attainment if res.status == "ok" else math.nan,
+    numbers.update(sim_status=res.status, sim_slo=slo_text(res.slo), attainment=res.attainment if res.status == "ok" else math.nan,
                    p99_ttft_ms=_p99(res, "p99_ttft_ms"), p99_tpot_ms=_p99(res, "p99_tpot_ms"),
                    sim_seconds=round(res.wall_seconds, 3))
     sentence = plan_sentence(mix, cost, res)
@@ -182,3 +183,49 @@ def not_simulated(gpus: Mapping[str, Any]) -> str:
     """The line a page shows where no simulation ran: why, and how to get one."""
     return latency_missing(gpus) or ("Not simulated: add `simulate: {duration_s: 600}` (and optionally "
                                      "`target_attainment: 0.99`) to the run's or the sweep's parameters")
+
+
+def check_trace_plan(plan_dir, trace, gpus: Mapping[str, Any], *, timestamp_column: str = "TIMESTAMP",
+                     input_column: str = "ContextTokens", output_column: str = "GeneratedTokens",
+                     routing: str = "least", seed: int = 0, progress: bool = False) -> PlanCheck:
+    """Replay `trace` at its own arrival times through the per-window plan in `plan_dir` (``melange-nb plan``
+    output: counts and routes switch at window boundaries) and write the simulation to
+    ``plan_dir/simulation/`` (`simulate.write_result`); the answer sentence names the plan's mean $/h."""
+    from pathlib import Path
+
+    from .plan import read_plan
+    from .simulate import load_plan, simulate, stream_from_trace, write_result
+
+    missing = latency_missing(gpus)
+    if missing:
+        raise InputError("--simulate", missing[len("No SLO attainment: "):])
+    table, doc = read_plan(plan_dir)
+    stream = stream_from_trace(trace, gpus, timestamp_column=timestamp_column, input_column=input_column,
+                               output_column=output_column)
+    res = simulate(stream, load_plan(str(plan_dir), gpus), gpus, routing=routing, seed=seed, progress=progress)
+    write_result(res, Path(plan_dir) / "simulation")
+    cost = float((doc["totals"].get("autoscaled") or {}).get("mean_cost_per_hour", table["cost_per_hour"].mean()))
+    options = {"trace": Path(str(trace)).name, "routing": routing, "seed": seed, "requests": len(stream)}
+    if res.status != "ok":
+        sentence = f"The per-window plan cannot hold its SLO on the trace: {res.message}"
+    else:
+        sentence = (f"The per-window plan (mean ${cost:.2f}/h) meets {slo_text(res.slo)} for {res.attainment:.1%} "
+                    f"of the trace's {len(stream):,} requests replayed at their own times (p99 TTFT "
+                    f"{_p99(res, 'p99_ttft_ms'):,.0f} ms, p99 TPOT {_p99(res, 'p99_tpot_ms'):,.1f} ms)")
+    numbers = {"sim_status": res.status, "sim_slo": slo_text(res.slo) if res.status == "ok" else "",
+               "attainment": res.attainment if res.status == "ok" else math.nan,
+               "p99_ttft_ms": _p99(res, "p99_ttft_ms"), "p99_tpot_ms": _p99(res, "p99_tpot_ms"),
+               "sim_seconds": round(res.wall_seconds, 3)}
+    check = PlanCheck(res.status, sentence, options, res, None, numbers)
+    from .files import write_json
+    write_json(Path(plan_dir) / "simulation" / "attainment.json", check.to_dict())
+    return check
+
+
+def read_trace_check(plan_dir) -> dict | None:
+    """The plan folder's ``simulation/attainment.json`` (written by `check_trace_plan`), or None."""
+    import json
+    from pathlib import Path
+
+    path = Path(plan_dir) / "simulation" / "attainment.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -83,7 +83,7 @@ def _convert_mistral_v1(target: Path) -> None:
 
     import mistral_common
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")   # no "PyTorch was not found" line: not needed
-    from transformers import LlamaTokenizerFast   # the tokenizers-backed class in transformers 4 and 5
+    from transformers import LlamaTokenizer
 
     model = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
     if not model.is_file():
@@ -92,7 +92,7 @@ def _convert_mistral_v1(target: Path) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(model, Path(tmp) / "tokenizer.model")
-        hf = LlamaTokenizerFast.from_pretrained(tmp)
+        hf = LlamaTokenizer.from_pretrained(tmp)
     tok = hf.backend_tokenizer
     # Like Mistral's and Llama-2's own tokenizers: BOS <s> before each sequence when special tokens
     # are counted (the converted model has no template). The seed's per-message counts include it.

@@ -202,6 +202,21 @@ def _parser() -> argparse.ArgumentParser:
                     help="GPUs without measured data: label the speed-of-light estimate, or scale it by a sibling GPU")
     pp.add_argument("--no-cache", action="store_true", help="ignore outputs/cache/profiles/")
     pp.add_argument("-o", "--output", required=True, help="profile YAML to write (e.g. params/gpus/NAME.yaml)")
+    pk = psub.add_parser("check", help="self-consistency: per bucket, the simulated max rate of one replica under its "
+                                       "latency model against the profile's rate")
+    pk.add_argument("profile", metavar="YAML", help="profile file with latency models")
+    pk.add_argument("--gpu", action="append", default=[], metavar="NAME", help="check only this GPU type (repeatable)")
+    pk.add_argument("--requests", type=int, default=300, metavar="N",
+                    help="requests simulated per rate tried (default: 300)")
+    pk.add_argument("--arrival", default="constant", metavar="constant|poisson|gamma:CV",
+                    help="arrivals of the simulated streams (default: constant, as the profiles' steady state)")
+    pk.add_argument("-o", "--output", metavar="CSV", help="also write the table (gpu, bucket, rates, ratio) here")
+    pl = psub.add_parser("latency", help="add a latency model to each GPU of a predicted profile file, fitted to its "
+                                         "rates and aiconfigurator-core's replica facts")
+    pl.add_argument("profile", metavar="YAML", help="predicted profile file (profile predict)")
+    pl.add_argument("--refine", type=int, default=1, metavar="N",
+                    help="simulation-based refinements of the fit (default: 1)")
+    pl.add_argument("-o", "--output", required=True, metavar="YAML", help="profile file to write (may be the input)")
     pc = psub.add_parser("compare", help="per-bucket ratio A/B for the GPUs two profile files share (e.g. predicted/measured)")
     pc.add_argument("a", help="profile YAML, e.g. a prediction")
     pc.add_argument("b", help="profile YAML, e.g. a measurement")
@@ -251,6 +266,15 @@ def _measured_parsers(verbs) -> None:
     pi.add_argument("--prediction", help="predicted profile YAML (profile predict) with the same edges, for --fill")
     pi.add_argument("--prediction-gpu", help="GPU name in --prediction (default: --gpu, or its only GPU)")
     pi.add_argument("--add", action="store_true", help="add this GPU to the existing -o file (same edges)")
+    pi.add_argument("--kv-tokens", type=int, metavar="N",
+                    help="KV-cache capacity of one replica in tokens (vLLM logs it at start: 'GPU KV cache size'); "
+                         "given, a latency model is fitted to the runs' TPOT/TTFT at their achieved concurrency "
+                         "(default: no latency model)")
+    pi.add_argument("--max-seqs", type=int, default=256, metavar="N",
+                    help="the server's max sequences per batch, for the latency model (default: 256, vLLM's max_num_seqs)")
+    pi.add_argument("--max-step-tokens", type=int, default=8192, metavar="N",
+                    help="the server's token budget per step, for the latency model (default: 8192, vLLM's "
+                         "max_num_batched_tokens)")
     pi.add_argument("-o", "--output", required=True, help="profile YAML to write (what solve --gpus reads)")
 
     pp = verbs.add_parser("plan", help="write the vllm bench serve commands that measure one GPU")
@@ -300,6 +324,9 @@ def _add_plan_stream_options(si, *, verb: str = "simulate") -> None:
 def _simulate_parser(sub) -> None:
     si = sub.add_parser("simulate", help="simulate a plan serving a request stream: SLO attainment and tail latencies")
     _add_plan_stream_options(si)
+    si.add_argument("--target-attainment", type=float, metavar="FRACTION",
+                    help="also search the cheapest plan whose attainment on this stream reaches this share, e.g. 0.99, "
+                         "from the throughput-only plan (default: simulate the one plan)")
     si.add_argument("--format", choices=["text", "json"],
                     help="text: the answer and a table per GPU type; json: status, summary rows (default: text on a "
                          "terminal, json when piped)")
@@ -329,9 +356,11 @@ def _plan_and_stream(args):
         rate = args.rate
         stream = stream_from_workload(workload, rate, args.duration, arrival=args.arrival, seed=args.seed,
                                       sizes=args.sizes)
-    plan = load_plan(args.counts or args.plan, solve_gpus if not (args.counts or args.plan) else gpus,
-                     workload=workload, rate=rate, solver=args.solver)
-    return gpus, stream, plan, workload
+    plan = None
+    if not getattr(args, "target_attainment", None):
+        plan = load_plan(args.counts or args.plan, solve_gpus if not (args.counts or args.plan) else gpus,
+                         workload=workload, rate=rate, solver=args.solver)
+    return gpus, stream, plan, workload, solve_gpus, rate
 
 
 def _simulate(args) -> int:
@@ -340,19 +369,42 @@ def _simulate(args) -> int:
     if args.output_dir:
         from .files import check_output_dir
         check_output_dir(args.output_dir, "-o/--output-dir")
-    gpus, stream, plan, _ = _plan_and_stream(args)
-    result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo)
+    if args.target_attainment is not None and (args.counts or args.plan):
+        raise InputError("--target-attainment", "searches from the throughput-only plan; drop --counts/--plan")
+    gpus, stream, plan, workload, solve_gpus, rate = _plan_and_stream(args)
+    search = None
+    if args.target_attainment is not None:
+        from .simulate import search_attainment
+        search = search_attainment(workload, solve_gpus, rate, args.target_attainment, stream=stream,
+                                   solver=args.solver, routing=args.routing, seed=args.seed, slo=args.slo,
+                                   progress=sys.stderr.isatty())
+        if search.status == "infeasible":
+            raise InputError("--target-attainment", search.message)
+        result = search.result
+    else:
+        result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo,
+                          progress=sys.stderr.isatty())
     paths = write_result(result, args.output_dir) if args.output_dir else []
+    if search is not None and args.output_dir:
+        from .files import write_json
+        paths.append(write_json(Path(args.output_dir) / "attainment.json", search.to_dict()))
     fmt = args.format or ("text" if sys.stdout.isatty() else "json")
     if fmt == "json":
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({**result.to_dict(), **({"attainment": search.to_dict()} if search else {})}, indent=2))
     else:
         from .simulate import summary_table
+        if search is not None:
+            print(search.message + ".")
+            if search.neighbours:
+                print("Removing one GPU: " + "; ".join(f"one {n['removed']} less: {n['attainment']:.1%}"
+                                                         for n in search.neighbours) + ".")
         print(result.message + ".")
         if result.status == "ok":
             print(summary_table(result).to_string())
         if paths:
             print("wrote " + ", ".join(str(p) for p in paths))
+    if search is not None:
+        return 0 if search.status == "met" else 1
     return 0 if result.status == "ok" else 1
 
 
@@ -407,7 +459,7 @@ def _eval(args) -> int:
         extra = shlex.split(args.aiperf_args)
     except ValueError as exc:
         raise InputError("--aiperf-args", f"cannot be split into options ({exc})") from None
-    gpus, stream, plan, workload = _plan_and_stream(args)
+    gpus, stream, plan, workload = _plan_and_stream(args)[:4]
     evaluate.plan_eval(args.output_dir, stream, plan, gpus, endpoints=endpoints, model=args.model, workload=workload,
                        tokenizer=args.tokenizer, seed=args.seed, routing=args.routing, slo=args.slo,
                        endpoint_type=args.endpoint_type, aiperf_args=extra, progress=sys.stderr.isatty())
@@ -444,6 +496,13 @@ def _plan_parser(sub) -> None:
                          "calm windows) (default: none, each window on its own)")
     pl.add_argument("-j", "--workers", type=int, default=1, metavar="N",
                     help="solve windows in this many processes (default: 1)")
+    pl.add_argument("--simulate", action="store_true",
+                    help="also replay the trace at its own times through the per-window plan (every GPU type needs a "
+                         "latency model): SLO attainment and tail latencies, files in DIR/simulation/ (default: off)")
+    pl.add_argument("--routing", default="least", choices=["least", "round-robin"],
+                    help="with --simulate: replica choice within a GPU type (default: least)")
+    pl.add_argument("--seed", type=int, default=0, metavar="S",
+                    help="with --simulate: seed of the routing draws (default: 0)")
     pl.add_argument("--report", action="store_true", help="also run notebooks/04_time_varying.ipynb on the plan "
                                                             "(executed notebook and its shared HTML page in the output "
                                                             "folder; default: files only)")
@@ -460,12 +519,25 @@ def _constraints(args):
 
 
 def _plan(args) -> int:
-    from .files import check_output_dir
-    from .plan import overflow_note, plan_trace, write_plan
+    from .files import check_output_dir, folder_lock
     from .profiles import load_gpus, select_gpus
 
     check_output_dir(args.output_dir, "-o/--output-dir")
     gpus = select_gpus(load_gpus(args.gpus), args.gpu)
+    if args.simulate:                     # refused before the trace is read or anything is solved
+        from . import schemas
+        from .attainment import latency_missing
+        missing = latency_missing(gpus)
+        if missing:
+            raise InputError("--simulate", missing[len("No SLO attainment: "):])
+        schemas.whole(args.seed, "--seed")
+    with folder_lock(args.output_dir, by="plan"):      # one plan (or sweep) writing a folder at a time
+        return _plan_locked(args, gpus)
+
+
+def _plan_locked(args, gpus) -> int:
+    from .plan import overflow_note, plan_trace, write_plan
+
     plan = plan_trace(args.trace, gpus, window=args.window, timestamp_column=args.timestamp_column,
                       input_column=args.input_column, output_column=args.output_column, overflow=args.overflow,
                       solver=args.solver, slice_factor=args.slice_factor, time_limit=args.time_limit,
@@ -477,11 +549,20 @@ def _plan(args) -> int:
     if over["beyond_last_edge"]:
         print(f"note: {overflow_note(over)}")
     paths = write_plan(plan, args.output_dir)
+    check = None
+    if args.simulate:
+        from .attainment import check_trace_plan
+        check = check_trace_plan(args.output_dir, args.trace, gpus, timestamp_column=args.timestamp_column,
+                                 input_column=args.input_column, output_column=args.output_column,
+                                 routing=args.routing, seed=args.seed, progress=sys.stderr.isatty())
+        paths.append(Path(args.output_dir) / "simulation")
     if args.report:
         from .run import PLAN_NOTEBOOK, execute_notebook
         executed = execute_notebook(PLAN_NOTEBOOK, Path(args.output_dir), {"plan_dir": str(Path(args.output_dir).resolve())})
         paths += [executed, executed.with_name(f"{executed.stem}-shared.html")]
     print(plan.totals["headline"])
+    if check is not None:
+        print(check.sentence + ".")
     if plan.info["profiles"].get("data_caveat"):
         print(f"Data caveat: {plan.info['profiles']['data_caveat']}")
     for bad in plan.totals["windows_without_plan"]:
@@ -513,7 +594,7 @@ def _solve(args) -> int:
         from . import schemas
         schemas.number(args.target_attainment, "--target-attainment", positive=True, maximum=1.0,
                        what="a share of requests in (0, 1], e.g. 0.99")
-        missing = [g for g, p in select_gpus(gpus, args.gpu).items() if p.latency is None]
+        missing = [g for g, p in select_gpus(gpus, args.gpu).items() if p.latency is None and p.tputs.to_numpy().max() > 0]
         if missing:
             from .profiles import HOW_TO_ADD
             raise InputError("--target-attainment", f"GPU type {missing[0]} has no latency model; {HOW_TO_ADD}")
@@ -638,6 +719,7 @@ def _workload(args) -> int:
 
 
 def _sweep(args) -> int:
+    from . import schemas
     from .config import outputs_dir
     from .sweep import load_spec, run_sweep
 
@@ -650,6 +732,8 @@ def _sweep(args) -> int:
             raise InputError("--workload/--gpus/--rates", "all three are required without -p SPEC.yaml")
         if not args.output_dir:
             raise InputError("-o", "the quick form needs an output folder, e.g. -o outputs/my-sweep")
+        from .files import check_output_dir
+        check_output_dir(args.output_dir, "-o/--output-dir")      # its name becomes the sweep's name
         rates = _rates(args.rates, "--rates")
         from .solver import parse_counts
 
@@ -661,8 +745,8 @@ def _sweep(args) -> int:
                          name=_quick_name(args.output_dir), gpu_names=args.gpu or None,
                          slice_factors=[args.slice_factor] if args.slice_factor is not None else None,
                          time_limit=args.time_limit, constraints=constraints)
-    if args.workers is not None and args.workers < 1:
-        raise InputError("--workers", f"must be >= 1, got {args.workers}")
+    if args.workers is not None and not 1 <= args.workers <= schemas.MAX_WORKERS:
+        raise InputError("--workers", f"must be from 1 to {schemas.MAX_WORKERS}, got {args.workers}")
     out = Path(args.output_dir) if args.output_dir else outputs_dir() / spec["name"]
     from .scale import check_address
 
@@ -686,7 +770,8 @@ def _profile_import(args) -> int:
         args.results, args.output, gpu=args.gpu, slo=args.slo, input_edges=_edges(args.edges, "--edges"),
         output_edges=_edges(args.output_edges, "--output-edges"), cost=args.cost, prices=args.prices,
         system=args.system, gpus_per_replica=args.gpus_per_replica, engine=args.engine, add=args.add,
-        fill=args.fill, prediction=args.prediction, prediction_gpu=args.prediction_gpu)
+        fill=args.fill, prediction=args.prediction, prediction_gpu=args.prediction_gpu, kv_tokens=args.kv_tokens,
+        max_seqs=args.max_seqs, max_step_tokens=args.max_step_tokens)
     for warning in warnings:
         print(f"melange-nb: warning: {warning}", file=sys.stderr)
     measured = int((profile.tputs.to_numpy() > 0).sum())
@@ -699,6 +784,8 @@ def _profile_plan(args) -> int:
     from .profiles.measured import write_benchmark_plan
 
     parse_slo(args.slo, field="--slo")
+    from .files import check_output_dir
+    check_output_dir(args.output_dir, "-o/--output-dir")
     paths = write_benchmark_plan(
         args.output_dir, gpu=args.gpu, model=args.model, base_url=args.base_url,
         input_edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
@@ -747,8 +834,9 @@ def _run_summary(run_dir: Path) -> str:
 def _profile(args) -> int:
     from .profiles import PROFILE_INPUT_EDGES, PROFILE_OUTPUT_EDGES, format_slo, save_profiles
 
-    if args.profile_command in ("import", "plan"):
-        return {"import": _profile_import, "plan": _profile_plan}[args.profile_command](args)
+    if args.profile_command in ("import", "plan", "check", "latency"):
+        return {"import": _profile_import, "plan": _profile_plan, "check": _profile_check,
+                "latency": _profile_latency}[args.profile_command](args)
     if args.profile_command == "compare":
         from .profiles import load_gpus
         from .profiles.calibrate import compare_profiles, format_comparison
@@ -787,6 +875,54 @@ def _profile(args) -> int:
         print(f"melange-nb: warning: {caveat}", file=sys.stderr)
         for line in physics:
             print(f"melange-nb: warning: {line}", file=sys.stderr)
+    return 0
+
+
+def _profile_check(args) -> int:
+    from .profiles import load_gpus, select_gpus
+    from .simulate import check_profiles, parse_arrival
+
+    if args.output:
+        from .files import check_output_file
+        check_output_file(args.output, "-o/--output")
+    parse_arrival(args.arrival)
+    if args.requests < 20:
+        raise InputError("--requests", f"must be at least 20, got {args.requests}")
+    gpus = select_gpus(load_gpus(args.profile), args.gpu)
+    table = check_profiles(gpus, arrival=args.arrival, requests=args.requests, progress=sys.stderr.isatty())
+    for gpu, part in table.groupby("gpu", sort=False):
+        ratio = part["ratio"]
+        within = int((abs(ratio - 1) <= 0.15).sum())
+        print(f"{gpu}: {within} of {len(part)} buckets within 15% (simulated max rate / profile rate: median "
+              f"{ratio.median():.2f}, range {ratio.min():.2f}-{ratio.max():.2f})")
+        like = gpus[gpu].tputs
+        print(part.pivot(index="input_tokens", columns="output_tokens", values="ratio")
+              .reindex(index=like.index, columns=like.columns).round(2).to_string(na_rep="-"))
+    if args.output:
+        from .files import atomic_write
+        atomic_write(args.output, lambda tmp: table.to_csv(tmp, index=False))
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _profile_latency(args) -> int:
+    from .files import check_output_file
+    from .profiles import load_gpus, save_profiles
+    from .simulate import latency_from_predictions
+
+    check_output_file(args.output, "-o/--output")
+    if args.refine < 0:
+        raise InputError("--refine", f"must be 0 or more, got {args.refine}")
+    path = Path(args.profile)
+    gpus, table = latency_from_predictions(load_gpus(path), refine=args.refine, progress=sys.stderr.isatty())
+    header = "".join(line[2:] + "\n" for line in path.read_text(encoding="utf-8").splitlines()
+                     if line.startswith("# ")).rstrip("\n") or None
+    save_profiles(args.output, gpus, header=header)
+    for gpu, part in table.groupby("gpu", sort=False):
+        ratio = part["ratio"]
+        print(f"{gpu}: {gpus[gpu].latency.source}; {int((abs(ratio - 1) <= 0.15).sum())} of {len(part)} buckets "
+              f"within 15% (median {ratio.median():.2f})")
+    print(f"wrote {args.output}")
     return 0
 
 

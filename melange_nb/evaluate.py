@@ -34,7 +34,9 @@ writes a folder:
 ``melange-nb eval import DIR`` reads each pool's ``aiperf/profile_export.jsonl`` (one
 ``MetricRecordInfo`` per request: ``metadata.conversation_id``, ``metadata.credit_issued_ns``,
 ``metrics.time_to_first_token`` / ``inter_token_latency`` / ``request_latency`` /
-``output_sequence_length`` as ``{"value", "unit"}``, and ``error`` when the request failed) and,
+``output_sequence_length`` as ``{"value", "unit"}``, and ``error`` (``{code, type, message}``, e.g.
+HTTP 500, or ``ClientConnectorError``) when the request failed; AIPerf exits 0 when some requests
+fail, 1 when all do, and then the pool stays unfinished for the next ``run_eval.sh``) and,
 when present, ``profile_export_aiperf.json`` (AIPerf's version, the timing mode). Per request:
 TTFT, TPOT (AIPerf's inter-token latency: (latency - TTFT) / (output tokens - 1)) and e2e; the SLO
 is checked per request, every condition of the profile's SLO on that request's own value, as the
@@ -44,7 +46,12 @@ beside the simulation's, in ``comparison.csv``, ``measured.csv`` and ``report.ht
 
 Records that do not belong to the pool's trace (unknown or repeated request ids, more records than
 requests, arrival times off the trace's schedule), a pool without records, or a file that is not
-AIPerf's per-request export are refused in one line naming the file; nothing is written then.
+AIPerf's per-request export are refused in one line naming the file; nothing is written then. So are
+a plan without routing shares and an endpoint for a GPU type the plan does not use.
+
+In Python: ``plan_eval(DIR, stream, plan, gpus, endpoints=..., model=...)`` (the stream and plan of
+``melange_nb.simulate``), then ``result = import_eval(DIR)``, ``result.headline``,
+``text_table(result)``, ``write_import(result)``.
 """
 from __future__ import annotations
 
@@ -517,6 +524,16 @@ def _metric(metrics: Mapping, key: str, where: str, units: Mapping[str, float] =
     return float(value) * units[unit]
 
 
+def _error_label(err) -> str:
+    """AIPerf's ErrorDetails as a short label: "HTTP 500 Internal Server Error", "ClientConnectorError"; "" for none."""
+    if not err:
+        return ""
+    if not isinstance(err, dict):
+        return "error"
+    code, kind = err.get("code"), str(err.get("type") or "").strip()
+    return (f"HTTP {code} {kind}".strip() if isinstance(code, int) and not isinstance(code, bool) else kind) or "error"
+
+
 def read_records(path: str | Path, *, max_lines: int = MAX_REQUESTS) -> pd.DataFrame:
     """AIPerf's ``profile_export.jsonl`` as one row per record: ``request`` (the trace's session id),
     ``sent_ms`` (credit issue time), ``ttft_ms``, ``tpot_ms``, ``e2e_ms``, ``output_measured``,
@@ -558,8 +575,7 @@ def read_records(path: str | Path, *, max_lines: int = MAX_REQUESTS) -> pd.DataF
                          "tpot_ms": _metric(metrics, "inter_token_latency", line_where),
                          "e2e_ms": _metric(metrics, "request_latency", line_where),
                          "output_measured": _metric(metrics, "output_sequence_length", line_where, {"tokens": 1.0}),
-                         "error": (str(err.get("type") or err.get("code") or "error") if isinstance(err, dict)
-                                   else ("error" if err else ""))})
+                         "error": _error_label(err)})
     return pd.DataFrame(rows, columns=["request", "sent_ms", "ttft_ms", "tpot_ms", "e2e_ms", "output_measured", "error"])
 
 

@@ -14,6 +14,11 @@ tensor-parallel size, 1 when unknown), ``resources.ports``,
 ``target_qps_per_replica``: the requests/s one GPU sustains on the mix of request sizes routed to
 it, from the profile's throughputs, times the utilisation cap. ``run`` is left for the user's
 model server command.
+
+Every file is rendered in memory first (PyYAML's dumper; comments through ``files.comment_lines``),
+so a GPU name the exports cannot take fails before anything is written; each file is then written
+atomically, ``deploy.json`` last, and service files the previous ``deploy.json`` listed but this one
+does not are removed: the folder always holds one consistent set.
 """
 from __future__ import annotations
 
@@ -25,7 +30,8 @@ from typing import Mapping, Sequence
 import pandas as pd
 import yaml
 
-from .files import write_json, write_text
+from . import schemas
+from .files import comment_lines, write_text
 from .profiles import GpuProfile
 from .solver import SolveResult
 from .workload import INPUT_AXIS, OUTPUT_AXIS
@@ -74,7 +80,7 @@ def _gpu_entries(routing: pd.DataFrame, gpus: Mapping[str, GpuProfile], low: Map
 
 def service_file_name(gpu: str) -> str:
     """``skyserve-<gpu>.yaml`` with the GPU name lower-cased and made file-safe."""
-    return f"skyserve-{re.sub(r'[^a-z0-9]+', '-', gpu.lower()).strip('-')}.yaml"
+    return f"skyserve-{schemas.file_safe(gpu)}.yaml"
 
 
 def result_deployment(result: SolveResult, gpus: Mapping[str, GpuProfile], *, utilization_cap: float = 1.0,
@@ -144,24 +150,52 @@ def skyserve_service(deploy: Mapping, gpu: str, *, port: int = 8000, readiness_p
 
 
 def skyserve_yaml(deploy: Mapping, gpu: str, **options) -> str:
-    """``skyserve_service`` as YAML text with a header saying what it is and what to add."""
+    """``skyserve_service`` as YAML text (PyYAML's dumper) with a comment header saying what it is and what to add."""
     entry = deploy["gpus"][gpu]
-    header = (f"# SkyServe service for {gpu} in a melange-nb {deploy['kind'].replace('_', '-')} plan "
-              f"(solver {deploy.get('solver')}).\n"
-              f"# {entry['min_replicas']}-{entry['max_replicas']} replicas; target_qps_per_replica = requests/s one "
-              f"{gpu} sustains on the request sizes routed to it (profile throughputs x utilisation cap).\n"
-              "# MELANGE_ROUTING_SHARES: share of each input|output token bucket sent to this GPU type; "
-              "deploy.json has every type's shares.\n"
-              "# Add your model server as `run:` (e.g. vllm serve <model> --port 8000), then: sky serve up <this file>\n")
-    return header + yaml.safe_dump(skyserve_service(deploy, gpu, **options), sort_keys=False)
+    header = comment_lines(
+        f"SkyServe service for {gpu} in a melange-nb {str(deploy['kind']).replace('_', '-')} plan "
+        f"(solver {deploy.get('solver')}).\n"
+        f"{entry['min_replicas']}-{entry['max_replicas']} replicas; target_qps_per_replica = requests/s one "
+        f"{gpu} sustains on the request sizes routed to it (profile throughputs x utilisation cap).\n"
+        "MELANGE_ROUTING_SHARES: share of each input|output token bucket sent to this GPU type; "
+        "deploy.json has every type's shares.\n"
+        "Add your model server as `run:` (e.g. vllm serve <model> --port 8000), then: sky serve up <this file>")
+    return header + yaml.safe_dump(skyserve_service(deploy, gpu, **options), sort_keys=False, allow_unicode=True)
+
+
+def render_exports(deploy: Mapping, **options) -> dict[str, str]:
+    """File name -> text of every export file (``skyserve-<gpu>.yaml`` per GPU type, ``deploy.json`` last),
+    made in memory so a bad name fails before anything is written."""
+    schemas.gpu_names(list(deploy["gpus"]), "deploy gpus")      # printable, bounded, distinct file names
+    files = {deploy["gpus"][g]["service_file"]: skyserve_yaml(deploy, g, **options) for g in deploy["gpus"]}
+    files["deploy.json"] = json.dumps(deploy, indent=2, default=str) + "\n"
+    return files
 
 
 def write_exports(deploy: Mapping, out_dir: str | Path, **options) -> list[Path]:
-    """Write ``deploy.json`` and one ``skyserve-<gpu>.yaml`` per GPU type in use into `out_dir`."""
+    """Write ``deploy.json`` and one ``skyserve-<gpu>.yaml`` per GPU type in use into `out_dir`, replacing
+    the previous export: each file is written atomically, ``deploy.json`` last, then the service files
+    the previous ``deploy.json`` listed and this one does not are removed."""
     out_dir = Path(out_dir)
-    paths = [write_text(out_dir / deploy["gpus"][g]["service_file"], skyserve_yaml(deploy, g, **options))
-             for g in deploy["gpus"]]
-    return paths + [write_json(out_dir / "deploy.json", deploy)]
+    files = render_exports(deploy, **options)
+    old = _previous_service_files(out_dir / "deploy.json")
+    paths = [write_text(out_dir / name, text) for name, text in files.items()]
+    for name in old - set(files):
+        (out_dir / name).unlink(missing_ok=True)
+    return paths
+
+
+_SERVICE_FILE = re.compile(r"skyserve-[a-z0-9-]+\.yaml")
+
+
+def _previous_service_files(path: Path) -> set[str]:
+    """Service file names a previous ``deploy.json`` listed (only names of the form skyserve-*.yaml)."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        listed = [entry.get("service_file") for entry in old["gpus"].values()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
+    return {name for name in listed if isinstance(name, str) and _SERVICE_FILE.fullmatch(name)}
 
 
 def export_names(deploy: Mapping) -> Sequence[str]:

@@ -35,7 +35,8 @@ from .files import atomic_write, write_json
 from .profiles import GpuProfile
 from .schemas import check_plan_options
 from .solver import LOAD_EPS, Constraints, SolveResult, flat_problem, highs_program, single_counts, solve
-from .workload import OVERFLOW_POLICIES, bucket_index, bucket_labels, labelled_matrix, read_trace
+from .workload import (OVERFLOW_POLICIES, bucket_index, bucket_labels, labelled_matrix, parse_bucket_labels,
+                       read_trace)
 
 PLAN_SOLVERS = ("exact", "melange")   # schemas.PlanOptions.solver
 
@@ -53,13 +54,13 @@ def read_timed_trace(path: str | Path, *, timestamp_column: str = "TIMESTAMP", i
     path = Path(path)
     lengths = read_trace(path, input_column=input_column, output_column=output_column)
     parquet = path.suffix.lower() == ".parquet"
-    columns = list(pd.read_parquet(path).columns if parquet else pd.read_csv(path, nrows=0).columns)
+    columns = list(pd.read_parquet(path).columns if parquet else pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns)
     if timestamp_column not in columns:
         raise InputError(f"{path.name}: {timestamp_column}", f"no such column; the trace has {columns}; "
                                                              "set --timestamp-column")
     raw = (pd.read_parquet(path, columns=[timestamp_column]) if parquet
-           else pd.read_csv(path, usecols=[timestamp_column]))[timestamp_column]
-    stamps = _timestamps(raw)
+           else pd.read_csv(path, usecols=[timestamp_column], encoding="utf-8-sig"))[timestamp_column]
+    stamps = _timestamps(raw, f"{path.name}: {timestamp_column}")
     if stamps.isna().any():
         row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
         raise InputError(f"{path.name}: {timestamp_column}", f"row {row + 2} holds {str(raw.iloc[row])!r}, not a "
@@ -79,15 +80,25 @@ def read_timed_trace(path: str | Path, *, timestamp_column: str = "TIMESTAMP", i
     return requests, report
 
 
-def _timestamps(raw: pd.Series) -> pd.Series:
-    """Datetimes from ISO 8601 text (other date formats as pandas infers them) or numbers of seconds."""
+def _timestamps(raw: pd.Series, field: str = "timestamp") -> pd.Series:
+    """Datetimes from ISO 8601 text (other date formats as pandas infers them) or numbers of seconds.
+    Stamps with UTC offsets (even different ones) are converted to UTC; a mix of stamps with and
+    without an offset is refused, since the naive ones' zone is unknown."""
     if pd.api.types.is_datetime64_any_dtype(raw):
         return raw
     if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
         return pd.to_datetime(raw, unit="s", errors="coerce")     # seconds since the epoch or the trace start
-    stamps = pd.to_datetime(raw, errors="coerce", format="ISO8601")
+    text = raw.astype(str).str.strip()
+    aware = text.str.contains(r"\d:\d\d(?::\d\d(?:\.\d*)?)?\s*(?:Z|UTC|[+-]\d\d:?\d\d)$", case=False, regex=True)
+    if aware.any() and not aware.all():
+        i, j = int(np.flatnonzero(aware.to_numpy())[0]), int(np.flatnonzero(~aware.to_numpy())[0])
+        raise InputError(field, f"mixes timestamps with a UTC offset (row {i + 2}: {text.iloc[i][:40]!r}) and "
+                                        f"without (row {j + 2}: {text.iloc[j][:40]!r}); give every timestamp an "
+                                        "offset (e.g. Z), or none")
+    utc = bool(aware.any())          # offsets, possibly different ones: every stamp converted to UTC
+    stamps = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=utc)
     if stamps.isna().any():
-        mixed = pd.to_datetime(raw, errors="coerce", format="mixed")
+        mixed = pd.to_datetime(text, errors="coerce", format="mixed", utc=utc)
         stamps = mixed if mixed.isna().sum() < stamps.isna().sum() else stamps
     return stamps
 
@@ -108,22 +119,26 @@ def parse_window(text: str | pd.Timedelta) -> pd.Timedelta:
     return window
 
 
+MAX_WINDOWS = 100_000     # windows in one plan: each is solved, and each holds a histogram in memory
+
+
+def check_window_count(n: int, shown: str, span) -> None:
+    """Refuse a window so short that the trace would need more than `MAX_WINDOWS` windows."""
+    if n > MAX_WINDOWS:
+        raise InputError("window", f"{shown} cuts the trace ({span}) into {n:,} windows; a plan has at most "
+                                   f"{MAX_WINDOWS:,}: choose a longer window")
+
+
 def profile_edges(gpus: Mapping[str, GpuProfile]) -> tuple[list[float], list[float], bool]:
     """(input edges, output edges, open last bucket) recovered from the profiles' ``lo-hi`` labels."""
     tputs = next(iter(gpus.values())).tputs
     axes = []
     for labels in (list(tputs.index), list(tputs.columns)):
-        is_open = labels[-1].endswith("+")
-        closed = labels[:-1] if is_open else labels
         try:
-            pairs = [tuple(float(x) for x in label.split("-")) for label in closed]
-        except ValueError:
-            pairs = None
-        if not pairs or any(len(p) != 2 for p in pairs):
+            axes.append(parse_bucket_labels(labels))
+        except InputError:
             raise InputError("gpus", f"bucket labels {labels} are not lo-hi token ranges; a plan needs a profile "
-                                     "with token edges (params/gpus/*.yaml), not a melange-release config")
-        edges = [pairs[0][0]] + [hi for _, hi in pairs]
-        axes.append(([int(e) if e.is_integer() else e for e in edges], is_open))
+                                     "with token edges (params/gpus/*.yaml), not a melange-release config") from None
     (inp, open_in), (out, open_out) = axes
     if open_in != open_out:
         raise InputError("gpus", "the profile has an open last bucket on one axis only; a trace plan needs both or neither")
@@ -169,6 +184,7 @@ def cut_windows(requests: pd.DataFrame, window: str | pd.Timedelta, gpus: Mappin
     index = (stamps.to_numpy().astype("datetime64[ns]").astype(np.int64) - origin.value) // step
     lo, hi = int(index[0]), int(index[-1])
     n = hi - lo + 1
+    check_window_count(n, shown, last - first)
     starts = origin + pd.to_timedelta(np.arange(lo, hi + 1) * step, unit="ns")
     win = index - lo
     counts = np.bincount(win, minlength=n)
@@ -626,12 +642,14 @@ def read_plan(plan_dir: str | Path) -> tuple[pd.DataFrame, dict]:
 
 def write_plan(plan: Plan, out_dir: str | Path) -> list[Path]:
     """Write plan.csv, plan.json and the deployment exports (skyserve-<gpu>.yaml, deploy.json)."""
-    from .export import plan_deployment, write_exports
+    from .export import plan_deployment, render_exports, write_exports
 
     out_dir = Path(out_dir)
+    deploy = plan_deployment(plan)
+    render_exports(deploy)               # a name the exports cannot take fails before plan.csv is written
     table = plan.table.copy()
     for col in ("start", "end"):
         table[col] = table[col].dt.strftime("%Y-%m-%dT%H:%M:%S")
     paths = [atomic_write(out_dir / "plan.csv", lambda tmp: table.to_csv(tmp, index=False)),
              write_json(out_dir / "plan.json", plan_json(plan))]
-    return paths + write_exports(plan_deployment(plan), out_dir)
+    return paths + write_exports(deploy, out_dir)

@@ -258,6 +258,49 @@ def info_html(lines: Mapping[str, str] | list[tuple[str, str]]) -> str:
             + "".join(f"<p><b>{escape(k)}</b>: {escape(v)}</p>" for k, v in items) + "</div>")
 
 
+def text_html(text: str) -> str:
+    """Free text from an input file (a spec's notes, a source line) as escaped HTML paragraphs (blank
+    lines split them): never Markdown, which passes raw HTML through to the page."""
+    from html import escape
+
+    paras = [p.strip() for p in re.split(r"\n\s*\n", str(text)) if p.strip()]
+    return ('<div class="tex2jax_ignore mathjax_ignore">'
+            + "".join(f"<p>{escape(p)}</p>" for p in paras) + "</div>")
+
+
+def escaped(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy with every text label (index, columns, their names) and text cell HTML-escaped."""
+    from html import escape
+
+    def esc(v):
+        return escape(v) if isinstance(v, str) else v
+
+    def labels(index: pd.Index) -> pd.Index:
+        if not any(isinstance(x, str) for x in [*index.names, *index.to_flat_index()]):
+            return index
+        if isinstance(index, pd.MultiIndex):
+            return pd.MultiIndex.from_tuples([tuple(esc(x) for x in t) for t in index],
+                                             names=[esc(n) for n in index.names])
+        return pd.Index([esc(x) for x in index], name=esc(index.name), dtype=object)
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(esc)
+    out.index, out.columns = labels(out.index), labels(out.columns)
+    return out
+
+
+def styled(frame: pd.DataFrame, formats=None, **options):
+    """The one way a report table becomes a pandas Styler: text escaped first (``Styler.to_html`` and
+    ``format`` do not escape what they are given), then ``format(formats, **options)``; keys of a
+    `formats` mapping name the original columns."""
+    from html import escape
+
+    if isinstance(formats, Mapping):
+        formats = {escape(k) if isinstance(k, str) else k: v for k, v in formats.items()}
+    return escaped(frame).style.format(formats, **options)
+
+
 # ---------------------------------------------------------------- one style per policy, in every plot
 
 _POLICY_STYLES = {   # the mix solvers: exact drawn wide and underneath, Mélange thin and dashed on top
@@ -376,8 +419,8 @@ def format_savings(table: pd.DataFrame):
     gpu_cols = [c for c in table.columns if c not in ("cost_per_hour", "status", "savings_pct")]
     shown = table.rename(index=policy_label, columns={"cost_per_hour": "$/h", "savings_pct": "the mix saves (%)"})
     shown.index.name = "policy"
-    return (shown.style.format({**{c: "{:.0f}" for c in gpu_cols}, "$/h": "${:.2f}", "the mix saves (%)": "{:.1f}%"},
-                               na_rep="—")
+    return (styled(shown, {**{c: "{:.0f}" for c in gpu_cols}, "$/h": "${:.2f}", "the mix saves (%)": "{:.1f}%"},
+                   na_rep="—")
             .set_caption("GPUs per type, $/hour, and what the mix saves against each policy"))
 
 
@@ -493,6 +536,26 @@ def plot_savings_vs_rate(results: pd.DataFrame):
     return fig
 
 
+def plot_attainment_vs_rate(results: pd.DataFrame):
+    """Simulated SLO attainment (%) of the reference mix at each rate, and of the cheapest plan found at the
+    target where one was searched; None when no point was simulated."""
+    if "attainment" not in results or results["attainment"].isna().all():
+        return None
+    fig, panels = _panels(results, 4.2)
+    for ax, key, df in panels:
+        ref = df[df["policy"] == df["reference"]].sort_values("rate")
+        ax.plot(ref["rate"], 100 * ref["attainment"], label=f"{policy_label(ref['reference'].iloc[0])} (throughput only)",
+                **policy_style(ref["reference"].iloc[0]))
+        if "found_attainment" in ref and ref["found_attainment"].notna().any():
+            ax.plot(ref["rate"], 100 * ref["found_attainment"], label="cheapest plan found at the target",
+                    color="#2ca02c", marker="s", linestyle=":")
+            ax.axhline(100 * ref["target_attainment"].dropna().iloc[0], color="grey", lw=0.8, ls="--")
+        ax.set_ylim(min(90.0, float(np.nanmin(100 * ref["attainment"])) - 2), 100.5)
+        _label_rate_axis(ax, "Requests meeting the SLO (%)", _problem_title(key), df["rate"])
+    fig.tight_layout()
+    return fig
+
+
 def plot_mix(results: pd.DataFrame):
     """Stacked bars: the reference mix's GPU count per type at each rate solved (GPU colours as in every plot)."""
     fig, panels = _panels(results, 4.2)
@@ -589,8 +652,47 @@ def rate_table(results: pd.DataFrame) -> pd.DataFrame:
             for gpu, single in singles.items():
                 pct = single["savings_pct"]
                 row[f"saves vs {gpu}-only"] = f"{pct:.1f}%" if ok and _has_plan(single) and pd.notna(pct) else "—"
+            if _simulated(ref):
+                row["SLO attainment"] = f"{ref['attainment']:.1%}"
+                row["p99 TTFT (ms)"] = f"{ref['p99_ttft_ms']:,.0f}"
+                row["p99 TPOT (ms)"] = f"{ref['p99_tpot_ms']:,.1f}"
+                if isinstance(ref.get("found_mix"), str) and ref["found_mix"]:
+                    row[f"cheapest at {ref['target_attainment']:.0%}"] = (
+                        f"{ref['found_mix']} ({format_dollars(ref['found_cost_per_hour'])}, {ref['found_attainment']:.1%})")
+            elif "sim_status" in ref and isinstance(ref["sim_status"], str) and ref["sim_status"]:
+                row["SLO attainment"] = ref["sim_status"]          # e.g. unbounded: the queue grows without bound
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _simulated(row: pd.Series) -> bool:
+    """A results row whose plan was simulated (`attainment.COLUMNS` filled in)."""
+    return "attainment" in row and pd.notna(row["attainment"])
+
+
+def attainment_sentence(df: pd.DataFrame, rate: float) -> str:
+    """One problem's simulated attainment in words, answer first: the plan at `rate` and the range over the
+    rates (and the cheapest plan found at the target); "" when no point was simulated."""
+    ref = df[df["policy"] == df["reference"]]
+    sim = ref[[_simulated(r) for _, r in ref.iterrows()]] if "attainment" in ref else ref.iloc[0:0]
+    if sim.empty:
+        return ""
+    at = sim[sim["rate"] == rate]
+    row = at.iloc[0] if not at.empty else sim.iloc[0]
+    text = (f"Simulated at {row['rate']:g} req/s, {format_mix(_mix_of(row))} ({format_dollars(row['cost_per_hour'])}) "
+            f"meets {row['sim_slo']} for {row['attainment']:.1%} of requests (p99 TTFT {row['p99_ttft_ms']:,.0f} ms, "
+            f"p99 TPOT {row['p99_tpot_ms']:,.1f} ms)")
+    if isinstance(row.get("found_mix"), str) and row["found_mix"] and row["found_mix"] != format_mix(_mix_of(row)):
+        text += (f"; {row['found_mix']} ({format_dollars(row['found_cost_per_hour'])}) meets it for "
+                 f"{row['found_attainment']:.1%}, the cheapest plan found at {row['target_attainment']:.0%}")
+    lo, hi = sim["attainment"].min(), sim["attainment"].max()
+    worst = sim.loc[sim["attainment"].idxmin(), "rate"]
+    text += (f". Over {plural(len(sim), 'simulated rate')} the throughput-only plan meets it for "
+             f"{lo:.1%}–{hi:.1%} of requests (lowest at {worst:g} req/s)" if len(sim) > 1 else "")
+    unbounded = ref[ref.get("sim_status", pd.Series(dtype=str)) == "unbounded"] if "sim_status" in ref else ref.iloc[0:0]
+    if not unbounded.empty:
+        text += f"; at {plural(len(unbounded), 'rate')} its queue grows without bound"
+    return text + "."
 
 
 def sweep_headlines(results: pd.DataFrame) -> dict[tuple, str]:
@@ -618,6 +720,9 @@ def sweep_headlines(results: pd.DataFrame) -> dict[tuple, str]:
                                      status=ref["status"])
         span = f"over {rates[0]:g}–{rates[-1]:g} req/s ({plural(len(rates), 'rate')} solved)"
         out[key] = f"{name}: {span} {_savings_range(df, policy_label(ref['reference']), savings)} {sentence}."
+        simulated = attainment_sentence(df, rate)
+        if simulated:
+            out[key] += " " + simulated
     return out
 
 

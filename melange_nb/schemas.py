@@ -1,10 +1,13 @@
-"""What a valid value is, in one place, for every input kind (workload CSV, profile YAML, melange
-JSON, run params, sweep specs).
+"""What a valid input is, in one place: pydantic models of every input file (GPU profile files,
+price files, run parameters, sweep specs) and of the plan and simulate options, on top of small
+value helpers that the models and the other loaders (workload CSV, melange JSON) share.
 
 The rules hold everywhere at once: booleans are not numbers, NaN and infinities are not numbers,
 strings are not numbers, and a mapping never names a key twice (the strict file readers in
 `files.py` refuse repeated keys). Each helper takes `where`, the field path an error names
-(``"gpus.yaml: gpus.A10G.cost"``), and raises `InputError` with the fix.
+(``"gpus.yaml: gpus.A10G.cost"``), and raises `InputError` with the fix; `validate` runs a model
+and turns pydantic's first error into that same one line. `json_schema(kind)` is what `melange-nb
+schema sweep|gpus|prices|run` prints, for editors (``# yaml-language-server: $schema=FILE``).
 """
 from __future__ import annotations
 
@@ -47,11 +50,12 @@ def number(value: Any, where: str, *, minimum: float | None = None, positive: bo
     return float(value)
 
 
-def whole(value: Any, where: str, *, minimum: int = 0, what: str | None = None) -> int:
-    """`value` as an int if it is a whole number >= `minimum` (2.0 counts; 2.5, True, "2" do not)."""
-    ok = is_number(value) and float(value).is_integer() and value >= minimum
+def whole(value: Any, where: str, *, minimum: int = 0, maximum: int | None = None, what: str | None = None) -> int:
+    """`value` as an int if it is a whole number >= `minimum` (and <= `maximum`) (2.0 counts; 2.5, True, "2" do not)."""
+    ok = is_number(value) and float(value).is_integer() and value >= minimum and (maximum is None or value <= maximum)
     if not ok:
-        raise InputError(where, f"must be {what or f'a whole number >= {minimum}'}, got {value!r}")
+        bound = f"a whole number >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+        raise InputError(where, f"must be {what or bound}, got {value!r}")
     return int(value)
 
 
@@ -98,45 +102,107 @@ def flag(value: Any, where: str) -> bool:
     return value
 
 
-def unique_names(names: Sequence[Any], where: str) -> None:
-    """Raise if a name repeats (GPU names, workload labels, bucket labels)."""
-    seen = set()
-    for name in names:
-        if name in seen:
-            raise InputError(where, f"names {name!r} twice; names must be unique")
-        seen.add(name)
+MAX_NAME = 100       # characters in a sweep, run or set name (a folder name; file systems allow 255 bytes)
+MAX_GPU_NAME = 64    # characters in a GPU type name (it becomes file names, YAML values and page text)
 
 
-def mapping(value: Any, where: str, *, what: str = "a mapping") -> Mapping:
-    if not isinstance(value, Mapping):
-        raise InputError(where, f"must be {what}, got {type(value).__name__}")
-    return value
+def _shown(value: Any) -> str:
+    """A value for an error message: its repr, cut to 80 characters (a 300-character name stays one short line)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def plain_name(value: Any, where: str) -> str:
-    """A name that becomes a file or folder name: letters, digits, ``._-``; no path separators or ``..``."""
-    import re
-
+    """A name that becomes a file or folder name: letters, digits, ``._-``; no path separators or ``..``;
+    at most `MAX_NAME` characters."""
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value) or ".." in value:
-        raise InputError(where, f"must be a plain name (letters, digits, . _ -; no / or ..), got {value!r}")
+        raise InputError(where, f"must be a plain name (letters, digits, . _ -; no / or ..), got {_shown(value)}")
+    if len(value) > MAX_NAME:
+        raise InputError(where, f"is {len(value)} characters long; use at most {MAX_NAME}")
     return value
 
 
-def allocation_params(params: Mapping[str, Any], where: str) -> None:
-    """Check the allocation notebook's scalar parameters (run params files, sweep points) before any
-    kernel starts: rate, slice_factor, time_limit, solver, gpu_names, constraints' shape."""
-    number(params.get("rate"), f"{where}rate", positive=True, what="a positive number of requests/s")
-    whole(params.get("slice_factor", 1), f"{where}slice_factor", minimum=1)
-    optional_seconds(params.get("time_limit"), f"{where}time_limit")
-    solvers = params.get("solver", ["exact", "melange"])
-    solvers = [solvers] if isinstance(solvers, str) else solvers
-    if not isinstance(solvers, list) or not solvers or not all(s in ("melange", "exact") for s in solvers):
-        raise InputError(f"{where}solver", f"must be melange, exact or a list of them, got {params.get('solver')!r}")
-    names = params.get("gpu_names") or []
-    if not isinstance(names, list) or not all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in names):
-        raise InputError(f"{where}gpu_names", f"must be a list of GPU names (empty for all), got {names!r}")
-    if params.get("run_name") is not None:
-        plain_name(params["run_name"], f"{where}run_name")
+MAX_WORKERS = 64             # processes one command starts (each holds a solver or a notebook kernel)
+MAX_SWEEP_POINTS = 100_000   # points in one sweep (rates x workloads x GPU sets x SLOs x constraints x slice factors)
+
+
+def rate_range(value: Mapping, where: str) -> list[float]:
+    """``{start, stop, step}`` as the rates it names (stop included), refused before any is made when
+    a bound is not finite or the range holds more than `MAX_SWEEP_POINTS` rates."""
+    try:
+        start, stop, step = (float(value[k]) for k in ("start", "stop", "step"))
+    except (KeyError, TypeError, ValueError, OverflowError):
+        raise InputError(where, "a range needs numeric start, stop and step, e.g. {start: 1, stop: 12, step: 1}") from None
+    if not all(math.isfinite(v) for v in (start, stop, step)):
+        raise InputError(where, f"start, stop and step must be finite numbers, got {dict(value)}")
+    if not (step > 0 and stop >= start):
+        raise InputError(where, f"needs step > 0 and stop >= start, got {dict(value)}")
+    count = math.floor((stop - start) / step + 0.5) + 1
+    if count > MAX_SWEEP_POINTS:
+        raise InputError(where, f"names {count:,} rates; a sweep has at most {MAX_SWEEP_POINTS:,} points: "
+                                "use a larger step or a shorter range")
+    return list(np.round(np.arange(start, stop + step / 2, step), 9))
+
+
+def sweep_size(spec: Mapping[str, Any], where: str) -> int:
+    """The number of points a checked spec makes; more than `MAX_SWEEP_POINTS` is refused up front."""
+    sets = sum(1 if isinstance(v, str) else len(v) for v in spec["gpus"].values())
+    count = (len(spec["workloads"]) * sets * max(len(spec.get("constraints") or {}), 1)
+             * len(spec["slice_factors"]) * len(spec["rates"]))
+    if count > MAX_SWEEP_POINTS:
+        raise InputError(where, f"makes {count:,} points (workloads x GPU sets x SLOs x constraints x slice factors "
+                                f"x rates); a sweep has at most {MAX_SWEEP_POINTS:,}: split it or use fewer rates")
+    return count
+
+
+def file_safe(name: str) -> str:
+    """A GPU name as it appears in file names: lower case, runs of other characters as one ``-``."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def gpu_name(value: Any, where: str) -> str:
+    """A GPU type name: printable text (no newline, tab, NUL or other control character), with a
+    letter or digit, at most `MAX_GPU_NAME` characters; surrounding spaces are dropped. It reaches
+    file names, YAML, shell scripts and pages, which quote it; this keeps it one readable line."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)                        # a YAML key such as 4090
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(where, f"must be a GPU name (text such as A100-80GB), got {_shown(value)}")
+    name = value.strip()
+    if not name.isprintable():
+        raise InputError(where, f"GPU name {_shown(name)} holds a control character (newline, tab, NUL...); "
+                                "use printable text such as A100-80GB")
+    if len(name) > MAX_GPU_NAME:
+        raise InputError(where, f"GPU name is {len(name)} characters long; use at most {MAX_GPU_NAME}")
+    if not file_safe(name):
+        raise InputError(where, f"GPU name {_shown(name)} needs a letter or digit (it names files such as "
+                                "skyserve-<gpu>.yaml)")
+    return name
+
+
+def gpu_names(names: Sequence[Any], where: str) -> list[str]:
+    """Every name a valid `gpu_name`, and no two alike once made file-safe (``A-100`` and ``A 100`` would
+    share ``skyserve-a-100.yaml``)."""
+    checked = [gpu_name(n, where) for n in names]
+    seen: dict[str, str] = {}
+    for name in checked:
+        key = file_safe(name)
+        if key in seen:
+            raise InputError(where, f"GPU names {_shown(seen[key])} and {_shown(name)} are the same in file names "
+                                    f"({key}); rename one")
+        seen[key] = name
+    return checked
+
+
+def printable_text(value: Any, where: str, *, limit: int = 1000, what: str = "text") -> str:
+    """One line of printable text (a model name, a URL) of at most `limit` characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(where, f"must be {what}, got {_shown(value)}")
+    if not value.isprintable():
+        raise InputError(where, f"{_shown(value)} holds a control character (newline, tab, NUL...); give one line of text")
+    if len(value) > limit:
+        raise InputError(where, f"is {len(value)} characters long; use at most {limit}")
+    return value
 
 
 # ---------------------------------------------------------------- pydantic models of the input files
@@ -401,6 +467,8 @@ class StepMs(BaseModel):
     per_seq: float = Field(0.0, ge=0, description="ms per sequence in the batch")
     per_prefill_token: float = Field(0.0, ge=0, description="ms per prefill token in the step")
     per_context_token: float = Field(0.0, ge=0, description="ms per context token held")
+    per_prefill_context: float = Field(0.0, ge=0, description="ms per prefill token x context token before it in "
+                                                              "its prompt (prefill attention); optional")
 
 
 class LatencySection(BaseModel):
@@ -465,14 +533,13 @@ def _named_entries(value: Any) -> dict[str, Any]:
         if not isinstance(entry, Mapping):
             raise InputError(f"[{i}]", "must be a mapping with keys name, cost, tputs")
         raw_name = entry.get("name")
-        if isinstance(raw_name, int) and not isinstance(raw_name, bool):
-            raw_name = str(raw_name)          # a YAML key such as 4090
-        name = raw_name.strip() if isinstance(raw_name, str) else ""
-        if not name:
-            raise InputError(str(name or i), f"has no usable `name` (got {raw_name!r}); give each GPU type a name (text)")
+        if raw_name is None or (isinstance(raw_name, str) and not raw_name.strip()):
+            raise InputError(str(i), f"has no usable `name` (got {raw_name!r}); give each GPU type a name (text)")
+        name = gpu_name(raw_name, f"[{i}].name")      # the one check of every loaded GPU name
         if name in out:
             raise InputError(name, "appears twice; GPU names must be unique")
         out[name] = {k: v for k, v in entry.items() if k != "name"}
+    gpu_names(list(out), "")                          # distinct once made file-safe (A-100 vs A 100)
     return out
 
 
@@ -737,7 +804,7 @@ class PlanOptions(Schema):
         None, description="hold:N (keep each mix N windows) or calm:N (scale down after N calm windows)")
     window: Annotated[Any, _own(lambda v: _plan_parsers().parse_window(v))] = Field(
         "5min", description="a number and a unit, e.g. 5min, 300s, 1h")
-    workers: Annotated[int, _checked(whole, minimum=1)] = Field(1, ge=1)
+    workers: Annotated[int, _checked(whole, minimum=1, maximum=MAX_WORKERS)] = Field(1, ge=1, le=MAX_WORKERS)
     overflow: Annotated[Literal["drop", "clip", "open"], _one_of(("drop", "clip", "open"))] = "drop"
     slice_factor: Annotated[int, _checked(whole, minimum=1, what="a whole number >= 1 (slices per bucket)")] = Field(1, ge=1)
     time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0)
@@ -751,7 +818,7 @@ def check_plan_options(**options: Any) -> PlanOptions:
 # ---------------------------------------------------------------- sweep specs (params/sweeps/*.yaml)
 
 SPEC_KEYS = ("name", "rates", "workloads", "gpus", "solvers", "slice_factors", "time_limit", "constraints",
-             "gpu_names", "render", "published", "ray")
+             "gpu_names", "render", "published", "simulate", "target_attainment", "ray")
 RENDER_MODES = ("changes", "all", "none")
 NO_CONSTRAINTS = "none"
 PREDICT_OPTIONS = ("model", "gpus", "backend", "slo", "edges", "output_edges", "open_last_input", "open_last_output",
@@ -764,13 +831,7 @@ _LABEL = re.compile(r"[A-Za-z0-9_-]+")
 def rates(value: Any, where: str = "") -> list[float]:
     """Request rates: a list, or ``{start, stop, step}``; sorted, each a positive number of requests/s."""
     if isinstance(value, dict):
-        try:
-            start, stop, step = (float(value[k]) for k in ("start", "stop", "step"))
-        except (KeyError, TypeError, ValueError):
-            raise InputError(where, "a range needs numeric start, stop and step, e.g. {start: 1, stop: 12, step: 1}") from None
-        if not (step > 0 and stop >= start):
-            raise InputError(where, f"needs step > 0 and stop >= start, got {value}")
-        values = list(np.round(np.arange(start, stop + step / 2, step), 9))
+        values = rate_range(value, where)
     elif isinstance(value, (list, tuple)):
         values = value
     else:
@@ -803,8 +864,8 @@ def _labelled_names(value: Any) -> Mapping:
     if not isinstance(value, dict):
         raise InputError("", "must be a mapping name -> file (or parameters)")
     for item in value:
-        if not isinstance(item, str) or not _LABEL.fullmatch(item):
-            raise InputError(str(item), "names may hold letters, digits, - and _ only")
+        if not isinstance(item, str) or not _LABEL.fullmatch(item) or len(item) > MAX_NAME:
+            raise InputError(str(item)[:40], f"names may hold letters, digits, - and _ only, at most {MAX_NAME} of them")
     return value
 
 
@@ -982,6 +1043,15 @@ def _render(value: Any, info: ValidationInfo):
     return render_choice(value, info.data["rates"], "")
 
 
+def _ray_option(value: Any) -> Any:
+    from .scale import check_address   # the option's form only: Ray is not imported
+
+    try:
+        return check_address(value, "ray")
+    except InputError as exc:
+        raise InputError("", exc.message) from None
+
+
 class SweepSpec(Schema):
     """A sweep spec (``params/sweeps/*.yaml``): workloads x GPU sets x SLOs x constraints x slice factors
     x rates; see ``melange_nb/sweep`` for what each key does."""
@@ -991,11 +1061,12 @@ class SweepSpec(Schema):
     UNKNOWN_KEY: ClassVar[str] = f"is not a sweep key; known: {list(SPEC_KEYS)}"
 
     name: Annotated[str, BeforeValidator(lambda v: v if isinstance(v, str) and _FOLDER_NAME.fullmatch(v) and ".." not in v
+                                         and len(v) <= MAX_NAME
                                          else _bad_name(v))] = Field("sweep", description="the output folder's name")
     rates: Annotated[list[float], BeforeValidator(_rate_list, json_schema_input_type=list[float] | RateRange)] = Field(
         description="requests/s: a list, or {start, stop, step}")
     workloads: Annotated[dict[str, Any], BeforeValidator(_workload_entries, json_schema_input_type=dict[
-        str, str | WorkloadParams | dict[Literal["blend"], dict[str, float]] | dict[Literal["pad"], str]])] = Field(
+        str, str | WorkloadParams | dict[Literal["blend"], dict[str, Annotated[float, Field(ge=0)]]] | dict[Literal["pad"], str]])] = Field(
         description="name -> a workload CSV, workload-notebook parameters, {blend: {name: weight}} or {pad: CSV}")
     gpus: Annotated[dict[str, Any], BeforeValidator(_gpu_sets, json_schema_input_type=dict[
         str, str | dict[str, str | PredictRequest]])] = Field(
@@ -1003,7 +1074,8 @@ class SweepSpec(Schema):
     solvers: Annotated[list[Literal["melange", "exact"]], BeforeValidator(
         _solver_list, json_schema_input_type=Literal["melange", "exact"] | list[Literal["melange", "exact"]])] = Field(
         default_factory=lambda: ["melange"], description="every point compares all of them; the first is the reference")
-    slice_factors: Annotated[list[int], BeforeValidator(_slice_factors, json_schema_input_type=int | list[int])] = Field(
+    slice_factors: Annotated[list[int], BeforeValidator(
+        _slice_factors, json_schema_input_type=Annotated[int, Field(ge=1)] | list[Annotated[int, Field(ge=1)]])] = Field(
         default_factory=lambda: [1], description="the Mélange ILP's slices per bucket")
     constraints: Annotated[dict[str, dict], BeforeValidator(_constraint_sets, json_schema_input_type=dict[str, Any] | None)] = Field(
         default_factory=dict, validate_default=True,
@@ -1015,8 +1087,11 @@ class SweepSpec(Schema):
         "changes", description="per-point reports: changes | all | none | a list of the sweep's rates")
     published: Annotated[Any, BeforeValidator(_published, json_schema_input_type=Published | None)] = None
     time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0, description="seconds per solve")
-    ray: str | bool | None = Field(None, description="solve the points as Ray tasks: HOST:PORT of a Ray head, or true "
-                                                     "(RAY_ADDRESS, else a local Ray); the `scale` extra")
+    simulate: Simulate = Field(None, description="simulate each point's reference plan (profiles with latency models)")
+    target_attainment: TargetAttainment = Field(None, description="also find the cheapest plan reaching this attainment")
+    ray: Annotated[str | bool | None, BeforeValidator(_ray_option)] = Field(
+        None, description="solve the points as Ray tasks: HOST:PORT of a Ray head, or true (RAY_ADDRESS, else a local "
+                          "Ray); the `scale` extra")
 
     @model_validator(mode="before")
     @classmethod
@@ -1029,6 +1104,8 @@ class SweepSpec(Schema):
 
 
 def _bad_name(value: Any):
+    if isinstance(value, str) and len(value) > MAX_NAME:
+        plain_name(value, "")                  # the length error
     raise InputError("", f"must be a folder name of letters, digits, '.', '-' and '_' (no '/' or '..'), got {value!r}")
 
 

@@ -22,7 +22,8 @@ same three functions and gets the same assignment):
   beyond the profiles' edges, clipped to the last bucket) goes to the plan's GPU type with the
   highest profiled throughput on it (``routed = "fallback"``).
 - ``simulate(stream, plan, gpus, *, routing="least", seed=0, slo=None, progress=False)``: a
-  `SimResult` (picklable, prints nothing) with ``requests`` (one row per request: ``arrival_s``,
+  `SimResult` (picklable; prints nothing unless `progress`: then a tqdm bar over the requests of a
+  stream of 20,000 or more, on a terminal or in a notebook) with ``requests`` (one row per request: ``arrival_s``,
   ``input_tokens``, ``output_tokens``, ``window``, ``gpu``, ``replica``, ``queue_ms``,
   ``ttft_ms``, ``tpot_ms``, ``e2e_ms``, ``slo_met``, ``rejected``), ``summary`` (one row per GPU
   type and ``all``: attainment, p50/p90/p99 of TTFT, TPOT, e2e and queueing, utilisation),
@@ -75,6 +76,7 @@ switch and its own heap under every event for no modelling gain.
 """
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import time
@@ -89,7 +91,7 @@ import pandas as pd
 from .errors import InputError
 from .profiles import GpuProfile, parse_slo
 from .profiles.latency import HOW_TO_ADD, LatencyModel
-from .workload import INPUT_AXIS, OUTPUT_AXIS, bucket_index, bucket_labels
+from .workload import INPUT_AXIS, OUTPUT_AXIS, bucket_index, bucket_labels, parse_bucket_labels
 
 ROUTINGS = ("least", "round-robin")
 SIZE_RULES = ("uniform", "midpoint")
@@ -118,15 +120,12 @@ def parse_arrival(text: str) -> tuple[str, float]:
 
 
 def _edges_of(labels: Sequence[str]) -> tuple[list[float], bool]:
-    is_open = str(labels[-1]).endswith("+")
-    closed = labels[:-1] if is_open else labels
     try:
-        edges = [float(str(closed[0]).split("-")[0])] + [float(str(x).split("-")[1]) for x in closed] if closed \
-            else [float(str(labels[-1])[:-1])]
-    except (ValueError, IndexError):
+        edges, is_open = parse_bucket_labels(labels, "workload")
+    except InputError:
         raise InputError("workload", f"bucket labels {list(labels)} are not lo-hi token ranges; a stream needs "
                                      "token edges") from None
-    return edges, is_open
+    return [float(e) for e in edges], is_open
 
 
 def _sizes(labels: Sequence[str], picks: np.ndarray, rng, rule: str, minimum: int) -> np.ndarray:
@@ -465,13 +464,14 @@ _IDLE, _DECODE, _MIXED, _WAKE = 0, 1, 2, 3
 class _Replica:
     """One serving replica's state; times in seconds, step terms in seconds per unit."""
 
-    __slots__ = ("base", "per_seq", "per_prefill", "per_ctx", "max_seqs", "kv", "budget", "queue", "prefilling",
+    __slots__ = ("base", "per_seq", "per_prefill", "per_ctx", "per_pair", "max_seqs", "kv", "budget", "queue", "prefilling",
                  "heap", "n_dec", "ctx", "kv_used", "D", "mode", "seg_start", "seg_a", "seg_c", "seg_k", "parts",
                  "version", "busy", "outstanding", "steps", "seq_steps")
 
     def __init__(self, lat: LatencyModel):
         self.base, self.per_seq = lat.base / 1e3, lat.per_seq / 1e3
         self.per_prefill, self.per_ctx = lat.per_prefill_token / 1e3, lat.per_context_token / 1e3
+        self.per_pair = lat.per_prefill_context / 1e3
         self.max_seqs, self.kv, self.budget = lat.max_seqs, lat.kv_tokens, lat.max_step_tokens
         self.queue, self.prefilling, self.heap = deque(), [], []
         self.n_dec = self.ctx = self.kv_used = self.D = self.mode = self.version = 0
@@ -482,8 +482,9 @@ class _Replica:
         self.outstanding = self.steps = self.seq_steps = 0
 
 
-def _engine(arrival, inp, out, gtype, window, replicas_of, active_count, lats, routing):
-    """Run the event loop. Returns per-request (replica, admit, first, done) lists and per-replica stats."""
+def _engine(arrival, inp, out, gtype, window, replicas_of, active_count, lats, routing, tick=None):
+    """Run the event loop. Returns per-request (replica, admit, first, done) lists and per-replica stats.
+    `tick(i)`, when given, is called every 4,096 arrivals with the number routed so far (a progress bar)."""
     n = len(arrival)
     reps = [_Replica(lats[g]) for g, _ in replicas_of]
     by_type: dict[int, list[int]] = {}
@@ -509,6 +510,7 @@ def _engine(arrival, inp, out, gtype, window, replicas_of, active_count, lats, r
         budget = r.budget - r.n_dec
         parts = []
         prefill = 0
+        pairs = 0.0
         for rid in r.prefilling:
             if budget <= 0:
                 break
@@ -516,6 +518,7 @@ def _engine(arrival, inp, out, gtype, window, replicas_of, active_count, lats, r
             parts.append((rid, take))
             budget -= take
             prefill += take
+            pairs += take * (inp[rid] - left[rid] + take / 2)
         q = r.queue
         while q and budget > 0 and r.n_dec + len(r.prefilling) < r.max_seqs:
             rid = q[0]
@@ -531,10 +534,11 @@ def _engine(arrival, inp, out, gtype, window, replicas_of, active_count, lats, r
             parts.append((rid, take))
             budget -= take
             prefill += take
+            pairs += take * take / 2
         r.version += 1
         if parts:
             seqs = r.n_dec + len(parts)
-            dur = r.base + r.per_seq * seqs + r.per_prefill * prefill + r.per_ctx * r.ctx
+            dur = r.base + r.per_seq * seqs + r.per_prefill * prefill + r.per_ctx * r.ctx + r.per_pair * pairs
             r.mode, r.parts, r.seg_start, r.seg_k = _MIXED, parts, t, 1
             counter += 1
             push(events, (t + dur, counter, ri, r.version))
@@ -594,6 +598,8 @@ def _engine(arrival, inp, out, gtype, window, replicas_of, active_count, lats, r
         if i < n and (not events or arrival[i] <= events[0][0]):    # same-time arrivals join one step
             t = arrival[i]
             g = gtype[i]
+            if tick is not None and not i & 4095:
+                tick(i)
             pool = by_type[g][:max(active_count[window[i]][g], 1)]
             if routing == "least":
                 ri = min(pool, key=lambda x: reps[x].outstanding)
@@ -736,8 +742,24 @@ def _saturated_rate(lat: LatencyModel, inp: np.ndarray, out: np.ndarray) -> floa
     size = float(np.mean(inp + out))
     batch = max(1.0, min(lat.max_seqs, lat.kv_tokens / size))
     per_request_ms = (np.mean(inp) * lat.per_prefill_token + np.mean(out) * (lat.base / batch + lat.per_seq)
-                      + lat.per_context_token * np.mean(out * (inp + out / 2.0)))
+                      + lat.per_context_token * np.mean(out * (inp + out / 2.0))
+                      + lat.per_prefill_context * np.mean(inp * inp / 2.0))
     return 1e3 / per_request_ms
+
+
+class _Progress:
+    """A tqdm bar over requests routed (terminal or notebook: ``tqdm.auto``; off where stderr is no terminal)."""
+
+    def __init__(self, total: int, what: str):
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=total, desc=what, unit="req", disable=None, leave=False)
+
+    def tick(self, done: int) -> None:
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.update(self.bar.total - self.bar.n)
+        self.bar.close()
 
 
 def simulate(stream: pd.DataFrame, plan: SimPlan, gpus: Mapping[str, GpuProfile], *, routing: str = "least",
@@ -793,9 +815,12 @@ def simulate(stream: pd.DataFrame, plan: SimPlan, gpus: Mapping[str, GpuProfile]
     arrival = assigned["arrival_s"].to_numpy(dtype=float)
     if np.any(np.diff(arrival) < 0):
         raise InputError("stream", "arrival_s must be sorted")
+    bar = _Progress(len(arrival), "simulating") if progress and len(arrival) >= 20_000 else None
     rep_of, t_admit, t_first, t_done, stats = _engine(
         arrival.tolist(), inp_all.tolist(), out_all.tolist(), gtype, assigned["window"].tolist(), replicas_of,
-        active, lats, routing)
+        active, lats, routing, bar.tick if bar is not None else None)
+    if bar is not None:
+        bar.close()
     rep_of = np.asarray(rep_of)
     first_rep = {}
     for r, (k, j) in enumerate(replicas_of):
@@ -818,7 +843,8 @@ def simulate(stream: pd.DataFrame, plan: SimPlan, gpus: Mapping[str, GpuProfile]
     ends_h = np.append(starts[1:], horizon)
     span = np.clip(ends_h - np.clip(starts, 0, None), 0, None)
     busy = {g: sum(s["busy_s"] for s, (k, _) in zip(stats, replicas_of) if k == code[g]) for g in names}
-    held = {g: float((plan.counts[g].to_numpy() * span).sum()) for g in names}
+    # replica-seconds the plan holds; a replica still draining after its last window holds its GPU too
+    held = {g: max(float((plan.counts[g].to_numpy() * span).sum()), busy[g]) for g in names}
     seq_steps = {g: sum(s["seq_steps"] for s, (k, _) in zip(stats, replicas_of) if k == code[g]) for g in names}
     steps = {g: sum(s["steps"] for s, (k, _) in zip(stats, replicas_of) if k == code[g]) for g in names}
     summary["replicas"] = [int(plan.counts[g].max()) for g in names] + [int(plan.counts.sum(axis=1).max())]
@@ -916,8 +942,10 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
     Every plan is simulated on the same stream (`stream`, or one generated from `workload` at `rate`
     for `duration_s` with `arrival` and `seed`). From the throughput-only plan (`solver`), GPUs are
     added one at a time (the type buying the most attainment per dollar; the cheapest addition that
-    reaches the target ends this phase), then removed one at a time while the target still holds (the
-    most expensive first), so the answer is minimal: removing any one GPU drops below the target.
+    reaches the target ends this phase); each GPU type alone is also tried (its fewest replicas that
+    reach the target, by doubling and bisection), and the cheapest plan reaching the target loses GPUs
+    one at a time while the target still holds (the most expensive first), so the answer is minimal:
+    removing any one GPU drops below the target.
     Plans other than the solver's own are routed by `balanced_routes`. Quotas in `constraints` hold.
     """
     from . import schemas
@@ -931,7 +959,8 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
         return AttainmentSearch(target, "infeasible", f"no throughput plan: {base.message}", None, None, [],
                                 pd.DataFrame(columns=["mix", "cost_per_hour", "attainment", "status"]))
     base_plan = plan_from_result(base, gpus)
-    for g in gpus:
+    usable = [g for g in gpus if gpus[g].tputs.to_numpy().max() > 0]       # a type serving nothing is never added
+    for g in usable:
         if gpus[g].latency is None:
             raise InputError(f"gpus.{g}.latency", f"GPU type {g} has no latency model; {HOW_TO_ADD}")
     if stream is None:
@@ -961,7 +990,7 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
     baseline_res = run(current)
     att = baseline_res.attainment
     while att < target:
-        options = [{**current, g: current[g] + 1} for g in gpus if current[g] + 1 <= high[g]]
+        options = [{**current, g: current[g] + 1} for g in usable if current[g] + 1 <= high[g]]
         if not options:
             break
         scored = [(c, run(c).attainment) for c in options]
@@ -972,6 +1001,17 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
             current = max(scored, key=lambda ca: (ca[1] - att) / (cost(ca[0]) - cost(current)))[0]
         att = run(current).attainment
     met = att >= target
+    for g in usable:                      # each type alone: its fewest replicas that reach the target
+        low_n, high_n = 0, 1
+        while high_n <= min(high[g], 64) and high_n >= low[g] and run({g: high_n}).attainment < target:
+            low_n, high_n = high_n, high_n * 2
+        if high_n > min(high[g], 64) or any(low[h] > 0 for h in gpus if h != g):
+            continue
+        while high_n - low_n > 1:
+            mid = (low_n + high_n) // 2
+            low_n, high_n = (low_n, mid) if run({g: mid}).attainment >= target else (mid, high_n)
+        if not met or cost({g: high_n}) < cost(current):
+            current, met = {h: (high_n if h == g else 0) for h in gpus}, True
     neighbours: list[dict] = []
     while met:
         options = sorted(([{**current, g: current[g] - 1}, g] for g in gpus
@@ -998,3 +1038,178 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
         bar.close()
     return AttainmentSearch(target, "met" if met else "not_met", message, baseline, found, neighbours,
                             tried.sort_values("cost_per_hour", ignore_index=True), baseline_res, found_res)
+
+
+# ---------------------------------------------------------------- self-consistency of a profile
+
+def bucket_max_rate(gpu: GpuProfile, input_bucket: str, output_bucket: str, *, slo=None, arrival: str = "constant",
+                    seed: int = 0, requests: int = 400, precision: float = 0.02, guess: float | None = None) -> float:
+    """The highest rate at which one replica serves a bucket's requests (midpoint sizes, as ``profile
+    predict`` assumes) with the SLO as stated (e.g. mean TPOT over the requests) met, by simulation.
+
+    Each rate is simulated with `requests` requests (the first fifth, the warm-up, is not judged);
+    rates are bracketed from `guess` (default: the profile's throughput) and bisected to `precision`.
+    """
+    slo = parse_slo(slo if slo is not None else gpu.meta.get("slo"), field="slo")
+    if slo == "unknown":
+        raise InputError("slo", f"{gpu.name}'s profile states no SLO; give one, e.g. --slo tpot_ms=40")
+    if gpu.latency is None:
+        raise InputError(f"gpus.{gpu.name}.latency", f"GPU type {gpu.name} has no latency model; {HOW_TO_ADD}")
+    like = gpu.tputs
+    one = pd.DataFrame(0.0, index=like.index, columns=like.columns)
+    one.loc[input_bucket, output_bucket] = 1.0
+    gpus = {gpu.name: gpu}
+    routes = pd.DataFrame([{INPUT_AXIS: input_bucket, OUTPUT_AXIS: output_bucket, "gpu": gpu.name, "share": 1.0}])
+    plan = _static({gpu.name: 1}, routes, gpus, f"1×{gpu.name}")
+
+    def meets(rate: float) -> bool:
+        stream = stream_from_workload(one, rate, requests / rate, arrival=arrival, seed=seed, sizes="midpoint")
+        res = simulate(stream, plan, gpus, slo=slo, seed=seed)
+        if res.status != "ok":
+            return False
+        judged = res.requests.iloc[len(res.requests) // 5:]
+        return _stated_slo(judged, slo)
+
+    rate = float(guess or like.at[input_bucket, output_bucket] or 1.0)
+    if meets(rate):
+        low, high = rate, rate * 1.5
+        while meets(high):
+            low, high = high, high * 1.5
+            if high > 1e6:
+                return math.inf
+    else:
+        low, high = rate / 1.5, rate
+        while not meets(low):
+            low, high = low / 1.5, low
+            if low < 1e-6:
+                return 0.0
+    while high / low > 1 + precision:
+        mid = math.sqrt(low * high)
+        low, high = (mid, high) if meets(mid) else (low, mid)
+    return low
+
+
+def check_profiles(gpus: Mapping[str, GpuProfile], *, slo=None, arrival: str = "constant", seed: int = 0,
+                   requests: int = 400, progress: bool = False) -> pd.DataFrame:
+    """Per GPU type and bucket with a throughput: the profile's rate, the simulated max rate of one replica
+    (`bucket_max_rate`) and their ratio (simulated / profile). A latency model consistent with its
+    profile gives ratios near 1 (``profile check`` calls within 15% consistent)."""
+    missing = [g for g, p in gpus.items() if p.latency is None and p.tputs.to_numpy().max() > 0]
+    if missing:
+        raise InputError(f"gpus.{missing[0]}.latency", f"GPU type {missing[0]} has no latency model; {HOW_TO_ADD}")
+    cells = [(g, i, o) for g, p in gpus.items() for i in p.tputs.index for o in p.tputs.columns if p.tputs.at[i, o] > 0]
+    if progress:
+        from tqdm.auto import tqdm
+        cells = tqdm(cells, desc="profile check", unit="bucket")
+    rows = []
+    for g, i, o in cells:
+        profiled = float(gpus[g].tputs.at[i, o])
+        simulated = bucket_max_rate(gpus[g], i, o, slo=slo, arrival=arrival, seed=seed, requests=requests)
+        rows.append({"gpu": g, INPUT_AXIS: i, OUTPUT_AXIS: o, "profile_rate": profiled, "simulated_rate": simulated,
+                     "ratio": simulated / profiled})
+    return pd.DataFrame(rows, columns=["gpu", INPUT_AXIS, OUTPUT_AXIS, "profile_rate", "simulated_rate", "ratio"])
+
+
+def fit_profile_latency(gpu: GpuProfile, *, kv_tokens: int, max_seqs: int, max_step_tokens: int, source: str,
+                        idle: pd.DataFrame | None = None, refine: int = 1, requests: int = 300,
+                        notes: Sequence[str] = ()) -> tuple[LatencyModel, pd.DataFrame]:
+    """A latency model consistent with `gpu`'s own rates, and its ``check_profiles`` table.
+
+    The profile's SLO must bound mean TPOT. At a bucket's max rate r its requests run at that TPOT
+    with Little's-law concurrency r x (TTFT + (output - 1) x TPOT) (midpoint lengths); a bucket whose
+    concurrency would exceed ``max_seqs`` or the KV cache runs at that cap instead, with the TPOT
+    Little's law gives there. One sample per bucket; `idle` (TPOT at batch 1, e.g.
+    from ``predict.replica_facts``) anchors the base, and ``fit_latency`` fits them. `refine` times,
+    the simulated max rate per bucket corrects that bucket's concurrency (by the ratio
+    simulated / profile) and the model is refitted. The notes say how many buckets end within 15%.
+    """
+    from .profiles.latency import fit_latency
+    from .profiles.predict import representative_lengths
+
+    slo = parse_slo(gpu.meta.get("slo"), field="slo")
+    tpot = [c for c in (slo if slo != "unknown" else []) if c["metric"] in ("tpot", "itl") and c["stat"] == "mean"]
+    if not tpot:
+        raise InputError(f"gpus.{gpu.name}.slo", "a latency fit to the profile's rates needs a mean TPOT condition, "
+                                                 f"e.g. tpot_ms=40; {HOW_TO_ADD}")
+    target = tpot[0]["ms"]
+    (in_edges, in_open), (out_edges, out_open) = _edges_of(list(gpu.tputs.index)), _edges_of(list(gpu.tputs.columns))
+    ins = representative_lengths(in_edges, in_open, minimum=1)
+    outs = representative_lengths(out_edges, out_open, minimum=2)
+    correction = pd.Series(1.0, index=gpu.tputs.stack().index)
+    model, table = None, None
+    for round_ in range(refine + 1):
+        rows = []
+        for a, i in enumerate(gpu.tputs.index):
+            for b, o in enumerate(gpu.tputs.columns):
+                rate = float(gpu.tputs.at[i, o])
+                if rate <= 0:
+                    continue
+                ttft = target + (model.per_prefill_token * ins[a] if model else 0.0)
+                n = rate * (ttft + (outs[b] - 1) * target) / 1e3
+                cap = min(max_seqs, kv_tokens / (ins[a] + outs[b]))
+                if n <= cap:                          # the SLO bounds the rate: TPOT = target at n in flight
+                    row = {"concurrency": n / correction[(i, o)], "tpot_ms": target}
+                else:                                 # the batch or memory cap bounds it: TPOT from Little's law
+                    row = {"concurrency": cap, "tpot_ms": 1e3 * cap / (rate * outs[b]) / correction[(i, o)]}
+                rows.append({**row, "input_len": ins[a], "output_len": outs[b]})
+        samples = pd.DataFrame(rows)
+        if idle is not None and len(idle):
+            samples = pd.concat([samples, idle[["concurrency", "input_len", "output_len", "tpot_ms"]]], ignore_index=True)
+        model = fit_latency(samples, max_seqs=max_seqs, kv_tokens=kv_tokens, max_step_tokens=max_step_tokens,
+                            source=source, notes=notes)
+        table = check_profiles({gpu.name: dataclasses.replace(gpu, latency=model)}, requests=requests)
+        if round_ < refine:
+            correction = correction * table.set_index([INPUT_AXIS, OUTPUT_AXIS])["ratio"].reindex(correction.index).fillna(1.0)
+    ratio = table["ratio"]
+    within = int((abs(ratio - 1) <= 0.15).sum())
+    note = (f"consistent with this profile's rates: fitted to its mean TPOT {target:g} ms at each bucket's max rate "
+            f"(Little's-law concurrency, midpoint lengths{', refined ' + str(refine) + 'x by simulation' if refine else ''}"
+            f"{', TPOT at batch 1 as the base' if idle is not None and len(idle) else ''}); profile check: {within} of "
+            f"{len(ratio)} buckets within 15% (simulated/profile median {ratio.median():.2f}, "
+            f"range {ratio.min():.2f}-{ratio.max():.2f})")
+    return dataclasses.replace(model, notes=model.notes + (note,)), table
+
+
+def latency_from_predictions(gpus: Mapping[str, GpuProfile], *, refine: int = 1, requests: int = 300,
+                             progress: bool = False) -> tuple[dict[str, GpuProfile], pd.DataFrame]:
+    """Predicted profiles with a latency model each (`fit_profile_latency` on their own rates, anchored by
+    aiconfigurator-core's batch-1 TPOT and KV capacity for the GPU's system, engine kernel data and
+    tensor-parallel size), and the ``profile check`` table of every GPU. GPUs that serve no bucket keep
+    none. Systems without measured kernels (speed-of-light) get no batch-1 anchor (their SOL latency
+    is optimistic); their notes say so."""
+    from .profiles.predict import LATENCY_MAX_SEQS, LATENCY_STEP_TOKENS, available, replica_facts
+
+    out, tables = {}, []
+    names = list(gpus)
+    if progress:
+        from tqdm.auto import tqdm
+        names = tqdm(names, desc="latency fits", unit="GPU")
+    for name in names:
+        gpu = gpus[name]
+        if gpu.tputs.to_numpy().max() <= 0:
+            out[name] = gpu
+            continue
+        meta = gpu.meta
+        engine = meta.get("engine") if isinstance(meta.get("engine"), Mapping) else {}
+        backend, version = engine.get("name"), engine.get("version")
+        system, tp = meta.get("system"), meta.get("gpus_per_replica")
+        if meta.get("source") != "predicted" or not backend or system in (None, "unknown"):
+            raise InputError(f"gpus.{name}", "is not a predicted profile with system and engine; fit a latency model "
+                                             f"another way: {HOW_TO_ADD}")
+        measured = system in available()["measured"].get(backend, [])
+        mode = "SILICON" if measured else "SOL"
+        facts = replica_facts(meta.get("model"), system, backend=backend, version=version,
+                              tp=tp if isinstance(tp, int) else 1, mode=mode)
+        source = f"fit: profile rates + aiconfigurator-core {backend} {facts['version']} ({mode.lower()})"
+        notes = [f"kv_tokens from aiconfigurator-core's memory model ({mode.lower()}); max_seqs {LATENCY_MAX_SEQS} "
+                 f"(the prediction's concurrency cap); max_step_tokens {LATENCY_STEP_TOKENS} (its larger prefill chunk)"]
+        if not measured:
+            notes.append("speed-of-light system: no batch-1 TPOT anchor (its estimate is optimistic)")
+        model, table = fit_profile_latency(gpu, kv_tokens=facts["kv_tokens"], max_seqs=LATENCY_MAX_SEQS,
+                                           max_step_tokens=LATENCY_STEP_TOKENS, source=source,
+                                           idle=facts["idle"] if measured else None, refine=refine,
+                                           requests=requests, notes=notes)
+        out[name] = dataclasses.replace(gpu, latency=model)
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return out, table

@@ -7,6 +7,8 @@ bucket. GPU throughput matrices use exactly the same labels (see profiles.py).
 """
 from __future__ import annotations
 
+import io
+
 import re
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -24,13 +26,40 @@ SHARE_TOLERANCE = 1e-6
 MAX_TOKENS = 10**12     # a token count above this is an error, not a request (and would overflow int64 arithmetic)
 
 
+MAX_BUCKETS = 256     # request-size buckets per axis (input or output)
+
+
 def bucket_labels(edges: Sequence[float], open_last: bool = False) -> list[str]:
     """Labels ``lo-hi`` for consecutive edges; with `open_last`, one more ``hi+`` bucket."""
+    if len(edges) > MAX_BUCKETS + 1:
+        raise InputError("edges", f"make {len(edges) - 1:,} buckets; at most {MAX_BUCKETS} per axis (every bucket is "
+                                  "profiled and solved): use fewer edges")
     edges = [int(e) if float(e).is_integer() else float(e) for e in edges]
     if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
         raise InputError("edges", f"need at least two strictly increasing edges, got {edges}")
     labels = [f"{a}-{b}" for a, b in zip(edges, edges[1:])]
     return labels + [f"{edges[-1]}+"] if open_last else labels
+
+
+def parse_bucket_labels(labels: Sequence[str], field: str = "buckets") -> tuple[list[int | float], bool]:
+    """`bucket_labels` backwards: consecutive ``lo-hi`` labels (plus an optional last ``lo+``) to their
+    edges and the open-last flag; anything else is an `InputError` naming `field`. The one reader of
+    bucket labels (`check_bucket_labels` gives the reason a label is wrong)."""
+    try:
+        bounds = _label_bounds(labels, field)
+    except InputError:
+        raise InputError(field, f"bucket labels {[str(x) for x in labels]} are not consecutive 'lo-hi' labels") from None
+    closed = [hi for _, hi in bounds if hi is not None]
+    if not closed:
+        raise InputError(field, "needs at least one closed bucket 'lo-hi'")
+    edges = [bounds[0][0], *closed]
+    return [int(e) if e.is_integer() else e for e in edges], bounds[-1][1] is None
+
+
+def bucket_midpoints(labels: Sequence[str], field: str = "buckets") -> list[float]:
+    """A representative length per bucket: the midpoint, and twice the lower edge for an open last bucket."""
+    edges, open_last = parse_bucket_labels(labels, field)
+    return [(lo + hi) / 2 for lo, hi in zip(edges, edges[1:])] + ([2.0 * edges[-1]] if open_last else [])
 
 
 def labelled_matrix(values, index: Sequence[str], columns: Sequence[str], *, field: str) -> pd.DataFrame:
@@ -73,13 +102,16 @@ def read_workload(path: str | Path) -> pd.DataFrame:
     field = f"workload file {path}"
     if not path.is_file():
         raise InputError(field, "not found; pass a CSV written by `melange-nb workload` or params/workloads/*.csv")
+    from .files import read_text_file
+
+    text = read_text_file(path, "workload file", "params/workloads/arena-seed.csv")   # UTF-8, or one line
     try:
-        df = pd.read_csv(path, index_col=0, comment="#")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        df = pd.read_csv(io.StringIO(text), index_col=0, comment="#")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
         raise InputError(field, f"is not a readable CSV ({exc.__class__.__name__}: {exc})".replace("\n", " "))
     df.index = df.index.astype(str)
     df.index.name, df.columns.name = INPUT_AXIS, OUTPUT_AXIS
-    header = _raw_header(path)     # pandas renames a repeated column ("25-100.1"): check the file's own header
+    header = _raw_header(text)     # pandas renames a repeated column ("25-100.1"): check the file's own header
     check_bucket_labels(list(df.index), f"{field}: input buckets (first column)")
     check_bucket_labels(header if len(header) == len(df.columns) else list(df.columns),
                         f"{field}: output buckets (header)")
@@ -93,7 +125,12 @@ _LABEL = re.compile(r"^(\d+(?:\.\d+)?)(?:-(\d+(?:\.\d+)?)|(\+))$")
 
 def check_bucket_labels(labels: Sequence[str], where: str) -> None:
     """Labels must be consecutive buckets ``lo-hi`` (hi exclusive, each hi the next lo), the last may be ``lo+``."""
-    previous_hi = None
+    _label_bounds(labels, where)
+
+
+def _label_bounds(labels: Sequence[str], where: str) -> list[tuple[float, float | None]]:
+    """(lo, hi) per bucket label, hi None for an open last ``lo+``; the reason in an `InputError` otherwise."""
+    previous_hi, bounds = None, []
     for k, label in enumerate(labels):
         m = _LABEL.match(str(label).strip())
         if not m:
@@ -107,14 +144,15 @@ def check_bucket_labels(labels: Sequence[str], where: str) -> None:
             raise InputError(where, f"bucket {label!r} does not start where the one before ends ({previous_hi:g}); "
                                     "labels must be distinct, increasing and adjacent")
         previous_hi = float(hi) if hi is not None else None
+        bounds.append((lo, previous_hi))
+    return bounds
 
 
-def _raw_header(path: Path) -> list[str]:
+def _raw_header(text: str) -> list[str]:
     import csv
 
-    with open(path, encoding="utf-8", newline="") as f:
-        for row in csv.reader(line for line in f if not line.startswith("#")):
-            return [c.strip() for c in row[1:]]
+    for row in csv.reader(line for line in text.splitlines() if not line.startswith("#")):
+        return [c.strip() for c in row[1:]]
     return []
 
 
@@ -140,16 +178,16 @@ def bucket_span(labels: Sequence[str]) -> str:
 
 def labels_to_edges(labels: Sequence[str]) -> str:
     """Bucket labels ``lo-hi`` (and an open ``hi+``) back to the comma-separated edges the CLI takes."""
-    closed = [str(x) for x in labels if not str(x).endswith("+")]
-    return ",".join([closed[0].split("-")[0]] + [x.split("-")[1] for x in closed])
+    return ",".join(str(e) for e in parse_bucket_labels(labels)[0])
 
 
 def rebucket_hint(like: pd.DataFrame) -> str:
     """The ``melange-nb workload`` options that build a workload on `like`'s buckets (a profile's tputs)."""
-    if not all(_LABEL.match(str(x).strip()) for x in [*like.index, *like.columns]):
+    try:
+        edges, output_edges = labels_to_edges(like.index), labels_to_edges(like.columns)
+    except InputError:          # not consecutive lo-hi token ranges: no edges to give
         return f"its buckets are input {list(like.index)} x output {list(like.columns)}"
-    return (f"melange-nb workload ... --edges {labels_to_edges(like.index)} "
-            f"--output-edges {labels_to_edges(like.columns)}"
+    return (f"melange-nb workload ... --edges {edges} --output-edges {output_edges}"
             + (" --overflow open" if str(like.index[-1]).endswith("+") else ""))
 
 
@@ -301,7 +339,9 @@ def read_trace(path: str | Path, *, input_column: str = "ContextTokens",
     if not path.is_file():
         raise InputError(field, "not found")
     try:
-        df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+        df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(field, f"is not UTF-8 text (undecodable byte at offset {exc.start}); save it as UTF-8") from None
     except Exception as exc:
         raise InputError(field, f"could not be read ({type(exc).__name__}); give a CSV or Parquet file") from None
     missing = [c for c in (input_column, output_column) if c not in df.columns]
@@ -347,10 +387,17 @@ def blend_files(weights: Mapping[str, float]) -> tuple[pd.DataFrame, dict]:
     """(workload, report) mixing workload CSVs by weight; the report keeps each part's provenance."""
     parts = {str(path): read_workload(path) for path in weights}
     mixed = blend(parts, {str(k): v for k, v in weights.items()})
+    return mixed, blend_provenance({str(k): v for k, v in weights.items()}, {str(k): k for k in weights},
+                                   label=lambda part: Path(part).name)
+
+
+def blend_provenance(weights: Mapping[str, float], files: Mapping[str, str | Path], *, label=str) -> dict:
+    """The provenance record of a blend (its ``.json`` sidecar): ``source``, "blend of <label> x <share>,
+    ...", and per part its share of the weight, its file and that file's own source."""
     total = sum(weights.values())
-    report = {"source": "blend of " + ", ".join(f"{Path(p).name} x {w / total:.3g}" for p, w in weights.items()),
-              "parts": {str(p): {"weight": w / total, "source": workload_source(p)} for p, w in weights.items()}}
-    return mixed, report
+    return {"source": "blend of " + ", ".join(f"{label(k)} x {w / total:.3g}" for k, w in weights.items()),
+            "parts": {k: {"weight": w / total, "file": str(files[k]), "source": workload_source(files[k])}
+                      for k, w in weights.items()}}
 
 
 def check_histogram_path(path: str | Path, field: str = "output") -> Path:

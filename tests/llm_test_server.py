@@ -27,6 +27,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from http import HTTPStatus
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class LlmTestServer:
 
     async def _json(self, writer, obj, status=200):
         data = json.dumps(obj).encode()
-        writer.write(f"HTTP/1.1 {status} {'OK' if status == 200 else 'Not Found'}\r\nContent-Type: application/json\r\n"
+        writer.write(f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
                      f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
         await writer.drain()
 

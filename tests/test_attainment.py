@@ -125,3 +125,54 @@ def test_allocation_notebook_shows_attainment_first(tmp_path):
     page = (run / "02_allocation-shared.html").read_text()
     assert page.index("1×A10G + 1×A100 ($4.68/h) meets TPOT ≤ 14 ms") < page.index("Will it hold its SLO?")
     assert page.index('class="mnb-headline"') < page.index('class="mnb-attainment"')     # the cost, then attainment
+
+
+def test_plan_simulate_replays_the_trace_through_the_window_plan(shared_data, tmp_path, capsys):
+    import pandas as pd
+
+    from melange_nb.cli import main
+
+    gpus = tmp_path / "gpus.yaml"
+    save_profiles(gpus, gpus_with_latency(slo_ms=40.0))
+    trace, out = shared_data / "azure_llm_inference_conv_2023.csv", tmp_path / "plan"
+    code = main(["plan", "--trace", str(trace), "--gpus", str(gpus), "--window", "15min", "--simulate", "-o", str(out)])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    check = json.loads((out / "simulation" / "attainment.json").read_text())
+    requests = pd.read_parquet(out / "simulation" / "requests.parquet")
+    assert len(requests) == check["options"]["requests"] == len(pd.read_csv(trace))   # every request replayed
+    assert sorted(requests["window"].unique()) == [0, 1, 2, 3]                      # the plan's four windows
+    assert check["attainment"] == pytest.approx(requests["slo_met"].mean()) and 0 < check["attainment"] <= 1
+    assert check["sentence"].startswith("The per-window plan (mean $") and check["sentence"] in stdout
+    # no latency model: one line, exit 2, before the trace is read; nothing written
+    code = main(["plan", "--trace", str(trace), "--gpus", SEED_GPUS, "--simulate", "-o", str(tmp_path / "none")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--simulate: GPU type A10G has no latency model" in err
+    assert err.count("\n") == 1 and not (tmp_path / "none").exists()
+
+
+@pytest.mark.slow
+def test_plan_report_shows_the_simulated_attainment(shared_data, tmp_path, capsys):
+    from melange_nb.cli import main
+
+    gpus = tmp_path / "gpus.yaml"
+    save_profiles(gpus, gpus_with_latency(slo_ms=40.0))
+    out = tmp_path / "plan"
+    assert main(["plan", "--trace", str(shared_data / "azure_llm_inference_conv_2023.csv"), "--gpus", str(gpus),
+                 "--window", "15min", "--simulate", "--report", "-o", str(out)]) == 0
+    page = (out / "04_time_varying-shared.html").read_text()
+    sentence = json.loads((out / "simulation" / "attainment.json").read_text())["sentence"]
+    assert page.index("Autoscaling 15-min windows costs") < page.index("SLO attainment") < page.index("Rate, GPUs and cost")
+    assert "The per-window plan (mean $" in page and sentence.split(" (p99")[0].replace("$", "") in page.replace("$", "")
+
+
+def test_progress_bar_leaves_a_long_simulation_unchanged(arena):
+    from melange_nb.simulate import plan_from_result, simulate, stream_from_workload
+
+    gpus = gpus_with_latency(slo_ms=40.0)
+    stream = stream_from_workload(arena, 40.0, 600, seed=1)            # 24,000 requests: the bar is drawn
+    plan = plan_from_result(solve(arena, gpus, 40.0), gpus)
+    quiet, shown = (simulate(stream, plan, gpus, progress=p) for p in (False, True))
+    assert len(stream) >= 20_000
+    from pandas.testing import assert_frame_equal
+    assert_frame_equal(quiet.requests, shown.requests)

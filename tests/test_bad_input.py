@@ -145,7 +145,7 @@ WORKLOAD_CASES = {
     "text label": ("input_tokens,short,long\n0-25,0.25,0.25\n25-100,0.25,0.25\n", "label 'short' is not a bucket"),
     "empty bucket label": ("input_tokens,0-25,25-100\n0-25,0.25,0.25\n25-25,0.25,0.25\n", "bucket '25-25' is empty"),
     "text share": ("input_tokens,0-25,25-100\n0-25,0.25,x\n25-100,0.25,0.25\n", "has non-numeric shares"),
-    "undecodable bytes": (b"input_tokens,0-25\n0-25,\xff\n", "is not a readable CSV"),
+    "undecodable bytes": (b"input_tokens,0-25\n0-25,\xff\n", "is not UTF-8 text"),
 }
 
 

@@ -16,8 +16,10 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -30,6 +32,7 @@ SLOW = "SLOW $(touch pwned) `touch pwned2` <script>alert(1)</script>"
 LAWS = {"FAST": {"base": 20.0, "per_seq": 1.5, "per_prefill_token": 0.2},
         SLOW: {"base": 28.0, "per_seq": 2.0, "per_prefill_token": 0.4}}
 RATE, DURATION, SEED = 8, 30, 3
+MAX_TIMER_LAG_MS = 20.0
 
 
 def profile_file(path: Path) -> Path:
@@ -58,6 +61,16 @@ def round_trip(tmp_path_factory):
     workload.write_text("input_tokens,8-32,32-96\n0-100,0.4,0.2\n100-400,0.25,0.15\n")
     law = {g: Latency(v["base"], v["per_seq"], v["per_prefill_token"], batched=True) for g, v in LAWS.items()}
     start = time.perf_counter()
+    lag, probing = [], threading.Event()
+
+    def probe():              # how late a 10 ms sleep wakes in this process, where the test servers run
+        while not probing.is_set():
+            t0 = time.perf_counter()
+            time.sleep(0.01)
+            lag.append((time.perf_counter() - t0 - 0.01) * 1000)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
     with LlmTestServer(count_tokens, law["FAST"]) as fast, LlmTestServer(count_tokens, law[SLOW]) as slow:
         assert main(["eval", "plan", "--gpus", str(gpus), "--workload", str(workload), "--rate", str(RATE),
                      "--duration", str(DURATION), "--seed", str(SEED), "--counts", f"FAST=1,{SLOW}=1",
@@ -69,9 +82,10 @@ def round_trip(tmp_path_factory):
         run = subprocess.run(["bash", str(work / "eval" / "run_eval.sh")], env=env, capture_output=True, text=True,
                              cwd=work)
         served = {"FAST": fast.served, SLOW: slow.served}
+    probing.set()
     seconds = time.perf_counter() - start
     assert run.returncode == 0, run.stdout + run.stderr
-    return work, served, seconds
+    return work, served, seconds, float(np.percentile(lag, 95))
 
 
 def imported(capsys, eval_dir) -> tuple[int, str, str]:
@@ -81,19 +95,23 @@ def imported(capsys, eval_dir) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def test_measured_matches_the_simulation_of_the_same_plan_and_stream(round_trip, capsys):
-    work, served, seconds = round_trip
+def summaries(round_trip, capsys):
+    work, served, seconds, lag = round_trip
     code, out, err = imported(capsys, work / "eval")
     assert code == 0, err
     summary = json.loads((work / "eval" / "summary.json").read_text())
-    m, s = summary["measured"], summary["simulated"]
-    print(f"\nround trip ({seconds:.0f} s for eval plan + AIPerf on both pools; load {Path('/proc/loadavg').read_text().split()[0]})")
-    print(out)
+    print(f"\nround trip ({seconds:.0f} s for eval plan + AIPerf on both pools; load "
+          f"{Path('/proc/loadavg').read_text().split()[0]}; timers woke {lag:.1f} ms late, p95)\n{out}")
+    return summary["measured"], summary["simulated"], out, lag
+
+
+def test_measured_attainment_and_tpot_match_the_simulation(round_trip, capsys):
+    m, s, out, _ = summaries(round_trip, capsys)
     assert set(m) == {"FAST", SLOW, "all"}
     for pool in m:
         assert m[pool]["errors"] == m[pool]["missing"] == 0
         assert m[pool]["attainment"] == pytest.approx(s[pool]["attainment"], abs=0.03), pool
-        for q in ("p50_ttft_ms", "p99_ttft_ms", "p50_tpot_ms", "p99_tpot_ms"):
+        for q in ("p50_tpot_ms", "p99_tpot_ms"):
             assert m[pool][q] == pytest.approx(s[pool][q], rel=0.15), (pool, q)
     # not a trivial case: one pool misses the SLO for some requests, the other for none
     assert m["FAST"]["attainment"] > m[SLOW]["attainment"] and 0.5 < m[SLOW]["attainment"] < 1.0
@@ -101,10 +119,23 @@ def test_measured_matches_the_simulation_of_the_same_plan_and_stream(round_trip,
                           f"(simulated {s['all']['attainment']:.1%})")
 
 
+def test_measured_ttft_matches_the_simulation(round_trip, capsys):
+    """TTFT is one token's arrival: a server thread starved of CPU delays it by the starvation (a TPOT
+    averages over the reply, on absolute deadlines). Below 20 ms of timer lateness (p95) in the
+    servers' process it must match within 15%; on a machine that busy the comparison says nothing."""
+    m, s, _, lag = summaries(round_trip, capsys)
+    if lag > MAX_TIMER_LAG_MS:
+        pytest.skip(f"the machine was too busy to time first tokens: timers in the test servers' process woke "
+                    f"{lag:.0f} ms late (p95, limit {MAX_TIMER_LAG_MS:g} ms); attainment and TPOT are still checked")
+    for pool in m:
+        for q in ("p50_ttft_ms", "p99_ttft_ms"):
+            assert m[pool][q] == pytest.approx(s[pool][q], rel=0.15), (pool, q)
+
+
 def test_every_request_replayed_once_at_its_size_on_its_pool(round_trip):
     import pandas as pd
 
-    work, served, _ = round_trip
+    work, served, *_ = round_trip
     requests = pd.read_csv(work / "eval" / "requests.csv", dtype={"gpu": str})
     simulated = pd.read_csv(work / "eval" / "simulated.csv", dtype={"gpu": str})
     manifest = json.loads((work / "eval" / "eval.json").read_text())
@@ -124,7 +155,7 @@ def test_every_request_replayed_once_at_its_size_on_its_pool(round_trip):
 
 
 def test_names_from_the_profile_ran_nowhere_and_are_escaped(round_trip, capsys):
-    work, _, _ = round_trip
+    work, *_ = round_trip
     imported(capsys, work / "eval")
     assert not list(work.rglob("pwned*")) and not list(Path.cwd().glob("pwned*"))
     html = (work / "eval" / "report.html").read_text()
@@ -133,7 +164,7 @@ def test_names_from_the_profile_ran_nowhere_and_are_escaped(round_trip, capsys):
 
 
 def test_missing_records_are_misses_and_counted(round_trip, tmp_path, capsys):
-    work, _, _ = round_trip
+    work, *_ = round_trip
     copy = shutil.copytree(work / "eval", tmp_path / "eval")
     manifest = json.loads((copy / "eval.json").read_text())
     records = copy / manifest["pools"]["FAST"]["folder"] / "aiperf" / "profile_export.jsonl"
@@ -148,7 +179,7 @@ def test_missing_records_are_misses_and_counted(round_trip, tmp_path, capsys):
 
 
 def test_records_of_another_pool_are_refused_in_one_line_and_nothing_is_written(round_trip, tmp_path, capsys):
-    work, _, _ = round_trip
+    work, *_ = round_trip
     copy = shutil.copytree(work / "eval", tmp_path / "eval")
     for name in ("report.html", "summary.json", "measured.csv", "comparison.csv"):
         (copy / name).unlink(missing_ok=True)
@@ -159,3 +190,45 @@ def test_records_of_another_pool_are_refused_in_one_line_and_nothing_is_written(
     assert code == 2 and err.count("\n") == 1
     assert "FAST/aiperf/profile_export.jsonl" in err and "records from another run" in err
     assert not any((copy / n).exists() for n in ("report.html", "summary.json", "measured.csv", "comparison.csv"))
+
+
+def test_failed_requests_are_misses_counted_by_type_on_real_aiperf_records(tmp_path, capsys):
+    """A server that answers every third request with HTTP 500: AIPerf records those as errors (and exits 0),
+    `eval import` counts each as a miss and names the error."""
+    aiperf = aiperf_or_skip()
+    sys.path.insert(0, str(Path(__file__).parent))
+    from llm_test_server import Latency, LlmTestServer
+
+    class FailingEveryThird(LlmTestServer):
+        calls = 0
+
+        async def _generate(self, writer, req, *, chat):
+            self.calls += 1
+            if self.calls % 3 == 0:
+                await self._json(writer, {"error": {"message": "overloaded", "type": "server_error"}}, status=500)
+            else:
+                await super()._generate(writer, req, chat=chat)
+
+    count_tokens = aiperf_tokenizer(tmp_path / "tokenizer")
+    gpus = profile_file(tmp_path / "gpus.yaml")
+    workload = tmp_path / "workload.csv"
+    workload.write_text("input_tokens,8-32,32-96\n0-100,0.4,0.2\n100-400,0.25,0.15\n")
+    law = LAWS["FAST"]
+    with FailingEveryThird(count_tokens, Latency(law["base"], law["per_seq"], law["per_prefill_token"], batched=True)) as server:
+        assert main(["eval", "plan", "--gpus", str(gpus), "--workload", str(workload), "--rate", "4", "--duration", "4",
+                     "--counts", "FAST=1", "--endpoint", f"FAST={server.base_url}", "--model", "llama-test",
+                     "--tokenizer", str(tmp_path / "tokenizer"), "--aiperf-args",
+                     "--no-server-metrics --no-gpu-telemetry --workers-max 1 --record-processors 1",
+                     "-o", str(tmp_path / "eval")]) == 0
+        run = subprocess.run(["bash", str(tmp_path / "eval" / "run_eval.sh")], env={**aiperf_env(), "AIPERF": str(aiperf)},
+                             capture_output=True, text=True)
+        calls = server.calls
+    assert run.returncode == 0, run.stdout + run.stderr
+    code, out, err = imported(capsys, tmp_path / "eval")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())["measured"]["all"]
+    failed = calls // 3
+    assert failed >= 2 and summary["errors"] == failed and summary["missing"] == 0
+    assert summary["attainment"] <= 1 - failed / summary["requests"] + 1e-9
+    assert f"{failed} errors, 0 missing), counted as misses" in out
+    assert f"HTTP 500 Internal Server Error × {failed}" in (tmp_path / "eval" / "report.html").read_text()

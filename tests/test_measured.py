@@ -157,7 +157,7 @@ def test_bad_result_files(tmp_path, doc, match):
 def test_not_json_and_missing_file(tmp_path):
     bad = tmp_path / "a.json"
     bad.write_text("Successful requests: 100\n")
-    with pytest.raises(InputError, match=r"a\.json: is not JSON"):
+    with pytest.raises(InputError, match=r"a\.json: is not valid JSON"):
         read_runs([bad])
     with pytest.raises(InputError, match=r"nothere\.json: not found"):
         read_runs([tmp_path / "nothere.json"])

@@ -206,7 +206,7 @@ def cli(*args):
     ("bad tokens", [("2024-01-01 10:00:00", -1, 1), ("2024-01-01 10:05:00", 1, 1)], [],
      "trace.csv: ContextTokens: row 2 holds -1"),
     ("bad smoothing", None, ["--smooth", "calm"], "smoothing: 'calm'"),
-    ("bad workers", None, ["-j", "0"], "workers: must be a whole number >= 1, got 0"),
+    ("bad workers", None, ["-j", "0"], "workers: must be a whole number >= 1 and <= 64, got 0"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, case, rows, args, message):
     trace, _, gpus_path = _hand_case(tmp_path)
@@ -250,6 +250,18 @@ def test_cli_plan_writes_the_files(tmp_path):
     assert doc["totals"]["smoothed"]["cost"] == pytest.approx(12 / 60, abs=1e-6)
     assert doc["profiles"]["file"] == "toy.yaml" and doc["solver"] == "exact"
     assert np.isclose(doc["totals"]["hours"], 3 / 60)
+
+
+def test_a_folder_another_plan_is_writing_is_refused(tmp_path):
+    from melange_nb.files import folder_lock, lock_path
+
+    trace, _, gpus_path = _hand_case(tmp_path)
+    out_dir = tmp_path / "out"
+    with folder_lock(out_dir, by="plan"):             # another plan holds the folder (this process)
+        res = cli("--trace", trace, "--gpus", gpus_path, "--window", "1min", "-o", out_dir)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "is in use by another plan (" in res.stderr and "choose another -o" in res.stderr   # (pid N) with filelock 4
+    assert not out_dir.exists() and lock_path(out_dir).parent == tmp_path and lock_path(out_dir).read_text() == ""
 
 
 @pytest.mark.slow

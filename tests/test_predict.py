@@ -99,7 +99,7 @@ def test_cli_writes_a_profile_that_loads_with_provenance_and_reads_the_cache(tmp
     (dict(gpus=["h100_sxm=H100"], prices=PARAMS_DIR / "prices" / "seed.yaml"),
      r"^prices: no price for GPU 'H100' \(system h100_sxm\) in seed.yaml; add it there or pick one of \['A100', 'A10G'\]"),
     (dict(gpus=["b60=B60"]), r"^prices: no price for GPU 'B60' \(system b60\) in runpod-serverless.yaml"),
-    (dict(tp=0), r"^tp: must be a whole number >= 1"),
+    (dict(tp=0), r"^tp: must be a whole number from 1 to 64"),
 ])
 def test_bad_input_is_one_line_before_any_estimate(kwargs, match, outputs):
     args = dict(model=LLAMA, gpus=["a100_sxm"], slo="tpot_ms=40", **SMALL) | kwargs

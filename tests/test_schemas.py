@@ -11,6 +11,7 @@ from melange_nb.config import PROJECT_ROOT
 from melange_nb.errors import InputError
 from melange_nb.profiles import load_gpus, load_prices
 from melange_nb.run import load_params
+from melange_nb.sweep import load_spec
 
 FILES = {"gpus": sorted((PROJECT_ROOT / "params" / "gpus").glob("*.yaml")),
          "prices": sorted((PROJECT_ROOT / "params" / "prices").glob("*.yaml")),
@@ -48,9 +49,15 @@ BAD = {"gpus": [({"input_edges": [0, 25], "output_edges": [0, 25], "gpus": {"A":
                    "gpus.A.usd_per_hour: must be a positive number"),
                   ({"date": "2026-11-25", "gpus": {"A": {"usd_per_hour": 1, "systems": "h100_sxm"}}},
                    "gpus.A.systems: must be a list of system names")],
+       "sweep": [({"rates": [1, 2], "workloads": {"w": "w.csv"}, "gpus": {"g": "g.yaml"}, "slice_factors": [0]},
+                  "slice_factors: must be whole numbers >= 1"),
+                 ({"rates": {"start": 1, "stop": 4, "step": 1}, "workloads": {"w": "w.csv", "m": {"blend": {"w": -1}}},
+                   "gpus": {"g": "g.yaml"}}, "workloads.m.blend.w: must be a weight >= 0"),
+                 ({"rates": [1, 2], "workloads": {"w": "w.csv"}, "gpus": {"g": "g.yaml"}, "render": "sometimes"},
+                  "render: must be changes, all, none or comma-separated rates")],
        "run": [({"workload": "w.csv", "gpus": "g.yaml", "rate": 4, "solver": "cplex"}, "solver: must be melange, exact"),
                ({"workload": "w.csv", "gpus": "g.yaml", "rate": 4, "rates": [1]}, "rates: is not a parameter")]}
-LOADERS = {"gpus": load_gpus, "prices": load_prices, "run": load_params}
+LOADERS = {"gpus": load_gpus, "prices": load_prices, "run": load_params, "sweep": load_spec}
 
 
 @pytest.mark.parametrize("kind", BAD)

@@ -164,7 +164,8 @@ def test_two_concurrent_sweeps_into_one_folder(tmp_path):
     out = tmp_path / "shared"
     first = subprocess.Popen(_quick(out, "2,4,8", "--render", "all", "-j", "1"), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: (out / ".lock").is_file() and "pid" in (out / ".lock").read_text(), 120, "the first sweep's lock")
+    lock = tmp_path / ".shared.lock"                   # beside the folder, not in it
+    _wait_for(lambda: lock.is_file() and "pid" in lock.read_text(), 120, "the first sweep's lock")
     second = subprocess.run(_quick(out, "2,4,8", "--render", "none"), capture_output=True, text=True, timeout=300)
     assert second.returncode == 2 and "in use by another sweep" in second.stderr
     assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
@@ -175,6 +176,7 @@ def test_two_concurrent_sweeps_into_one_folder(tmp_path):
     done = {k for k, v in manifest["points"].items() if v["status"] == "done"}
     assert len(done) == 3 and set(results["point"]) == done
     assert all((out / pid / "allocation.json").is_file() for pid in done)
+    assert not (out / ".lock").exists() and not list(out.glob("*.lock")) and lock.read_text() == ""
     # once the first has finished, the folder is free again: a re-run resumes it
     again = subprocess.run(_quick(out, "2,4,8", "--render", "all"), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "3 already done or failed, solving 0" in again.stdout

@@ -46,9 +46,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from ..errors import InputError
-from ..files import read_json, read_yaml, write_text
+from ..files import comment_lines, read_json, read_yaml, write_text
 from .. import schemas
-from ..workload import bucket_labels, labelled_matrix
+from ..workload import bucket_labels, labelled_matrix, parse_bucket_labels
 from .latency import HOW_TO_ADD, LatencyModel, parse_latency
 
 UNKNOWN = "unknown"
@@ -165,29 +165,6 @@ def provenance_lines(gpus: Mapping[str, GpuProfile]) -> list[str]:
     return lines
 
 
-def _edges_from_labels(labels: Sequence[str], field: str) -> tuple[list, bool]:
-    """Bucket labels ``lo-hi`` (plus an optional last ``hi+``) back to edges and the open-last flag."""
-    def num(text):
-        value = float(text)
-        return int(value) if value.is_integer() else value
-    try:
-        open_last = labels[-1].endswith("+")
-        closed = labels[:-1] if open_last else labels
-        edges = [num(closed[0].split("-")[0])] if closed else [num(labels[-1][:-1])]
-        for label in closed:
-            lo, hi = label.split("-")
-            if num(lo) != edges[-1]:
-                raise ValueError(label)
-            edges.append(num(hi))
-        if open_last and num(labels[-1][:-1]) != edges[-1]:
-            raise ValueError(labels[-1])
-    except (ValueError, IndexError):
-        raise InputError(field, f"bucket labels {list(labels)} are not consecutive 'lo-hi' labels") from None
-    if len(edges) < 2:
-        raise InputError(field, "needs at least one closed bucket 'lo-hi'")
-    return edges, open_last
-
-
 def save_profiles(path: str | Path, gpus: Mapping[str, GpuProfile] | Sequence[GpuProfile],
                   provenance: Mapping[str, Any] | None = None, *, header: str | None = None) -> Path:
     """Write GPU profiles to a YAML that `load_gpus` reads back identically (atomic write).
@@ -201,13 +178,14 @@ def save_profiles(path: str | Path, gpus: Mapping[str, GpuProfile] | Sequence[Gp
     gpus = list(gpus.values()) if isinstance(gpus, Mapping) else list(gpus)
     if not gpus:
         raise InputError("gpus", "lists no GPU; give at least one profile to save")
+    schemas.gpu_names([gpu.name for gpu in gpus], "gpus")
     first = gpus[0].tputs
     for gpu in gpus[1:]:
         if list(gpu.tputs.index) != list(first.index) or list(gpu.tputs.columns) != list(first.columns):
             raise InputError(f"gpus.{gpu.name}.tputs", f"has other buckets than {gpus[0].name}; save profiles "
                                                        "with the same edges into one file")
-    input_edges, open_in = _edges_from_labels([str(x) for x in first.index], "tputs index (input buckets)")
-    output_edges, open_out = _edges_from_labels([str(x) for x in first.columns], "tputs columns (output buckets)")
+    input_edges, open_in = parse_bucket_labels([str(x) for x in first.index], "tputs index (input buckets)")
+    output_edges, open_out = parse_bucket_labels([str(x) for x in first.columns], "tputs columns (output buckets)")
     metas = [normalize_provenance({**{k: v for k, v in gpu.meta.items() if k in PROVENANCE_KEYS}, **(provenance or {})},
                                   index=list(first.index), columns=list(first.columns), field=f"gpus.{gpu.name}")
              for gpu in gpus]
@@ -232,7 +210,7 @@ def save_profiles(path: str | Path, gpus: Mapping[str, GpuProfile] | Sequence[Gp
         doc["gpus"][gpu.name] = entry
     text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120, default_flow_style=None)
     if header:
-        text = "".join(f"# {line}\n" for line in header.splitlines()) + text
+        text = comment_lines(header) + text
     return write_text(path, text)
 
 

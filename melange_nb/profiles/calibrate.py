@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..workload import bucket_midpoints
 from . import GpuProfile, normalize_provenance
 
 
@@ -84,14 +85,7 @@ def _design(index: Sequence[str], columns: Sequence[str]) -> np.ndarray:
     """Per bucket (rows in row-major order): 1, x, y, xy, x^2, y^2 with x, y the standardized log of
     the bucket's representative input and output length (midpoints; an open last bucket 2 x lo)."""
     def mids(labels):
-        out = []
-        for label in labels:
-            if label.endswith("+"):
-                out.append(2 * float(label[:-1]))
-            else:
-                lo, hi = (float(x) for x in label.split("-"))
-                out.append((lo + hi) / 2)
-        logs = np.log(np.maximum(out, 1.0))
+        logs = np.log(np.maximum(bucket_midpoints(labels), 1.0))
         return (logs - logs.mean()) / (logs.std() or 1.0)
     x, y = np.meshgrid(mids(index), mids(columns), indexing="ij")
     x, y = x.ravel(), y.ravel()

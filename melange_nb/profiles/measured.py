@@ -8,7 +8,8 @@ rates, and the highest rate whose latency still meets the SLO. This module makes
 - ``bucket_max_rate`` is the rule for one bucket: the SLO metric against the *achieved* rate
   (completed requests / duration), interpolated linearly between the last passing and the first
   failing run; no failing run -> the highest passing rate (never extrapolated above it); runs
-  but no passing run -> 0.
+  but no passing run -> 0. Runs at the same achieved rate count as one with the worst of their
+  latencies (``same_rate_worst``), so the answer never depends on file order.
 - ``import_profile`` groups runs by (input, output) length into the profile's buckets and builds
   a ``GpuProfile`` with provenance (source: measured, tool and version from the files);
   ``import_into_file`` is `profile import`: its inputs checked, the cost from a price, the profile
@@ -17,9 +18,8 @@ rates, and the highest rate whose latency still meets the SLO. This module makes
 """
 from __future__ import annotations
 
-import json
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -78,11 +78,10 @@ def _load_json(path: Path):
     if not path.is_file():
         raise InputError(f"result file {path}", "not found; pass files written by `vllm bench serve --save-result` "
                                                 "or AIPerf's profile_export_aiperf.json")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"result file {path}", f"is not JSON ({exc.__class__.__name__}); pass a "
-                                                "vllm bench serve --save-result JSON or profile_export_aiperf.json") from None
+    from ..files import read_json
+
+    return read_json(path, "result file", "a vllm bench serve --save-result JSON or profile_export_aiperf.json",
+                     allow_nan=True)
 
 
 def detect_format(doc: Any) -> str | None:
@@ -105,6 +104,20 @@ def _number(doc: Mapping, key: str, where: str, *, positive: bool = False) -> fl
     return float(value)
 
 
+def latency_ms(value: float, where: str) -> float:
+    """A latency statistic in ms: >= 0 (a negative latency is a broken file, not a fast server)."""
+    if value < 0:
+        raise InputError(where, f"is a negative latency ({value!r} ms); pass the file as the benchmark wrote it")
+    return float(value)
+
+
+def token_count(value: float, where: str) -> float:
+    """A token count or mean length: >= 0."""
+    if value < 0:
+        raise InputError(where, f"must be a token count >= 0, got {value!r}")
+    return float(value)
+
+
 def _read_vllm(doc: Mapping, where: str) -> BenchmarkRun:
     completed = int(_number(doc, "completed", where))
     if completed <= 0:
@@ -115,13 +128,15 @@ def _read_vllm(doc: Mapping, where: str) -> BenchmarkRun:
     if not isinstance(model, str) or not model:
         raise InputError(f"{where}: model_id", "is missing; pass the file as `vllm bench serve --save-result` wrote it")
     if "total_input_tokens" in doc and "total_output_tokens" in doc:
-        input_len = _number(doc, "total_input_tokens", where) / completed
-        output_len = _number(doc, "total_output_tokens", where) / completed
+        input_len = token_count(_number(doc, "total_input_tokens", where), f"{where}: total_input_tokens") / completed
+        output_len = token_count(_number(doc, "total_output_tokens", where), f"{where}: total_output_tokens") / completed
     else:
         lens = {k: doc.get(k) for k in ("input_lens", "output_lens")}
         for key, value in lens.items():
             if not isinstance(value, list) or not value:
                 raise InputError(f"{where}: {key}", "is missing (and so is total_input_tokens/total_output_tokens)")
+            if not all(is_number(v) and v >= 0 for v in value):
+                raise InputError(f"{where}: {key}", "must list token counts >= 0")
         input_len, output_len = float(np.mean(lens["input_lens"])), float(np.mean(lens["output_lens"]))
     metrics = {}
     for metric, name in _VLLM_METRIC.items():
@@ -129,7 +144,7 @@ def _read_vllm(doc: Mapping, where: str) -> BenchmarkRun:
             for prefix in prefixes:
                 value = doc.get(f"{prefix}_{name}_ms")
                 if is_number(value):
-                    metrics[(metric, stat)] = float(value)
+                    metrics[(metric, stat)] = latency_ms(value, f"{where}: {prefix}_{name}_ms")
                     break
     rate = doc.get("request_rate")
     offered = float(rate) if is_number(rate) else None
@@ -173,15 +188,20 @@ def _read_aiperf(doc: Mapping, where: str) -> BenchmarkRun:
         for stat, key in _AIPERF_STAT.items():
             value = _aiperf_stat(doc, tag, key, where, required=False)
             if value is not None:
-                metrics[(metric, stat)] = value
+                metrics[(metric, stat)] = latency_ms(value, f"{where}: {tag}.{key}")
     phases = [p for p in config.get("phases") or [] if isinstance(p, Mapping) and p.get("kind") == "profiling"]
     phase = phases[0] if phases else {}
     rate, conc = phase.get("rate") or phase.get("request_rate"), phase.get("concurrency")
     start = str(doc.get("start_time") or "")
+    throughput = _aiperf_stat(doc, "request_throughput", "avg", where)
+    if throughput <= 0:
+        raise InputError(f"{where}: request_throughput.avg", f"must be > 0 requests/s, got {throughput!r}")
     return BenchmarkRun(file=where, tool=AIPERF, tool_version=str(doc.get("aiperf_version") or "unknown"),
-                        model=names[0], input_len=_aiperf_stat(doc, "input_sequence_length", "avg", where),
-                        output_len=_aiperf_stat(doc, "output_sequence_length", "avg", where),
-                        rate=_aiperf_stat(doc, "request_throughput", "avg", where), completed=int(completed),
+                        model=names[0], input_len=token_count(_aiperf_stat(doc, "input_sequence_length", "avg", where),
+                                                              f"{where}: input_sequence_length.avg"),
+                        output_len=token_count(_aiperf_stat(doc, "output_sequence_length", "avg", where),
+                                               f"{where}: output_sequence_length.avg"),
+                        rate=throughput, completed=int(completed),
                         offered_rate=float(rate) if is_real(rate) else None,
                         max_concurrency=int(conc) if is_count(conc) else None,
                         date=start[:10] if len(start) >= 10 and start[4] == "-" else "unknown", metrics=metrics)
@@ -229,13 +249,13 @@ def bucket_max_rate(runs: Sequence[BenchmarkRun], slo: Sequence[Mapping]) -> tup
     """
     if not runs:
         return 0.0, "no runs"
-    ordered = sorted(runs, key=lambda r: r.rate)
+    ordered, merged = same_rate_worst(runs)
     fails = [i for i, run in enumerate(ordered) if not _passes(run, slo)]
     if not fails:
-        return ordered[-1].rate, f"highest run {ordered[-1].rate:.3g} req/s met the SLO (none failed; not extrapolated)"
+        return ordered[-1].rate, f"highest run {ordered[-1].rate:.3g} req/s met the SLO (none failed; not extrapolated)" + merged
     first = fails[0]
     if first == 0:
-        return 0.0, f"no run met the SLO (lowest run {ordered[0].rate:.3g} req/s already misses it)"
+        return 0.0, f"no run met the SLO (lowest run {ordered[0].rate:.3g} req/s already misses it)" + merged
     lo, hi = ordered[first - 1], ordered[first]
     crossing = hi.rate
     for c in slo:
@@ -247,7 +267,29 @@ def bucket_max_rate(runs: Sequence[BenchmarkRun], slo: Sequence[Mapping]) -> tup
     later = sum(1 for i in range(first + 1, len(ordered)) if i not in fails)
     if later:
         how += f"; {later} passing run(s) above the first failing one ignored"
-    return float(crossing), how
+    return float(crossing), how + merged
+
+
+def same_rate_worst(runs: Sequence[BenchmarkRun]) -> tuple[list[BenchmarkRun], str]:
+    """Runs ordered by achieved rate, runs at the same rate merged into one with the worst (highest)
+    value of every latency statistic, so the result never depends on file order. Returns the runs
+    and a note naming the merged rates ("" when none)."""
+    by_rate: dict[float, list[BenchmarkRun]] = {}
+    for run in runs:
+        by_rate.setdefault(run.rate, []).append(run)
+    out, merged = [], []
+    for rate in sorted(by_rate):
+        group = by_rate[rate]
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        keys = set.intersection(*(set(r.metrics) for r in group))
+        worst = {k: max(r.metrics[k] for r in group) for k in keys}
+        first = min(group, key=lambda r: r.file)
+        out.append(replace(first, file=" + ".join(sorted(r.file for r in group)), metrics=worst))
+        merged.append(f"{len(group)} runs at {rate:.3g} req/s")
+    note = f"; {', '.join(merged)} merged (the worst latency of each counts)" if merged else ""
+    return out, note
 
 
 # ---------------------------------------------------------------- runs -> a profile
@@ -295,8 +337,11 @@ def import_profile(paths: Sequence[str | Path], *, gpu: str, cost: float, slo,
     (predictions corrected by a fit on the measured buckets, leave-one-out error in the notes).
     Every filled cell is named in ``cell_notes``. Returns (profile, warnings).
     """
-    from . import GpuProfile, parse_slo
+    from .. import schemas
+    from . import GpuProfile, format_slo, parse_slo
 
+    gpu = schemas.gpu_name(gpu, "--gpu")
+    cost = schemas.number(cost, "--cost", positive=True, what="a positive, finite $/hour")
     conds = parse_slo(slo, field="--slo")
     if conds == "unknown" or not conds:
         raise InputError("--slo", "is required to import measured runs, e.g. --slo tpot_ms=40")
@@ -328,11 +373,16 @@ def import_profile(paths: Sequence[str | Path], *, gpu: str, cost: float, slo,
         if bucket_runs:
             measured[r, c] = True
             rates[r, c], how = bucket_max_rate(bucket_runs, conds)
+            if "merged" in how:
+                warnings.append(f"bucket input {i_label} x output {o_label}: {how}")
             if rates[r, c] == 0:
                 cell_notes.append({"input": i_label, "output": o_label, "note": f"0: {how}"})
         elif fill is None:
             cell_notes.append({"input": i_label, "output": o_label, "note": "0: no benchmark runs (not measured)"})
             warnings.append(f"bucket input {i_label} x output {o_label}: no benchmark runs; set to 0 (cannot serve)")
+    if measured.any() and not (rates > 0).any():
+        raise InputError("--slo", f"no bucket can be served at {format_slo(conds)}: every measured run misses it; "
+                                  "relax the SLO, or measure lower rates")
     if fill is not None and not measured.all():
         pred = prediction.tputs
         what = (f"{prediction.name} ({prediction.meta.get('source', 'unknown')}, "
@@ -370,7 +420,8 @@ def import_into_file(results: Sequence[str | Path], output: str | Path, *, gpu: 
                      cost: float | None = None, prices=None, system: str | None = None,
                      gpus_per_replica: int | None = None, engine: str | None = None, add: bool = False,
                      fill: str | None = None, prediction: str | Path | None = None,
-                     prediction_gpu: str | None = None) -> tuple[Path, Any, list[str]]:
+                     prediction_gpu: str | None = None, kv_tokens: int | None = None, max_seqs: int = 256,
+                     max_step_tokens: int = 8192) -> tuple[Path, Any, list[str]]:
     """`profile import`: a measured profile for `gpu` from benchmark result files, written to the
     profile YAML `output` (beside its other GPU types with `add`). Returns (path, profile, warnings).
 
@@ -379,11 +430,20 @@ def import_into_file(results: Sequence[str | Path], output: str | Path, *, gpu: 
     `gpus_per_replica`), `add` (no GPU of that name in `output` yet, and the same buckets), and
     `fill`/`prediction`: the predicted profile file and its GPU to fill empty buckets from
     (`prediction_gpu`; by default `gpu` itself, or the file's only GPU). `engine` is NAME=VERSION.
+    With `kv_tokens` (and the server's `max_seqs`, `max_step_tokens`) a latency model is fitted to
+    the runs' TPOT/TTFT at their achieved concurrency (``latency.fit_latency``, ``runs_samples``).
     Errors name the command line's options.
     """
+    from .. import schemas
+    from ..files import check_output_file
     from . import GpuProfile, load_gpus, parse_slo, save_profiles
 
+    for flag, value in (("--kv-tokens", kv_tokens), ("--max-seqs", max_seqs), ("--max-step-tokens", max_step_tokens)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(flag, f"must be a whole number >= 1, got {value!r}")
     conditions = parse_slo(slo, field="--slo")
+    gpu = schemas.gpu_name(gpu, "--gpu")
+    check_output_file(output, "-o/--output")
     bucket_labels(input_edges), bucket_labels(output_edges)
     if gpus_per_replica is not None and gpus_per_replica < 1:
         raise InputError("--gpus-per-replica", f"must be >= 1, got {gpus_per_replica}")
@@ -393,8 +453,8 @@ def import_into_file(results: Sequence[str | Path], output: str | Path, *, gpu: 
         from .prices import find_price, load_prices
         found = find_price(load_prices(prices), gpu, system, field="--prices")
         cost, price = found.usd_per_hour * replica, found.meta()
-    elif not (cost and cost > 0):
-        raise InputError("--cost", f"must be a positive $/hour, got {cost}")
+    else:
+        cost = schemas.number(cost, "--cost", positive=True, what="a positive, finite $/hour")
     others = {}
     if add:
         others = load_gpus(output)
@@ -419,7 +479,15 @@ def import_into_file(results: Sequence[str | Path], output: str | Path, *, gpu: 
     if engine:
         name, _, version = engine.partition("=")
         meta["engine"] = {"name": name, "version": version or "unknown"}
-    profile = GpuProfile(profile.name, profile.cost, profile.tputs, meta)
+    latency = None
+    if kv_tokens:
+        from .latency import fit_latency, runs_samples
+        latency = fit_latency(runs_samples(read_runs(results)), max_seqs=max_seqs, kv_tokens=kv_tokens,
+                              max_step_tokens=max_step_tokens, source="fit:measured",
+                              notes=[f"fitted to {len(results)} measured run(s) at their achieved concurrency "
+                                     f"(Little's law); max_seqs {max_seqs}, max_step_tokens {max_step_tokens}, "
+                                     f"kv_tokens {kv_tokens} as given"])
+    profile = GpuProfile(profile.name, profile.cost, profile.tputs, meta, latency)
     for other in others.values():
         if list(other.tputs.index) != list(profile.tputs.index) or list(other.tputs.columns) != list(profile.tputs.columns):
             raise InputError("--edges", f"{output} has other buckets than --edges/--output-edges; "
@@ -437,6 +505,7 @@ def _run_date(runs: Sequence[BenchmarkRun]) -> str:
 # ---------------------------------------------------------------- benchmark commands out
 
 DEFAULT_RATES = (1, 2, 4, 8, 16, 32)
+MAX_PLAN_RUNS = 10_000     # benchmark runs in one plan (each takes minutes on a GPU)
 
 
 def plan_commands(*, model: str, base_url: str, input_edges: Sequence[float], output_edges: Sequence[float],
@@ -456,6 +525,10 @@ def plan_commands(*, model: str, base_url: str, input_edges: Sequence[float], ou
         raise InputError("--num-prompts", f"must be >= 1, got {num_prompts}")
     index = bucket_labels(input_edges, open_last=open_last_input)
     columns = bucket_labels(output_edges, open_last=open_last_output)
+    total = len(index) * len(columns) * len(rates)
+    if total > MAX_PLAN_RUNS:
+        raise InputError("--rates/--edges", f"make {total:,} benchmark runs ({len(index)} x {len(columns)} buckets x "
+                                            f"{len(rates)} rates); at most {MAX_PLAN_RUNS:,}: use fewer edges or rates")
     from .predict import representative_lengths     # the lengths predictions use too: same bucket, same point
 
     ins = representative_lengths(input_edges, open_last_input, minimum=1)
@@ -485,24 +558,35 @@ def write_benchmark_plan(out_dir: str | Path, *, gpu: str, model: str, base_url:
                          slo: str = "tpot_ms=40") -> list[Path]:
     """Write ``run_benchmarks.sh`` (every ``plan_commands`` run) and ``README.md`` (what it does and
     the ``profile import`` command that follows) into `out_dir`. Returns the written paths."""
-    from ..files import write_text
+    from .. import schemas
+    from ..files import comment_lines, write_text
+    from . import format_slo, parse_slo
 
+    gpu = schemas.gpu_name(gpu, "--gpu")
+    model = schemas.printable_text(model, "--model", what="a model name")
+    base_url = schemas.printable_text(base_url, "--base-url", what="a server URL such as http://127.0.0.1:8000")
+    if tokenizer is not None:
+        tokenizer = schemas.printable_text(tokenizer, "--tokenizer", what="a tokenizer name")
+    conds = parse_slo(slo, field="--slo")
     runs = plan_commands(model=model, base_url=base_url, input_edges=input_edges, output_edges=output_edges,
                          rates=rates, num_prompts=num_prompts, result_dir="results", tokenizer=tokenizer,
                          open_last_input=open_last_input, open_last_output=open_last_output)
     out = Path(out_dir)
-    edges_opts = f"--edges {','.join(map(str, input_edges))} --output-edges {','.join(map(str, output_edges))}"
-    import_cmd = (f"melange-nb profile import results/*.json --gpu {shlex.quote(gpu)} --cost DOLLARS_PER_HOUR "
-                  f"--slo {slo} {edges_opts} -o {shlex.quote(gpu)}.yaml")
+    # Every value is one shlex-quoted argument; the glob stays unquoted on purpose.
+    import_cmd = "melange-nb profile import results/*.json " + shlex.join(
+        ["--gpu", gpu, "--cost", "DOLLARS_PER_HOUR", "--slo", format_slo(conds, compact=True),
+         "--edges", ",".join(map(str, input_edges)), "--output-edges", ",".join(map(str, output_edges)),
+         "-o", f"{schemas.file_safe(gpu)}.yaml"])
     lines = ["#!/usr/bin/env bash",
-             f"# Profile {gpu} serving {model}: {len(runs)} vllm bench serve runs "
-             f"({len(runs) // len(rates)} bucket length pairs x {len(rates)} rates). Written by `melange-nb profile plan`.",
-             "# Start the vLLM server on the GPU first; re-running skips results that already exist.",
+             comment_lines(f"Profile {gpu} serving {model}: {len(runs)} vllm bench serve runs "
+                           f"({len(runs) // len(rates)} bucket length pairs x {len(rates)} rates). Written by "
+                           "`melange-nb profile plan`.\nStart the vLLM server on the GPU first; re-running skips "
+                           "results that already exist.").rstrip("\n"),
              "set -euo pipefail", 'cd "$(dirname "$0")"', "mkdir -p results", ""]
     for run in runs:
         lines.append(f"# bucket input {run['input']} x output {run['output']}, {run['rate']:g} req/s")
-        lines.append(f"[ -f results/{run['file']} ] || " + shlex.join(run["argv"]))
-    lines += ["", f"echo 'done; next: {import_cmd}'", ""]
+        lines.append(f"[ -f {shlex.quote('results/' + run['file'])} ] || " + shlex.join(run["argv"]))
+    lines += ["", "printf '%s\\n' " + shlex.quote(f"done; next: {import_cmd}"), ""]
     script = write_text(out / "run_benchmarks.sh", "\n".join(lines))
     script.chmod(0o755)
     readme = f"""# Measuring {gpu} for {model}
@@ -510,7 +594,7 @@ def write_benchmark_plan(out_dir: str | Path, *, gpu: str, model: str, base_url:
 The Mélange paper's offline profiling step: for each request-size bucket, benchmark one GPU at a
 ladder of request rates and keep the highest rate that still meets the latency SLO.
 
-1. On the machine with the {gpu}, start the server (e.g. `vllm serve {model}`) so that it answers at
+1. On the machine with the {gpu}, start the server (e.g. `vllm serve {shlex.quote(model)}`) so that it answers at
    `{base_url}`; pip-install vLLM on the client machine for `vllm bench serve`.
 2. Run `./run_benchmarks.sh`: {len(runs)} runs, one per bucket length pair and rate, each sending
    {num_prompts} random prompts of exactly the bucket's representative length (the midpoint of its

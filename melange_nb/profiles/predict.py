@@ -57,7 +57,7 @@ from ..errors import InputError, MissingExtra
 from ..files import write_json
 from ..workload import bucket_labels, labelled_matrix
 from . import consistency
-from . import PROFILE_INPUT_EDGES, PROFILE_OUTPUT_EDGES, GpuProfile, parse_slo
+from . import PROFILE_INPUT_EDGES, PROFILE_OUTPUT_EDGES, GpuProfile, format_slo, parse_slo
 from .prices import Price, find_price, load_prices, merge_prices
 
 BACKENDS = ("vllm", "sglang", "trtllm")
@@ -151,6 +151,51 @@ def resolve_model(model: str | Path) -> tuple[str, str]:
                               + ", ".join(models))
 
 
+MAX_TP = 64         # GPUs in one replica; more is a typo, not a serving setup
+_CONFIG_SIZES = ("hidden_size", "num_attention_heads", "vocab_size", "max_position_embeddings")
+_CONFIG_OPTIONAL = ("num_hidden_layers", "num_key_value_heads", "intermediate_size", "head_dim")
+
+
+def check_model_config(folder: Path) -> dict:
+    """A local HuggingFace ``config.json``, checked before aiconfigurator reads it: a JSON object naming
+    a supported architecture, with positive whole sizes (hidden_size, heads, vocab, context). Returns
+    the (text) config whose sizes were checked."""
+    from ..files import read_json
+    from .. import schemas
+
+    path = folder / "config.json"
+    doc = read_json(path, "model config", "a HuggingFace config.json with architectures, hidden_size, ...")
+    where = f"model config {path}"
+    if not isinstance(doc, Mapping):
+        raise InputError(where, f"must be a JSON object (a HuggingFace config.json), got a {type(doc).__name__}")
+    arch = doc.get("architectures")
+    if not (isinstance(arch, list) and arch and isinstance(arch[0], str)):
+        raise InputError(f"{where}: architectures", f"must list the model class, e.g. [\"LlamaForCausalLM\"], got {arch!r}")
+    from aiconfigurator_core.sdk.common import ARCHITECTURE_TO_MODEL_FAMILY, MULTIMODAL_TEXT_CONFIG_KEY
+
+    if arch[0] not in ARCHITECTURE_TO_MODEL_FAMILY:
+        raise InputError(f"{where}: architectures", f"{arch[0][:80]!r} is not supported by aiconfigurator-core; "
+                                                    f"e.g. {', '.join(list(ARCHITECTURE_TO_MODEL_FAMILY)[:4])}")
+    text = doc.get(MULTIMODAL_TEXT_CONFIG_KEY.get(arch[0], ""), doc)
+    if not isinstance(text, Mapping):
+        raise InputError(f"{where}: {MULTIMODAL_TEXT_CONFIG_KEY.get(arch[0])}", "must be a JSON object")
+    for key in _CONFIG_SIZES + _CONFIG_OPTIONAL:
+        if key in _CONFIG_SIZES or text.get(key) is not None:
+            schemas.whole(text.get(key), f"{where}: {key}", minimum=1, maximum=10**8,
+                          what="a whole number from 1 to 100,000,000")
+    return dict(text)
+
+
+def check_tp(tp: Any, heads: int | None = None) -> int:
+    """Tensor-parallel size: a whole number in 1..MAX_TP that divides the model's attention heads."""
+    if not schemas.is_count(tp, 1) or tp > MAX_TP:
+        raise InputError("tp", f"must be a whole number from 1 to {MAX_TP} (GPUs per replica), got {tp!r}")
+    if heads and heads % tp:
+        fits = [d for d in (1, 2, 4, 8, 16, 32, 64) if heads % d == 0 and d <= MAX_TP]
+        raise InputError("tp", f"{tp} does not divide the model's {heads} attention heads; use one of {fits}")
+    return tp
+
+
 def representative_lengths(edges: Sequence[float], open_last: bool, *, minimum: int) -> list[int]:
     """One length per bucket: the midpoint of ``lo-hi`` (at least `minimum`); ``2 * lo`` for an open ``lo+``."""
     mids = [max(minimum, int(round((a + b) / 2))) for a, b in zip(edges, edges[1:])]
@@ -163,13 +208,14 @@ def _parse_gpus(gpus) -> dict[str, str]:
     out: dict[str, str] = {}
     for system, name in pairs:
         system, name = str(system).strip(), (str(name).strip() or str(system).strip())
-        if not system:
+        if not system or not system.isprintable() or len(system) > schemas.MAX_GPU_NAME:
             raise InputError("gpu", "is empty; give a system name such as h100_sxm (optionally h100_sxm=H100)")
         if name in out:
             raise InputError("gpu", f"name {name!r} appears twice; rename one with SYSTEM=NAME")
         out[name] = system
     if not out:
         raise InputError("gpu", "lists no GPU; give at least one, e.g. --gpu h100_sxm=H100")
+    schemas.gpu_names(list(out), "gpu")
     return out
 
 
@@ -254,11 +300,13 @@ def _predict_system(system: str, *, model_path: str, backend_name: str, slo: lis
                                                        database_mode="SOL", allow_unlisted_version=True)
         else:
             database = perf_database.get_database_view(system, backend_name, version)
-        model = models.get_model(model_path, config_builders.build_model_config(tp, 1, 1, 1, 1), backend_name)
-        backend = get_backend(backend_name)      # one backend per database: its result cache ignores the system
         from aiconfigurator_core.sdk.utils import get_model_config_from_model_path
 
-        raw = get_model_config_from_model_path(model_path).get("raw_config") or {}
+        parsed = get_model_config_from_model_path(model_path)
+        check_tp(tp, parsed.get("n"))      # before the performance model asserts on it
+        model = models.get_model(model_path, config_builders.build_model_config(tp, 1, 1, 1, 1), backend_name)
+        backend = get_backend(backend_name)      # one backend per database: its result cache ignores the system
+        raw = parsed.get("raw_config") or {}
         window = raw.get("max_position_embeddings") or (raw.get("text_config") or {}).get("max_position_embeddings")
         rates, notes = [], []
         for i, isl in enumerate(input_lengths):
@@ -453,8 +501,7 @@ def check_request(model: str | Path, gpus: Sequence[str] | Mapping[str, str], *,
     conditions = parse_slo(slo, field="slo")
     if conditions == "unknown":
         raise InputError("slo", "is required for a prediction; e.g. tpot_ms=40")
-    if not schemas.is_count(tp, 1):
-        raise InputError("tp", f"must be a whole number >= 1 (GPUs per replica), got {tp!r}")
+    check_tp(tp)
     if sol not in ("label", "calibrate"):
         raise InputError("sol", f"must be 'label' or 'calibrate', got {sol!r}")
     index = bucket_labels(edges, open_last=open_last_input)
@@ -473,8 +520,9 @@ def check_request(model: str | Path, gpus: Sequence[str] | Mapping[str, str], *,
         if system not in info["measured"][backends[name]] and system not in SOL_SIBLINGS:
             raise InputError("backend", f"{backends[name]} has no performance data for {system} offline; it has data "
                                         f"for {', '.join(info['measured'][backends[name]])}")
-    if Path(str(model)).is_dir() and not (Path(str(model)) / "config.json").is_file():
+    if Path(str(model)).is_dir():
         resolve_model(model)                  # the one-line error for a folder without config.json
+        check_tp(tp, check_model_config(Path(str(model)))["num_attention_heads"])
     price_table = _prices(prices)
     priced = {name: find_price(price_table, name, system, field="prices") for name, system in names.items()}
     return {"conditions": conditions, "index": index, "columns": columns, "names": names, "info": info,
@@ -550,12 +598,82 @@ def predict_profiles(model: str | Path, gpus: Sequence[str] | Mapping[str, str],
                        if (index[i], columns[j]) not in noted and system in SOL_SIBLINGS and sol == "calibrate"]
         if rates.max(initial=0) == 0 and cell_notes and all("KV cache" in c["note"] for c in cell_notes):
             notes.append(f"{model_name} does not fit one replica of {tp} x {system}: every bucket is 0")
+        elif rates.max(initial=0) == 0:
+            notes.append(f"NO bucket can be served on {system} at {format_slo(conditions)}: every bucket is 0")
         price = priced[name]
         meta = {"model": model_name, "source": "predicted", "system": system, "gpus_per_replica": tp,
                 "engine": {"name": backend_name, "version": result["version"]}, "kernel_data": kernels, "tool": tool,
                 "slo": conditions, "date": result["date"], "price": price.meta(), "notes": notes,
                 "cell_notes": cell_notes}
         out[name] = GpuProfile(name, price.usd_per_hour * tp, labelled_matrix(_significant(rates), index, columns, field=name), meta)
+    check_servable(out, conditions)
     physics_check(out, model_config=model_config, slo=conditions, tp=tp, input_lengths=input_lengths,
                   output_lengths=output_lengths)
     return out
+
+
+def check_servable(profiles: Mapping[str, GpuProfile], conditions) -> None:
+    """Refuse a prediction where the SLO leaves no bucket servable on any GPU: a profile of zeros
+    answers nothing. (A model that does not fit at all keeps its all-zero profile and note.)"""
+    if any(p.tputs.to_numpy().max(initial=0) > 0 for p in profiles.values()):
+        return
+    reasons = {c["note"] for p in profiles.values() for c in p.meta["cell_notes"]}
+    if any("SLO not met" in r for r in reasons):
+        raise InputError("slo", f"no bucket can be served at {format_slo(conditions)} on {', '.join(profiles)}: "
+                                "even one request at a time misses it; relax the SLO")
+
+
+# ---------------------------------------------------------------- latency model (for `simulate`)
+
+LATENCY_MAX_SEQS = 512          # the concurrency cap of the rate search above (BATCH_SIZES)
+LATENCY_STEP_TOKENS = max(CHUNK_TOKENS)
+
+
+def replica_facts(model: str | Path, system: str, *, backend: str = "vllm", version: str | None = None, tp: int = 1,
+                  mode: str = "SILICON", input_lengths: Sequence[int] = (12, 175, 750, 3000, 12000),
+                  output_lengths: Sequence[int] = (12, 175, 1500)) -> dict:
+    """What aiconfigurator-core says about one replica that a latency model needs beyond a profile's rates:
+    ``idle`` (a DataFrame of TPOT at batch 1 per input and output length: concurrency, input_len,
+    output_len, tpot_ms) and ``kv_tokens`` (the largest batch of 3,500-token requests whose KV cache
+    fits, found by bisection, times 3,500), with ``version`` and ``mode`` of the kernel data used."""
+    import pandas as pd
+
+    config_builders, models, perf_database, get_backend, RuntimeConfig = _aic()
+    model_path, _ = resolve_model(model)
+    with _fast_yaml():
+        if version is None:
+            version = (perf_database.get_version_slots(SOL_SIBLINGS.get(system, system), backend) or {}).get("current")
+            if version is None:
+                raise InputError("backend", f"{backend} has no performance data for {system} offline")
+        if mode == "SOL":
+            database = perf_database.get_database_view(system, backend, version, allow_missing_data=True,
+                                                       database_mode="SOL", allow_unlisted_version=True)
+        else:
+            database = perf_database.get_database_view(system, backend, version)
+        llm = models.get_model(model_path, config_builders.build_model_config(tp, 1, 1, 1, 1), backend)
+        engine = get_backend(backend)
+
+        def point(isl, osl, batch):
+            try:
+                summary = engine.run_agg(llm, database, RuntimeConfig(isl=isl, osl=osl, batch_size=batch),
+                                         ctx_tokens=LATENCY_STEP_TOKENS)
+            except (AssertionError, ValueError, ZeroDivisionError):
+                return "error"
+            if summary.check_oom() or summary.check_kv_cache_oom():
+                return None
+            return summary.get_result_dict()
+
+        rows = []
+        for isl in input_lengths:
+            for osl in output_lengths:
+                result = point(isl, osl, 1)
+                if isinstance(result, dict):
+                    rows.append({"concurrency": 1, "input_len": isl, "output_len": osl, "tpot_ms": float(result["tpot"])})
+        fits, fails = 0, 1
+        while fails < 1 << 16 and isinstance(point(3000, 500, fails), dict):
+            fits, fails = fails, fails * 2
+        while fits and fails - fits > 1:
+            mid = (fits + fails) // 2
+            fits, fails = (mid, fails) if isinstance(point(3000, 500, mid), dict) else (fits, mid)
+    return {"idle": pd.DataFrame(rows, columns=["concurrency", "input_len", "output_len", "tpot_ms"]),
+            "kv_tokens": fits * 3500, "version": str(version), "mode": mode}

@@ -3,7 +3,7 @@ factors x rates) solved in-process, with per-point notebooks only where a person
 
 How it runs: every input (spec, files, constraints, GPU names, bucket labels) is checked before
 anything is written, so a bad spec fails in one line with exit 2. The output folder is locked
-(a second sweep into it is refused). Each (workload, GPU set, SLO, constraints, slice factor) problem
+(`files.folder_lock`: a second sweep or a plan into it is refused; the lock file lies beside it). Each (workload, GPU set, SLO, constraints, slice factor) problem
 is validated and flattened once (`solver.prepare`) and re-solved at every rate by every solver, in
 this process (or in a spawned process pool for large grids). The results table, the summary notebook
 and ``index.html`` come first; per-point allocation notebooks and HTML are rendered only for the
@@ -14,13 +14,18 @@ Layout of ``outputs/<sweep>/``: ``manifest.json`` (spec and each point's status)
 (built workloads), ``<point>/`` for rendered points (notebook, HTML, JSON/CSV), ``failed/<point>/``
 (error, traceback), ``results.csv``/``results.parquet``, the summary notebook and ``index.html``.
 
-With `ray` (the spec's ``ray:`` or ``--ray-address``) the points are solved as Ray tasks on a
-cluster (`scale.RayPool`, one more executor behind the pool interface); the driver records the
-results as each task finishes, logs the progress, and renders the pages in its own pool. A task
-whose node dies is retried by Ray on another node; one that still fails fails its points in one line.
+With the spec's `simulate` key, each point's reference plan is simulated right after its solve, in
+the same task (so in the worker pool, one point per task; a tqdm bar counts points), and the results
+gain attainment and p99 TTFT/TPOT columns (see `spec`).
 
-A re-run skips done points whose inputs (parameters and the contents of the workload and profile
-files) are unchanged, re-solves the others, and ``retry_failed`` re-runs failed ones. Ctrl-C
+With `ray` (the spec's ``ray:`` or ``--ray-address``) the points (and their simulations) are solved as
+Ray tasks on a cluster (`scale.RayPool`, one more executor behind the pool interface); the driver
+records the results as each task finishes, logs the progress, and renders the pages in its own pool.
+A task whose node dies is retried by Ray on another node; one that still fails fails its points in
+one line.
+
+A re-run skips done points whose inputs (parameters, simulate options and the contents of the workload
+and profile files) are unchanged, re-solves the others, and ``retry_failed`` re-runs failed ones. Ctrl-C
 stops within seconds: workers end, finished points are recorded, temporary folders are removed.
 """
 from __future__ import annotations
@@ -42,7 +47,7 @@ from typing import Any, Iterator, Mapping
 import pandas as pd
 
 from ..errors import InputError, MelangeError
-from ..files import atomic_write, write_json
+from ..files import FolderLocked, atomic_write, folder_lock, write_json
 from ..run import ALLOCATION_NOTEBOOK, WORKLOAD_NOTEBOOK, execute_notebook, manifest
 from .spec import NO_CONSTRAINTS, Point, check_inputs, grid, profile_file, render_choice, slo_label
 
@@ -56,8 +61,7 @@ class SweepInterrupted(MelangeError):
     """Ctrl-C: the sweep stopped; finished points are recorded and a re-run resumes."""
 
 
-class SweepLocked(InputError):
-    """Another sweep holds the output folder."""
+SweepLocked = FolderLocked     # another sweep (or a plan) holds the output folder
 
 
 # ---------------------------------------------------------------- running
@@ -80,7 +84,7 @@ def run_sweep(spec: Mapping[str, Any], out_dir: str | Path, *, workers: int | No
     checked = check_inputs(spec)    # predicts the spec's `predict:` GPU sets last, once every check passed
     workers = workers or os.cpu_count() or 1
     out.mkdir(parents=True, exist_ok=True)
-    with _locked(out):
+    with folder_lock(out, by="sweep"):
         run = _Run(spec, out, workers, retry_failed, render, html, log, checked)
         run.ray = spec.get("ray") if ray is None else ray
         try:
@@ -92,30 +96,6 @@ def run_sweep(spec: Mapping[str, Any], out_dir: str | Path, *, workers: int | No
             done = sum(e.get("status") == "done" for e in run.state["points"].values())
             raise SweepInterrupted(f"interrupted: {done} of {len(run.state['points'])} points done and recorded in "
                                    f"{out / 'manifest.json'}; run the same command again to resume") from None
-
-
-@contextmanager
-def _locked(out: Path):
-    """Hold an exclusive lock on `out` (``.lock``) for the sweep; refuse if another sweep holds it."""
-    import fcntl
-
-    with open(out / ".lock", "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise SweepLocked("output folder", f"{out} is in use by another sweep ({holder}); wait for it to "
-                              "finish or choose another -o") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}\n")
-        fh.flush()
-        try:
-            yield
-        finally:
-            fh.seek(0)
-            fh.truncate()
 
 
 class _Run:
@@ -177,6 +157,7 @@ class _Run:
     # -- solving
 
     def _solve(self, todo: list[Point], files) -> None:
+        simulated = bool(self.spec.get("simulate"))
         groups: dict[tuple, list[Point]] = {}
         for p in todo:
             groups.setdefault(p.problem, []).append(p)
@@ -188,14 +169,18 @@ class _Run:
             self.pool = RayPool(None if self.ray is True else self.ray)
             workers = self.pool.cpus
             self.log(f"solving {len(todo)} points on {self.pool.description}")
-        parallel = remote or (self.workers > 1 and len(todo) >= POOL_MIN_POINTS)
+        parallel = remote or (self.workers > 1 and len(todo) >= (2 if simulated else POOL_MIN_POINTS))
         for key, pts in groups.items():
             slo = slo_label(self.spec, pts[0], self.checked["profiles"][profile_file(self.spec, pts[0])])
             task = _solve_task(self.spec, pts[0], files, slo)
-            size = max(1, math.ceil(len(todo) / (workers * 4))) if parallel and workers > 1 else len(pts)
+            if simulated:     # one point per task: a simulation's cost grows with the rate, so chunks balance badly
+                size = 1
+            else:
+                size = max(1, math.ceil(len(todo) / (workers * 4))) if parallel and workers > 1 else len(pts)
             for i in range(0, len(pts), size):
                 tasks.append({**task, "points": [(p.id, p.rate) for p in pts[i:i + size]]})
         start = time.perf_counter()
+        bar = _progress(len(todo), "simulating" if simulated else "solving") if simulated else None
         if parallel:
             self.pool = self.pool or worker_pool(min(self.workers, len(tasks)))
             with _workers_spawning():
@@ -207,6 +192,8 @@ class _Run:
                 except Exception as exc:   # a worker that died (BrokenProcessPool, a lost Ray node) or could not return
                     self._fail_task(futures[fut], exc)
                 finished += len(futures[fut]["points"])
+                if bar is not None:
+                    bar.update(len(futures[fut]["points"]))
                 if remote:                 # progress, recorded first: a driver lost now keeps what finished
                     self.record()
                     self.log(f"{finished} of {len(todo)} points solved ({time.perf_counter() - start:.1f} s)")
@@ -216,10 +203,15 @@ class _Run:
                 try:
                     for solved in _solve_points(task):
                         self._record_solved([solved])
+                        if bar is not None:
+                            bar.update(1)
                 except Exception as exc:
                     self._fail_task(task, exc)
+        if bar is not None:
+            bar.close()
         if todo:
-            self.log(f"solved {len(todo)} points in {time.perf_counter() - start:.1f} s")
+            self.log(f"{'solved and simulated' if simulated else 'solved'} {len(todo)} points in "
+                     f"{time.perf_counter() - start:.1f} s")
 
     def _record_solved(self, solved: list) -> None:
         for pid, rows, seconds, error in solved:
@@ -414,8 +406,18 @@ def _kill_children() -> None:
             continue
 
 
+def _progress(total: int, what: str):
+    """A tqdm bar over points (terminal or notebook; off where stderr is not a terminal), or None without tqdm."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=what, unit="point", disable=None)
+
+
 def _solve_task(spec, p: Point, files, slo: str) -> dict:
     return {"workload": files[p.workload], "gpus": profile_file(spec, p), "gpu_names": list(spec["gpu_names"]),
+            "simulate": spec.get("simulate"), "target_attainment": spec.get("target_attainment"),
             "constraints": spec["constraints"][p.constraints or NO_CONSTRAINTS], "solvers": list(spec["solvers"]),
             "slice_factor": p.slice_factor, "time_limit": spec["time_limit"],
             "fields": {"workload": p.workload, "gpu_set": p.gpus, "slo": slo,
@@ -436,17 +438,26 @@ def _solve_points(task) -> Iterator[tuple[str, list[dict], float, tuple | None]]
     from ..workload import read_workload
 
     gpus = select_gpus(load_gpus(task["gpus"]), task["gpu_names"])
-    prepared = prepare(read_workload(task["workload"]), gpus, Constraints.from_mapping(task["constraints"]))
+    workload = read_workload(task["workload"])
+    prepared = prepare(workload, gpus, Constraints.from_mapping(task["constraints"]))
     for pid, rate in task["points"]:
         start = time.perf_counter()
         try:
             cmp = compare(prepared, prepared.gpus, rate, solvers=task["solvers"], slice_factor=task["slice_factor"],
                           time_limit=task["time_limit"], constraints=prepared.constraints)
+            rows = _rows(pid, cmp, {**task["fields"], "rate": float(rate)})
+            if task.get("simulate"):      # here, in the worker: wherever points run, their simulations run
+                from ..attainment import check_plan
+                check = check_plan(workload, gpus, rate, cmp.mix, task["simulate"], task.get("target_attainment"),
+                                   solver=task["solvers"][0], constraints=prepared.constraints)
+                for row in rows:
+                    if row["policy"] == cmp.reference:
+                        row.update(check.columns())
         except Exception as exc:
             yield pid, [], time.perf_counter() - start, (" ".join(f"{type(exc).__name__}: {exc}".split())[:500],
                                                          traceback.format_exc())
             continue
-        yield pid, _rows(pid, cmp, {**task["fields"], "rate": float(rate)}), time.perf_counter() - start, None
+        yield pid, rows, time.perf_counter() - start, None
 
 
 def _rows(pid: str, cmp, fields: Mapping[str, Any]) -> list[dict]:
@@ -515,7 +526,8 @@ def _point_inputs(spec, p: Point, files) -> dict:
 def _notebook_params(spec, p: Point, files) -> dict:
     return {"workload": files.get(p.workload), "gpus": profile_file(spec, p), "rate": p.rate,
             "slice_factor": p.slice_factor, "solver": list(spec["solvers"]), "time_limit": spec["time_limit"],
-            "gpu_names": list(spec["gpu_names"]), "constraints": dict(spec["constraints"][p.constraints or NO_CONSTRAINTS])}
+            "gpu_names": list(spec["gpu_names"]), "constraints": dict(spec["constraints"][p.constraints or NO_CONSTRAINTS]),
+            "simulate": spec.get("simulate"), "target_attainment": spec.get("target_attainment")}
 
 
 def _prepare_workloads(spec, out: Path, loaded, log, failures: dict, retry_failed: bool
@@ -525,7 +537,7 @@ def _prepare_workloads(spec, out: Path, loaded, log, failures: dict, retry_faile
 
     `failures` (the manifest's record of failed builds) is updated; a build that failed with the same
     parameters is not retried unless `retry_failed`."""
-    from ..workload import blend, check_same_buckets, read_workload, workload_source, write_workload
+    from ..workload import blend, blend_provenance, check_same_buckets, read_workload, workload_source, write_workload
 
     files, broken = {}, {}
     for name, value in spec["workloads"].items():
@@ -577,11 +589,8 @@ def _prepare_workloads(spec, out: Path, loaded, log, failures: dict, retry_faile
             parts = {k: read_workload(files[k]) for k in value["blend"]}
             mixed = blend(parts, dict(value["blend"]))
             target = out / "workloads" / name / "workload.csv"
-            total = sum(value["blend"].values())
-            source = "blend of " + ", ".join(f"{k} x {w / total:.3g}" for k, w in value["blend"].items())
             write_workload(mixed, target)
-            write_json(target.with_suffix(".json"), {"source": source, "parts": {k: {"weight": w / total, "file": files[k]}
-                                                                                  for k, w in value["blend"].items()}})
+            write_json(target.with_suffix(".json"), blend_provenance(dict(value["blend"]), files))
             files[name] = str(target)
         except Exception as exc:
             broken[name] = (f"workload {name}: " + " ".join(f"{type(exc).__name__}: {exc}".split())[:400],

@@ -1,4 +1,5 @@
-"""A sweep's spec: the YAML schema (or the quick form), its loading and checks, and its grid of points.
+"""A sweep's spec: its loading (YAML or the quick form; the schema is `schemas.SweepSpec`, so
+`melange-nb schema sweep` prints it for editors), the checks of the files it names, and its grid of points.
 
 A sweep spec (``params/sweeps/*.yaml``)::
 
@@ -24,8 +25,15 @@ A sweep spec (``params/sweeps/*.yaml``)::
       source: Griggs et al., arXiv 2404.14527
       savings_pct: {short: [9, 77]}             # workload -> [lowest, highest] % against single-GPU policies
       notes: why the numbers may differ (markdown)
+    simulate: {duration_s: 600, arrival: poisson, seed: 0, routing: least}   # optional (or `true`): simulate
+                                                #   each point's reference plan (profiles need latency models)
+    target_attainment: 0.99                     # optional: also find the cheapest plan reaching this attainment
     ray: null                                   # HOST:PORT of a Ray head, or true (RAY_ADDRESS, else a local
                                                 #   Ray): the points are solved as Ray tasks (--ray-address)
+
+With `simulate`, every point's reference plan serves a generated stream in the worker that solved it
+(`attainment.check_plan`): results gain ``attainment``, ``p99_ttft_ms``, ``p99_tpot_ms`` (and, with
+`target_attainment`, ``found_mix``, ``found_cost_per_hour``, ``found_attainment``) on the reference rows.
 
 `load_spec` checks the spec's shape and every `profile predict` request it holds, without running
 a prediction or writing anything; `check_inputs` then reads every file the spec names, and predicts
@@ -41,18 +49,14 @@ from itertools import product
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import pandas as pd
 
+from .. import schemas
 from ..errors import InputError
 from ..files import read_yaml
 from ..run import resolve_path, workload_input
 
-SPEC_KEYS = ("name", "rates", "workloads", "gpus", "solvers", "slice_factors", "time_limit", "constraints",
-             "gpu_names", "render", "published", "ray")
-RENDER_MODES = ("changes", "all", "none")
-NO_CONSTRAINTS = "none"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+from ..schemas import NO_CONSTRAINTS, PREDICT_OPTIONS, RENDER_MODES, SPEC_KEYS, SweepSpec, render_choice, validate
 
 
 @dataclass(frozen=True)
@@ -83,9 +87,9 @@ class Point:
 def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
     """A sweep spec from YAML, or from the quick form (`workload`, `gpus`, `rates` and solver options).
 
-    Checks the spec's shape (and each `predict:` request, without predicting or writing anything);
-    `check_inputs` then reads every file it names. A spec with `predict:` GPU sets gets a
-    ``predictions`` entry: {profile path: {"field", "request"}}.
+    Checks the spec's shape (`schemas.SweepSpec`) and each `predict:` request (without predicting
+    or writing anything), and resolves its paths; `check_inputs` then reads every file it names. A
+    spec with `predict:` GPU sets gets a ``predictions`` entry: {profile path: {"field", "request"}}.
     """
     if path is not None:
         path = resolve_path(path)
@@ -97,64 +101,20 @@ def load_spec(path: str | Path | None = None, **quick) -> dict[str, Any]:
         spec = {"name": quick.get("name") or "sweep", "rates": quick["rates"],
                 "workloads": {Path(quick["workload"]).stem: quick["workload"]},
                 "gpus": {Path(quick["gpus"]).stem: quick["gpus"]}, "solvers": quick.get("solvers") or ["melange"]}
-        for key in ("slice_factors", "time_limit", "constraints", "gpu_names", "render"):
+        for key in ("slice_factors", "time_limit", "constraints", "gpu_names", "render", "simulate", "target_attainment"):
             if quick.get(key) is not None:
                 spec[key] = quick[key]
         where = "sweep"
-    if not isinstance(spec, dict):
-        raise InputError(where, "must be a YAML mapping")
-    unknown = sorted(set(spec) - set(SPEC_KEYS), key=str)
-    if unknown:
-        raise InputError(f"{where}: {unknown[0]}", f"is not a sweep key; known: {list(SPEC_KEYS)}")
-    for key in ("rates", "workloads", "gpus"):
-        if not spec.get(key):
-            raise InputError(f"{where}: {key}", "is required")
-    spec = {"name": "sweep", "solvers": ["melange"], "slice_factors": [1], "time_limit": None, "constraints": {},
-            "gpu_names": [], "render": "changes", "published": None, "ray": None, **spec}
-    from ..scale import check_address   # no Ray import: only the option's form
-
-    spec["ray"] = check_address(spec["ray"], f"{where}: ray")
-    name = spec["name"]
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
-        raise InputError(f"{where}: name", f"must be a folder name of letters, digits, '.', '-' and '_' "
-                                           f"(no '/' or '..'), got {name!r}")
-    spec["rates"] = _rates(spec["rates"], f"{where}: rates")
-    for key in ("workloads", "gpus"):
-        if not isinstance(spec[key], dict):
-            raise InputError(f"{where}: {key}", "must be a mapping name -> file (or parameters)")
-        for item in spec[key]:
-            if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", item):
-                raise InputError(f"{where}: {key}.{item}", "names may hold letters, digits, - and _ only")
+    spec = validate(SweepSpec, spec, where=f"{where}:", root=where).model_dump()
     predictions: dict[str, dict] = {}
-    spec["gpus"] = {k: _gpu_set(v, f"{where}: gpus.{k}", predictions) for k, v in spec["gpus"].items()}
+    spec["gpus"] = {k: _gpu_files(v, f"{where}: gpus.{k}", predictions) for k, v in spec["gpus"].items()}
     if predictions:
         spec["predictions"] = predictions
-    spec["workloads"] = {k: _workload_entry(v, spec["workloads"], f"{where}: workloads.{k}")
-                         for k, v in spec["workloads"].items()}
-    if isinstance(spec["solvers"], str):
-        spec["solvers"] = [spec["solvers"]]
-    if not isinstance(spec["solvers"], list) or not spec["solvers"]:
-        raise InputError(f"{where}: solvers", "must list melange and/or exact")
-    for s in spec["solvers"]:
-        if s not in ("melange", "exact"):
-            raise InputError(f"{where}: solvers", f"unknown solver {s!r}; use melange and/or exact")
-    if isinstance(spec["slice_factors"], int):
-        spec["slice_factors"] = [spec["slice_factors"]]
-    if not isinstance(spec["slice_factors"], list) or not spec["slice_factors"]:
-        raise InputError(f"{where}: slice_factors", "must be a list of whole numbers >= 1, e.g. [1]")
-    for sf in spec["slice_factors"]:
-        if isinstance(sf, bool) or not isinstance(sf, int) or sf < 1:
-            raise InputError(f"{where}: slice_factors", f"must be whole numbers >= 1, got {sf!r}")
-    spec["constraints"] = _constraint_sets(spec["constraints"], where)
-    if not isinstance(spec["gpu_names"], list) or not all(isinstance(g, str) for g in spec["gpu_names"]):
-        raise InputError(f"{where}: gpu_names", "must be a list of GPU type names, e.g. [A10G, A100]")
-    spec["render"] = render_choice(spec["render"], spec["rates"], f"{where}: render")
-    spec["published"] = _published(spec["published"], spec["workloads"], f"{where}: published")
-    try:
-        from ..solver import check_time_limit
-        check_time_limit(spec["time_limit"])
-    except InputError as exc:
-        raise _within(where, exc) from None
+    spec["workloads"] = {k: _workload_files(v, f"{where}: workloads.{k}") for k, v in spec["workloads"].items()}
+    if spec["target_attainment"] is not None and spec["simulate"] is None:
+        from ..attainment import check_options
+        spec["simulate"] = check_options(True)          # a target needs a simulation: the default stream
+    schemas.sweep_size(spec, where)
     return spec
 
 
@@ -163,72 +123,17 @@ def _within(where: str, exc: InputError) -> InputError:
     return InputError(f"{where}: {exc.field}", str(exc)[len(exc.field) + 2:])
 
 
-def _rates(value, field: str) -> list[float]:
-    if isinstance(value, dict):
-        try:
-            start, stop, step = (float(value[k]) for k in ("start", "stop", "step"))
-        except (KeyError, TypeError, ValueError):
-            raise InputError(field, "a range needs numeric start, stop and step, e.g. {start: 1, stop: 12, step: 1}") from None
-        if not (step > 0 and stop >= start):
-            raise InputError(field, f"needs step > 0 and stop >= start, got {value}")
-        rates = list(np.round(np.arange(start, stop + step / 2, step), 9))
-    elif isinstance(value, (list, tuple)):
-        rates = value
-    else:
-        raise InputError(field, "must be a list of rates or {start, stop, step}")
-    out = []
-    for r in rates:
-        if isinstance(r, bool) or not isinstance(r, (int, float, np.number)) or not np.isfinite(r) or r <= 0:
-            raise InputError(field, f"every rate must be a positive number of requests/s, got {r!r}")
-        out.append(float(r))
-    return sorted(set(out))
-
-
-def render_choice(value, rates, field: str = "render"):
-    """`changes`, `all`, `none`, or a list of rates (each one of the sweep's rates)."""
-    if isinstance(value, str) and value in RENDER_MODES:
-        return value
-    if isinstance(value, str):
-        try:
-            value = [float(x) for x in value.split(",") if x.strip()]
-        except ValueError:
-            raise InputError(field, f"must be changes, all, none or comma-separated rates, got {value!r}") from None
-    if not isinstance(value, (list, tuple)) or not value:
-        raise InputError(field, f"must be changes, all, none or a list of rates, got {value!r}")
-    picked = _rates(list(value), field)
-    missing = [r for r in picked if r not in rates]
-    if missing:
-        raise InputError(field, f"rates {[f'{r:g}' for r in missing]} are not in the sweep's rates")
-    return picked
-
-
-def _gpu_set(value, field: str, predictions: dict) -> str | dict[str, str]:
-    """A profile file (its SLO from its own `slo` field), or a mapping SLO -> profile file."""
+def _gpu_files(value: str | Mapping, field: str, predictions: dict) -> str | dict[str, str]:
+    """A checked GPU set with its profile files made absolute (a `predict:` request: its cache file)."""
     if isinstance(value, str):
         return str(resolve_path(value))
-    if isinstance(value, dict) and value:
-        out = {}
-        for slo, source in value.items():
-            key = f"{slo:g}" if isinstance(slo, (int, float)) and not isinstance(slo, bool) else str(slo)
-            if not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
-                raise InputError(f"{field}.{slo}", "SLO keys are numbers (TPOT ms) or names of letters, digits, ., - and _")
-            if isinstance(source, dict) and "predict" in source:
-                out[key] = _predicted_set(source, key, f"{field}.{slo}", predictions)
-                continue
-            if not isinstance(source, str):
-                raise InputError(f"{field}.{slo}", f"must be a GPU profile YAML path, got {source!r}")
-            out[key] = str(resolve_path(source))
-        return out
-    raise InputError(field, "must be a GPU profile YAML path, or a mapping SLO -> profile YAML")
+    return {slo: (_predicted_set(source["predict"], f"{field}.{slo}", predictions) if isinstance(source, dict)
+                  else str(resolve_path(source))) for slo, source in value.items()}
 
 
-PREDICT_OPTIONS = ("model", "gpus", "backend", "slo", "edges", "output_edges", "open_last_input", "open_last_output",
-                   "prices", "tp", "sol")
-
-
-def _predicted_set(source: Mapping, slo_key: str, field: str, predictions: dict) -> str:
-    """A ``{predict: {...}}`` GPU set (`profile predict`'s options; the SLO defaults to the key as mean
-    TPOT ms): the request is checked here, and its profile YAML will be ``outputs/cache/profiles/``
+def _predicted_set(request: Mapping, field: str, predictions: dict) -> str:
+    """A ``{predict: {...}}`` GPU set (`profile predict`'s options, shape checked by the schema): the
+    request is checked here, and its profile YAML will be ``outputs/cache/profiles/``
     ``sweep-<hash of the request>.yaml``, which the sweep then treats like any profile file (resume
     hashes included). `predictions` gets {that path: {"field", "request"}}: `predict_gpu_sets`
     predicts the ones not cached yet, as a step of the run after every check.
@@ -236,19 +141,7 @@ def _predicted_set(source: Mapping, slo_key: str, field: str, predictions: dict)
     from ..config import outputs_dir
     from ..profiles.predict import check_request
 
-    request = source["predict"]
-    where = f"{field}.predict"
-    if set(source) != {"predict"} or not isinstance(request, dict) or not {"model", "gpus"} <= set(request):
-        raise InputError(where, "must be a mapping of profile predict options with at least model and gpus, e.g. "
-                                "{model: meta-llama/Meta-Llama-3.1-8B, gpus: [h100_sxm=H100, a100_sxm], backend: vllm}")
-    unknown = sorted(set(request) - set(PREDICT_OPTIONS))
-    if unknown:
-        raise InputError(f"{where}.{unknown[0]}", f"is not a profile predict option; use {', '.join(PREDICT_OPTIONS)}")
     request = dict(request)
-    if "slo" not in request:
-        if not re.fullmatch(r"[\d.]+", slo_key):
-            raise InputError(f"{where}.slo", "is required when the SLO key is not a TPOT in ms, e.g. slo: p99_tpot_ms=60")
-        request["slo"] = f"tpot_ms={slo_key}"
     if isinstance(request.get("prices"), str):
         request["prices"] = str(resolve_path(request["prices"]))
     digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -256,7 +149,7 @@ def _predicted_set(source: Mapping, slo_key: str, field: str, predictions: dict)
     try:
         check_request(**request)
     except InputError as exc:
-        raise _within(where, exc) from None
+        raise _within(f"{field}.predict", exc) from None
     predictions[str(path)] = {"field": field, "request": request}
     return str(path)
 
@@ -281,69 +174,13 @@ def predict_gpu_sets(spec: Mapping[str, Any]) -> list[str]:
     return made
 
 
-def _workload_entry(value, all_workloads: Mapping, field: str):
-    """A CSV path, workload-notebook parameters, or {blend: {other workload: weight, ...}}."""
+def _workload_files(value: Any, field: str):
+    """A checked workload entry with its paths made absolute (kernels run elsewhere)."""
     if isinstance(value, dict) and "blend" in value:
-        parts = value["blend"]
-        if set(value) != {"blend"} or not isinstance(parts, dict) or not parts:
-            raise InputError(f"{field}.blend", "must be a mapping workload name -> weight, e.g. {chat: 0.8, docs: 0.2}")
-        for part, weight in parts.items():
-            if part not in all_workloads or isinstance(all_workloads[part], dict) and "blend" in all_workloads[part] \
-                    or part == field.rsplit(".", 1)[-1]:
-                raise InputError(f"{field}.blend.{part}", f"must name another (non-blend) workload of this spec: {sorted(all_workloads)}")
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight < 0:
-                raise InputError(f"{field}.blend.{part}", f"must be a weight >= 0, got {weight!r}")
-        if sum(parts.values()) <= 0:
-            raise InputError(f"{field}.blend", "weights must have a positive sum")
-        return {"blend": dict(parts)}
+        return {"blend": dict(value["blend"])}
     if isinstance(value, dict) and "pad" in value:
-        if set(value) != {"pad"} or not isinstance(value["pad"], str):
-            raise InputError(f"{field}.pad", "must be a workload CSV path, e.g. {pad: params/workloads/arena-seed.csv}")
         return {"pad": str(resolve_path(value["pad"]))}
-    if value is None or not isinstance(value, (str, dict)):
-        raise InputError(field, f"must be a workload CSV path or workload parameters, got {value!r}")
     return workload_input(value, field)
-
-
-def _published(value, workloads, field: str) -> dict | None:
-    """{source, savings_pct: {workload: [lowest, highest]}, notes}: published ranges to compare with."""
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not isinstance(value.get("source"), str) or not isinstance(value.get("savings_pct"), dict):
-        raise InputError(field, "must be {source: citation, savings_pct: {workload: [lowest, highest]}, notes: text}")
-    for name, pair in value["savings_pct"].items():
-        if name not in workloads:
-            raise InputError(f"{field}.savings_pct.{name}", f"is not a workload of this spec: {sorted(workloads)}")
-        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in pair)):
-            raise InputError(f"{field}.savings_pct.{name}", f"must be [lowest, highest] in %, got {pair!r}")
-    bad = sorted(set(value) - {"source", "savings_pct", "notes"})
-    if bad:
-        raise InputError(f"{field}.{bad[0]}", "is not a key; use source, savings_pct, notes")
-    return {"source": value["source"], "savings_pct": dict(value["savings_pct"]), "notes": str(value.get("notes") or "")}
-
-
-def _constraint_sets(value, where: str) -> dict[str, dict]:
-    """One unlabelled constraints mapping (label `none`), or label -> constraints mapping."""
-    from ..solver import Constraints
-
-    if value is None:
-        value = {}
-    if not isinstance(value, dict):
-        raise InputError(f"{where}: constraints", "must be a mapping (max_instances, min_instances, utilization_cap, min_total)")
-    known = ("max_instances", "min_instances", "utilization_cap", "min_total")
-    labelled = bool(value) and not set(value) & set(known) and \
-        all(isinstance(v, dict) and set(v) <= set(known) for v in value.values())
-    sets = value if labelled else {NO_CONSTRAINTS: value}
-    for label, doc in sets.items():
-        if labelled and not re.fullmatch(r"[A-Za-z0-9_-]+", str(label)):
-            raise InputError(f"{where}: constraints.{label}", "labels may hold letters, digits, - and _ only")
-        try:
-            Constraints.from_mapping(doc)
-        except InputError as exc:
-            raise _within(where, exc if not labelled else InputError(f"{label}.{exc.field}", str(exc)[len(exc.field) + 2:])) from None
-        except TypeError as exc:
-            raise InputError(f"{where}: constraints", f"is not a constraints mapping ({exc})") from None
-    return {str(k): dict(v) for k, v in sets.items()}
 
 
 def _labelled(spec) -> bool:
@@ -438,6 +275,14 @@ def _check_profile(spec: Mapping[str, Any], name: str, slo: str | None, file: st
             Constraints.from_mapping(doc).check(list(gpus))
     except InputError as exc:
         raise _within(where, exc) from None
+    if spec.get("simulate"):  # every GPU type simulated needs a latency model and the set a stated SLO
+        from ..attainment import latency_missing
+        from ..profiles import parse_slo
+        missing = latency_missing(gpus)
+        if missing:
+            raise InputError(f"{where}", "simulate: " + missing[len("No SLO attainment: "):])
+        if parse_slo(next(iter(gpus.values())).meta.get("slo")) == "unknown":
+            raise InputError(f"{where}", f"simulate: {Path(file).name} states no SLO; add `slo: {{tpot_ms: 40}}` to it")
     if slo is not None:       # a profile that states its SLO must be the one the spec files it under
         point = Point(name, name, slo, None, 1, 1.0)
         said, want = slo_label(spec, Point(name, name, None, None, 1, 1.0), gpus), slo_label(spec, point, gpus)
