@@ -528,6 +528,26 @@ def plot_savings_vs_rate(results: pd.DataFrame):
     return fig
 
 
+def plot_attainment_vs_rate(results: pd.DataFrame):
+    """Simulated SLO attainment (%) of the reference mix at each rate, and of the cheapest plan found at the
+    target where one was searched; None when no point was simulated."""
+    if "attainment" not in results or results["attainment"].isna().all():
+        return None
+    fig, panels = _panels(results, 4.2)
+    for ax, key, df in panels:
+        ref = df[df["policy"] == df["reference"]].sort_values("rate")
+        ax.plot(ref["rate"], 100 * ref["attainment"], label=f"{policy_label(ref['reference'].iloc[0])} (throughput only)",
+                **policy_style(ref["reference"].iloc[0]))
+        if "found_attainment" in ref and ref["found_attainment"].notna().any():
+            ax.plot(ref["rate"], 100 * ref["found_attainment"], label="cheapest plan found at the target",
+                    color="#2ca02c", marker="s", linestyle=":")
+            ax.axhline(100 * ref["target_attainment"].dropna().iloc[0], color="grey", lw=0.8, ls="--")
+        ax.set_ylim(min(90.0, float(np.nanmin(100 * ref["attainment"])) - 2), 100.5)
+        _label_rate_axis(ax, "Requests meeting the SLO (%)", _problem_title(key), df["rate"])
+    fig.tight_layout()
+    return fig
+
+
 def plot_mix(results: pd.DataFrame):
     """Stacked bars: the reference mix's GPU count per type at each rate solved (GPU colours as in every plot)."""
     fig, panels = _panels(results, 4.2)

@@ -32,6 +32,10 @@ same three functions and gets the same assignment):
   ``queue.csv`` and ``summary.json``.
 - ``search_attainment(workload, gpus, rate, target, ...)``: the cheapest plan found whose
   simulated attainment reaches `target`, next to the throughput-only plan (``AttainmentSearch``).
+- Latency models and profiles: ``bucket_max_rate`` (one replica's highest rate meeting the SLO on
+  one bucket), ``check_profiles`` (that rate against the profile's, per bucket: ``profile check``),
+  ``fit_profile_latency`` (a model consistent with a profile's own rates) and
+  ``latency_from_predictions`` (that fit for every GPU of a predicted file: ``profile latency``).
 
 **Generated streams.** Inter-arrival times are exponential (``poisson``), Gamma with a given
 coefficient of variation (``gamma:CV``, CV > 1 is burstier than Poisson) or constant
@@ -1159,7 +1163,9 @@ def fit_profile_latency(gpu: GpuProfile, *, kv_tokens: int, max_seqs: int, max_s
                             source=source, notes=notes)
         table = check_profiles({gpu.name: dataclasses.replace(gpu, latency=model)}, requests=requests)
         if round_ < refine:
-            correction = correction * table.set_index([INPUT_AXIS, OUTPUT_AXIS])["ratio"].reindex(correction.index).fillna(1.0)
+            ratio = table.set_index([INPUT_AXIS, OUTPUT_AXIS])["ratio"].reindex(correction.index)
+            ratio = ratio.where(np.isfinite(ratio) & (ratio > 0), 1.0).clip(0.2, 5.0)   # a bucket never met, or never missed
+            correction = correction * ratio
     ratio = table["ratio"]
     within = int((abs(ratio - 1) <= 0.15).sum())
     note = (f"consistent with this profile's rates: fitted to its mean TPOT {target:g} ms at each bucket's max rate "

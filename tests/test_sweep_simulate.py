@@ -44,6 +44,8 @@ def test_simulated_sweep_in_the_pool_has_attainment_columns_and_resumes(tmp_path
     assert {"attainment", "p99_ttft_ms", "p99_tpot_ms"} <= set(saved.columns)
     index = (out / "index.html").read_text()
     assert "SLO attainment" in index and "TPOT ≤ 14 ms" in index
+    summary = (out / "03_sweep_summary-shared.html").read_text()
+    assert "Will it hold its SLO?" in summary and "not simulated" not in summary and "TPOT ≤ 14 ms" in summary
     # unchanged: nothing re-runs; changed simulate options: every point re-runs
     log = []
     run_sweep(load_spec(write(tmp_path, doc)), out, workers=1, log=log.append)

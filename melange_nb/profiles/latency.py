@@ -144,7 +144,7 @@ def fit_latency(samples, *, max_seqs: int, kv_tokens: int, max_step_tokens: int,
 
     rows, targets = [], []
     tpot = samples.dropna(subset=["tpot_ms"])
-    tpot = tpot[tpot["tpot_ms"] > 0]
+    tpot = tpot[(tpot["tpot_ms"] > 0) & np.isfinite(tpot["tpot_ms"]) & np.isfinite(tpot["concurrency"])]
     if len(tpot) < 4:
         raise InputError("samples", f"a latency fit needs at least 4 measurements with TPOT, got {len(tpot)}")
     rows.append(step_features(tpot["concurrency"], tpot["input_len"], tpot["output_len"]))
@@ -156,6 +156,8 @@ def fit_latency(samples, *, max_seqs: int, kv_tokens: int, max_step_tokens: int,
             rows.append(step_features(ttft["concurrency"], ttft["input_len"], ttft["output_len"], first_token=True))
             targets.append(ttft["ttft_ms"].to_numpy(float))
     a, y = np.vstack(rows), np.concatenate(targets)
+    finite = np.isfinite(a).all(axis=1) & np.isfinite(y) & (y > 0)
+    a, y = a[finite], y[finite]
     scale = a.max(axis=0)
     scale[scale == 0] = 1.0
     coef, _ = nnls((a / scale) / y[:, None], np.ones_like(y))
