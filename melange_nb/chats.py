@@ -222,7 +222,7 @@ def _load_local(path: Path, split: str):
             return datasets.load_dataset(str(path), split=split)
         except Exception as exc:    # noqa: BLE001  (no data files, unknown split, unreadable files)
             raise InputError("dataset", f"folder {path} could not be read ({type(exc).__name__}: "
-                                        f"{' '.join(str(exc).split())[:200]})") from None
+                                        f"{' '.join(str(exc).split())[:200]})") from exc
     if path.stat().st_size == 0:
         raise DatasetError(f"dataset {path}: the file is empty; it needs one conversation per row")
     builders = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
@@ -234,7 +234,7 @@ def _load_local(path: Path, split: str):
     try:
         ds = datasets.load_dataset(builder, data_files=str(path), split="train")
     except Exception as exc:
-        raise InputError("dataset", f"{path} could not be read as {builder} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise InputError("dataset", f"{path} could not be read as {builder} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
     return ds   # a CSV holds conversations as JSON strings: request_lengths decodes and checks them
 
 
@@ -380,9 +380,9 @@ def _conversation(value, where: str) -> list:
     if isinstance(value, str):
         try:
             value = json.loads(value)       # a conversation stored as a JSON string
-        except ValueError:
+        except ValueError as cause:
             raise InputError(f"dataset {where}", "is a string, not a list of messages "
-                                                 "[{role, content}, ...]") from None
+                                                 "[{role, content}, ...]") from cause
     if not isinstance(value, list):
         raise InputError(f"dataset {where}", f"must be a list of messages [{{role, content}}, ...], got {type(value).__name__}")
     return value
@@ -449,9 +449,9 @@ class _BatchLengths:
         try:
             roles = messages.field(self.role_key)
             texts = messages.field(self.text_key)
-        except KeyError:
+        except KeyError as cause:
             raise InputError("schema", f"messages need fields `{self.role_key}` and `{self.text_key}`; "
-                                       f"they have {[f.name for f in messages.type]}") from None
+                                       f"they have {[f.name for f in messages.type]}") from cause
         roles = np.asarray(roles.to_pylist(), dtype=object)
         text_list = texts.to_pylist()
         empty = np.array([not t for t in text_list], dtype=bool)

@@ -444,7 +444,7 @@ def _eval(args) -> int:
     try:
         extra = shlex.split(args.aiperf_args)
     except ValueError as exc:
-        raise InputError("--aiperf-args", f"cannot be split into options ({exc})") from None
+        raise InputError("--aiperf-args", f"cannot be split into options ({exc})") from exc
     gpus, stream, plan, workload = _plan_and_stream(args)[:4]
     evaluate.plan_eval(args.output_dir, stream, plan, gpus, endpoints=endpoints, model=args.model, workload=workload,
                        tokenizer=args.tokenizer, seed=args.seed, routing=args.routing, slo=args.slo,
@@ -643,8 +643,8 @@ def _edges(text: str | None, field: str):
         return None
     try:
         return [float(x) if "." in x else int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise InputError(field, f"expects comma-separated numbers such as 0,25,100,250,500,1000,2000, got {text!r}") from None
+    except ValueError as exc:
+        raise InputError(field, f"expects comma-separated numbers such as 0,25,100,250,500,1000,2000, got {text!r}") from exc
 
 
 def _rates(text: str | None, field: str):
@@ -653,9 +653,9 @@ def _rates(text: str | None, field: str):
         return None
     try:
         return [int(x) if x.strip().isdigit() else float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
+    except ValueError as exc:
         raise InputError(field, f"expects comma-separated request rates in requests/s such as 1,2,4,8, "
-                                f"got {text!r}") from None
+                                f"got {text!r}") from exc
 
 
 def _workload(args) -> int:
@@ -672,8 +672,8 @@ def _workload(args) -> int:
                 raise InputError("--blend", f"names {path} twice; give each workload CSV once with its total weight")
             try:
                 parts[path] = float(weight)
-            except ValueError:
-                raise InputError("--blend", f"expects CSV=WEIGHT with a number as weight, got {item!r}") from None
+            except ValueError as cause:
+                raise InputError("--blend", f"expects CSV=WEIGHT with a number as weight, got {item!r}") from cause
         workload, report = blend_files(parts)
         path = save_histogram(workload, report, args.output)
         print(f"wrote {path} ({report['source']})")

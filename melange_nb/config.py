@@ -1,6 +1,8 @@
 """Project paths in one place (cookiecutter-data-science's config.py).
 
-`MELANGE_NB_OUTPUTS` moves the outputs folder (e.g. for tests); nothing else reads the environment.
+`MELANGE_NB_OUTPUTS` moves the outputs folder (e.g. for tests); it is the package's one variable of its own.
+Others it heeds belong to the libraries: the Hugging Face ones (HF_TOKEN, HF_HUB_OFFLINE, HF_ENDPOINT,
+and the proxy variables, which `hub` also reads to tell whether the hub can be reached).
 """
 import os
 from pathlib import Path

@@ -543,10 +543,10 @@ def read_records(path: str | Path, *, max_lines: int = MAX_REQUESTS) -> pd.DataF
     rows = []
     try:
         handle = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(where, "not found; run the pool's load test (run_eval.sh) first") from None
+    except FileNotFoundError as exc:
+        raise InputError(where, "not found; run the pool's load test (run_eval.sh) first") from exc
     except OSError as exc:
-        raise InputError(where, f"cannot be read ({exc.strerror})") from None
+        raise InputError(where, f"cannot be read ({exc.strerror})") from exc
     with handle:
         for no, line in enumerate(handle, 1):
             if no > max_lines:
@@ -555,8 +555,8 @@ def read_records(path: str | Path, *, max_lines: int = MAX_REQUESTS) -> pd.DataF
                 continue
             try:
                 doc = json.loads(line)
-            except ValueError:
-                raise InputError(where, f"line {no} is not JSON; this is not AIPerf's per-request {RECORDS}") from None
+            except ValueError as cause:
+                raise InputError(where, f"line {no} is not JSON; this is not AIPerf's per-request {RECORDS}") from cause
             meta = doc.get("metadata") if isinstance(doc, dict) else None
             metrics = doc.get("metrics") if isinstance(doc, dict) else None
             if not isinstance(meta, dict) or not isinstance(metrics, dict) or "request_start_ns" not in meta:

@@ -241,8 +241,8 @@ class Explorer:
                  debounce: float = DEBOUNCE_SECONDS):
         try:
             import ipywidgets as w
-        except ImportError:
-            raise MissingExtra("the explorer", "ipywidgets", "explore") from None
+        except ImportError as exc:
+            raise MissingExtra("the explorer", "ipywidgets", "explore") from exc
 
         self.model, self.debounce = model, debounce
         self.view: View | None = None

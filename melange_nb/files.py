@@ -36,12 +36,12 @@ def read_text_file(path: str | Path, what: str, example: str) -> str:
                                     f"{MAX_TEXT_BYTES // 2**20} MiB are read")
         data = path.read_bytes()
     except OSError as exc:
-        raise InputError(field, f"cannot be read ({exc.strerror}); check its permissions") from None
+        raise InputError(field, f"cannot be read ({exc.strerror}); check its permissions") from exc
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(field, f"is not UTF-8 text (undecodable byte at offset {exc.start}); "
-                                "save it as UTF-8") from None
+                                "save it as UTF-8") from exc
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -120,9 +120,9 @@ def read_yaml(path: str | Path, what: str, example: str) -> Any:
     except YamlTooLarge as exc:
         raise InputError(f"{what} {path}", str(exc)) from None
     except yaml.YAMLError as exc:
-        raise InputError(f"{what} {path}", f"is not valid YAML ({' '.join(str(exc).split())})") from None
-    except RecursionError:
-        raise InputError(f"{what} {path}", "is nested too deeply to be a parameter file") from None
+        raise InputError(f"{what} {path}", f"is not valid YAML ({' '.join(str(exc).split())})") from exc
+    except RecursionError as exc:
+        raise InputError(f"{what} {path}", "is nested too deeply to be a parameter file") from exc
 
 
 def read_json(path: str | Path, what: str, example: str, *, allow_nan: bool = False) -> Any:
@@ -143,9 +143,9 @@ def read_json(path: str | Path, what: str, example: str, *, allow_nan: bool = Fa
     try:
         return json.loads(text, object_pairs_hook=unique, parse_constant=float if allow_nan else constant)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{what} {path}", f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    except RecursionError:
-        raise InputError(f"{what} {path}", "is nested too deeply to be a config") from None
+        raise InputError(f"{what} {path}", f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    except RecursionError as exc:
+        raise InputError(f"{what} {path}", "is nested too deeply to be a config") from exc
 
 
 NAME_MAX = 255      # bytes in one file or folder name (Linux, macOS)
@@ -204,11 +204,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
         tmp.replace(path)
     except (IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError) as exc:
         raise InputError(f"output {path}", f"cannot be written ({exc.strerror or type(exc).__name__}); "
-                                            "choose a writable file path") from None
+                                            "choose a writable file path") from exc
     except OSError as exc:
         if exc.errno is None:
             raise
-        raise InputError(f"output {path}", f"cannot be written ({exc.strerror}); choose another path") from None
+        raise InputError(f"output {path}", f"cannot be written ({exc.strerror}); choose another path") from exc
     finally:
         try:
             tmp.unlink(missing_ok=True)
@@ -255,14 +255,14 @@ def folder_lock(folder: str | Path, *, by: str) -> Iterator[Path]:
     lock = FileLock(str(path), timeout=0)
     try:
         lock.acquire()
-    except Timeout:
+    except Timeout as exc:
         try:
             holder = path.read_text().strip()
         except OSError:
             holder = ""
         raise FolderLocked("output folder", f"{Path(folder).resolve()} is in use by another {by} "
                                             f"({holder or 'another process'}); wait for it to finish or choose "
-                                            "another -o") from None
+                                            "another -o") from exc
     try:
         path.write_text(f"pid {os.getpid()}\n")
         yield path

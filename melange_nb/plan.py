@@ -112,8 +112,8 @@ def parse_window(text: str | pd.Timedelta) -> pd.Timedelta:
             raise InputError("window", f"{text!r} is not a length; give a number and a unit, e.g. 5min, 300s, 1h")
         try:
             window = pd.Timedelta(text.strip())
-        except ValueError:
-            raise InputError("window", f"{text!r} is not a length; give a number and a unit, e.g. 5min, 300s, 1h") from None
+        except ValueError as exc:
+            raise InputError("window", f"{text!r} is not a length; give a number and a unit, e.g. 5min, 300s, 1h") from exc
     if window <= pd.Timedelta(0):
         raise InputError("window", f"must be longer than 0, got {text!r}")
     return window
@@ -136,9 +136,9 @@ def profile_edges(gpus: Mapping[str, GpuProfile]) -> tuple[list[float], list[flo
     for labels in (list(tputs.index), list(tputs.columns)):
         try:
             axes.append(parse_bucket_labels(labels))
-        except InputError:
+        except InputError as exc:
             raise InputError("gpus", f"bucket labels {labels} are not lo-hi token ranges; a plan needs a profile "
-                                     "with token edges (params/gpus/*.yaml), not a melange-release config") from None
+                                     "with token edges (params/gpus/*.yaml), not a melange-release config") from exc
     (inp, open_in), (out, open_out) = axes
     if open_in != open_out:
         raise InputError("gpus", "the profile has an open last bucket on one axis only; a trace plan needs both or neither")

@@ -772,18 +772,14 @@ def _workload_meta_for(sweep_dir: Path, name: str, value) -> tuple[Path, dict]:
     return path, workload_meta(path)
 
 
-def _workload_item(sweep_dir: Path, name: str, value) -> str:
-    """One list item: the workload's name, where it came from (dataset, tokenizer), what it left out, its report."""
-    from html import escape
-
+def _workload_item(sweep_dir: Path, name: str, value) -> dict:
+    """One workload of the index: its name, where it came from (dataset, tokenizer), what it left out, its report."""
     from .workload import workload_source
 
     path, meta = _workload_meta_for(sweep_dir, name, value)
-    source = workload_source(path) if path.is_file() else "not built"
-    report = sweep_dir / "workloads" / name / "01_workload-shared.html"
-    link = f' (<a href="workloads/{escape(name)}/01_workload-shared.html">workload report</a>)' if report.is_file() else ""
-    caveat = workload_caveat(meta)
-    return f"<li><b>{escape(name)}</b>: {escape(source)}{'; ' + escape(caveat) if caveat else ''}{link}</li>"
+    report = f"workloads/{name}/01_workload-shared.html"
+    return {"name": name, "source": workload_source(path) if path.is_file() else "not built",
+            "caveat": workload_caveat(meta), "report": report if (sweep_dir / report).is_file() else None}
 
 
 def _short_paths(text: str) -> str:
@@ -791,16 +787,14 @@ def _short_paths(text: str) -> str:
     return re.sub(r"(?<![\w.])/(?:[^\s/:;,'\"]+/)+([^\s/:;,'\"]+)", r"\1", text)
 
 
-def _point_links(sweep_dir: Path, pid: str, entry: Mapping) -> str:
-    """Links to a point's pages that exist (a page may be left out, e.g. the with-code page)."""
-    from html import escape
-
+def _point_links(sweep_dir: Path, pid: str, entry: Mapping) -> list[tuple[str, str]]:
+    """(href, text) of a point's pages that exist (a page may be left out, e.g. the with-code page)."""
     if entry.get("status") == "failed":
-        return f'<a href="failed/{escape(pid)}/traceback.txt">traceback</a>' \
-            if (sweep_dir / "failed" / pid / "traceback.txt").is_file() else ""
-    links = [(f"{pid}/02_allocation-shared.html", "report"), (f"{pid}/02_allocation.html", "with code"),
-             (f"{pid}/02_allocation.ipynb", "notebook")]
-    return " · ".join(f'<a href="{escape(href)}">{text}</a>' for href, text in links if (sweep_dir / href).is_file())
+        links = [(f"failed/{pid}/traceback.txt", "traceback")]
+    else:
+        links = [(f"{pid}/02_allocation-shared.html", "report"), (f"{pid}/02_allocation.html", "with code"),
+                 (f"{pid}/02_allocation.ipynb", "notebook")]
+    return [(href, text) for href, text in links if (sweep_dir / href).is_file()]
 
 
 def sweep_data_caveat(spec: Mapping, gpu_set: str, slo: str | None) -> str:
@@ -829,8 +823,6 @@ def sweep_answer_html(sweep_dir: str | Path, results: pd.DataFrame, spec: Mappin
     """The answer block for a sweep page: per workload x GPU set, the headline sentence, a warning
     when its workload dropped or clipped more than 1% of requests and one when its GPU profiles do
     not compare like with like (`sweep_data_caveat`); then the per-rate table."""
-    from html import escape
-
     sweep_dir = Path(sweep_dir)
     if results.empty:
         return '<div class="mnb-answer"><p class="mnb-headline">No completed points yet: nothing to compare.</p></div>'
@@ -851,64 +843,50 @@ def sweep_answer_html(sweep_dir: str | Path, results: pd.DataFrame, spec: Mappin
 
 def write_index(sweep_dir: str | Path, results: pd.DataFrame, manifest: dict) -> Path:
     """``index.html``: the answer first (headline per workload x GPU set, the mix and $/h per rate),
-    the cost-vs-rate plot (embedded), then links to the summary and every point. Works offline."""
-    from html import escape
+    the cost-vs-rate plot (embedded), then links to the summary and every point. Works offline.
+    Rendered by the Jinja2 template ``templates/sweep-index/index.html.j2`` with autoescape."""
+    import jinja2
+    from markupsafe import Markup
+
+    from .pages import TEMPLATES_DIR
 
     sweep_dir = Path(sweep_dir)
     spec = manifest.get("spec", {})
     points = manifest.get("points", {})
-    done = sum(1 for p in points.values() if p.get("status") == "done")
-    failed = sum(1 for p in points.values() if p.get("status") == "failed")
-    img = figure_data_uri(plot_cost_vs_rate(results)) if not results.empty else None
     by_point = {}
     if not results.empty and "point" in results:
         for pid, d in results[results["policy"] == results["reference"]].groupby("point"):
             row = d.iloc[0]
             by_point[pid] = (format_mix(_mix_of(row)), format_dollars(row["cost_per_hour"])) if _has_plan(row) \
                 else (f"no plan ({row['status']})", "—")
-    link_rows = []
-    rendered = sum(1 for p in points.values() if p.get("status") == "done" and p.get("rendered", True))
+            if _simulated(row):        # the SLO attainment right after the cost
+                by_point[pid] = (by_point[pid][0], f"{by_point[pid][1]}, meets {row['sim_slo']} for {row['attainment']:.1%}")
+    rows = []
     for pid, entry in sorted(points.items(), key=lambda kv: (kv[1]["workload"], kv[1]["gpus"], kv[1]["rate"])):
         if entry.get("status") == "done" and not entry.get("rendered", True):
             continue      # solved (a row of results.csv), no report rendered for it
         mix, cost = by_point.get(pid, ("", ""))
-        gpu_set = entry["gpus"] + (f" @ SLO {entry['slo']}" if entry.get("slo") else "")
-        link_rows.append(f"<tr><td>{escape(entry['workload'])}</td><td>{escape(gpu_set)}</td>"
-                         f"<td>{entry['slice_factor']}</td><td>{entry['rate']:g}</td><td>{escape(mix)}</td>"
-                         f"<td>{escape(cost)}</td><td>{escape(entry.get('status', ''))}</td>"
-                         f"<td>{_point_links(sweep_dir, pid, entry)}</td><td>{escape(_short_paths(entry.get('error') or ''))}</td></tr>")
-    workloads = "".join(_workload_item(sweep_dir, k, v) for k, v in spec.get("workloads", {}).items())
-    summary = ""
-    if (sweep_dir / "03_sweep_summary-shared.html").is_file():
-        summary = '<a href="03_sweep_summary-shared.html">Summary report</a> · '
-    if (sweep_dir / "03_sweep_summary.html").is_file():
-        summary += '<a href="03_sweep_summary.html">summary with code</a> · '
-    files = " · ".join(f'<a href="{f}">{f}</a>' for f in ("results.csv", "results.parquet", "manifest.json")
-                       if (sweep_dir / f).is_file())
-    solvers = ", ".join(policy_label(s) for s in spec.get("solvers", []))
-    name = escape(str(spec.get("name", "")))
+        rows.append({"workload": entry["workload"], "gpu_set": entry["gpus"] + (f" @ SLO {entry['slo']}" if entry.get("slo") else ""),
+                     "slice_factor": entry["slice_factor"], "rate": f"{entry['rate']:g}", "mix": mix, "cost": cost,
+                     "status": entry.get("status", ""), "links": _point_links(sweep_dir, pid, entry),
+                     "error": _short_paths(entry.get("error") or "")})
+    summary = [(f, text) for f, text in (("03_sweep_summary-shared.html", "Summary report"),
+                                         ("03_sweep_summary.html", "summary with code")) if (sweep_dir / f).is_file()]
     table = savings_summary(results) if not results.empty else pd.DataFrame()
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>melange-nb sweep {name}</title>
-<style>{PAGE_CSS}</style></head><body>
-<h1>Sweep {name}: the cheapest GPU mix at each request rate</h1>
-{sweep_answer_html(sweep_dir, results, spec)}
-<p>{done} of {plural(len(points), 'point')} done, {failed} failed. Mix solvers: {escape(solvers)} (the first is
-the reference); each is compared with serving everything on one GPU type.
-{summary}{files}</p>
-<h2>Cost against request rate</h2>
-{f'<img alt="Cost in dollars per hour against request rate for each policy" src="{img}">' if img else ""}
-<h2>What the mix saves against each policy, over the rates solved</h2>
-{table.to_html(index=False, border=0, na_rep="—") if not table.empty else "<p>No completed points.</p>"}
-<h2>Workloads</h2><ul>{workloads}</ul>
-<h2>Points</h2>
-<p>Pages for {plural(rendered, 'point')} (the sweep's <code>render</code> choice) and every failed point;
-every solved point is a row of results.csv.</p>
-<table><tr><th>workload</th><th>GPU set</th><th>slice factor</th><th>rate (req/s)</th><th>mix</th><th>$/h</th>
-<th>status</th><th>pages</th><th>error</th></tr>
-{''.join(link_rows)}</table>
-</body></html>
-"""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR / "sweep-index")), autoescape=True,
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    page = env.get_template("index.html.j2").render(
+        name=str(spec.get("name", "")), css=Markup(PAGE_CSS),
+        answer=Markup(sweep_answer_html(sweep_dir, results, spec)),   # built with html.escape and pandas' escaping
+        done=sum(1 for p in points.values() if p.get("status") == "done"),
+        failed=sum(1 for p in points.values() if p.get("status") == "failed"), points=plural(len(points), "point"),
+        solvers=", ".join(policy_label(s) for s in spec.get("solvers", [])), summary=summary,
+        files=[f for f in ("results.csv", "results.parquet", "manifest.json") if (sweep_dir / f).is_file()],
+        img=figure_data_uri(plot_cost_vs_rate(results)) if not results.empty else None,
+        savings=Markup(table.to_html(index=False, border=0, na_rep="—")) if not table.empty else "",  # escape=True
+        workloads=[_workload_item(sweep_dir, k, v) for k, v in spec.get("workloads", {}).items()],
+        rendered=plural(sum(1 for p in points.values() if p.get("status") == "done" and p.get("rendered", True)), "point"),
+        rows=rows)
     return write_text(sweep_dir / "index.html", page)
 
 

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from . import schemas
 from .config import NOTEBOOKS_DIR, PROJECT_ROOT, outputs_dir
 from .errors import InputError, MelangeError
-from .files import read_yaml, write_json
+from .files import atomic_write, read_yaml, write_json
 from .pages import render_html
 
 KERNEL = "python3"
@@ -38,7 +38,12 @@ WORKLOAD_KEYS = schemas.WORKLOAD_KEYS
 
 
 class NotebookError(MelangeError):
-    """A notebook failed while papermill executed it."""
+    """A notebook failed while papermill executed it: `cell_index` is the failing cell's position in
+    the notebook (from 0, markdown cells counted), the message also gives its execution count."""
+
+    def __init__(self, message: str, cell_index: int | None = None):
+        super().__init__(message)
+        self.cell_index = cell_index
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
@@ -108,7 +113,8 @@ def execute_notebook(notebook: str, out_dir: Path, parameters: Mapping[str, Any]
                             kernel_name=KERNEL, cwd=str(out_dir), progress_bar=False,
                             extra_arguments=["--IPKernelApp.log_level=CRITICAL"])  # no TCP or shutdown-interrupt noise
     except pm.PapermillExecutionError as exc:
-        raise NotebookError(f"{notebook}: cell {exc.exec_count} raised {exc.ename}: {exc.evalue}".replace("\n", " "))
+        raise NotebookError(f"{notebook}: cell {exc.exec_count} (cell index {exc.cell_index}) raised {exc.ename}: "
+                            f"{exc.evalue}".replace("\n", " "), cell_index=exc.cell_index) from exc
     _relative_papermill_paths(executed, out_dir)
     if html:
         stem = executed.with_suffix("")
@@ -116,6 +122,34 @@ def execute_notebook(notebook: str, out_dir: Path, parameters: Mapping[str, Any]
         if code_page:
             render_html(executed, f"{stem}.html", hide_code=False)
     return executed
+
+
+def notebook_parameters(notebook: str) -> list[str]:
+    """The parameter names of ``notebooks/<notebook>``'s ``parameters`` cell, as papermill reads them."""
+    import papermill as pm
+
+    return list(pm.inspect_notebook(str(NOTEBOOKS_DIR / notebook)))
+
+
+# A rendered point's files, which a sweep or a script reads back (written by the allocation notebook).
+POINT_FILES = ("allocation.json", "savings.csv", "routing.csv", "routing.json", "simulation.json")
+
+
+def write_point_files(out_dir: str | Path, comparison, simulation: Mapping | None = None) -> list[Path]:
+    """Write a point's files: ``allocation.json`` (`Comparison.to_dict`), ``savings.csv``, the reference
+    mix's ``routing.csv`` and ``routing.json`` (when it has a routing) and ``simulation.json`` (a
+    simulated check's `to_dict`, when one ran)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [write_json(out / "allocation.json", comparison.to_dict()),
+             atomic_write(out / "savings.csv", lambda tmp: comparison.savings().to_csv(tmp))]
+    mix = comparison.mix
+    if mix.routing is not None:
+        paths += [atomic_write(out / "routing.csv", lambda tmp: mix.routing.to_csv(tmp, index=False)),
+                  write_json(out / "routing.json", mix.routing_config())]
+    if simulation is not None:
+        paths.append(write_json(out / "simulation.json", simulation))
+    return paths
 
 
 def run_allocation(params: Mapping[str, Any], run_dir: Path | None = None, *, code_pages: bool = False) -> Path:
@@ -126,7 +160,8 @@ def run_allocation(params: Mapping[str, Any], run_dir: Path | None = None, *, co
     tmp = run_dir.with_name(f".{run_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        nb_params = {k: params[k] for k in ALLOCATION_DEFAULTS} | {"output_dir": str(tmp)}
+        nb_params = {k: params[k] for k in notebook_parameters(ALLOCATION_NOTEBOOK) if k in params} \
+            | {"output_dir": str(tmp)}
         inputs = [params["gpus"]]
         if isinstance(params["workload"], dict):
             execute_notebook(WORKLOAD_NOTEBOOK, tmp, {**params["workload"], "output_dir": str(tmp)}, code_page=code_pages)

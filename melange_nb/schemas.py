@@ -260,7 +260,7 @@ def validate(model: type[BaseModel] | TypeAdapter, data: Any, *, where: str, roo
     try:
         return check(data, context=dict(context or {}))
     except ValidationError as exc:
-        raise input_error(exc, where, root) from None
+        raise input_error(exc, where, root) from exc
 
 
 def input_error(exc: ValidationError, where: str, root: str | None = None) -> InputError:
@@ -694,7 +694,7 @@ def _constraints(value: Any) -> dict:
     try:
         Constraints.from_mapping(value)
     except InputError as exc:
-        raise InputError(exc.field.removeprefix("constraints").lstrip("."), exc.message) from None
+        raise InputError(exc.field.removeprefix("constraints").lstrip("."), exc.message) from exc
     return dict(value or {})
 
 
@@ -718,7 +718,7 @@ def _own(check):
         try:
             check(value)
         except InputError as exc:
-            raise InputError("", exc.message) from None
+            raise InputError("", exc.message) from exc
         return value
     return BeforeValidator(run, json_schema_input_type=str | None)
 
@@ -849,8 +849,8 @@ def render_choice(value: Any, sweep_rates: Sequence[float], where: str = "render
     if isinstance(value, str):
         try:
             value = [float(x) for x in value.split(",") if x.strip()]
-        except ValueError:
-            raise InputError(where, f"must be changes, all, none or comma-separated rates, got {value!r}") from None
+        except ValueError as cause:
+            raise InputError(where, f"must be changes, all, none or comma-separated rates, got {value!r}") from cause
     if not isinstance(value, (list, tuple)) or not value:
         raise InputError(where, f"must be changes, all, none or a list of rates, got {value!r}")
     picked = rates(list(value), where)
@@ -906,7 +906,7 @@ def _gpu_sets(value: Any) -> dict[str, Any]:
                     out[name][key] = _predict_request(source, key)
                     continue
             except InputError as exc:
-                raise InputError(f"{name}.{slo}.{exc.field}", exc.message) from None
+                raise InputError(f"{name}.{slo}.{exc.field}", exc.message) from exc
             if not isinstance(source, str):
                 raise InputError(f"{name}.{slo}", f"must be a GPU profile YAML path, got {source!r}")
             out[name][key] = source
@@ -939,7 +939,7 @@ def _workload_entries(value: Any) -> dict[str, Any]:
             try:
                 validate(WorkloadParams, entry, where="")
             except InputError as exc:
-                raise InputError(f"{name}.{exc.field}", exc.message) from None
+                raise InputError(f"{name}.{exc.field}", exc.message) from exc
     return dict(workloads)
 
 
@@ -980,9 +980,9 @@ def _constraint_sets(value: Any) -> dict[str, dict]:
         try:
             Constraints.from_mapping(doc)
         except InputError as exc:
-            raise InputError(at + exc.field.removeprefix("constraints").lstrip("."), exc.message) from None
+            raise InputError(at + exc.field.removeprefix("constraints").lstrip("."), exc.message) from exc
         except TypeError as exc:
-            raise InputError("", f"is not a constraints mapping ({exc})") from None
+            raise InputError("", f"is not a constraints mapping ({exc})") from exc
     return {str(k): dict(v) for k, v in sets.items()}
 
 

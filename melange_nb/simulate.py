@@ -126,9 +126,9 @@ def parse_arrival(text: str) -> tuple[str, float]:
 def _edges_of(labels: Sequence[str]) -> tuple[list[float], bool]:
     try:
         edges, is_open = parse_bucket_labels(labels, "workload")
-    except InputError:
+    except InputError as exc:
         raise InputError("workload", f"bucket labels {list(labels)} are not lo-hi token ranges; a stream needs "
-                                     "token edges") from None
+                                     "token edges") from exc
     return [float(e) for e in edges], is_open
 
 
@@ -339,8 +339,8 @@ def _routes_from_json(routes, where: str) -> pd.DataFrame:
             for g, s in r["shares"].items():
                 rows.append({INPUT_AXIS: str(r[INPUT_AXIS]), OUTPUT_AXIS: str(r[OUTPUT_AXIS]), "gpu": str(g),
                              "share": float(s)})
-        except (KeyError, TypeError, AttributeError, ValueError):
-            raise InputError(f"{where}.routes[{k}]", "must be {input_tokens, output_tokens, shares: {GPU: share}}") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise InputError(f"{where}.routes[{k}]", "must be {input_tokens, output_tokens, shares: {GPU: share}}") from exc
     return pd.DataFrame(rows, columns=[INPUT_AXIS, OUTPUT_AXIS, "gpu", "share"])
 
 

@@ -47,8 +47,8 @@ def parse_bucket_labels(labels: Sequence[str], field: str = "buckets") -> tuple[
     bucket labels (`check_bucket_labels` gives the reason a label is wrong)."""
     try:
         bounds = _label_bounds(labels, field)
-    except InputError:
-        raise InputError(field, f"bucket labels {[str(x) for x in labels]} are not consecutive 'lo-hi' labels") from None
+    except InputError as exc:
+        raise InputError(field, f"bucket labels {[str(x) for x in labels]} are not consecutive 'lo-hi' labels") from exc
     closed = [hi for _, hi in bounds if hi is not None]
     if not closed:
         raise InputError(field, "needs at least one closed bucket 'lo-hi'")
@@ -302,7 +302,7 @@ def read_trace(path: str | Path, *, input_column: str = "ContextTokens",
     except UnicodeDecodeError as exc:
         raise InputError(field, f"is not UTF-8 text (undecodable byte at offset {exc.start}); save it as UTF-8") from None
     except Exception as exc:
-        raise InputError(field, f"could not be read ({type(exc).__name__}); give a CSV or Parquet file") from None
+        raise InputError(field, f"could not be read ({type(exc).__name__}); give a CSV or Parquet file") from exc
     missing = [c for c in (input_column, output_column) if c not in df.columns]
     if missing:
         raise InputError(field, f"has no column(s) {missing}; it has {list(df.columns)}; "

@@ -85,6 +85,7 @@ def test_check_plan_simulates_the_solved_plan_and_says_it_first(arena):
     json.dumps(check.to_dict())                            # JSON-ready (NaN as null)
 
 
+@pytest.mark.slow
 def test_check_plan_with_a_target_finds_a_plan_that_reaches_it(arena):
     gpus = gpus_with_latency()
     result = solve(arena, gpus, 4.0)
@@ -127,6 +128,7 @@ def test_allocation_notebook_shows_attainment_first(tmp_path):
     assert page.index('class="mnb-headline"') < page.index('class="mnb-attainment"')     # the cost, then attainment
 
 
+@pytest.mark.slow
 def test_plan_simulate_replays_the_trace_through_the_window_plan(shared_data, tmp_path, capsys):
     import pandas as pd
 
@@ -166,6 +168,7 @@ def test_plan_report_shows_the_simulated_attainment(shared_data, tmp_path, capsy
     assert "The per-window plan (mean $" in page and sentence.split(" (p99")[0].replace("$", "") in page.replace("$", "")
 
 
+@pytest.mark.slow
 def test_progress_bar_leaves_a_long_simulation_unchanged(arena):
     from melange_nb.simulate import plan_from_result, simulate, stream_from_workload
 

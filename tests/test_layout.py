@@ -50,3 +50,13 @@ def test_no_module_imports_another_modules_private_names():
             found += [f"{path.name}: {m.group(0)}" for m in
                       re.finditer(r"from melange_nb[\w.]* import [^\n]*\b_[a-z]\w*|melange_nb[\w.]*\._[a-z]\w*", text)]
     assert not found, "\n".join(found)
+
+
+def test_run_parameters_are_the_allocation_notebooks():
+    """run.py's defaults name exactly the allocation notebook's parameters (papermill reads them), and the
+    notebook writes a point's files through the package (run.write_point_files), not by hand."""
+    from melange_nb.run import ALLOCATION_DEFAULTS, ALLOCATION_NOTEBOOK, notebook_parameters
+
+    assert set(notebook_parameters(ALLOCATION_NOTEBOOK)) == {*ALLOCATION_DEFAULTS, "output_dir"}
+    source = (PROJECT_ROOT / "notebooks" / ALLOCATION_NOTEBOOK).read_text()
+    assert "write_point_files(output_dir" in source and "allocation.json" not in source.split("output_dir = None")[1]

@@ -229,3 +229,21 @@ def test_every_option_says_its_default_or_format():
         if action.option_strings and action.nargs != 0 and not (action.metavar or action.choices):
             missing.append(f"{name} {'/'.join(action.option_strings)}: no format (metavar or choices)")
     assert not missing, missing
+
+
+def test_index_page_escapes_what_it_did_not_write(tmp_path):
+    from melange_nb.report import write_index
+
+    hostile = '<script>alert(1)</script><img src=x onerror=alert(2)>'
+    csv = tmp_path / "w.csv"
+    csv.write_text(f"# {hostile}\n" + (WORKLOADS_DIR / "arena-seed.csv").read_text())
+    (tmp_path / "failed" / "w__g__sf1__rate1").mkdir(parents=True)
+    (tmp_path / "failed" / "w__g__sf1__rate1" / "traceback.txt").write_text("x")
+    manifest = {"spec": {"name": "n", "solvers": ["exact"], "workloads": {"w": str(csv)}},
+                "points": {"w__g__sf1__rate1": {"workload": "w", "gpus": f"g{hostile}", "slo": None, "slice_factor": 1,
+                                                "rate": 1.0, "status": "failed", "error": f"boom {hostile}"}}}
+    html = write_index(tmp_path, pd.DataFrame(), manifest).read_text()
+    assert "<script>" not in html and "<img src=x" not in html          # text, never markup
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and html.count("&lt;script&gt;") == 3
+    assert '<a href="failed/w__g__sf1__rate1/traceback.txt">traceback</a>' in html
+    assert "0 of 1 point done, 1 failed" in html and "No completed points" in html

@@ -58,6 +58,7 @@ def test_good_points_complete_and_the_broken_workload_is_recorded(sweep):
     for pid, entry in state["points"].items():
         if entry["workload"] == "broken":
             assert entry["status"] == "failed" and "prompt" in entry["error"], entry
+            assert re.search(r"01_workload\.ipynb: cell \d+ \(cell index \d+\) raised", entry["error"]), entry
             assert (out / "failed" / pid / "traceback.txt").is_file() and not (out / pid).exists()
         else:
             assert entry["rendered"] is True

@@ -79,11 +79,11 @@ def _aic():
         from aiconfigurator_core.sdk import config_builders, models, perf_database
         from aiconfigurator_core.sdk.backends.factory import get_backend
         from aiconfigurator_core.sdk.config import RuntimeConfig
-    except ImportError:
+    except ImportError as exc:
         raise PredictorUnavailable(
             "profile predict", "aiconfigurator-core", "predict",
             " (it ships wheels for Linux x86_64/aarch64 and macOS arm64 only, not Windows; there, use measured "
-            "or seed profiles instead)") from None
+            "or seed profiles instead)") from exc
     logging.getLogger("aiconfigurator_core").setLevel(logging.ERROR)
     return config_builders, models, perf_database, get_backend, RuntimeConfig
 

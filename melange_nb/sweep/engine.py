@@ -79,13 +79,13 @@ def run_sweep(spec: Mapping[str, Any], out_dir: str | Path, *, workers: int | No
         run = _Run(spec, out, workers, retry_failed, render, html, log, checked)
         try:
             return run.go()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             run.stop_pool()
             run.record()
             _clean_partial(out)
             done = sum(e.get("status") == "done" for e in run.state["points"].values())
             raise SweepInterrupted(f"interrupted: {done} of {len(run.state['points'])} points done and recorded in "
-                                   f"{out / 'manifest.json'}; run the same command again to resume") from None
+                                   f"{out / 'manifest.json'}; run the same command again to resume") from exc
 
 
 class _Run:
@@ -641,6 +641,16 @@ def savings_vs_published(results: pd.DataFrame, published: Mapping | None) -> pd
     table["against"] = table["policy"].str.replace("single:", "", regex=False) + " only"
     return table[["workload", "slo", "gpu_set", "against", "measured %", "count", "published %"]].rename(
         columns={"slo": "SLO", "gpu_set": "GPU set", "count": "rates with both plans"})
+
+
+def read_sweep(sweep_dir: str | Path) -> tuple[dict, pd.DataFrame] | None:
+    """(manifest, results of the done points) of a sweep folder, or None before it has results: what the
+    summary notebook shows."""
+    out = Path(sweep_dir)
+    if not ((out / "results.parquet").is_file() and (out / "manifest.json").is_file()):
+        return None
+    manifest = json.loads((out / "manifest.json").read_text())
+    return manifest, collect_results(out, manifest)
 
 
 def collect_results(out: str | Path, state: Mapping | None = None, spec: Mapping | None = None) -> pd.DataFrame:

@@ -147,7 +147,7 @@ def _predicted_set(request: Mapping, field: str, predictions: dict) -> str:
     try:
         check_request(**request)
     except InputError as exc:
-        raise _within(f"{field}.predict", exc) from None
+        raise _within(f"{field}.predict", exc) from exc
     predictions[str(path)] = {"field": field, "request": request}
     return str(path)
 
@@ -165,7 +165,7 @@ def predict_gpu_sets(spec: Mapping[str, Any]) -> list[str]:
         try:
             gpus = predict_profiles(**job["request"])
         except InputError as exc:
-            raise _within(f"{job['field']}.predict", exc) from None
+            raise _within(f"{job['field']}.predict", exc) from exc
         save_profiles(Path(path), gpus, header=f"Predicted for a sweep spec ({job['field']}) by aiconfigurator-core: "
                                                f"{job['request']}")
         made.append(path)
@@ -272,7 +272,7 @@ def _check_profile(spec: Mapping[str, Any], name: str, slo: str | None, file: st
         for label, doc in spec["constraints"].items():
             Constraints.from_mapping(doc).check(list(gpus))
     except InputError as exc:
-        raise _within(where, exc) from None
+        raise _within(where, exc) from exc
     if spec.get("simulate"):  # every GPU type simulated needs a latency model and the set a stated SLO
         from ..attainment import latency_missing
         from ..profiles import parse_slo
