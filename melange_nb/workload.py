@@ -193,10 +193,16 @@ def rebucket_hint(like: pd.DataFrame) -> str:
 
 def workload_meta(path: str | Path) -> dict:
     """A workload CSV's JSON sidecar (source, tokenizer, requests, dropped, overflow, ...); {} when it has none."""
-    import json
+    from .files import read_json
 
     sidecar = Path(path).with_suffix(".json")
-    return json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    if not sidecar.is_file():
+        return {}
+    meta = read_json(sidecar, "workload sidecar", "the .json that `melange-nb workload` writes beside its CSV",
+                     allow_nan=True)
+    if not isinstance(meta, dict):
+        raise InputError(f"workload sidecar {sidecar}", "must be a JSON object; delete it or rebuild the workload")
+    return meta
 
 
 def workload_source(path: str | Path) -> str:
