@@ -859,6 +859,8 @@ def write_index(sweep_dir: str | Path, results: pd.DataFrame, manifest: dict) ->
             row = d.iloc[0]
             by_point[pid] = (format_mix(_mix_of(row)), format_dollars(row["cost_per_hour"])) if _has_plan(row) \
                 else (f"no plan ({row['status']})", "—")
+            if _simulated(row):        # the SLO attainment right after the cost
+                by_point[pid] = (by_point[pid][0], f"{by_point[pid][1]}, meets {row['sim_slo']} for {row['attainment']:.1%}")
     rows = []
     for pid, entry in sorted(points.items(), key=lambda kv: (kv[1]["workload"], kv[1]["gpus"], kv[1]["rate"])):
         if entry.get("status") == "done" and not entry.get("rendered", True):

@@ -23,7 +23,7 @@ def write(tmp_path, doc) -> str:
 
 @pytest.mark.slow
 def test_simulated_sweep_in_the_pool_has_attainment_columns_and_resumes(tmp_path):
-    doc = spec_doc(tmp_path, simulate={"duration_s": 60})
+    doc = spec_doc(tmp_path, simulate={"duration_s": 60}, render=[4])
     out = tmp_path / "out"
     state = run_sweep(load_spec(write(tmp_path, doc)), out, workers=2, log=lambda m: None)
     assert all(p["status"] == "done" for p in state["points"].values())
@@ -44,6 +44,9 @@ def test_simulated_sweep_in_the_pool_has_attainment_columns_and_resumes(tmp_path
     assert {"attainment", "p99_ttft_ms", "p99_tpot_ms"} <= set(saved.columns)
     index = (out / "index.html").read_text()
     assert "SLO attainment" in index and "TPOT ≤ 14 ms" in index
+    assert f"$4.68/h, meets TPOT ≤ 14 ms for {ref.at[4.0, 'attainment']:.1%}" in index       # the points table
+    page = (out / ref.at[4.0, "point"] / "02_allocation-shared.html").read_text()                # rendered in a worker
+    assert f"meets TPOT ≤ 14 ms for {ref.at[4.0, 'attainment']:.1%} of requests" in page
     summary = (out / "03_sweep_summary-shared.html").read_text()
     assert "Will it hold its SLO?" in summary and "not simulated" not in summary and "TPOT ≤ 14 ms" in summary
     # unchanged: nothing re-runs; changed simulate options: every point re-runs
