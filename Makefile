@@ -9,7 +9,7 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 AIPERF_VERSION := 0.13.0
 # Every optional part (pyproject's extras) plus the test tools: `make install` installs them all.
-EXTRAS := dev,explore,predict,bench
+EXTRAS := dev,explore,predict,bench,scale
 # The lowest versions pyproject.toml declares for the direct dependencies, resolved by uv
 # (`--resolution lowest-direct`) into a venv of their own: do the declared lower bounds run?
 LOWEST_VENV := .venv-lowest

@@ -49,6 +49,7 @@ SCHEMAS = {"lmsys": ("conversation", "role", "content"), "sharegpt": ("conversat
 USER_ROLES, ASSISTANT_ROLES = {"user", "human"}, {"assistant", "gpt", "chatgpt", "bard", "model", "bing"}
 TURN_POLICIES = ("every", "first")
 REQUEST_COLUMNS = ["conversation", "turn", "input_tokens", "output_tokens"]
+SYNTHETIC_NOTE = "SYNTHETIC: random words in the lmsys schema, made by melange_nb.synthetic (not real chats)"
 
 
 # ---------------------------------------------------------------- tokenizers
@@ -180,7 +181,7 @@ def load_chats(source: str, *, split: str = "train", revision: str | None = None
         path = synthetic_path(int(n))
         with quiet_progress():
             ds = datasets.load_dataset("json", data_files=str(path), split="train")
-        info["note"] = "SYNTHETIC: random words in the lmsys schema, made by melange_nb.synthetic (not real chats)"
+        info["note"] = SYNTHETIC_NOTE
     elif Path(source).exists():
         if Path(source).is_file() and split != "train":
             raise InputError("split", f"a single local file has only the `train` split, got {split!r}; drop --split")
@@ -270,7 +271,7 @@ def request_lengths(ds, tokenizer, *, schema: str | None = None, turn_policy: st
     if column not in ds.column_names:
         raise InputError("schema", f"schema {schema} needs column `{column}`; the dataset has {ds.column_names}")
     # Check the schema here, before any worker starts (DESIGN trap 13: an error inside the pool can hang).
-    keys = _fast_keys(ds.data.schema.field(column).type, role_key, text_key)
+    keys = message_keys(ds.data.schema.field(column).type, role_key, text_key)
     if keys is None:
         ds = _normalise(ds, column, role_key, text_key)   # in this process: bad rows raise here, named
         keys = role_key, text_key
@@ -283,7 +284,7 @@ def request_lengths(ds, tokenizer, *, schema: str | None = None, turn_policy: st
     num_proc = max(1, min(num_proc, len(ds) // batch_size or 1))
     if template is not None and add_special_tokens:
         raise InputError("chat_template", "the template already adds the special tokens; drop add_special_tokens (--special-tokens)")
-    fn = _BatchLengths(tokenizer, role_key, text_key, column, turn_policy, add_special_tokens, template)
+    fn = BatchLengths(tokenizer, role_key, text_key, column, turn_policy, add_special_tokens, template)
     out = ds.select_columns([column]).with_format("arrow").map(
         fn, batched=True, batch_size=batch_size, with_indices=True, num_proc=num_proc,
         remove_columns=[column], desc="tokenizing", new_fingerprint=_fingerprint_of(ds, fn),
@@ -292,7 +293,7 @@ def request_lengths(ds, tokenizer, *, schema: str | None = None, turn_policy: st
     errors = table["error"].drop_null()
     if len(errors):
         raise InputError("dataset", f"could not be tokenized ({errors[0].as_py()})")
-    counts = {k: int(pc.sum(table[k]).as_py() or 0) for k in _BatchLengths.COUNTERS}
+    counts = {k: int(pc.sum(table[k]).as_py() or 0) for k in BatchLengths.COUNTERS}
     if counts["messages"] == 0:
         raise InputError("dataset", f"every conversation is empty (column `{column}` holds no messages); "
                                     "check the file or the split")
@@ -304,9 +305,14 @@ def request_lengths(ds, tokenizer, *, schema: str | None = None, turn_policy: st
         "output_tokens": pc.list_flatten(table["output_tokens"]),
     }).to_pandas()
     counts.update(conversations=len(ds), requests=len(requests), schema=schema, turn_policy=turn_policy,
-                  special_tokens="counted" if add_special_tokens else ("in the template" if template else "not counted"),
-                  chat_template=f"applied to inputs ({template.name})" if template else "not applied")
+                  **counting_policy(add_special_tokens, template))
     return requests, counts
+
+
+def counting_policy(add_special_tokens: bool, template=None) -> dict:
+    """How tokens were counted, as every workload sidecar states it (``counts.special_tokens``, ``counts.chat_template``)."""
+    return {"special_tokens": "counted" if add_special_tokens else ("in the template" if template else "not counted"),
+            "chat_template": f"applied to inputs ({template.name})" if template else "not applied"}
 
 
 def _check_num_proc(num_proc) -> None:
@@ -322,7 +328,7 @@ def _fingerprint_of(ds, fn) -> str:
 ROLE_KEYS, TEXT_KEYS = ("role", "from"), ("content", "value")
 
 
-def _fast_keys(arrow_type, role_key: str, text_key: str) -> tuple[str, str] | None:
+def message_keys(arrow_type, role_key: str, text_key: str) -> tuple[str, str] | None:
     """(role key, text key) when a conversation column is a list of {role, text} string structs
     (either naming: role/content or from/value), else None (the rows need normalising first)."""
     import pyarrow as pa
@@ -412,8 +418,9 @@ def _message(message, where: str, role_key: str, text_key: str) -> dict:
 
 
 
-class _BatchLengths:
-    """Picklable batch function: Arrow batch of conversations -> per-conversation request lists."""
+class BatchLengths:
+    """Picklable batch function: Arrow batch of conversations -> per-conversation request lists (the
+    request rule both engines run: `datasets.map` here, Ray Data's `map_batches` in scale.py)."""
 
     COUNTERS = ("messages", "skipped_empty_pairs", "unanswered_user_turns", "context_only_messages")
 

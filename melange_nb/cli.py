@@ -40,6 +40,12 @@ def _add_constraint_options(p, *, lead: str = "", per: str = "", min_note: str =
                    help=f"{lead}at least this many GPUs in all, e.g. for N+1 redundancy (default: 0)")
 
 
+def _add_ray_address(p, what: str) -> None:
+    p.add_argument("--ray-address", metavar="HOST:PORT",
+                   help=f"Ray cluster for {what}: the head's address from `ray start --head` (default: RAY_ADDRESS, "
+                        "else a local Ray started for the run)")
+
+
 def _add_stream_options(p, *, what: str = "the simulated stream") -> None:
     """--duration, --arrival, --seed, --routing, --slo: a generated request stream and how a simulation serves it."""
     p.add_argument("--duration", type=float, default=600.0, metavar="SECONDS",
@@ -128,7 +134,12 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--chat-template", action="store_true",
                    help="count each prompt as the server sees it: rendered by the model's chat template, inputs only "
                         "(default: no template)")
-    w.add_argument("--num-proc", type=int, metavar="N", help="tokenizer processes (default: all cores)")
+    w.add_argument("--num-proc", type=int, metavar="N",
+                   help="tokenizer processes (default: all cores; with --engine ray: tokenizer workers, default one per cluster CPU)")
+    w.add_argument("--engine", default="datasets", choices=["datasets", "ray"],
+                   help="datasets: datasets.map on this machine; ray: tokenize and count on a Ray cluster (the `scale` "
+                        "extra; Parquet/JSONL files, hub datasets, synthetic) (default: datasets)")
+    _add_ray_address(w, "--engine ray")
     w.add_argument("--edges", default=",".join(map(str, DEFAULT_EDGES)), metavar="E0,E1,...",
                    help=f"input bucket edges in tokens, increasing (default: {','.join(map(str, DEFAULT_EDGES))})")
     w.add_argument("--output-edges", metavar="E0,E1,...", help="output bucket edges in tokens (default: --edges)")
@@ -155,6 +166,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="sweep folder; a re-run resumes it (default: outputs/<spec name>; the quick form needs it)")
     sw.add_argument("-j", "--workers", type=int, metavar="N", help="points run in parallel (default: all cores)")
     sw.add_argument("--retry-failed", action="store_true", help="re-run points that failed before (default: keep them)")
+    sw.add_argument("--ray-address", metavar="HOST:PORT",
+                    help="solve the points as Ray tasks on this cluster (`ray start --head` prints it; the `scale` "
+                         "extra); rendering stays here (default: the spec's `ray`, else the local pool)")
 
     _plan_parser(sub)
 
@@ -663,6 +677,8 @@ def _workload(args) -> int:
 
     check_histogram_path(args.output, "-o/--output")
     if args.blend:
+        if args.engine == "ray" or args.ray_address:
+            raise InputError("--engine", "ray tokenizes chat datasets; --blend mixes workload CSVs: drop --engine ray")
         parts = {}
         for item in args.blend:
             path, sep, weight = item.rpartition("=")
@@ -685,6 +701,12 @@ def _workload(args) -> int:
                                   "language": args.language, "turn_policy": args.turn_policy,
                                   "add_special_tokens": args.special_tokens, "chat_template": args.chat_template,
                                   "num_proc": args.num_proc}
+    if args.engine != "ray" and args.ray_address:
+        raise InputError("--ray-address", "applies to --engine ray only; add --engine ray or drop the address")
+    if args.engine == "ray":
+        if args.trace:
+            raise InputError("--engine", "ray tokenizes chat datasets; a --trace already holds token counts: drop --engine ray")
+        chat.update(engine="ray", ray_address=args.ray_address)
     workload, requests, report = build_workload(
         dataset=args.dataset, trace=args.trace, input_column=args.input_column, output_column=args.output_column,
         edges=_edges(args.edges, "--edges"), output_edges=_edges(args.output_edges, "--output-edges"),
@@ -726,8 +748,10 @@ def _sweep(args) -> int:
     if args.workers is not None and not 1 <= args.workers <= schemas.MAX_WORKERS:
         raise InputError("--workers", f"must be from 1 to {schemas.MAX_WORKERS}, got {args.workers}")
     out = Path(args.output_dir) if args.output_dir else outputs_dir() / spec["name"]
+    from .scale import check_address
+
     state = run_sweep(spec, out, workers=args.workers, retry_failed=args.retry_failed, render=args.render,
-                      log=lambda msg: print(msg, flush=True))
+                      log=lambda msg: print(msg, flush=True), ray=check_address(args.ray_address))
     failed = [k for k, v in state["points"].items() if v["status"] == "failed"]
     return 1 if failed else 0
 

@@ -427,20 +427,28 @@ def format_savings(table: pd.DataFrame):
 def plot_lengths(requests: pd.DataFrame, label: str, *, max_input: int = 4096, max_output: int = 2048):
     """The seed's two length histograms with correct titles: prompt (input) and response (output) lengths.
 
+    `requests`: one row per request, or (from the Ray engine) requests per length, index ``tokens``.
     Requests beyond `max_input` / `max_output` are left out of the plot only; the title says how many.
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    counted = requests.index.name == "tokens"
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     for ax, col, limit, what in ((axes[0], "input_tokens", max_input, "Prompt (input) length"),
                                  (axes[1], "output_tokens", max_output, "Response (output) length")):
-        values = requests[col]
-        shown = values[values < limit]
-        sns.histplot(x=shown, element="step", stat="count", bins=50, alpha=0.5, ax=ax)
+        if counted:
+            weights = requests[col][requests[col] > 0]
+            values = weights.index.to_series()
+        else:
+            values, weights = requests[col], pd.Series(1, index=requests.index)
+        shown = values < limit
+        total, left_out = int(weights.sum()), int(weights[~shown.to_numpy()].sum())
+        sns.histplot(x=values[shown].to_numpy(), weights=weights[shown.to_numpy()].to_numpy(), element="step",
+                     stat="count", bins=50, alpha=0.5, ax=ax)
         ax.set_xlabel(f"{what} (tokens)")
         ax.set_ylabel("Requests")
-        ax.set_title(f"{what}: {label}\n({len(values) - len(shown)} of {len(values)} requests >= {limit} not shown)")
+        ax.set_title(f"{what}: {label}\n({left_out} of {total} requests >= {limit} not shown)")
     fig.tight_layout()
     return fig
 

@@ -658,7 +658,7 @@ class PriceFile(Schema):
 
 WORKLOAD_KEYS = ("dataset", "trace", "input_column", "output_column", "tokenizer", "split", "revision", "schema",
                  "max_conversations", "seed", "language", "turn_policy", "add_special_tokens", "chat_template",
-                 "num_proc", "edges", "output_edges", "overflow")
+                 "num_proc", "engine", "ray_address", "edges", "output_edges", "overflow")
 
 
 class WorkloadParams(Schema):
@@ -818,7 +818,7 @@ def check_plan_options(**options: Any) -> PlanOptions:
 # ---------------------------------------------------------------- sweep specs (params/sweeps/*.yaml)
 
 SPEC_KEYS = ("name", "rates", "workloads", "gpus", "solvers", "slice_factors", "time_limit", "constraints",
-             "gpu_names", "render", "published", "simulate", "target_attainment")
+             "gpu_names", "render", "published", "simulate", "target_attainment", "ray")
 RENDER_MODES = ("changes", "all", "none")
 NO_CONSTRAINTS = "none"
 PREDICT_OPTIONS = ("model", "gpus", "backend", "slo", "edges", "output_edges", "open_last_input", "open_last_output",
@@ -1043,6 +1043,15 @@ def _render(value: Any, info: ValidationInfo):
     return render_choice(value, info.data["rates"], "")
 
 
+def _ray_option(value: Any) -> Any:
+    from .scale import check_address   # the option's form only: Ray is not imported
+
+    try:
+        return check_address(value, "ray")
+    except InputError as exc:
+        raise InputError("", exc.message) from None
+
+
 class SweepSpec(Schema):
     """A sweep spec (``params/sweeps/*.yaml``): workloads x GPU sets x SLOs x constraints x slice factors
     x rates; see ``melange_nb/sweep`` for what each key does."""
@@ -1080,6 +1089,9 @@ class SweepSpec(Schema):
     time_limit: Annotated[float | None, _checked(optional_seconds)] = Field(None, gt=0, description="seconds per solve")
     simulate: Simulate = Field(None, description="simulate each point's reference plan (profiles with latency models)")
     target_attainment: TargetAttainment = Field(None, description="also find the cheapest plan reaching this attainment")
+    ray: Annotated[str | bool | None, BeforeValidator(_ray_option)] = Field(
+        None, description="solve the points as Ray tasks: HOST:PORT of a Ray head, or true (RAY_ADDRESS, else a local "
+                          "Ray); the `scale` extra")
 
     @model_validator(mode="before")
     @classmethod

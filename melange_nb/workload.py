@@ -193,10 +193,16 @@ def rebucket_hint(like: pd.DataFrame) -> str:
 
 def workload_meta(path: str | Path) -> dict:
     """A workload CSV's JSON sidecar (source, tokenizer, requests, dropped, overflow, ...); {} when it has none."""
-    import json
+    from .files import read_json
 
     sidecar = Path(path).with_suffix(".json")
-    return json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    if not sidecar.is_file():
+        return {}
+    meta = read_json(sidecar, "workload sidecar", "the .json that `melange-nb workload` writes beside its CSV",
+                     allow_nan=True)
+    if not isinstance(meta, dict):
+        raise InputError(f"workload sidecar {sidecar}", "must be a JSON object; delete it or rebuild the workload")
+    return meta
 
 
 def workload_source(path: str | Path) -> str:
@@ -270,6 +276,53 @@ def bucket_index(x: np.ndarray, y: np.ndarray, input_edges: Sequence[float], out
     else:
         keep = ~(above | below)
     return i, j, keep, above, below
+
+
+def histogram_from_counts(cells: np.ndarray, kept: pd.DataFrame, *, requests: int, above: int, below: int,
+                          input_edges: Sequence[float] = DEFAULT_EDGES, output_edges: Sequence[float] | None = None,
+                          overflow: str = "drop") -> tuple[pd.DataFrame, dict]:
+    """`histogram`'s (workload, report) from counts instead of one row per request, for engines that
+    count on a cluster: `cells` = requests kept per (input, output) bucket position, `kept` = kept
+    requests per length (index ``tokens``, columns ``input_tokens``/``output_tokens``), plus the
+    numbers of requests in all, beyond the last edge and below the first. Same numbers as `histogram`
+    on the same requests, percentiles included (numpy's linear rule on the counted order statistics)."""
+    if overflow not in OVERFLOW_POLICIES:
+        raise InputError("overflow", f"must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
+    output_edges = input_edges if output_edges is None else output_edges
+    in_labels = bucket_labels(input_edges, open_last=overflow == "open")
+    out_labels = bucket_labels(output_edges, open_last=overflow == "open")
+    if requests == 0:
+        raise InputError("requests", "there are no requests to histogram; check the dataset and the turn policy")
+    total = int(np.asarray(cells).sum())
+    if total == 0:
+        raise InputError("edges", f"every request falls outside the edges {list(input_edges)} x {list(output_edges)}; widen them or use overflow=open")
+    workload = labelled_matrix(np.asarray(cells, dtype=float) / total, in_labels, out_labels, field="histogram")
+    stats = {}
+    for name in ("input_tokens", "output_tokens"):
+        counts = kept[name][kept[name] > 0]
+        values, n = counts.index.to_numpy(dtype=float), counts.to_numpy(dtype=np.int64)
+        stats[name] = {"count": int(n.sum()), **{f"p{q}": _percentile_of_counts(values, n, q) for q in (50, 90, 99)},
+                       "max": np.float64(values.max()), "mean": np.float64(float((values * n).sum()) / n.sum())}
+    report = {"requests": int(requests), "in_histogram": total, "overflow_policy": overflow,
+              "beyond_last_edge": int(above), "below_first_edge": int(below),
+              "dropped": int(requests - total), "dropped_share": float((requests - total) / requests),
+              "input_edges": list(input_edges), "output_edges": list(output_edges),
+              "stats": pd.DataFrame(stats).T.to_dict()}
+    return workload, report
+
+
+def _percentile_of_counts(values: np.ndarray, counts: np.ndarray, q: float) -> np.float64:
+    """np.percentile(np.repeat(values, counts), q) (method linear) without building the repeated array."""
+    n = int(counts.sum())
+    virtual = (n - 1) * np.true_divide(q, 100)
+    previous = np.floor(virtual)
+    gamma = np.float64(virtual - previous)
+    lo = min(int(previous), n - 1)
+    hi = min(lo + 1, n - 1)
+    cumulative = np.cumsum(counts)
+    a, b = (np.float64(values[np.searchsorted(cumulative, k, side="right")]) for k in (lo, hi))
+    diff = b - a                      # numpy's _lerp, both branches, for bit-identical results
+    return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
 
 
 def length_stats(inputs, outputs) -> pd.DataFrame:
@@ -371,17 +424,34 @@ def save_histogram(workload: pd.DataFrame, report: Mapping, path: str | Path) ->
     return path
 
 
+ENGINES = ("datasets", "ray")
+
+
 def build_workload(*, dataset: str | None = None, trace: str | Path | None = None,
                    input_column: str = "ContextTokens", output_column: str = "GeneratedTokens",
                    edges: Sequence[float] = DEFAULT_EDGES, output_edges: Sequence[float] | None = None,
-                   overflow: str = "drop", **chat_options) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                   overflow: str = "drop", engine: str = "datasets", ray_address: str | None = None,
+                   **chat_options) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(workload, requests, report) from a chat dataset (`dataset`, see chats.chat_requests) or a length trace.
 
     The report says where every number came from: source, tokenizer, counting policy, skips,
-    overflow, edges and length percentiles.
+    overflow, edges, length percentiles and, for a chat dataset, the engine that tokenized it.
+    `engine="ray"` tokenizes and counts on a Ray cluster (`ray_address`, else RAY_ADDRESS, else a
+    local Ray; see scale.py): the same histogram and report, and instead of one row per request
+    `requests` is then the table of request counts per length (scale.length_counts).
     """
     if (dataset is None) == (trace is None):
         raise InputError("dataset/trace", "give exactly one: a chat dataset (name, path or synthetic) or a length trace file")
+    if engine not in ENGINES:
+        raise InputError("engine", f"must be one of {ENGINES}, got {engine!r}")
+    if engine == "ray":
+        if trace is not None:
+            raise InputError("engine", "ray tokenizes chat datasets; a length trace already holds token counts: drop --engine ray")
+        from .scale import ray_chat_histogram
+        return ray_chat_histogram(dataset, address=ray_address, edges=edges, output_edges=output_edges,
+                                  overflow=overflow, **chat_options)
+    if ray_address is not None:
+        raise InputError("ray_address", "applies to --engine ray only; add --engine ray or drop the address")
     if trace is not None:
         requests = read_trace(trace, input_column=input_column, output_column=output_column)
         provenance = {"source": f"trace {Path(trace).name} (columns {input_column}, {output_column})",
@@ -389,14 +459,20 @@ def build_workload(*, dataset: str | None = None, trace: str | Path | None = Non
     else:
         from .chats import chat_requests
         requests, info = chat_requests(dataset, **chat_options)
-        ds, tok, counts = info["dataset"], info["tokenizer"], info["counts"]
-        provenance = {"source": f"{ds['source']} ({ds.get('note')}; split {ds.get('split')}, "
-                                f"{ds.get('conversations')} conversations)",
-                      "tokenizer": f"{tok['name']} ({tok['note']}; special tokens {counts['special_tokens']}, "
-                                   f"chat template {counts['chat_template']})",
-                      "dataset": ds, "counts": counts, "cache": info.get("cache")}
+        provenance = {**chat_provenance(info), "engine": "datasets"}
     workload, report = histogram(requests, input_edges=edges, output_edges=output_edges, overflow=overflow)
     return workload, requests, {**provenance, **report}
+
+
+def chat_provenance(info: Mapping) -> dict:
+    """The sidecar's source, tokenizer, dataset, counts and cache entries for a tokenized chat dataset
+    (`info` as chats.chat_requests returns it); both engines write exactly these."""
+    ds, tok, counts = info["dataset"], info["tokenizer"], info["counts"]
+    return {"source": f"{ds['source']} ({ds.get('note')}; split {ds.get('split')}, "
+                      f"{ds.get('conversations')} conversations)",
+            "tokenizer": f"{tok['name']} ({tok['note']}; special tokens {counts['special_tokens']}, "
+                         f"chat template {counts['chat_template']})",
+            "dataset": ds, "counts": counts, "cache": info.get("cache")}
 
 
 def _plain(value):

@@ -399,3 +399,11 @@ def test_notebooks_show_tables_and_text_only_through_the_escaping_helpers():
         code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
         assert not re.search(r"\.style\b", code), nb.name
         assert not re.search(r"Markdown\(\s*f?[\"'].*\{", code), nb.name
+
+
+def test_broken_workload_sidecar_is_one_line(tmp_path, capsys):
+    (tmp_path / "w.csv").write_text(WORKLOAD)
+    (tmp_path / "w.json").write_text('{"source": "a", "source": "b"}')
+    (tmp_path / "gpus.yaml").write_text(profile_yaml(["A10G"]))
+    code, _, err = cli(["solve", "--workload", "w.csv", "--gpus", "gpus.yaml", "--rate", "4"], tmp_path, capsys)
+    one_line(code, err, "workload sidecar")

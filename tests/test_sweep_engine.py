@@ -207,13 +207,13 @@ def _processes_in(folder: Path) -> list[int]:
     return pids
 
 
-@pytest.mark.slow
 def _default_sigint():
     """In the child: SIGINT back to its default. A suite started in the background (`nohup make test &`)
     inherits SIGINT ignored, and Python would then never raise KeyboardInterrupt (DESIGN trap 16)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_workers_records_and_cleans_up(tmp_path):
     out = tmp_path / "sigint"
     proc = subprocess.Popen(_quick(out, ",".join(str(r) for r in range(1, 13)), "--render", "all", "-j", "2"),

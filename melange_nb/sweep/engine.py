@@ -18,6 +18,12 @@ With the spec's `simulate` key, each point's reference plan is simulated right a
 the same task (so in the worker pool, one point per task; a tqdm bar counts points), and the results
 gain attainment and p99 TTFT/TPOT columns (see `spec`).
 
+With `ray` (the spec's ``ray:`` or ``--ray-address``) the points (and their simulations) are solved as
+Ray tasks on a cluster (`scale.RayPool`, one more executor behind the pool interface); the driver
+records the results as each task finishes, logs the progress, and renders the pages in its own pool.
+A task whose node dies is retried by Ray on another node; one that still fails fails its points in
+one line.
+
 A re-run skips done points whose inputs (parameters, simulate options and the contents of the workload
 and profile files) are unchanged, re-solves the others, and ``retry_failed`` re-runs failed ones. Ctrl-C
 stops within seconds: workers end, finished points are recorded, temporary folders are removed.
@@ -61,11 +67,14 @@ SweepLocked = FolderLocked     # another sweep (or a plan) holds the output fold
 # ---------------------------------------------------------------- running
 
 def run_sweep(spec: Mapping[str, Any], out_dir: str | Path, *, workers: int | None = None,
-              retry_failed: bool = False, render=None, html: bool = True, log=print) -> dict[str, Any]:
+              retry_failed: bool = False, render=None, html: bool = True, log=print,
+              ray: str | bool | None = None) -> dict[str, Any]:
     """Solve every point not yet done with its current inputs, render the chosen points; return the manifest.
 
     `render`: changes | all | none | a list of rates (default: the spec's `render`). Raises
-    `InputError` before writing anything when an input is bad, `SweepLocked` when another sweep
+    `ray` (an address HOST:PORT, or True for RAY_ADDRESS else a local Ray; default: the spec's `ray`)
+    solves the points as Ray tasks on a cluster (scale.RayPool); rendering stays in this process's pool.
+    Raises `InputError` before writing anything when an input is bad, `SweepLocked` when another sweep
     holds `out_dir`, and `SweepInterrupted` on Ctrl-C (after recording what finished).
     """
     render = spec["render"] if render is None else render_choice(render, spec["rates"], "--render")
@@ -77,6 +86,7 @@ def run_sweep(spec: Mapping[str, Any], out_dir: str | Path, *, workers: int | No
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out, by="sweep"):
         run = _Run(spec, out, workers, retry_failed, render, html, log, checked)
+        run.ray = spec.get("ray") if ray is None else ray
         try:
             return run.go()
         except KeyboardInterrupt as exc:
@@ -95,7 +105,8 @@ class _Run:
         self.spec, self.out, self.workers, self.retry_failed = spec, out, workers, retry_failed
         self.render, self.html, self.log, self.checked = render, html, log, checked
         self.state = _load_manifest(out, spec)
-        self.pool: WorkerPool | None = None
+        self.pool: cf.ProcessPoolExecutor | None = None
+        self.ray: str | bool | None = None
         self.kept = pd.DataFrame()
         self.new_rows: list[dict] = []
 
@@ -151,29 +162,41 @@ class _Run:
         for p in todo:
             groups.setdefault(p.problem, []).append(p)
         tasks = []
+        workers, remote = self.workers, bool(self.ray) and bool(todo)
+        if remote:      # one more executor behind the same pool interface: Ray tasks on a cluster
+            from ..scale import RayPool
+
+            self.pool = RayPool(None if self.ray is True else self.ray)
+            workers = self.pool.cpus
+            self.log(f"solving {len(todo)} points on {self.pool.description}")
+        parallel = remote or (self.workers > 1 and len(todo) >= (2 if simulated else POOL_MIN_POINTS))
         for key, pts in groups.items():
             slo = slo_label(self.spec, pts[0], self.checked["profiles"][profile_file(self.spec, pts[0])])
             task = _solve_task(self.spec, pts[0], files, slo)
             if simulated:     # one point per task: a simulation's cost grows with the rate, so chunks balance badly
                 size = 1
             else:
-                size = len(pts) if self.workers == 1 or len(todo) < POOL_MIN_POINTS else \
-                    max(1, math.ceil(len(todo) / (self.workers * 4)))
+                size = max(1, math.ceil(len(todo) / (workers * 4))) if parallel and workers > 1 else len(pts)
             for i in range(0, len(pts), size):
                 tasks.append({**task, "points": [(p.id, p.rate) for p in pts[i:i + size]]})
         start = time.perf_counter()
         bar = _progress(len(todo), "simulating" if simulated else "solving") if simulated else None
-        if self.workers > 1 and len(todo) >= (2 if simulated else POOL_MIN_POINTS):
-            self.pool = worker_pool(min(self.workers, len(tasks)))
+        if parallel:
+            self.pool = self.pool or worker_pool(min(self.workers, len(tasks)))
             with _workers_spawning():
                 futures = {self.pool.submit(_solve_all, t): t for t in tasks}
+            finished = 0
             for fut in cf.as_completed(futures):
                 try:
                     self._record_solved(fut.result())
-                except Exception as exc:   # a worker that died (BrokenProcessPool) or could not return
+                except Exception as exc:   # a worker that died (BrokenProcessPool, a lost Ray node) or could not return
                     self._fail_task(futures[fut], exc)
+                finished += len(futures[fut]["points"])
                 if bar is not None:
                     bar.update(len(futures[fut]["points"]))
+                if remote:                 # progress, recorded first: a driver lost now keeps what finished
+                    self.record()
+                    self.log(f"{finished} of {len(todo)} points solved ({time.perf_counter() - start:.1f} s)")
             self.stop_pool()
         else:
             for task in tasks:

@@ -28,6 +28,8 @@ A sweep spec (``params/sweeps/*.yaml``)::
     simulate: {duration_s: 600, arrival: poisson, seed: 0, routing: least}   # optional (or `true`): simulate
                                                 #   each point's reference plan (profiles need latency models)
     target_attainment: 0.99                     # optional: also find the cheapest plan reaching this attainment
+    ray: null                                   # HOST:PORT of a Ray head, or true (RAY_ADDRESS, else a local
+                                                #   Ray): the points are solved as Ray tasks (--ray-address)
 
 With `simulate`, every point's reference plan serves a generated stream in the worker that solved it
 (`attainment.check_plan`): results gain ``attainment``, ``p99_ttft_ms``, ``p99_tpot_ms`` (and, with

@@ -1,0 +1,214 @@
+"""Ray as the scale-out engine (melange_nb/scale.py): counts that give the default engine's histogram,
+one-line errors before any cluster starts, and (slow) a real two-node cluster on loopback only."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from melange_nb.workload import bucket_index, histogram, histogram_from_counts
+
+from ray_cluster import ADDRESS, NamespacedCluster, skip_reason
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "melange_nb.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env)
+
+
+def _counts(requests, edges, out_edges, overflow):
+    """What the Ray workers send: requests per bucket and per kept length, and the totals."""
+    x, y = requests["input_tokens"].to_numpy(float), requests["output_tokens"].to_numpy(float)
+    i, j, keep, above, below = bucket_index(x, y, edges, out_edges, overflow)
+    shape = (len(edges) - 1 + (overflow == "open"), len(out_edges) - 1 + (overflow == "open"))
+    cells = np.zeros(shape, dtype=np.int64)
+    np.add.at(cells, (i[keep], j[keep]), 1)
+    kept = pd.DataFrame({"input_tokens": pd.Series(x[keep].astype(int)).value_counts(),
+                         "output_tokens": pd.Series(y[keep].astype(int)).value_counts()}).fillna(0).astype(int)
+    kept.index.name = "tokens"
+    return cells, kept, dict(requests=len(x), above=int(above.sum()), below=int(below.sum()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 3000)), min_size=1, max_size=300),
+       st.sampled_from(["drop", "clip", "open"]))
+def test_histogram_from_counts_equals_histogram(pairs, overflow):
+    requests = pd.DataFrame(pairs, columns=["input_tokens", "output_tokens"])
+    edges, out_edges = [0, 25, 100, 250, 500, 1000, 2000], [0, 50, 500, 2000]
+    try:
+        want_w, want_r = histogram(requests, input_edges=edges, output_edges=out_edges, overflow=overflow)
+    except Exception as exc:    # every request outside the edges: both must say so
+        with pytest.raises(type(exc), match="outside the edges"):
+            histogram_from_counts(*_counts(requests, edges, out_edges, overflow)[:2],
+                                  **_counts(requests, edges, out_edges, overflow)[2],
+                                  input_edges=edges, output_edges=out_edges, overflow=overflow)
+        return
+    cells, kept, totals = _counts(requests, edges, out_edges, overflow)
+    got_w, got_r = histogram_from_counts(cells, kept, **totals, input_edges=edges, output_edges=out_edges,
+                                         overflow=overflow)
+    pd.testing.assert_frame_equal(got_w, want_w, check_exact=True)
+    assert json.dumps(got_r, sort_keys=True) == json.dumps(want_r, sort_keys=True)   # percentiles bit for bit
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    from melange_nb.errors import InputError
+    from melange_nb.scale import require_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)      # as if Ray were not installed
+    with pytest.raises(InputError, match=r"pip install 'melange-nb\[scale\]'"):
+        require_ray()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "synthetic:50", "--engine", "ray", "--max-conversations", "10", "--seed", "1"], "--seed"),
+    (["--trace", "t.csv", "--engine", "ray"], "a --trace already holds token counts"),
+    (["--dataset", "synthetic:50", "--ray-address", "127.0.0.1:6379"], "applies to --engine ray only"),
+    (["--dataset", "chats.csv", "--engine", "ray"], "reads Parquet or JSONL"),
+    (["--dataset", "synthetic:50", "--engine", "ray", "--ray-address", "127.0.0.1:1"], "nothing answers at 127.0.0.1:1"),
+    (["--dataset", "synthetic:50", "--engine", "ray", "--ray-address", "no-port"], "HOST:PORT"),
+    (["--dataset", "synthetic:50", "--engine", "ray", "--edges", "0,100,50"], "edges"),
+])
+def test_bad_ray_options_fail_in_one_line_before_any_cluster(tmp_path, args, message):
+    (tmp_path / "chats.csv").write_text('conversation\n"[]"\n')
+    env = {**os.environ, "MELANGE_NB_OUTPUTS": str(tmp_path / "outputs"), "RAY_ADDRESS": ""}
+    args = [str(tmp_path / a) if a in ("chats.csv", "t.csv") else a for a in args]
+    result = _cli("workload", *args, "-o", tmp_path / "w.csv", env=env)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "w.csv").exists()
+
+
+# ---------------------------------------------------------------- a real two-node cluster (slow)
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    c = NamespacedCluster(worker_nodes=1, cpus=1)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def chats(tmp_path_factory):
+    """400 synthetic conversations as JSONL and as Parquet (with a language column to filter on)."""
+    from melange_nb.synthetic import make_chats
+
+    folder = tmp_path_factory.mktemp("chats")
+    rows = make_chats(400, seed=3)
+    for k, row in enumerate(rows):
+        row["language"] = "English" if k % 3 else "German"
+    (folder / "chats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pd.DataFrame(rows).to_parquet(folder / "chats.parquet")
+    return folder
+
+
+def _same_sidecar(a: dict, b: dict) -> None:
+    """Equal but for the engine, the dataset fingerprint (each engine's own) and the cache state."""
+    a, b = json.loads(json.dumps(a)), json.loads(json.dumps(b))
+    for side in (a, b):
+        side.pop("engine"), side.pop("cache"), side["dataset"].pop("fingerprint")
+    assert a == b
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source, options", [
+    ("chats.jsonl", []),
+    ("chats.parquet", ["--max-conversations", "300", "--language", "English", "--turn-policy", "first",
+                       "--special-tokens", "--overflow", "open", "--edges", "0,50,200,1000"]),
+])
+def test_two_node_workload_equals_the_default_engine(cluster, chats, tmp_path, source, options):
+    env = {**cluster.env, "MELANGE_NB_OUTPUTS": str(tmp_path / "outputs")}
+    local = _cli("workload", "--dataset", chats / source, *options, "-o", tmp_path / "local.csv", env=env)
+    assert local.returncode == 0, local.stderr
+    on_ray = cluster.run(sys.executable, "-m", "melange_nb.cli", "workload", "--dataset", chats / source, *options,
+                         "--engine", "ray", "--ray-address", ADDRESS, "-o", tmp_path / "ray.csv", env=env)
+    assert on_ray.returncode == 0, on_ray.stderr[-2000:]
+    assert (tmp_path / "ray.csv").read_text() == (tmp_path / "local.csv").read_text()
+    local_meta = json.loads((tmp_path / "local.json").read_text())
+    ray_meta = json.loads((tmp_path / "ray.json").read_text())
+    assert local_meta["engine"] == "datasets"
+    assert ray_meta["engine"].startswith("ray (ray 2.") and "2 nodes, 2 CPUs" in ray_meta["engine"]
+    _same_sidecar(local_meta, ray_meta)
+    # The cache still applies: the same command again counts nothing on the cluster.
+    again = cluster.run(sys.executable, "-m", "melange_nb.cli", "workload", "--dataset", chats / source, *options,
+                        "--engine", "ray", "--ray-address", ADDRESS, "-o", tmp_path / "again.csv", env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((tmp_path / "again.json").read_text())["cache"] == "hit"
+    assert (tmp_path / "again.csv").read_text() == (tmp_path / "local.csv").read_text()
+
+
+@pytest.mark.slow
+def test_two_node_workload_reports_a_bad_row_in_one_line(cluster, tmp_path):
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"conversation": [{"role": "user", "content": 3}]}) + "\n")
+    env = {**cluster.env, "MELANGE_NB_OUTPUTS": str(tmp_path / "outputs")}
+    result = cluster.run(sys.executable, "-m", "melange_nb.cli", "workload", "--dataset", tmp_path / "bad.jsonl",
+                         "--engine", "ray", "--ray-address", ADDRESS, "-o", tmp_path / "w.csv", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("melange-nb: error: dataset:"), result.stderr[-1500:]
+    assert not (tmp_path / "w.csv").exists()
+
+
+# ---------------------------------------------------------------- sweeps on the cluster (slow)
+
+SEED_WORKLOAD = "params/workloads/arena-seed.csv"
+SEED_GPUS = "params/gpus/llama2-7b-seed.yaml"
+
+
+def _sweep_args(rates, out):
+    from melange_nb.config import PROJECT_ROOT
+
+    return ["sweep", "--workload", PROJECT_ROOT / SEED_WORKLOAD, "--gpus", PROJECT_ROOT / SEED_GPUS,
+            "--rates", ",".join(map(str, rates)), "--solver", "exact", "--solver", "melange", "--render", "none",
+            "-o", out]
+
+
+def _results(out):
+    table = pd.read_csv(out / "results.csv").drop(columns=["solve_seconds"])
+    return table.sort_values(["point", "policy"]).reset_index(drop=True)
+
+
+def _manifest(out):
+    return json.loads((out / "manifest.json").read_text())["points"]
+
+
+@pytest.mark.slow
+def test_two_node_sweep_equals_the_local_pool_and_survives_a_lost_node(cluster, tmp_path):
+    """Points run as Ray tasks on both nodes; the worker node is killed mid-sweep: no finished point
+    is lost (the manifest is recorded as points finish), and the sweep (or a re-run) completes with
+    the local pool's results."""
+    rates = [round(0.5 * k, 1) for k in range(1, 121)]
+    env = {**cluster.env, "MELANGE_NB_OUTPUTS": str(tmp_path / "outputs")}
+    local = _cli(*_sweep_args(rates, tmp_path / "local"), "-j", "2", env=env)
+    assert local.returncode == 0, local.stderr[-1500:]
+    out = tmp_path / "ray"
+    sweep = cluster.popen(sys.executable, "-m", "melange_nb.cli", *_sweep_args(rates, out), "--ray-address", ADDRESS,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines, done_before = [], {}
+    for line in sweep.stdout:
+        lines.append(line)
+        if "points solved" in line and (out / "manifest.json").is_file():
+            done_before = {k: v for k, v in _manifest(out).items() if v["status"] == "done"}
+            if done_before:
+                cluster.kill_node(1)          # the worker node, while points are still running
+                break
+    lines += sweep.stdout.readlines()
+    code = sweep.wait()
+    log = "".join(lines)
+    assert done_before, log[-1500:]
+    assert "on ray 2." in log and "2 nodes" in log, log[-1500:]
+    assert code in (0, 1), log[-1500:]
+    after = _manifest(out)
+    assert all(after[k]["status"] == "done" for k in done_before)      # nothing finished is lost
+    failed = {k: v["error"] for k, v in after.items() if v["status"] == "failed"}
+    assert all("\n" not in e for e in failed.values())                  # a lost task: one line per point
+    rerun = cluster.run(sys.executable, "-m", "melange_nb.cli", *_sweep_args(rates, out), "--ray-address", ADDRESS,
+                        "--retry-failed", env=env)
+    assert rerun.returncode == 0, rerun.stdout[-1500:] + rerun.stderr[-1500:]
+    assert all(v["status"] == "done" for v in _manifest(out).values())
+    pd.testing.assert_frame_equal(_results(out), _results(tmp_path / "local"))
