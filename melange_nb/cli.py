@@ -202,6 +202,9 @@ def _parser() -> argparse.ArgumentParser:
     pp.add_argument("--sol", default="label", choices=["label", "calibrate"],
                     help="GPUs without measured data: label the speed-of-light estimate, or scale it by a sibling GPU")
     pp.add_argument("--no-cache", action="store_true", help="ignore outputs/cache/profiles/")
+    pp.add_argument("--latency", action="store_true",
+                    help="also fit a latency model per GPU type (as `profile latency` does), so `simulate` and "
+                         "--target-attainment can use the file (default: rates only)")
     pp.add_argument("-o", "--output", required=True, help="profile YAML to write (e.g. params/gpus/NAME.yaml)")
     pk = psub.add_parser("check", help="self-consistency: per bucket, the simulated max rate of one replica under its "
                                        "latency model against the profile's rate")
@@ -866,7 +869,13 @@ def _profile(args) -> int:
               f"SLO {format_slo(first['slo'])}, tp={args.tp}.\nKernel data: {data}.\n" + "".join(f"{n}.\n" for n in auto)
               + (f"WARNING: {caveat}\n" if caveat else "")
               + "Rows = input-token buckets, columns = output-token buckets; requests/s of one replica.")
+    table = None
+    if args.latency:
+        from .simulate import latency_from_predictions
+        gpus, table = latency_from_predictions(gpus, progress=sys.stderr.isatty())
     path = save_profiles(args.output, gpus, header=header)
+    if table is not None:
+        _print_fits(gpus, table)
     zeros = sum(1 for g in gpus.values() for c in g.meta["cell_notes"] if g.tputs.loc[c["input"], c["output"]] == 0)
     listed = ", ".join(f"{n} ({g.meta['system']}, ${g.cost:g}/h)" for n, g in gpus.items())
     print(f"wrote {path}: {listed}" + (f"; {zeros} bucket(s) are 0 with a note" if zeros else ""))
@@ -919,12 +928,17 @@ def _profile_latency(args) -> int:
     header = "".join(line[2:] + "\n" for line in path.read_text(encoding="utf-8").splitlines()
                      if line.startswith("# ")).rstrip("\n") or None
     save_profiles(args.output, gpus, header=header)
+    _print_fits(gpus, table)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _print_fits(gpus, table) -> None:
+    """One line per fitted latency model: its source and how many buckets it reproduces within 15%."""
     for gpu, part in table.groupby("gpu", sort=False):
         ratio = part["ratio"]
         print(f"{gpu}: {gpus[gpu].latency.source}; {int((abs(ratio - 1) <= 0.15).sum())} of {len(part)} buckets "
               f"within 15% (median {ratio.median():.2f})")
-    print(f"wrote {args.output}")
-    return 0
 
 
 def _backend_option(values: list[str] | None, gpus: list[str]) -> str | dict[str, str]:

@@ -522,7 +522,7 @@ def _highs_check(prob, y, x, slices, p, slice_factor, budget):
 
     try:
         with _quiet_stdout():
-            prob.solve(pulp.HiGHS(msg=False, timeLimit=float(budget), threads=1))
+            prob.solve(pulp.HiGHS(msg=False, timeLimit=float(budget), threads=1, gapRel=0.0, gapAbs=0.0))
     except Exception:   # noqa: BLE001  (a check that cannot run proves nothing; CBC's answer stands, unconfirmed)
         return None
     plan = _melange_plan(p, prob, y, x, slices, slice_factor, "HiGHS")

@@ -133,3 +133,23 @@ def test_speed_of_light_calibrated_by_a_sibling_is_slower_and_says_so():
     assert served.all() and (calibrated.tputs.to_numpy() < labelled.tputs.to_numpy()).all()
     assert any("scaled per bucket by l40s's measured/speed-of-light ratio" in n for n in calibrated.meta["notes"])
     assert not any("SPEED-OF-LIGHT" in n for n in calibrated.meta["notes"])
+
+
+def test_cli_latency_option_writes_a_profile_simulate_can_use(tmp_path, outputs, capsys):
+    """`profile predict --latency` fits a latency model per GPU type in the same command: the file then
+    simulates, and the model reproduces the profile's own rates in most buckets."""
+    from melange_nb.simulate import load_plan, simulate, stream_from_workload
+
+    out = tmp_path / "p.yaml"
+    assert main(["profile", "predict", "--model", LLAMA, "--gpu", "h100_sxm=H100", "--slo", "tpot_ms=40",
+                 "--edges", "0,100,1000", "--output-edges", "0,100,500", "--latency", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "H100: fit: profile rates + aiconfigurator-core" in printed and "buckets within 15%" in printed
+    gpus = load_gpus(out)
+    model = gpus["H100"].latency
+    assert model is not None and model.source.startswith("fit: profile rates")
+    workload = pd.DataFrame(0.25, index=gpus["H100"].tputs.index, columns=gpus["H100"].tputs.columns)
+    stream = stream_from_workload(workload, rate=2.0, duration_s=30, seed=1)
+    result = simulate(stream, load_plan(None, gpus, workload=workload, rate=2.0), gpus, seed=1)
+    assert result.status == "ok" and len(result.requests) == len(stream)
+    assert result.summary.loc["all", "attainment"] > 0.9
