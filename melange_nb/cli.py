@@ -900,6 +900,8 @@ def _profile_check(args) -> int:
         raise InputError("--requests", f"must be at least 20, got {args.requests}")
     gpus = select_gpus(load_gpus(args.profile), args.gpu)
     table = check_profiles(gpus, arrival=args.arrival, requests=args.requests, progress=sys.stderr.isatty())
+    for gpu in (g for g, p in gpus.items() if p.tputs.to_numpy().max() <= 0):
+        print(f"{gpu}: serves no bucket at this SLO (every rate is 0): nothing to check")
     for gpu, part in table.groupby("gpu", sort=False):
         ratio = part["ratio"]
         within = int((abs(ratio - 1) <= 0.15).sum())

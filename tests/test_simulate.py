@@ -403,6 +403,22 @@ def test_cli_profile_check_prints_ratios_and_refuses_a_file_without_latency(tmp_
     assert np.allclose(table["ratio"], table["simulated_rate"] / table["profile_rate"])
     code, _, err = run_cli(capsys, "profile", "check", "params/gpus/llama2-7b-seed.yaml")
     assert code == 2 and "has no latency model; add a `latency:` section" in err and len(err.splitlines()) == 1
+    # a GPU type that serves no bucket (no latency model needed) is named, not left out silently
+    idle = dataclasses.replace(small, name="Z", latency=None)
+    idle.tputs.loc[:, :] = 0.0
+    both = save_profiles(tmp_path / "two.yaml", {"G": load_gpus(prof)["G"], "Z": idle})
+    code, out, _ = run_cli(capsys, "profile", "check", both, "--requests", 60)
+    assert code == 0 and "Z: serves no bucket at this SLO (every rate is 0): nothing to check" in out
+
+
+def test_committed_hand_latency_example_reproduces_the_readme_answer(arena_csv, capsys):
+    """The README's `solve --target-attainment` example on the committed hand-written latency models."""
+    code, out, _ = run_cli(capsys, "solve", "--workload", arena_csv, "--gpus",
+                           "params/gpus/llama2-7b-seed-hand-latency-tpot40.yaml", "--rate", 8, "--target-attainment", 0.99,
+                           "--format", "text")
+    assert code == 0
+    assert "1×A10G + 2×A100 ($8.35/h, throughput only) meets TPOT ≤ 40 ms for 58.5% of requests" in out
+    assert "7×A10G ($7.07/h) meets it for 99.6%" in out and "one A10G less: 90.6%" in out
 
 
 def test_profile_import_fits_a_latency_model_to_measured_runs(tmp_path, capsys):
