@@ -34,7 +34,8 @@ PACKAGES = ("melange-nb", "papermill", "nbconvert", "pandas", "numpy", "pulp", "
 # that builds one first.
 ALLOCATION_DEFAULTS: dict[str, Any] = {"workload": None, "gpus": None, "rate": None, "slice_factor": 1,
                                        "solver": ["exact", "melange"], "time_limit": None, "gpu_names": [],
-                                       "constraints": {}, "simulate": None, "target_attainment": None}
+                                       "constraints": {}, "simulate": None, "target_attainment": None,
+                                       "index_page": None}   # a sweep sets "../index.html" (the back link)
 WORKLOAD_KEYS = schemas.WORKLOAD_KEYS
 
 
