@@ -299,7 +299,7 @@ def histogram_from_counts(cells: np.ndarray, kept: pd.DataFrame, *, requests: in
     workload = labelled_matrix(np.asarray(cells, dtype=float) / total, in_labels, out_labels, field="histogram")
     stats = {}
     for name in ("input_tokens", "output_tokens"):
-        counts = kept[name][kept[name] > 0]
+        counts = kept[name][kept[name] > 0].sort_index()     # order statistics need ascending lengths
         values, n = counts.index.to_numpy(dtype=float), counts.to_numpy(dtype=np.int64)
         stats[name] = {"count": int(n.sum()), **{f"p{q}": _percentile_of_counts(values, n, q) for q in (50, 90, 99)},
                        "max": np.float64(values.max()), "mean": np.float64(float((values * n).sum()) / n.sum())}
