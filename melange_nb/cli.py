@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import InputError, MelangeError
+from .errors import InputError, MelangeError, SweepInterrupted
 from .workload import DEFAULT_EDGES
 
 FILE_SCHEMAS = ("gpus", "prices", "run", "sweep")     # `melange-nb schema KIND` (schemas.FILE_MODELS)
@@ -1020,8 +1020,6 @@ def main(argv=None) -> int:
         print("melange-nb: interrupted", file=sys.stderr)
         return 130
     except MelangeError as exc:
-        from .sweep import SweepInterrupted   # light: sweep is imported already when a sweep was interrupted
-
         print(f"melange-nb: {'' if isinstance(exc, SweepInterrupted) else 'error: '}{exc}", file=sys.stderr)
         return 130 if isinstance(exc, SweepInterrupted) else 2
 

@@ -46,7 +46,7 @@ from typing import Any, Iterator, Mapping
 
 import pandas as pd
 
-from ..errors import InputError, MelangeError
+from ..errors import InputError, MelangeError, SweepInterrupted
 from ..files import FolderLocked, atomic_write, folder_lock, write_json
 from ..run import ALLOCATION_NOTEBOOK, WORKLOAD_NOTEBOOK, execute_notebook, manifest, relative_to
 from .spec import NO_CONSTRAINTS, Point, check_inputs, grid, profile_file, render_choice, slo_label
@@ -55,10 +55,6 @@ SUMMARY_NOTEBOOK = "03_sweep_summary.ipynb"
 # Below this many points to solve, spawning worker processes (about 2 s each to import the stack)
 # costs more than it saves: solve in this process.
 POOL_MIN_POINTS = 300
-
-
-class SweepInterrupted(MelangeError):
-    """Ctrl-C: the sweep stopped; finished points are recorded and a re-run resumes."""
 
 
 SweepLocked = FolderLocked     # another sweep (or a plan) holds the output folder
