@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import pandas as pd
 import yaml
@@ -239,7 +239,3 @@ def _previous_service_files(path: Path) -> set[str]:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return set()
     return {name for name in listed if isinstance(name, str) and _SERVICE_FILE.fullmatch(name)}
-
-
-def export_names(deploy: Mapping) -> Sequence[str]:
-    return [deploy["gpus"][g]["service_file"] for g in deploy["gpus"]] + ["deploy.json"]

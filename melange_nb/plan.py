@@ -38,8 +38,6 @@ from .solver import LOAD_EPS, Constraints, SolveResult, flat_problem, highs_prog
 from .workload import (OVERFLOW_POLICIES, bucket_index, bucket_labels, labelled_matrix, parse_bucket_labels,
                        read_trace)
 
-PLAN_SOLVERS = ("exact", "melange")   # schemas.PlanOptions.solver
-
 
 # ---------------------------------------------------------------- inputs: trace, window, edges
 

@@ -216,7 +216,7 @@ def printable_text(value: Any, where: str, *, limit: int = 1000, what: str = "te
 from typing import Annotated, ClassVar, Literal  # noqa: E402
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,  # noqa: E402
-                      ValidationError, ValidationInfo, field_validator, model_validator)
+                      ValidationError, ValidationInfo, model_validator)
 
 UNKNOWN = "unknown"
 
