@@ -150,7 +150,10 @@ def search_window(workload: pd.DataFrame, rate: float, base, stream: pd.DataFram
 
 
 def run_searches(jobs: Sequence[tuple], *, workers: int = 1, ray=None, progress: bool = False) -> list[dict]:
-    """`search_window` over the job tuples, results in job order."""
+    """`search_window` over the job tuples, results in job order (`progress`: a bar over the windows)."""
+    if progress:
+        from tqdm.auto import tqdm
+        jobs = tqdm(jobs, desc="attainment search per window", unit="window", disable=None, leave=False)
     return [search_window(*job) for job in jobs]
 
 
