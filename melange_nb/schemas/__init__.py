@@ -8,12 +8,9 @@ One module per input kind: `profiles` (``params/gpus/*.yaml``), `prices` (``para
 edge checks, the `Schema` base and `validate`). The public names are re-exported here:
 ``from melange_nb.schemas import SweepSpec, validate``.
 
-The rules hold everywhere at once: booleans are not numbers, NaN and infinities are not numbers,
-strings are not numbers, and a mapping never names a key twice (the strict file readers in
-`files.py` refuse repeated keys). Each helper takes `where`, the field path an error names
-(``"gpus.yaml: gpus.A10G.cost"``), and raises `InputError` with the fix; `validate` runs a model
-and turns pydantic's first error into that same one line. `json_schema(kind)` is what `melange-nb
-schema sweep|gpus|prices|run` prints, for editors (``# yaml-language-server: $schema=FILE``).
+`common`'s docstring gives the rules every check follows (a bool, NaN or numeric string is no number;
+every error is one line naming the field and the fix). `json_schema(kind)` is what `melange-nb schema
+sweep|gpus|prices|run` prints, for editors (``# yaml-language-server: $schema=FILE``).
 """
 from __future__ import annotations
 
