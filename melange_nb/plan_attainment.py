@@ -7,7 +7,8 @@ rows in the window, replayed alone at their own times, starting with empty repli
 target, starting from the window's throughput-only mix (`simulate.search_attainment`: add the GPU
 type buying the most attainment per dollar until the target holds, try each type alone, then remove
 GPUs while the target still holds, so the mix found is minimal). Empty windows keep their idle
-counts. The per-window searches are independent tasks (`search_window`, a picklable top-level
+counts. A search that simulates 200 plans without an answer (e.g. every plan's queue unbounded) keeps
+the window's throughput-only mix, status ``not_met``. The per-window searches are independent tasks (`search_window`, a picklable top-level
 function applied to a list of job tuples).
 
 Then the whole trace is replayed through the plan found and through the throughput-only plan (counts

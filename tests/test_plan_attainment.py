@@ -234,3 +234,24 @@ def test_the_report_gives_the_target_answer_first(planned, tmp_path):
     assert body.index("SLO attainment</b>: The per-window plan found for 99%") < body.index("<img")
     for leak in (str(tmp_path), "Warning", "<melange_nb", "object at 0x"):
         assert leak not in body
+
+
+@pytest.mark.slow
+def test_a_search_that_gives_up_keeps_the_throughput_only_mix(four_minutes, tmp_path, capsys):
+    # KV caches of 1,500 tokens: a replica holds about one request, every plan's queue is unbounded, no mix reaches
+    # anything; search_attainment stops after 200 plans and the window keeps its throughput-only mix
+    gpus = tmp_path / "tiny-kv.yaml"
+    gpus.write_text(HAND.read_text().replace("kv_tokens: 20000", "kv_tokens: 1500").replace("kv_tokens: 100000",
+                                                                                           "kv_tokens: 1500"))
+    requests = pd.read_csv(four_minutes)
+    trace = tmp_path / "two-minutes.csv"
+    requests[pd.to_datetime(requests["TIMESTAMP"]) < pd.Timestamp("2023-11-16 18:17:00")].to_csv(trace, index=False)
+    out = tmp_path / "out"
+    code = main(["plan", "--trace", str(trace), "--gpus", str(gpus), "--window", "1min", "--target-attainment", "1",
+                 "-o", str(out)])
+    stdout = capsys.readouterr().out
+    assert code == 1 and "2 of 2 windows reach no mix holding 100% (best found kept)" in stdout
+    table = pd.read_csv(out / "plan.csv")
+    assert (table["target_status"] == "not_met").all()
+    assert table[["target_A10G", "target_A100"]].to_numpy().tolist() == table[["A10G", "A100"]].to_numpy().tolist()
+    assert table["target_plans_tried"].isna().all()
