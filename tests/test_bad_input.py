@@ -209,7 +209,7 @@ def test_output_paths_that_cannot_be_written(tmp_path, capsys):
 
 def test_usage_errors_are_one_line_through_a_real_process(tmp_path):
     out = subprocess.run([sys.executable, "-m", "melange_nb.cli", "solve", "--rate", "x"], capture_output=True,
-                         text=True, timeout=120, cwd=tmp_path)
+                         text=True, cwd=tmp_path)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "Traceback" not in out.stderr and list(tmp_path.iterdir()) == []
 
@@ -248,7 +248,8 @@ def test_bad_chat_dataset(tmp_path, capsys, monkeypatch, case):
 
 @pytest.mark.slow
 def test_bad_rows_are_caught_before_the_tokenizer_pool(tmp_path):
-    # DESIGN trap 13: an error inside datasets.map(num_proc=2) used to hang the parent forever.
+    # DESIGN trap 13: an error inside datasets.map(num_proc=2) used to hang the parent forever. The timeout
+    # is this test's subject (a hang must fail it, not stall the suite): the one wall-clock limit kept here.
     rows = [{"conversation": GOOD_TURN}] * 2100 + [{"conversation": [{"role": "user", "text": "x"}]}]
     jsonl(tmp_path, "big.jsonl", rows)
     env = {**os.environ, "MELANGE_NB_OUTPUTS": str(tmp_path / "outputs")}
@@ -293,7 +294,7 @@ def test_offline_hub_fails_fast_in_one_line(tmp_path):
     for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         env.pop(k, None)
     out = subprocess.run([sys.executable, "-m", "melange_nb.cli", "workload", "--dataset", "lmsys/lmsys-chat-1m",
-                          "-o", "w.csv"], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+                          "-o", "w.csv"], capture_output=True, text=True, cwd=tmp_path, env=env)
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and "could not reach the HuggingFace hub" in lines[0], out.stderr
     assert "Retrying" not in out.stderr and not (tmp_path / "w.csv").exists()

@@ -13,7 +13,7 @@ ARENA = str(WORKLOADS_DIR / "arena-seed.csv")
 
 def cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "melange_nb.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+                          text=True, cwd=cwd)
 
 
 def test_melange_format_matches_melange_release_exactly(shared_data):

@@ -194,7 +194,7 @@ def test_window_parsing():
 
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "melange_nb.cli", "plan", *map(str, args)], capture_output=True,
-                          text=True, timeout=300)
+                          text=True)
 
 
 @pytest.mark.parametrize("case, rows, args, message", [

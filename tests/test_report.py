@@ -187,8 +187,7 @@ def test_shared_notebook_loses_progress_bars_and_absolute_paths(tmp_path):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "melange_nb.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "melange_nb.cli", *map(str, args)], capture_output=True, text=True)
 
 
 def test_version_text_summary_and_one_line_usage_errors():

@@ -150,11 +150,14 @@ def _quick(out: Path, rates: str, *extra: str) -> list[str]:
             "--solver", "exact", *extra]
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    """Poll until `predicate()` is true; fail (not hang) after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+def _wait_for(predicate, what: str, *, proc: subprocess.Popen | None = None, timeout: float | None = None):
+    """Poll until `predicate()` is true; fail (not hang) if `proc` exits first. `timeout` (seconds) only where
+    the time is the subject: processes that must end within seconds of a Ctrl-C."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     while not predicate():
-        if time.monotonic() > deadline:
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the sweep exited ({proc.returncode}) before {what}: {proc.stderr.read()[-2000:]}")
+        if deadline is not None and time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.1)
 
@@ -165,11 +168,11 @@ def test_two_concurrent_sweeps_into_one_folder(tmp_path):
     first = subprocess.Popen(_quick(out, "2,4,8", "--render", "all", "-j", "1"), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     lock = tmp_path / ".shared.lock"                   # beside the folder, not in it
-    _wait_for(lambda: lock.is_file() and "pid" in lock.read_text(), 120, "the first sweep's lock")
-    second = subprocess.run(_quick(out, "2,4,8", "--render", "none"), capture_output=True, text=True, timeout=300)
+    _wait_for(lambda: lock.is_file() and "pid" in lock.read_text(), "the first sweep's lock", proc=first)
+    second = subprocess.run(_quick(out, "2,4,8", "--render", "none"), capture_output=True, text=True)
     assert second.returncode == 2 and "in use by another sweep" in second.stderr
     assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
-    stdout, stderr = first.communicate(timeout=600)
+    stdout, stderr = first.communicate()
     assert first.returncode == 0, stderr
     manifest = json.loads((out / "manifest.json").read_text())
     results = pd.read_csv(out / "results.csv")
@@ -178,7 +181,7 @@ def test_two_concurrent_sweeps_into_one_folder(tmp_path):
     assert all((out / pid / "allocation.json").is_file() for pid in done)
     assert not (out / ".lock").exists() and not list(out.glob("*.lock")) and lock.read_text() == ""
     # once the first has finished, the folder is free again: a re-run resumes it
-    again = subprocess.run(_quick(out, "2,4,8", "--render", "all"), capture_output=True, text=True, timeout=300)
+    again = subprocess.run(_quick(out, "2,4,8", "--render", "all"), capture_output=True, text=True)
     assert again.returncode == 0 and "3 already done or failed, solving 0" in again.stdout
 
 
@@ -219,18 +222,18 @@ def test_ctrl_c_stops_workers_records_and_cleans_up(tmp_path):
     proc = subprocess.Popen(_quick(out, ",".join(str(r) for r in range(1, 13)), "--render", "all", "-j", "2"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=_default_sigint)
-    _wait_for(lambda: list(out.glob(".*.tmp")), 300, "the first point report to start")
+    _wait_for(lambda: list(out.glob(".*.tmp")), "the first point report to start", proc=proc)
     start = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)          # what Ctrl-C in a terminal does: the whole process group
-    stdout, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=120)    # the subject: Ctrl-C must stop it, a hang must fail
     seconds = time.monotonic() - start
     print(f"stopped {seconds:.1f} s after SIGINT")
     assert proc.returncode == 130, stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("melange-nb: interrupted:"), stderr
     assert "Traceback" not in stdout + stderr
-    _wait_for(lambda: not _running_in_group(proc.pid), 10, "the workers to end")
-    _wait_for(lambda: not _processes_in(out), 30, "kernels started by the workers to exit")
+    _wait_for(lambda: not _running_in_group(proc.pid), "the workers to end", timeout=10)
+    _wait_for(lambda: not _processes_in(out), "kernels started by the workers to exit", timeout=30)
     assert not list(out.glob(".*.tmp")) and not list(out.glob("*/.*.tmp"))
     manifest = json.loads((out / "manifest.json").read_text())
     results = pd.read_csv(out / "results.csv")
@@ -241,7 +244,7 @@ def test_ctrl_c_stops_workers_records_and_cleans_up(tmp_path):
     assert len(rendered) < 12
     # a re-run resumes: nothing is solved again, the missing reports are rendered
     again = subprocess.run(_quick(out, ",".join(str(r) for r in range(1, 13)), "--render", "none"),
-                           capture_output=True, text=True, timeout=300)
+                           capture_output=True, text=True)
     assert again.returncode == 0 and "12 already done or failed, solving 0" in again.stdout
 
 
