@@ -46,6 +46,12 @@ def _add_ray_address(p, what: str) -> None:
                         "else a local Ray started for the run)")
 
 
+def _add_ray_tasks(p, what: str) -> None:
+    p.add_argument("--ray-address", metavar="HOST:PORT",
+                   help=f"simulate {what} as Ray tasks on this cluster (the head's address from `ray start --head`; "
+                        "the `scale` extra); same results (default: here, no Ray)")
+
+
 def _add_stream_options(p, *, what: str = "the simulated stream") -> None:
     """--duration, --arrival, --seed, --routing, --slo: a generated request stream and how a simulation serves it."""
     p.add_argument("--duration", type=float, default=600.0, metavar="SECONDS",
@@ -336,6 +342,7 @@ def _simulate_parser(sub) -> None:
                          "terminal, json when piped)")
     si.add_argument("-o", "--output-dir", metavar="DIR",
                     help="also write requests.parquet, summary.csv, queue.csv, summary.json into DIR (default: none)")
+    _add_ray_tasks(si, "each GPU type's pool and, with --target-attainment, each search step's candidate plans")
 
 
 def _plan_and_stream(args):
@@ -367,6 +374,16 @@ def _plan_and_stream(args):
     return gpus, stream, plan, workload, solve_gpus, rate
 
 
+def _ray_option(value):
+    """--ray-address checked before anything runs: its form, and that Ray (the `scale` extra) is installed."""
+    from .scale import check_address, require_ray
+
+    ray = check_address(value)
+    if ray:
+        require_ray()
+    return ray
+
+
 def _simulate(args) -> int:
     from .simulate import simulate, write_result
 
@@ -375,19 +392,23 @@ def _simulate(args) -> int:
         check_output_dir(args.output_dir, "-o/--output-dir")
     if args.target_attainment is not None and (args.counts or args.plan):
         raise InputError("--target-attainment", "searches from the throughput-only plan; drop --counts/--plan")
+    ray = _ray_option(args.ray_address)
     gpus, stream, plan, workload, solve_gpus, rate = _plan_and_stream(args)
     search = None
-    if args.target_attainment is not None:
-        from .simulate import search_attainment
-        search = search_attainment(workload, solve_gpus, rate, args.target_attainment, stream=stream,
-                                   solver=args.solver, routing=args.routing, seed=args.seed, slo=args.slo,
-                                   progress=sys.stderr.isatty())
-        if search.status == "infeasible":
-            raise InputError("--target-attainment", search.message)
-        result = search.result
-    else:
-        result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo,
-                          progress=sys.stderr.isatty())
+    from .pools import session
+
+    with session(ray):
+        if args.target_attainment is not None:
+            from .simulate import search_attainment
+            search = search_attainment(workload, solve_gpus, rate, args.target_attainment, stream=stream,
+                                       solver=args.solver, routing=args.routing, seed=args.seed, slo=args.slo,
+                                       progress=sys.stderr.isatty(), ray=ray)
+            if search.status == "infeasible":
+                raise InputError("--target-attainment", search.message)
+            result = search.result
+        else:
+            result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo,
+                              progress=sys.stderr.isatty(), ray=ray)
     paths = write_result(result, args.output_dir) if args.output_dir else []
     if search is not None and args.output_dir:
         from .files import write_json
@@ -500,6 +521,9 @@ def _plan_parser(sub) -> None:
                          "calm windows) (default: none, each window on its own)")
     pl.add_argument("-j", "--workers", type=int, default=1, metavar="N",
                     help="solve windows in this many processes (default: 1)")
+    pl.add_argument("--ray-address", metavar="HOST:PORT",
+                    help="solve the windows, and with --simulate each GPU type's pool, as Ray tasks on this cluster "
+                         "(the head's address from `ray start --head`; the `scale` extra); same plan (default: here)")
     pl.add_argument("--simulate", action="store_true",
                     help="also replay the trace at its own times through the per-window plan (every GPU type needs a "
                          "latency model): SLO attainment and tail latencies, files in DIR/simulation/ (default: off)")
@@ -535,17 +559,20 @@ def _plan(args) -> int:
         if missing:
             raise InputError("--simulate", missing[len("No SLO attainment: "):])
         schemas.whole(args.seed, "--seed")
-    with folder_lock(args.output_dir, by="plan"):      # one plan (or sweep) writing a folder at a time
-        return _plan_locked(args, gpus)
+    ray = _ray_option(args.ray_address)
+    from .pools import session
+
+    with folder_lock(args.output_dir, by="plan"), session(ray):   # one plan (or sweep) writing a folder at a time
+        return _plan_locked(args, gpus, ray)
 
 
-def _plan_locked(args, gpus) -> int:
+def _plan_locked(args, gpus, ray) -> int:
     from .plan import overflow_note, plan_trace, write_plan
 
     plan = plan_trace(args.trace, gpus, window=args.window, timestamp_column=args.timestamp_column,
                       input_column=args.input_column, output_column=args.output_column, overflow=args.overflow,
                       solver=args.solver, slice_factor=args.slice_factor, time_limit=args.time_limit,
-                      constraints=_constraints(args), smoothing=args.smooth, workers=args.workers)
+                      constraints=_constraints(args), smoothing=args.smooth, workers=args.workers, ray=ray)
     note = plan.info["trace"].get("note")
     if note:
         print(f"note: {note}")
@@ -558,7 +585,7 @@ def _plan_locked(args, gpus) -> int:
         from .attainment import check_trace_plan
         check = check_trace_plan(args.output_dir, args.trace, gpus, timestamp_column=args.timestamp_column,
                                  input_column=args.input_column, output_column=args.output_column,
-                                 routing=args.routing, seed=args.seed, progress=sys.stderr.isatty())
+                                 routing=args.routing, seed=args.seed, progress=sys.stderr.isatty(), ray=ray)
         paths.append(Path(args.output_dir) / "simulation")
     if args.report:
         from .run import PLAN_NOTEBOOK, execute_notebook

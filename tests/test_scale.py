@@ -213,3 +213,65 @@ def test_two_node_sweep_equals_the_local_pool_and_survives_a_lost_node(cluster, 
     assert rerun.returncode == 0, rerun.stdout[-1500:] + rerun.stderr[-1500:]
     assert all(v["status"] == "done" for v in _manifest(out).values())
     pd.testing.assert_frame_equal(_results(out), _results(tmp_path / "local"))
+
+
+# ---------------------------------------------------------------- plans and simulations on the cluster (slow)
+
+HAND_LATENCY_GPUS = "params/gpus/llama2-7b-seed-hand-latency-tpot40.yaml"
+
+
+def _without_timings(doc):
+    """A JSON document without its wall/CPU timings (the only fields that differ between two runs)."""
+    if isinstance(doc, dict):
+        return {k: _without_timings(v) for k, v in doc.items() if "seconds" not in k}
+    if isinstance(doc, list):
+        return [_without_timings(v) for v in doc]
+    return doc
+
+
+@pytest.mark.slow
+def test_two_node_plan_and_simulate_equal_here(cluster, shared_data, tmp_path):
+    """`plan --ray-address` (windows solved, and the trace replayed per GPU pool, as Ray tasks) and
+    `simulate --ray-address --target-attainment` (every search step's plans as Ray tasks) give what
+    the same commands give here."""
+    from melange_nb.config import PROJECT_ROOT
+
+    env = {**cluster.env, "MELANGE_NB_OUTPUTS": str(tmp_path / "outputs")}
+    gpus = PROJECT_ROOT / HAND_LATENCY_GPUS
+    plan = ["plan", "--trace", shared_data / "azure_llm_inference_conv_2023.csv", "--gpus", gpus, "--window", "5min",
+            "--simulate"]
+    here = _cli(*plan, "-o", tmp_path / "here", env=env)
+    on_ray = cluster.run(sys.executable, "-m", "melange_nb.cli", *plan, "--ray-address", ADDRESS, "-o",
+                         tmp_path / "ray", env=env)
+    assert here.returncode == on_ray.returncode == 0, here.stderr[-1500:] + on_ray.stderr[-1500:]
+    assert here.stdout.replace("here", "ray") == on_ray.stdout           # the same answer, word for word
+    for name in ("plan.csv", "deploy.json", "simulation/summary.csv", "simulation/queue.csv"):
+        assert (tmp_path / "ray" / name).read_text() == (tmp_path / "here" / name).read_text(), name
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "ray/simulation/requests.parquet"),
+                                  pd.read_parquet(tmp_path / "here/simulation/requests.parquet"))
+    assert set(pd.read_parquet(tmp_path / "here/simulation/requests.parquet")["gpu"]) == {"A10G", "A100"}  # 2 pools
+
+    search = ["simulate", "--gpus", gpus, "--workload", PROJECT_ROOT / SEED_WORKLOAD, "--rate", "8",
+              "--target-attainment", "0.99", "--duration", "300", "--format", "json"]
+    here = _cli(*search, env=env)
+    on_ray = cluster.run(sys.executable, "-m", "melange_nb.cli", *search, "--ray-address", ADDRESS, env=env)
+    assert here.returncode == on_ray.returncode == 0, here.stderr[-1500:] + on_ray.stderr[-1500:]
+    found = json.loads(here.stdout)
+    assert found["attainment"]["status"] == "met" and len(found["attainment"]["tried"]) > 3
+    assert _without_timings(json.loads(on_ray.stdout)) == _without_timings(found)
+
+
+@pytest.mark.slow
+def test_two_node_simulate_reports_a_bad_address_and_a_missing_model_in_one_line(cluster, tmp_path):
+    from melange_nb.config import PROJECT_ROOT
+
+    env = {**cluster.env, "MELANGE_NB_OUTPUTS": str(tmp_path / "outputs")}
+    args = ["simulate", "--workload", PROJECT_ROOT / SEED_WORKLOAD, "--rate", "4", "--duration", "60"]
+    nobody = cluster.run(sys.executable, "-m", "melange_nb.cli", *args, "--gpus", PROJECT_ROOT / HAND_LATENCY_GPUS,
+                         "--ray-address", "127.0.0.1:1", env=env)
+    assert nobody.returncode == 2 and nobody.stderr.count("\n") == 1, nobody.stderr[-1500:]
+    assert "nothing answers at 127.0.0.1:1" in nobody.stderr
+    no_model = cluster.run(sys.executable, "-m", "melange_nb.cli", *args, "--gpus", PROJECT_ROOT / SEED_GPUS,
+                           "--ray-address", ADDRESS, env=env)
+    assert no_model.returncode == 2 and no_model.stderr.count("\n") == 1, no_model.stderr[-1500:]
+    assert "has no latency model" in no_model.stderr
