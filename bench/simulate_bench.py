@@ -2,7 +2,7 @@
 
 Usage: python bench/simulate_bench.py [GPU_PROFILE_YAML]
 (default params/gpus/llama3.1-8b-tpot40.yaml when it carries latency models, else the seed
-Llama-2-7B profiles with the hand-written latency models below).
+Llama-2-7B profiles with hand-written latency models, params/gpus/llama2-7b-seed-hand-latency-tpot40.yaml).
 
 1. One simulated hour at 20 req/s (72,000 requests, Poisson, Arena sizes) on a plan of at least
    8 replicas. Target: < 15 s on 2 cores, i.e. >= 240x faster than real time.
@@ -14,7 +14,6 @@ Llama-2-7B profiles with the hand-written latency models below).
 Each part prints wall and CPU seconds; ratios are measured within this run; the load average is
 printed because the machine is shared.
 """
-import dataclasses
 import heapq
 import os
 import sys
@@ -24,14 +23,8 @@ import numpy as np
 
 from melange_nb.config import GPUS_DIR, WORKLOADS_DIR
 from melange_nb.profiles import load_gpus
-from melange_nb.profiles.latency import parse_latency
 from melange_nb.simulate import load_plan, search_attainment, simulate, stream_from_workload
 from melange_nb.workload import pad_workload, read_workload
-
-HAND = {"A10G": {"step_ms": {"base": 20, "per_seq": 1.0, "per_prefill_token": 0.1, "per_context_token": 0.0005},
-                 "max_seqs": 256, "kv_tokens": 20000, "max_step_tokens": 2048, "source": "hand (bench)"},
-        "A100": {"step_ms": {"base": 12, "per_seq": 0.4, "per_prefill_token": 0.03, "per_context_token": 0.0002},
-                 "max_seqs": 256, "kv_tokens": 100000, "max_step_tokens": 8192, "source": "hand (bench)"}}
 
 
 def cpu() -> float:
@@ -50,9 +43,7 @@ def profiles(path):
     predicted = load_gpus(GPUS_DIR / "llama3.1-8b-tpot40.yaml")
     if all(p.latency is not None for p in predicted.values() if p.tputs.to_numpy().max() > 0):
         return {g: p for g, p in predicted.items() if p.tputs.to_numpy().max() > 0}
-    seed = load_gpus(GPUS_DIR / "llama2-7b-seed.yaml")
-    return {g: dataclasses.replace(p, latency=parse_latency(HAND[g]), meta={**p.meta, "slo": "tpot_ms=40"})
-            for g, p in seed.items()}
+    return load_gpus(GPUS_DIR / "llama2-7b-seed-hand-latency-tpot40.yaml")
 
 
 def mg1_heapq(arrivals, services):

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import InputError, MelangeError
+from .errors import InputError, MelangeError, SweepInterrupted
 from .workload import DEFAULT_EDGES
 
 FILE_SCHEMAS = ("gpus", "prices", "run", "sweep")     # `melange-nb schema KIND` (schemas.FILE_MODELS)
@@ -527,10 +527,15 @@ def _plan_parser(sub) -> None:
     pl.add_argument("--simulate", action="store_true",
                     help="also replay the trace at its own times through the per-window plan (every GPU type needs a "
                          "latency model): SLO attainment and tail latencies, files in DIR/simulation/ (default: off)")
+    pl.add_argument("--target-attainment", type=float, metavar="FRACTION",
+                    help="also find, per window, the cheapest mix whose simulated SLO attainment on the window's own "
+                         "requests reaches this share, e.g. 0.99 (every GPU type serving a bucket needs a latency "
+                         "model); the whole trace is replayed through it and the exports deploy it (default: "
+                         "throughput only)")
     pl.add_argument("--routing", default="least", choices=["least", "round-robin"],
-                    help="with --simulate: replica choice within a GPU type (default: least)")
+                    help="with --simulate or --target-attainment: replica choice within a GPU type (default: least)")
     pl.add_argument("--seed", type=int, default=0, metavar="S",
-                    help="with --simulate: seed of the routing draws (default: 0)")
+                    help="with --simulate or --target-attainment: seed of the routing draws (default: 0)")
     pl.add_argument("--report", action="store_true", help="also run notebooks/04_time_varying.ipynb on the plan "
                                                             "(executed notebook and its shared HTML page in the output "
                                                             "folder; default: files only)")
@@ -559,6 +564,14 @@ def _plan(args) -> int:
         if missing:
             raise InputError("--simulate", missing[len("No SLO attainment: "):])
         schemas.whole(args.seed, "--seed")
+    if args.target_attainment is not None:     # likewise: the fraction, latency models, what it cannot combine with
+        from . import schemas
+        from .plan_attainment import check_target_options
+        check_target_options(gpus, args.target_attainment)
+        if args.smooth:
+            raise InputError("--smooth", "not with --target-attainment: the plan found is deployed per window as "
+                                         "found; drop --smooth (or plan twice)")
+        schemas.whole(args.seed, "--seed")
     ray = _ray_option(args.ray_address)
     from .pools import session
 
@@ -579,9 +592,22 @@ def _plan_locked(args, gpus, ray) -> int:
     over = plan.info["overflow"]
     if over["beyond_last_edge"]:
         print(f"note: {overflow_note(over)}")
+    found = None
+    if args.target_attainment is not None:
+        from .plan_attainment import attach_target, target_plan
+        from .simulate import stream_from_trace
+        stream = stream_from_trace(args.trace, gpus, timestamp_column=args.timestamp_column,
+                                   input_column=args.input_column, output_column=args.output_column)
+        found = target_plan(plan, stream, args.target_attainment, constraints=_constraints(args).check(list(gpus)),
+                            routing=args.routing, seed=args.seed, workers=args.workers,
+                            ray=ray, progress=sys.stderr.isatty())
+        attach_target(plan, found)
     paths = write_plan(plan, args.output_dir)
     check = None
-    if args.simulate:
+    if found is not None:                 # the replay of the plan found (it is what the exports deploy)
+        from .plan_attainment import write_target_simulation
+        paths.append(write_target_simulation(found, args.output_dir))
+    elif args.simulate:
         from .attainment import check_trace_plan
         check = check_trace_plan(args.output_dir, args.trace, gpus, timestamp_column=args.timestamp_column,
                                  input_column=args.input_column, output_column=args.output_column,
@@ -591,6 +617,8 @@ def _plan_locked(args, gpus, ray) -> int:
         from .run import PLAN_NOTEBOOK, execute_notebook
         executed = execute_notebook(PLAN_NOTEBOOK, Path(args.output_dir), {"plan_dir": str(Path(args.output_dir).resolve())})
         paths += [executed, executed.with_name(f"{executed.stem}-shared.html")]
+    if found is not None:
+        print(found.totals["sentence"] + ".")
     print(plan.totals["headline"])
     if check is not None:
         print(check.sentence + ".")
@@ -598,8 +626,18 @@ def _plan_locked(args, gpus, ray) -> int:
         print(f"Data caveat: {plan.info['profiles']['data_caveat']}")
     for bad in plan.totals["windows_without_plan"]:
         print(f"window {bad['start']}: {bad['status']}: {bad['reason']}")
+    if found is not None:
+        from .plan_attainment import cheaper_line, not_met_line
+        att, t = found.totals["attainment"], found.totals
+        if cheaper_line(t):
+            print(f"note: {cheaper_line(t)}.")
+        if t["windows_not_met"]:
+            print(not_met_line(t) + ".")
+        elif att is not None and att < found.target:
+            print(f"note: every window holds the target alone, but queues carried across windows bring the whole "
+                  f"trace to {att:.1%}.")
     print("wrote " + ", ".join(str(p) for p in paths))
-    return 0 if plan.ok else 1
+    return 0 if plan.ok and (found is None or found.met) else 1
 
 
 def _solve(args) -> int:
@@ -1009,8 +1047,6 @@ def main(argv=None) -> int:
         print("melange-nb: interrupted", file=sys.stderr)
         return 130
     except MelangeError as exc:
-        from .sweep import SweepInterrupted   # light: sweep is imported already when a sweep was interrupted
-
         print(f"melange-nb: {'' if isinstance(exc, SweepInterrupted) else 'error: '}{exc}", file=sys.stderr)
         return 130 if isinstance(exc, SweepInterrupted) else 2
 

@@ -25,6 +25,10 @@ class DatasetError(MelangeError):
     """A dataset or tokenizer could not be loaded (unknown, offline, gated, empty)."""
 
 
+class SweepInterrupted(MelangeError):
+    """Ctrl-C: the sweep stopped; finished points are recorded and a re-run resumes (the CLI exits 130)."""
+
+
 class MissingExtra(MelangeError):
     """An optional part's packages are not installed: names the pyproject extra that installs them."""
 

@@ -794,14 +794,6 @@ def text_table(result: EvalResult) -> str:
     return "\n".join(lines)
 
 
-def _html_table(frame: pd.DataFrame, fmt: Mapping[str, Any]) -> str:
-    head = "".join(f"<th>{escape(str(c))}</th>" for c in [frame.index.name or "", *frame.columns])
-    body = "".join("<tr><th>" + escape(str(idx)) + "</th>"
-                   + "".join(f"<td>{escape(fmt.get(c, str)(v))}</td>" for c, v in row.items()) + "</tr>"
-                   for idx, row in frame.iterrows())
-    return f'<table class="mnb-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
 def html_report(result: EvalResult) -> str:
     """report.html: the headline, then measured vs simulated per pool, routing shares, misses, provenance.
     Everything that comes from input files is escaped."""

@@ -13,7 +13,10 @@ tensor-parallel size, 1 when unknown), ``resources.ports``,
 (the plan's fewest and most GPUs of that type; equal for a static plan) and
 ``target_qps_per_replica``: the requests/s one GPU sustains on the mix of request sizes routed to
 it, from the profile's throughputs, times the utilisation cap. ``run`` is left for the user's
-model server command.
+model server command. A per-window plan found for an SLO attainment target (``plan
+--target-attainment``) is deployed as found: its counts and routes per window, and as
+``target_qps_per_replica`` the fewest requests/s per replica of any of its windows (so the autoscaler
+keeps at least the counts found); ``deploy.json``'s ``plan`` and each YAML's header say so.
 
 Every file is rendered in memory first (PyYAML's dumper; comments through ``files.comment_lines``),
 so a GPU name the exports cannot take fails before anything is written; each file is then written
@@ -25,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import pandas as pd
 import yaml
@@ -62,7 +65,7 @@ def _routes(routing: pd.DataFrame) -> list[dict]:
 
 
 def _gpu_entries(routing: pd.DataFrame, gpus: Mapping[str, GpuProfile], low: Mapping[str, int],
-                 high: Mapping[str, int], cap: float) -> dict:
+                 high: Mapping[str, int], cap: float, qps_given: Mapping[str, float] | None = None) -> dict:
     stats = _routing_stats(routing, gpus) if not routing.empty else routing.assign(load=[])
     per = stats.groupby("gpu")[["rate", "load"]].sum() if not stats.empty else pd.DataFrame(columns=["rate", "load"])
     out = {}
@@ -70,6 +73,8 @@ def _gpu_entries(routing: pd.DataFrame, gpus: Mapping[str, GpuProfile], low: Map
         if high.get(g, 0) <= 0:
             continue
         qps = float(per.at[g, "rate"] / per.at[g, "load"] * cap) if g in per.index and per.at[g, "load"] > 0 else None
+        if qps_given is not None:
+            qps = qps_given.get(g)
         per_replica = p.meta.get("gpus_per_replica")
         per_replica = per_replica if isinstance(per_replica, int) and per_replica >= 1 else 1   # "unknown": 1
         out[g] = {"accelerator": f"{g}:{per_replica}", "cost_per_hour": p.cost, "min_replicas": int(low.get(g, 0)),
@@ -96,13 +101,28 @@ def result_deployment(result: SolveResult, gpus: Mapping[str, GpuProfile], *, ut
 
 
 def plan_deployment(plan) -> dict:
-    """deploy.json for a per-window plan: replica bounds per GPU type, overall shares and the schedule."""
+    """deploy.json for a per-window plan: replica bounds per GPU type, overall shares and the schedule.
+
+    With a target attainment (``plan.target``, `plan_attainment.TargetPlan`) the plan deployed is the one
+    found for the target: its counts are each window's ``replicas``, its routing the ``routes``; the
+    throughput-only counts stay beside them as ``throughput_replicas``, and ``plan`` says which it is.
+    """
     names = list(plan.gpus)
     table = plan.table
+    target = getattr(plan, "target", None)
     good = table["status"].isin(["optimal", "time_limit", "empty"])
-    counts = table.loc[good, names].astype(int)
-    frames = [r.routing.assign(window=w) for w, r in enumerate(plan.results)
-              if r is not None and r.has_allocation and r.routing is not None]
+    if target is not None:
+        deployed = table[[f"target_{g}" for g in names]].set_axis(names, axis=1)
+        frames = [r.assign(window=w) for w, r in enumerate(target.routes) if r is not None and len(r)]
+        what = (f"the cheapest per-window mix found whose simulated SLO attainment ({target.totals['slo']}) on each "
+                f"window's own requests reaches {target.target:.4g} (melange-nb plan --target-attainment); "
+                "throughput_replicas: the throughput-only mix")
+    else:
+        deployed = table[names]
+        frames = [r.routing.assign(window=w) for w, r in enumerate(plan.results)
+                  if r is not None and r.has_allocation and r.routing is not None]
+        what = "the cheapest per-window mix at profiled throughput"
+    counts = deployed.loc[good].astype(int)
     routing = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[INPUT_AXIS, OUTPUT_AXIS, "gpu", "rate", "window"])
     cap = plan.info.get("constraints", {}).get("utilization_cap", 1.0)
     schedule = []
@@ -111,7 +131,9 @@ def plan_deployment(plan) -> dict:
         row = table.iloc[w]
         entry = {"start": row["start"].isoformat(), "end": row["end"].isoformat(), "status": row["status"],
                  "rate": round(float(row["rate"]), 6),
-                 "replicas": None if not good.iloc[w] else {g: int(row[g]) for g in names}}
+                 "replicas": None if not good.iloc[w] else {g: int(deployed.iloc[w][g]) for g in names}}
+        if target is not None and good.iloc[w]:
+            entry["throughput_replicas"] = {g: int(row[g]) for g in names}
         if "smoothed_cost_per_hour" in table and good.iloc[w]:
             entry["smoothed_replicas"] = {g: int(row[f"smoothed_{g}"]) for g in names}
         if w in by_window:
@@ -122,11 +144,30 @@ def plan_deployment(plan) -> dict:
     top = table.loc[good, [f"smoothed_{g}" for g in names]].astype(int).max() if smoothed else counts.max()
     high = {g: int(top.iloc[k]) for k, g in enumerate(names)} if len(counts) else {}
     low = counts.min().to_dict() if len(counts) else {}
+    headline = target.totals["sentence"] if target is not None else plan.totals.get("headline")
+    qps_rule = ({"qps_rule": "the fewest requests/s per replica in any window of the plan found, so an autoscaler "
+                             "keeps at least its counts"} if target is not None else {})
     return {"format": DEPLOY_FORMAT, "kind": "per_window", "solver": plan.info.get("solver"),
-            "window_seconds": plan.windows.seconds, "headline": plan.totals.get("headline"),
+            "window_seconds": plan.windows.seconds, "headline": headline, "plan": what, **qps_rule,
             "profiles": plan.info.get("profiles"),
-            "gpus": _gpu_entries(routing, plan.gpus, low, high, cap),
+            "gpus": _gpu_entries(routing, plan.gpus, low, high, cap,
+                                 _qps_found(routing, counts) if target is not None else None),
             "routes": _routes(routing), "schedule": schedule}
+
+
+def _qps_found(routing: pd.DataFrame, counts: pd.DataFrame) -> dict[str, float]:
+    """Per GPU type, the fewest requests/s per replica in any window of a plan found for an attainment target:
+    an autoscaler aiming at this QPS per replica keeps at least the counts found in every window (the profile's
+    max throughput would scale back down to the throughput-only plan)."""
+    if routing.empty:
+        return {}
+    rate = routing.groupby(["window", "gpu"])["rate"].sum()
+    out = {}
+    for (w, g), r in rate.items():
+        n = int(counts.at[w, g]) if w in counts.index else 0
+        if n > 0 and r > 0:
+            out[g] = min(out.get(g, float("inf")), float(r) / n)
+    return {g: round(v, 4) for g, v in out.items()}
 
 
 def _compact(routing: pd.DataFrame) -> list[dict]:
@@ -155,8 +196,10 @@ def skyserve_yaml(deploy: Mapping, gpu: str, **options) -> str:
     header = comment_lines(
         f"SkyServe service for {gpu} in a melange-nb {str(deploy['kind']).replace('_', '-')} plan "
         f"(solver {deploy.get('solver')}).\n"
-        f"{entry['min_replicas']}-{entry['max_replicas']} replicas; target_qps_per_replica = requests/s one "
-        f"{gpu} sustains on the request sizes routed to it (profile throughputs x utilisation cap).\n"
+        + (f"Deploys {deploy['plan']}.\n" if deploy.get("plan") else "")
+        + f"{entry['min_replicas']}-{entry['max_replicas']} replicas; target_qps_per_replica = "
+        + (deploy.get("qps_rule") or f"requests/s one {gpu} sustains on the request sizes routed to it (profile "
+                                     "throughputs x utilisation cap)") + ".\n"
         "MELANGE_ROUTING_SHARES: share of each input|output token bucket sent to this GPU type; "
         "deploy.json has every type's shares.\n"
         "Add your model server as `run:` (e.g. vllm serve <model> --port 8000), then: sky serve up <this file>")
@@ -196,7 +239,3 @@ def _previous_service_files(path: Path) -> set[str]:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return set()
     return {name for name in listed if isinstance(name, str) and _SERVICE_FILE.fullmatch(name)}
-
-
-def export_names(deploy: Mapping) -> Sequence[str]:
-    return [deploy["gpus"][g]["service_file"] for g in deploy["gpus"]] + ["deploy.json"]

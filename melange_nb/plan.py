@@ -28,7 +28,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,8 +40,6 @@ from .schemas import check_plan_options
 from .solver import LOAD_EPS, Constraints, SolveResult, flat_problem, highs_program, single_counts, solve
 from .workload import (OVERFLOW_POLICIES, bucket_index, bucket_labels, labelled_matrix, parse_bucket_labels,
                        read_trace)
-
-PLAN_SOLVERS = ("exact", "melange")   # schemas.PlanOptions.solver
 
 
 # ---------------------------------------------------------------- inputs: trace, window, edges
@@ -227,6 +225,7 @@ class Plan:
     gpus: dict[str, GpuProfile]
     windows: Windows
     info: dict = field(default_factory=dict)
+    target: Any = None             # plan_attainment.TargetPlan with --target-attainment: the plan the exports deploy
 
     @property
     def ok(self) -> bool:
@@ -622,14 +621,15 @@ def overflow_note(overflow: Mapping) -> str:
 
 
 # plan.csv: these columns per window, then one column of counts per GPU type (and, with smoothing,
-# smoothed_<GPU> and smoothed_cost_per_hour).
+# smoothed_<GPU> and smoothed_cost_per_hour; with --target-attainment, target_<GPU>, target_cost_per_hour and
+# the attainment columns of plan_attainment).
 WINDOW_COLUMNS = ("start", "end", "requests", "rate", "planned_rate", "overflow", "partial", "cost_per_hour",
-                  "status", "message")
+                  "status", "message", "attainment", "replay_attainment")
 
 
 def plan_gpus(table: pd.DataFrame) -> list[str]:
     """The GPU types of a plan table (plan.csv): its columns of counts, in order."""
-    return [c for c in table.columns if c not in WINDOW_COLUMNS and not c.startswith("smoothed_")]
+    return [c for c in table.columns if c not in WINDOW_COLUMNS and not c.startswith(("smoothed_", "target_"))]
 
 
 def read_plan(plan_dir: str | Path) -> tuple[pd.DataFrame, dict]:

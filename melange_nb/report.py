@@ -941,6 +941,9 @@ def plot_plan(table: pd.DataFrame, totals: Mapping):
     gpu_ax.set_ylabel("GPUs")
     gpu_ax.set_title("GPUs per type in each window's mix")
     steps(cost_ax, table["cost_per_hour"], label="autoscaled mix", lw=2)
+    if "target_cost_per_hour" in table:
+        shown = f"{round(totals['target_attainment']['target'] * 100, 6):g}%"
+        steps(cost_ax, table["target_cost_per_hour"], label=f"mix holding {shown} SLO attainment", lw=1.5, ls="-.")
     if "smoothed_cost_per_hour" in table:
         steps(cost_ax, table["smoothed_cost_per_hour"], label=f"smoothed ({totals['smoothed']['rule']})", lw=1.5, ls=":")
     static = totals["static_peak"].get("cost_per_hour")
@@ -965,6 +968,11 @@ def plan_totals_table(totals: Mapping, *, as_text: bool = False) -> pd.DataFrame
     """
     hours = totals["hours"]
     rows = [{"policy": "autoscaled mix", "GPUs": "per window", "cost": totals["autoscaled"]["cost"]}]
+    target = totals.get("target_attainment")
+    if target:                        # not a policy autoscaling is compared with: it buys SLO attainment
+        rows[0]["policy"] = "autoscaled mix (throughput only)"
+        rows.insert(0, {"policy": f"autoscaled mix holding {round(target['target'] * 100, 6):g}% SLO attainment",
+                        "GPUs": "per window", "cost": target["cost"]})
     if "smoothed" in totals:
         rows.append({"policy": f"smoothed mix ({totals['smoothed']['rule']})", "GPUs": "per window",
                      "cost": totals["smoothed"]["cost"]})
@@ -986,7 +994,7 @@ def plan_totals_table(totals: Mapping, *, as_text: bool = False) -> pd.DataFrame
     mix = totals["autoscaled"]["cost"]
     df["mean $/h"] = df["cost"] / hours
     df["autoscaling saves"] = [(c - mix) / c * 100 if c else np.nan for c in df["cost"]]
-    df.iloc[0, df.columns.get_loc("autoscaling saves")] = np.nan
+    df.iloc[:1 + bool(target), df.columns.get_loc("autoscaling saves")] = np.nan
     if pw and not pw["covers_all_windows"]:   # not a baseline: it cannot serve every window
         df.loc[df.index.str.startswith("mix of the peak-rate window"), "autoscaling saves"] = np.nan
     if as_text:

@@ -87,7 +87,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -798,6 +798,9 @@ def simulate(stream: pd.DataFrame, plan: SimPlan, gpus: Mapping[str, GpuProfile]
     names = plan.gpus
     duration = float(stream.attrs.get("duration_s") or max(float(stream["arrival_s"].max()), 1.0))
     starts = plan.windows["start_s"].to_numpy(dtype=float)
+    if plan.origin is not None and "timestamp" in stream:    # window starts in the stream's seconds, as `_windows_of`
+        t0 = pd.Timestamp(stream["timestamp"].iloc[0]) - pd.Timedelta(seconds=float(stream["arrival_s"].iloc[0]))
+        starts = starts + (plan.origin - t0).total_seconds()
     ends = np.append(starts[1:], max(duration, starts[-1]))
     covered = np.clip(np.minimum(ends, duration) - np.clip(starts, 0, duration), 0, None)
     if covered.sum() <= 0:
@@ -960,7 +963,8 @@ def _plan_entry(counts: Mapping[str, int], gpus: Mapping[str, GpuProfile], res: 
 def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, target: float, *,
                       stream: pd.DataFrame | None = None, duration_s: float = 600.0, arrival: str = "poisson",
                       seed: int = 0, solver: str = "exact", constraints=None, routing: str = "least", slo=None,
-                      max_plans: int = 200, progress: bool = False, ray: str | bool | None = None) -> AttainmentSearch:
+                      max_plans: int = 200, progress: bool = False, base=None,
+                      ray: str | bool | None = None) -> AttainmentSearch:
     """The cheapest plan found whose simulated SLO attainment reaches `target`, and the throughput-only plan.
 
     Every plan is simulated on the same stream (`stream`, or one generated from `workload` at `rate`
@@ -971,6 +975,8 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
     one at a time while the target still holds (the most expensive first), so the answer is minimal:
     removing any one GPU drops below the target.
     Plans other than the solver's own are routed by `balanced_routes`. Quotas in `constraints` hold.
+    `base`: the throughput-only plan (a `SolveResult`) when it is already solved (``plan`` passes each
+    window's, solved with its own solver options); by default `workload` at `rate` is solved with `solver`.
     The plans of one step are simulated together: here, or as Ray tasks on a cluster with `ray` (an
     address, or True: RAY_ADDRESS else a local Ray), with the same answer.
     """
@@ -980,7 +986,7 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
     target = schemas.number(target, "target_attainment", positive=True, maximum=1.0,
                             what="a share of requests in (0, 1], e.g. 0.99")
     constraints = (constraints or Constraints()).check(list(gpus))
-    base = solve(workload, gpus, rate, solver=solver, constraints=constraints)
+    base = base if base is not None else solve(workload, gpus, rate, solver=solver, constraints=constraints)
     if not base.has_allocation:
         return AttainmentSearch(target, "infeasible", f"no throughput plan: {base.message}", None, None, [],
                                 pd.DataFrame(columns=["mix", "cost_per_hour", "attainment", "status"]))

@@ -16,7 +16,6 @@ import numpy as np
 from .config import outputs_dir
 from .files import write_text
 
-SOURCE = "synthetic"
 _WORDS = ("the of and to in is you that it for was on are with as be this have from or one had by "
           "word but not what all were we when your can said there use an each which she do how their "
           "if will up other about out many then them these so some her would make like him into time "

@@ -124,6 +124,19 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, case, args
     assert out.stdout == "" and not target.parent.exists()
 
 
+def test_an_error_does_not_import_the_sweep_package():
+    """main()'s error handler recognises SweepInterrupted (exit 130) from melange_nb.errors, so a bad
+    `solve` pays for no sweep import; melange_nb.sweep re-exports the same class."""
+    code = ("import sys; from melange_nb.cli import main; "
+            f"code = main(['solve', '--workload', {ARENA!r}, '--gpus', {GPUS!r}, '--rate', '0']); "
+            "print(code, 'melange_nb.sweep' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == ["2", "False"], out.stderr
+    from melange_nb import errors, sweep
+
+    assert sweep.SweepInterrupted is errors.SweepInterrupted and issubclass(errors.SweepInterrupted, errors.MelangeError)
+
+
 def test_non_integer_slice_factor_is_rejected(shared_data, tmp_path):
     out = cli("solve", "-c", shared_data / "melange_release_example.json", "--slice-factor", "2.5")
     assert out.returncode == 2 and "--slice-factor" in out.stderr  # argparse: invalid int value

@@ -1,11 +1,9 @@
 """Reports give the answer first: headline text, policy styles, workload caveats, clean offline pages, CLI summaries."""
-import base64
 import io
 import json
 import subprocess
 import sys
 
-import nbformat
 import pandas as pd
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output

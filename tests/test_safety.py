@@ -12,7 +12,6 @@ import yaml
 
 from melange_nb.cli import main
 from melange_nb.config import GPUS_DIR, WORKLOADS_DIR
-from melange_nb.errors import InputError
 
 GPUS = str(GPUS_DIR / "llama2-7b-seed.yaml")
 ARENA = str(WORKLOADS_DIR / "arena-seed.csv")

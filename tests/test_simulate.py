@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from melange_nb import simulate as S
+from melange_nb.config import GPUS_DIR
 from melange_nb.errors import InputError
 from melange_nb.profiles import GpuProfile, load_gpus, save_profiles
 from melange_nb.profiles.latency import LatencyModel, parse_latency
@@ -239,15 +240,15 @@ def test_result_is_picklable_and_written(tmp_path, seed_gpus, arena_csv):
 
 # ---------------------------------------------------------------- the command line
 
-def hand_profile(tmp_path, seed_gpus, **change):
-    gpus = {"A10G": dataclasses.replace(seed_gpus["A10G"], latency=parse_latency(
-                {**HAND, "step_ms": {"base": 20, "per_seq": 1.0, "per_prefill_token": 0.1, "per_context_token": 0.0005},
-                 "kv_tokens": 20000, "max_step_tokens": 2048})),
-            "A100": dataclasses.replace(seed_gpus["A100"], latency=parse_latency(
-                {**HAND, "step_ms": {"base": 12, "per_seq": 0.4, "per_prefill_token": 0.03, "per_context_token": 0.0002},
-                 "kv_tokens": 100000}))}
-    gpus.update(change)
-    return save_profiles(tmp_path / "hand.yaml", gpus, provenance={"slo": "tpot_ms=40"})
+HAND_LATENCY = GPUS_DIR / "llama2-7b-seed-hand-latency-tpot40.yaml"    # the committed hand-written latency models
+
+
+def hand_profile(tmp_path, **change):
+    """The committed seed profiles with hand-written latency models at mean TPOT <= 40 ms (the README's
+    `--target-attainment` example); `change` replaces GPU types (saved to a copy in `tmp_path`)."""
+    if not change:
+        return HAND_LATENCY
+    return save_profiles(tmp_path / "hand.yaml", {**load_gpus(HAND_LATENCY), **change})
 
 
 def run_cli(capsys, *argv):
@@ -258,8 +259,8 @@ def run_cli(capsys, *argv):
     return code, out.out, out.err
 
 
-def test_cli_simulate_solved_counts_and_saved_plans_agree(tmp_path, seed_gpus, arena_csv, capsys):
-    prof = hand_profile(tmp_path, seed_gpus)
+def test_cli_simulate_solved_counts_and_saved_plans_agree(tmp_path, arena_csv, capsys):
+    prof = hand_profile(tmp_path)
     common = ["--gpus", prof, "--workload", arena_csv, "--rate", 4, "--duration", 300, "--format", "json"]
     code, out, _ = run_cli(capsys, "simulate", *common, "-o", tmp_path / "sim")
     assert code == 0
@@ -278,14 +279,14 @@ def test_cli_simulate_solved_counts_and_saved_plans_agree(tmp_path, seed_gpus, a
     assert json.loads(out)["summary"][-1]["attainment"] > solved["summary"][-1]["attainment"]
 
 
-def test_cli_simulate_replays_a_trace_through_a_per_window_plan(tmp_path, seed_gpus, capsys):
+def test_cli_simulate_replays_a_trace_through_a_per_window_plan(tmp_path, capsys):
     rng = np.random.default_rng(0)
     n = 1500
     t0 = pd.Timestamp("2024-01-01 10:00:00")
     stamps = t0 + pd.to_timedelta(np.sort(rng.uniform(0, 900, n)), unit="s")
     pd.DataFrame({"TIMESTAMP": stamps.strftime("%Y-%m-%d %H:%M:%S.%f"), "ContextTokens": rng.integers(10, 900, n),
                   "GeneratedTokens": rng.integers(5, 400, n)}).to_csv(tmp_path / "trace.csv", index=False)
-    prof = hand_profile(tmp_path, seed_gpus)
+    prof = hand_profile(tmp_path)
     code, _, _ = run_cli(capsys, "plan", "--trace", tmp_path / "trace.csv", "--gpus", prof, "--window", "5min",
                          "-o", tmp_path / "plan")
     assert code == 0
@@ -304,8 +305,8 @@ def test_cli_simulate_replays_a_trace_through_a_per_window_plan(tmp_path, seed_g
     (["--counts", "H100=1"], r"plan: names GPU type\(s\) \['H100'\] that the profile file does not have"),
     (["--routing", "random"], r"invalid choice: 'random'"),
 ])
-def test_cli_simulate_bad_input_is_one_line_exit_2_nothing_written(tmp_path, seed_gpus, arena_csv, capsys, argv, match):
-    prof = hand_profile(tmp_path, seed_gpus)
+def test_cli_simulate_bad_input_is_one_line_exit_2_nothing_written(tmp_path, arena_csv, capsys, argv, match):
+    prof = hand_profile(tmp_path)
     code, out, err = run_cli(capsys, "simulate", "--gpus", prof, "--workload", arena_csv, "--rate", 4, *argv,
                              "-o", tmp_path / "sim") if argv[0] != "--routing" else (None, None, None)
     if code is None:
@@ -317,17 +318,17 @@ def test_cli_simulate_bad_input_is_one_line_exit_2_nothing_written(tmp_path, see
 
 
 def test_cli_simulate_without_latency_model_and_unbounded(tmp_path, seed_gpus, arena_csv, capsys):
-    prof = hand_profile(tmp_path, seed_gpus, A100=seed_gpus["A100"])
+    prof = hand_profile(tmp_path, A100=seed_gpus["A100"])
     code, _, err = run_cli(capsys, "simulate", "--gpus", prof, "--workload", arena_csv, "--rate", 4)
     assert code == 2 and "GPU type A100 in the plan has no latency model" in err and len(err.splitlines()) == 1
-    prof = hand_profile(tmp_path, seed_gpus)
+    prof = hand_profile(tmp_path)
     code, out, _ = run_cli(capsys, "simulate", "--gpus", prof, "--workload", arena_csv, "--rate", 200,
                            "--counts", "A10G=1", "--duration", 60, "--format", "text")
     assert code == 1 and out.startswith("the queue grows without bound: the plan is under-provisioned")
 
 
-def test_cli_solve_target_attainment_reports_both_plans_and_minimal_neighbours(tmp_path, seed_gpus, arena_csv, capsys):
-    prof = hand_profile(tmp_path, seed_gpus)
+def test_cli_solve_target_attainment_reports_both_plans_and_minimal_neighbours(tmp_path, arena_csv, capsys):
+    prof = hand_profile(tmp_path)
     code, out, _ = run_cli(capsys, "solve", "--gpus", prof, "--workload", arena_csv, "--rate", 8, "--solver", "exact",
                            "--target-attainment", 0.99, "--duration", 300, "--format", "json")
     assert code == 0
@@ -413,9 +414,8 @@ def test_cli_profile_check_prints_ratios_and_refuses_a_file_without_latency(tmp_
 
 def test_committed_hand_latency_example_reproduces_the_readme_answer(arena_csv, capsys):
     """The README's `solve --target-attainment` example on the committed hand-written latency models."""
-    code, out, _ = run_cli(capsys, "solve", "--workload", arena_csv, "--gpus",
-                           "params/gpus/llama2-7b-seed-hand-latency-tpot40.yaml", "--rate", 8, "--target-attainment", 0.99,
-                           "--format", "text")
+    code, out, _ = run_cli(capsys, "solve", "--workload", arena_csv, "--gpus", HAND_LATENCY, "--rate", 8,
+                           "--target-attainment", 0.99, "--format", "text")
     assert code == 0
     assert "1×A10G + 2×A100 ($8.35/h, throughput only) meets TPOT ≤ 40 ms for 58.5% of requests" in out
     assert "7×A10G ($7.07/h) meets it for 99.6%" in out and "one A10G less: 90.6%" in out
@@ -553,12 +553,12 @@ def test_simulator_reproduces_aiperf_on_an_iteration_level_server(aiperf_replay)
     print("\n" + "\n".join(lines))
 
 
-def test_cli_simulate_target_attainment_on_a_trace(tmp_path, seed_gpus, arena_csv, capsys):
+def test_cli_simulate_target_attainment_on_a_trace(tmp_path, arena_csv, capsys):
     gen = S.stream_from_workload(read_workload(arena_csv), 8, 300, seed=2)       # Arena sizes, 8 req/s
     stamps = pd.Timestamp("2024-01-01 10:00:00") + pd.to_timedelta(gen["arrival_s"], unit="s")
     pd.DataFrame({"TIMESTAMP": stamps.dt.strftime("%Y-%m-%d %H:%M:%S.%f"), "ContextTokens": gen["input_tokens"],
                   "GeneratedTokens": gen["output_tokens"]}).to_csv(tmp_path / "trace.csv", index=False)
-    prof = hand_profile(tmp_path, seed_gpus)
+    prof = hand_profile(tmp_path)
     code, out, _ = run_cli(capsys, "simulate", "--gpus", prof, "--trace", tmp_path / "trace.csv",
                            "--target-attainment", 0.99, "--format", "json", "-o", tmp_path / "sim")
     doc = json.loads(out)
@@ -578,8 +578,6 @@ def test_committed_predicted_profiles_carry_consistent_latency_models(name):
     model; its check reproduces what its notes record, and for GPUs with measured kernel data most
     buckets are within 15% (a speed-of-light system, L4, has no batch-1 anchor: only the record)."""
     import re
-
-    from melange_nb.config import GPUS_DIR
 
     gpus = load_gpus(GPUS_DIR / name)
     serving = {g: p for g, p in gpus.items() if p.tputs.to_numpy().max() > 0}

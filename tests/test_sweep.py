@@ -146,12 +146,17 @@ def test_a_shared_sweep_folder_names_no_local_folder_and_links_back(sweep):
     from melange_nb.config import PROJECT_ROOT
 
     _, out, state, _, tmp = sweep
-    kept = [p for p in out.rglob("*") if p.is_file() and p.suffix in (".json", ".ipynb", ".html", ".csv")
-            and "failed" not in p.relative_to(out).parts]        # failed/: a failure's own traceback, for its author
-    assert {"manifest.json", "02_allocation.ipynb", "03_sweep_summary.ipynb"} <= {p.name for p in kept}
+    kept = [p for p in out.rglob("*") if p.is_file() and p.suffix in (".json", ".ipynb", ".html", ".csv", ".txt")]
+    assert {"manifest.json", "02_allocation.ipynb", "03_sweep_summary.ipynb", "traceback.txt"} <= {p.name for p in kept}
     for path in kept:
         text = path.read_text()
         assert str(tmp) not in text and str(PROJECT_ROOT) not in text and ".tmp" not in text, path
+        assert "site-packages" not in text, path
+    # a failed point's traceback names project files from the project root, packages from the package on,
+    # and the spec's trace (beside the sweep folder) as the manifest does
+    tb = next(out.glob("failed/broken__*/traceback.txt")).read_text()
+    assert 'File "melange_nb/run.py", line' in tb and 'File "papermill/execute.py", line' in tb, tb
+    assert "trace ../trace.csv: has no column(s) ['prompt']" in tb, tb
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["spec"]["workloads"]["arena"] == "../arena.csv"
     assert manifest["spec"]["workloads"]["broken"]["trace"] == "../trace.csv"

@@ -246,6 +246,32 @@ def test_ctrl_c_stops_workers_records_and_cleans_up(tmp_path):
 
 
 @needs_aiconfigurator
+@pytest.mark.slow
+def test_a_failed_point_report_names_no_local_folder(tmp_path):
+    """A point whose report fails (its workload's shares sum to 0.7): failed/<point>/ keeps the traceback
+    and the partial notebook, with paths from the project root, the package, or the sweep folder."""
+    from melange_nb.config import PROJECT_ROOT
+    from melange_nb.sweep.engine import render_point
+
+    bad = tmp_path / "w.csv"
+    bad.write_text("input_tokens,0-25\n0-25,0.7\n")
+    out = tmp_path / "out"
+    status = render_point(str(out), "p", {"workload": str(bad), "gpus": str(GOOD), "rate": 4.0}, False)
+    assert status["error"].startswith("NotebookError: 02_allocation.ipynb: cell"), status
+    failed = out / "failed" / "p"
+    assert sorted(p.name for p in failed.iterdir()) == ["02_allocation.ipynb", "traceback.txt"]
+    for path in failed.iterdir():
+        text = path.read_text()
+        assert str(tmp_path) not in text and str(PROJECT_ROOT) not in text and "site-packages" not in text, path
+    tb = (failed / "traceback.txt").read_text()
+    assert 'File "melange_nb/sweep/engine.py", line' in tb and 'File "papermill/execute.py", line' in tb, tb
+    assert "File melange_nb/workload.py:" in tb and "workload file ../w.csv: " in tb, tb
+    nb = json.loads((failed / "02_allocation.ipynb").read_text())
+    assert nb["metadata"]["papermill"]["input_path"] == "notebooks/02_allocation.ipynb"
+    shown = "".join(line for cell in nb["cells"] for o in cell.get("outputs", []) for line in o.get("traceback", []))
+    assert "melange_nb/workload.py:" in shown and "workload file ../w.csv: " in shown
+
+
 def test_paper_spec_loads_and_its_long_workload_must_exist(tmp_path, capsys, monkeypatch):
     """params/sweeps/paper.yaml is valid; where ../shared/data is absent it stops in one line, writing nothing."""
     from melange_nb.config import PROJECT_ROOT

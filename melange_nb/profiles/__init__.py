@@ -52,7 +52,6 @@ from ..workload import bucket_labels, labelled_matrix, parse_bucket_labels
 from .latency import HOW_TO_ADD, LatencyModel, parse_latency
 
 UNKNOWN = "unknown"
-SOURCES = ("measured", "predicted", "seed", UNKNOWN)
 SLO_METRICS = ("tpot", "ttft", "itl", "e2e")
 SLO_STATS = ("mean", "p50", "p90", "p99")
 PROVENANCE_KEYS = schemas.PROVENANCE_KEYS     # model, system, source, gpus_per_replica, engine, tool, slo, ...

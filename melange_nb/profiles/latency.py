@@ -106,12 +106,6 @@ def parse_latency(raw: Any, where: str = "latency") -> LatencyModel | None:
     return LatencyModel(**terms, **limits, source=source.strip(), notes=notes)
 
 
-def latency_dict(model: LatencyModel | None) -> dict | None:
-    return None if model is None else model.to_dict()
-
-
-
-
 # ---------------------------------------------------------------- fits
 
 def step_features(concurrency, input_len, output_len, *, first_token: bool = False):

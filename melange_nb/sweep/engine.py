@@ -12,7 +12,8 @@ last rate of each problem.
 
 Layout of ``outputs/<sweep>/``: ``manifest.json`` (spec and each point's status), ``workloads/<name>/``
 (built workloads), ``<point>/`` for rendered points (notebook, HTML, JSON/CSV), ``failed/<point>/``
-(error, traceback), ``results.csv``/``results.parquet``, the summary notebook and ``index.html``.
+(traceback and partial notebook, their paths made relative as the manifest's are),
+``results.csv``/``results.parquet``, the summary notebook and ``index.html``.
 
 With the spec's `simulate` key, each point's reference plan is simulated right after its solve, in
 the same task (so in the worker pool, one point per task; a tqdm bar counts points), and the results
@@ -35,7 +36,9 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
+import sysconfig
 import time
 import traceback
 from pathlib import Path
@@ -43,7 +46,7 @@ from typing import Any, Iterator, Mapping
 
 import pandas as pd
 
-from ..errors import InputError, MelangeError
+from ..errors import InputError, MelangeError, SweepInterrupted
 from ..files import FolderLocked, atomic_write, folder_lock, write_json
 from ..pools import worker_pool, workers_spawning
 from ..run import ALLOCATION_NOTEBOOK, WORKLOAD_NOTEBOOK, execute_notebook, manifest, relative_to
@@ -53,10 +56,6 @@ SUMMARY_NOTEBOOK = "03_sweep_summary.ipynb"
 # Below this many points to solve, spawning worker processes (about 2 s each to import the stack)
 # costs more than it saves: solve in this process.
 POOL_MIN_POINTS = 300
-
-
-class SweepInterrupted(MelangeError):
-    """Ctrl-C: the sweep stopped; finished points are recorded and a re-run resumes."""
 
 
 SweepLocked = FolderLocked     # another sweep (or a plan) holds the output folder
@@ -400,13 +399,52 @@ def render_point(out: str, point_id: str, params: dict, html: bool) -> dict:
 
 
 def _write_failure(out: Path, pid: str, tb: str, partial: Path | None = None) -> None:
+    """``failed/<pid>/``: the traceback and any partial notebook, with their paths made shareable
+    (`_shareable`: the folder is shared with the sweep, so it names no folder of the author's)."""
     failed = out / "failed" / pid
     shutil.rmtree(failed, ignore_errors=True)
     failed.parent.mkdir(parents=True, exist_ok=True)
     if partial is not None and partial.exists():
         partial.rename(failed)
     failed.mkdir(parents=True, exist_ok=True)
-    (failed / "traceback.txt").write_text(tb)
+    for notebook in failed.glob("*.ipynb"):       # papermill's paths and the failing cell's traceback
+        doc = _shareable(json.loads(notebook.read_text(encoding="utf-8")), out)
+        notebook.write_text(json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    (failed / "traceback.txt").write_text(_ANSI.sub("", _shareable(tb, out)), encoding="utf-8")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# An absolute path of two or more parts in a traceback or a message, after a quote, a space, a bracket or a
+# colour code: ``File "/x/y.py", line 3``, IPython's ``File /x/y.py:104, in f``, ``trace /x/t.csv: has no``.
+_ABSOLUTE_PATH = re.compile(r"""(^|[\s"'(\[=]|\x1b\[[0-9;]*m)(/(?:[^\s/:;,'"()\[\]<>\x1b]+/)+[^\s/:;,'"()\[\]<>\x1b]+)""",
+                            re.MULTILINE)
+_FRAME_FILE = re.compile(r'(File ")(/[^"\n]+)(?=")')     # Python's own frames, quoted: spaces allowed
+
+
+def _shareable(value: Any, folder: Path) -> Any:
+    """`value` (text, or the strings inside dicts and lists) with every absolute path shortened: from a
+    site-packages folder on (``papermill/execute.py``), in the standard library from its top
+    (``concurrent/futures/process.py``), else as `run.relative_to` records paths (``melange_nb/run.py``
+    for the project, ``../trace.csv`` beside the sweep folder)."""
+    if isinstance(value, str):
+        value = _FRAME_FILE.sub(lambda m: m.group(1) + _short_path(m.group(2), folder), value)
+        return _ABSOLUTE_PATH.sub(lambda m: m.group(1) + _short_path(m.group(2), folder), value)
+    if isinstance(value, list):
+        return [_shareable(v, folder) for v in value]
+    if isinstance(value, dict):
+        return {k: _shareable(v, folder) for k, v in value.items()}
+    return value
+
+
+def _short_path(path: str, folder: Path) -> str:
+    parts = Path(path).parts
+    site = [i for i, part in enumerate(parts) if part in ("site-packages", "dist-packages")]
+    if site and site[-1] + 1 < len(parts):
+        return "/".join(parts[site[-1] + 1:])
+    for lib in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}:
+        if path.startswith(lib.rstrip("/") + "/"):
+            return path[len(lib.rstrip("/")) + 1:]
+    return relative_to(path, folder)
 
 
 def _sha(path: str) -> str:
