@@ -394,6 +394,11 @@ def _simulate(args) -> int:
         raise InputError("--target-attainment", "searches from the throughput-only plan; drop --counts/--plan")
     ray = _ray_option(args.ray_address)
     gpus, stream, plan, workload, solve_gpus, rate = _plan_and_stream(args)
+    from .simulate import check_latency, serving
+    if plan is not None:                  # before a cluster is reached or anything simulated
+        check_latency(gpus, [g for g in plan.gpus if g in gpus], " in the plan")
+    else:
+        check_latency(solve_gpus, serving(solve_gpus))
     search = None
     from .pools import session
 

@@ -775,6 +775,18 @@ class _Progress:
         self.bar.close()
 
 
+def serving(gpus: Mapping[str, GpuProfile]) -> list[str]:
+    """The GPU types that serve at least one bucket (the ones an attainment search may add)."""
+    return [g for g in gpus if gpus[g].tputs.to_numpy().max() > 0]
+
+
+def check_latency(gpus: Mapping[str, GpuProfile], names: Sequence[str], where: str = "") -> None:
+    """One line naming the first of `names` without a latency model, before anything is simulated."""
+    for g in names:
+        if gpus[g].latency is None:
+            raise InputError(f"gpus.{g}.latency", f"GPU type {g}{where} has no latency model; {HOW_TO_ADD}")
+
+
 def simulate(stream: pd.DataFrame, plan: SimPlan, gpus: Mapping[str, GpuProfile], *, routing: str = "least",
              seed: int = 0, slo=None, progress: bool = False, ray: str | bool | None = None) -> SimResult:
     """Serve `stream` with `plan` (see the module docstring); `slo` defaults to the profiles' SLO.
@@ -788,9 +800,7 @@ def simulate(stream: pd.DataFrame, plan: SimPlan, gpus: Mapping[str, GpuProfile]
     missing = [g for g in plan.gpus if g not in gpus]
     if missing:
         raise InputError("plan", f"uses GPU type(s) {missing} that the profile file does not have")
-    for g in plan.gpus:
-        if gpus[g].latency is None:
-            raise InputError(f"gpus.{g}.latency", f"GPU type {g} in the plan has no latency model; {HOW_TO_ADD}")
+    check_latency(gpus, plan.gpus, " in the plan")
     slo = parse_slo(slo if slo is not None else next(iter(gpus.values())).meta.get("slo"), field="slo")
     if slo == "unknown":
         raise InputError("slo", "the profile file states no SLO; give one, e.g. --slo tpot_ms=40")
@@ -991,10 +1001,8 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
         return AttainmentSearch(target, "infeasible", f"no throughput plan: {base.message}", None, None, [],
                                 pd.DataFrame(columns=["mix", "cost_per_hour", "attainment", "status"]))
     base_plan = plan_from_result(base, gpus)
-    usable = [g for g in gpus if gpus[g].tputs.to_numpy().max() > 0]       # a type serving nothing is never added
-    for g in usable:
-        if gpus[g].latency is None:
-            raise InputError(f"gpus.{g}.latency", f"GPU type {g} has no latency model; {HOW_TO_ADD}")
+    usable = serving(gpus)                # a type serving nothing is never added
+    check_latency(gpus, usable)
     if stream is None:
         stream = stream_from_workload(workload, rate, duration_s, arrival=arrival, seed=seed)
     from .pools import session
