@@ -10,6 +10,8 @@ plan report and the explorer share, so that each shows the same numbers in the s
   generated stream (and, with `target`, search for the cheapest plan that reaches it): a `PlanCheck`
   with the flat numbers a results table takes (``columns()``), the answer sentence (``sentence``) and
   the simulation results for the page.
+- ``read_check(path, options, target)``: a check saved by a sweep's worker (``PlanCheck.to_dict``), read back
+  for the point's page instead of simulating the same plan a second time.
 - ``latency_missing(gpus)``: the one line that says why no simulation can run (None when every GPU
   type carries a latency model).
 """
@@ -83,6 +85,28 @@ class PlanCheck:
         if self.search is not None:
             out["search"] = self.search.to_dict()
         return out
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> "PlanCheck":
+        """A check written by `to_dict`, back: its status, sentence, numbers, the simulation's summary table
+        and the search's plans (not the per-request rows, which `to_dict` leaves out)."""
+        from .simulate import AttainmentSearch, SimResult
+
+        numbers = {c: (math.nan if doc.get(c) is None and c not in ("sim_status", "sim_slo", "found_mix") else doc.get(c))
+                   for c in COLUMNS if c in doc}
+        sim = doc.get("simulation")
+        result = None
+        if sim is not None:
+            summary = pd.DataFrame.from_records(sim["summary"]).set_index("gpu")
+            summary = summary.apply(lambda col: pd.to_numeric(col) if col.dtype == object and col.isna().all() else col)
+            result = SimResult(sim["status"], sim["message"], pd.DataFrame(), summary, pd.DataFrame(), sim["slo"],
+                               sim["plan"], sim.get("options") or {}, sim.get("wall_seconds") or 0.0,
+                               sim.get("cpu_seconds") or 0.0)
+        found = doc.get("search")
+        search = None if found is None else AttainmentSearch(
+            found["target"], found["status"], found["message"], found["baseline"], found["found"], found["neighbours"],
+            pd.DataFrame.from_records(found["tried"]), baseline_result=result)
+        return cls(doc["status"], doc["sentence"], dict(doc["options"]), result, search, numbers)
 
 
 def _p99(res, col: str) -> float:
@@ -158,6 +182,28 @@ def check_plan(workload: pd.DataFrame, gpus: Mapping[str, Any], rate: float, res
         else:
             sentence += f"; no plan tried reaches {target:.1%} (best: {search.found['mix']}, {search.found['attainment']:.1%})"
     return PlanCheck(status, sentence, options, res, search, numbers)
+
+
+def read_check(path, options: Any, target: Any = None) -> PlanCheck:
+    """A check that a sweep's worker saved (`PlanCheck.to_dict` as JSON) for the point's page, so that the page
+    shows the worker's numbers instead of simulating the same plan again; refused in one line when it was
+    made with other `simulate` options or another target than the page's (`options`, `target`)."""
+    import json
+    from pathlib import Path
+
+    try:
+        check = PlanCheck.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError("simulation_check", f"cannot read the saved check {Path(path).name} ({type(exc).__name__}: "
+                                             f"{exc}); set simulation_check to None to simulate here") from None
+    wanted, target = check_options(options or {}), check_target(target)
+    saved = check.numbers.get("target_attainment")
+    saved = None if saved is None or math.isnan(saved) else saved
+    if check.options != wanted or saved != target:
+        raise InputError("simulation_check", f"{Path(path).name} was simulated with other options "
+                                             f"({check.options}, target {saved}) than this page's ({wanted}, target "
+                                             f"{target}); set simulation_check to None to simulate here")
+    return check
 
 
 def check_html(check: PlanCheck, rate: float) -> str:

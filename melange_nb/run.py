@@ -35,7 +35,8 @@ PACKAGES = ("melange-nb", "papermill", "nbconvert", "pandas", "numpy", "pulp", "
 ALLOCATION_DEFAULTS: dict[str, Any] = {"workload": None, "gpus": None, "rate": None, "slice_factor": 1,
                                        "solver": ["exact", "melange"], "time_limit": None, "gpu_names": [],
                                        "constraints": {}, "simulate": None, "target_attainment": None,
-                                       "index_page": None}   # a sweep sets "../index.html" (the back link)
+                                       "index_page": None,   # a sweep sets "../index.html" (the back link)
+                                       "simulation_check": None}   # a sweep sets its worker's saved check
 WORKLOAD_KEYS = schemas.WORKLOAD_KEYS
 
 

@@ -6,7 +6,8 @@ import math
 import pytest
 import yaml
 
-from melange_nb.attainment import check_html, check_options, check_plan, check_target, latency_missing, summary_frame
+from melange_nb.attainment import (check_html, check_options, check_plan, check_target, latency_missing, read_check,
+                                   summary_frame)
 from melange_nb.errors import InputError
 from melange_nb.profiles import load_gpus, save_profiles
 from melange_nb.profiles.latency import parse_latency
@@ -95,6 +96,31 @@ def test_check_plan_with_a_target_finds_a_plan_that_reaches_it(arena):
     assert cols["found_mix"] != "1×A10G + 1×A100" and cols["target_attainment"] == 0.95
     assert f"; {cols['found_mix']} (${cols['found_cost_per_hour']:.2f}/h) meets it for " in check.sentence
     assert all(n["attainment"] < 0.95 for n in check.search.neighbours)
+
+
+def test_a_saved_check_reads_back_as_the_page_shows_it_and_refuses_other_options(arena, tmp_path):
+    """A sweep's worker saves its check (to_dict as JSON); the point's page reads it back (read_check)
+    and shows the same sentence, numbers and tables as the check itself, without simulating again."""
+    gpus = gpus_with_latency()
+    result = solve(arena, gpus, 4.0)
+    for target in (None, 0.95):
+        check = check_plan(arena, gpus, 4.0, result, {"duration_s": 30}, target)
+        path = tmp_path / "check.json"
+        path.write_text(json.dumps(check.to_dict()))
+        back = read_check(path, {"duration_s": 30}, target)
+        assert json.dumps(back.to_dict(), sort_keys=True) == json.dumps(check.to_dict(), sort_keys=True)
+        assert back.sentence == check.sentence and check_html(back, 4.0) == check_html(check, 4.0)
+        assert summary_frame(back).equals(summary_frame(check))
+        assert back.result.requests.empty       # the per-request rows are not saved: nothing was simulated here
+        assert (back.search is None) == (target is None)
+    for options, target, match in [({"duration_s": 60}, 0.95, r"^simulation_check: check\.json was simulated with other options"),
+                                   ({"duration_s": 30}, None, r"^simulation_check: .*target 0\.95\) than this page's"),
+                                   ({"duration_s": 30}, 0.9, r"^simulation_check: .*; set simulation_check to None")]:
+        with pytest.raises(InputError, match=match):
+            read_check(path, options, target)
+    path.write_text("{not json")
+    with pytest.raises(InputError, match=r"^simulation_check: cannot read the saved check check\.json"):
+        read_check(path, {"duration_s": 30})
 
 
 def test_no_latency_model_is_one_line_and_check_plan_refuses(arena):

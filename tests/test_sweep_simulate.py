@@ -67,6 +67,32 @@ def test_target_attainment_in_a_sweep_adds_the_found_plan(tmp_path):
     assert ref["found_mix"] and ref["found_cost_per_hour"] > 0
 
 
+@pytest.mark.slow
+def test_point_pages_show_the_workers_check_not_a_second_simulation(tmp_path):
+    """Each rendered page shows the attainment its worker simulated (simulations/<point>.json): the numbers
+    of results.csv, to the last digit, and the worker's own wall-clock seconds, which a second simulation
+    in the page's kernel would not reproduce."""
+    doc = spec_doc(tmp_path, rates=[4, 6], render="all", simulate={"duration_s": 60}, target_attainment=0.95)
+    out = tmp_path / "out"
+    run_sweep(load_spec(write(tmp_path, doc)), out, workers=1, log=lambda m: None)
+    ref = collect_results(out).query("policy == reference")
+    assert len(ref) == 2
+    for _, row in ref.iterrows():
+        saved = json.loads((out / "simulations" / f"{row['point']}.json").read_text())
+        shown = json.loads((out / row["point"] / "simulation.json").read_text())     # written by the page's kernel
+        assert json.dumps(shown, sort_keys=True) == json.dumps(saved, sort_keys=True)
+        for col in ("attainment", "p99_ttft_ms", "p99_tpot_ms", "sim_seconds", "found_cost_per_hour", "found_attainment"):
+            assert shown[col] == row[col], col
+        assert shown["found_mix"] == row["found_mix"] and shown["sim_status"] == row["sim_status"] == "ok"
+        page = (out / row["point"] / "02_allocation-shared.html").read_text()
+        assert f"meets TPOT ≤ 14 ms for {row['attainment']:.1%} of requests" in page
+        assert f"{row['found_mix']} (${row['found_cost_per_hour']:.2f}/h) meets it for {row['found_attainment']:.1%}" in page
+        executed = (out / row["point"] / "02_allocation.ipynb").read_text()
+        params = json.loads(executed)["metadata"]["papermill"]["parameters"]
+        assert params["simulation_check"] == f"../simulations/{row['point']}.json"    # relative: no local folder
+        assert str(tmp_path) not in page and str(tmp_path) not in executed
+
+
 def test_bad_simulate_keys_fail_before_any_work(tmp_path, capsys):
     for extra, message in [({"simulate": {"duration_s": 0}}, "spec.yaml: simulate.duration_s: must be simulated seconds"),
                            ({"simulate": {"arrival": "bursts"}}, "spec.yaml: simulate.arrival: must be poisson"),

@@ -11,13 +11,15 @@ rates chosen by `render`: by default the rates where the reference mix changes p
 last rate of each problem.
 
 Layout of ``outputs/<sweep>/``: ``manifest.json`` (spec and each point's status), ``workloads/<name>/``
-(built workloads), ``<point>/`` for rendered points (notebook, HTML, JSON/CSV), ``failed/<point>/``
+(built workloads), ``<point>/`` for rendered points (notebook, HTML, JSON/CSV), ``simulations/<point>.json``
+(each simulated point's attainment check, `saved_check`), ``failed/<point>/``
 (traceback and partial notebook, their paths made relative as the manifest's are),
 ``results.csv``/``results.parquet``, the summary notebook and ``index.html``.
 
 With the spec's `simulate` key, each point's reference plan is simulated right after its solve, in
 the same task (so in the worker pool, one point per task; a tqdm bar counts points), and the results
-gain attainment and p99 TTFT/TPOT columns (see `spec`).
+gain attainment and p99 TTFT/TPOT columns (see `spec`). The check is saved (``simulations/<point>.json``)
+and a rendered page shows it (the notebook's ``simulation_check``) rather than simulating the plan again.
 
 With `ray` (the spec's ``ray:`` or ``--ray-address``) the points (and their simulations) are solved as
 Ray tasks on a cluster (`scale.RayPool`, one more executor behind the pool interface); the driver
@@ -129,6 +131,7 @@ class _Run:
             changed += bool(entry) and not fresh
             shutil.rmtree(out / "failed" / p.id, ignore_errors=True)
             shutil.rmtree(out / p.id, ignore_errors=True)
+            saved_check(out, p.id).unlink(missing_ok=True)
             self.state["points"][p.id] = {"status": "pending", "inputs": key, **_point_fields(p), "rendered": False}
             todo.append(p)
         self.state["points"] = {p.id: self.state["points"][p.id] for p in points}   # drop points no longer in the spec
@@ -211,12 +214,14 @@ class _Run:
                      f"{time.perf_counter() - start:.1f} s")
 
     def _record_solved(self, solved: list) -> None:
-        for pid, rows, seconds, error in solved:
+        for pid, rows, seconds, error, check in solved:
             entry = self.state["points"][pid]
             if error:
                 entry.update(status="failed", error=error[0], seconds=seconds)
                 _write_failure(self.out, pid, error[1])
             else:
+                if check is not None:     # here, not in the worker: a Ray worker's disk is not this one's
+                    write_json(saved_check(self.out, pid), check)
                 entry.update(status="done", error=None, seconds=round(seconds, 4))
                 self.new_rows.extend(rows)
 
@@ -260,8 +265,8 @@ class _Run:
         by_id = {p.id: p for p in grid(self.spec)}
         self.pool = worker_pool(min(self.workers, len(todo)))
         with workers_spawning():
-            futures = {self.pool.submit(render_point, str(self.out), pid,
-                                        _notebook_params(self.spec, by_id[pid], files), self.html): pid for pid in todo}
+            futures = {self.pool.submit(render_point, str(self.out), pid, self._page_params(by_id[pid], files),
+                                        self.html): pid for pid in todo}
         for fut in cf.as_completed(futures):
             pid = futures[fut]
             try:
@@ -276,6 +281,12 @@ class _Run:
             else:
                 entries[pid]["rendered"] = True
         self.stop_pool()
+
+    def _page_params(self, p: Point, files) -> dict:
+        """The point's notebook parameters and its worker's saved check (when it was simulated), which the
+        page shows instead of simulating the same plan again. Not part of the point's inputs key."""
+        check = saved_check(self.out, p.id)
+        return {**_notebook_params(self.spec, p, files), "simulation_check": str(check) if check.is_file() else None}
 
     def _render_label(self) -> str:
         return self.render if isinstance(self.render, str) else "rates " + ", ".join(f"{r:g}" for r in self.render)
@@ -333,10 +344,12 @@ def _solve_all(task) -> list:
     return list(_solve_points(task))
 
 
-def _solve_points(task) -> Iterator[tuple[str, list[dict], float, tuple | None]]:
-    """Prepare one problem once and solve it at each of the task's rates with every solver.
+def _solve_points(task) -> Iterator[tuple[str, list[dict], float, tuple | None, dict | None]]:
+    """Prepare one problem once and solve it at each of the task's rates with every solver (and, with
+    `simulate`, check the reference plan's attainment).
 
-    Yields (point id, result rows, seconds, None) or (point id, [], seconds, (error, traceback)).
+    Yields (point id, result rows, seconds, None, the check's `to_dict` or None) or
+    (point id, [], seconds, (error, traceback), None).
     """
     from ..profiles import load_gpus, select_gpus
     from ..solver import Constraints, compare, prepare
@@ -347,6 +360,7 @@ def _solve_points(task) -> Iterator[tuple[str, list[dict], float, tuple | None]]
     prepared = prepare(workload, gpus, Constraints.from_mapping(task["constraints"]))
     for pid, rate in task["points"]:
         start = time.perf_counter()
+        saved = None
         try:
             cmp = compare(prepared, prepared.gpus, rate, solvers=task["solvers"], slice_factor=task["slice_factor"],
                           time_limit=task["time_limit"], constraints=prepared.constraints)
@@ -358,11 +372,19 @@ def _solve_points(task) -> Iterator[tuple[str, list[dict], float, tuple | None]]
                 for row in rows:
                     if row["policy"] == cmp.reference:
                         row.update(check.columns())
+                saved = check.to_dict()   # what the point's page shows, if it is rendered (saved_check)
         except Exception as exc:
             yield pid, [], time.perf_counter() - start, (" ".join(f"{type(exc).__name__}: {exc}".split())[:500],
-                                                         traceback.format_exc())
+                                                         traceback.format_exc()), None
             continue
-        yield pid, rows, time.perf_counter() - start, None
+        yield pid, rows, time.perf_counter() - start, None, saved
+
+
+def saved_check(out: str | Path, point_id: str) -> Path:
+    """``simulations/<point>.json``: a simulated point's attainment check as its worker made it
+    (`attainment.PlanCheck.to_dict`), kept for every point so that a page rendered now or on a later
+    resume shows the worker's numbers (`attainment.read_check`) instead of simulating again."""
+    return Path(out) / "simulations" / f"{point_id}.json"
 
 
 def _rows(pid: str, cmp, fields: Mapping[str, Any]) -> list[dict]:
