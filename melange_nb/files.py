@@ -22,6 +22,10 @@ import yaml
 from .errors import InputError
 
 
+# How `run.resolve_path` finds a relative path, for the "not found" messages that name one
+PATH_LOOKUP = "relative paths are taken from the current folder, then the project root"
+
+
 def read_text_file(path: str | Path, what: str, example: str) -> str:
     """A UTF-8 text file's content; missing, unreadable or undecodable is an `InputError` naming it."""
     path = Path(path)
@@ -29,7 +33,7 @@ def read_text_file(path: str | Path, what: str, example: str) -> str:
     if path.is_dir():
         raise InputError(field, f"is a folder, not a file; e.g. {example}")
     if not path.is_file():
-        raise InputError(field, f"not found; e.g. {example}")
+        raise InputError(field, f"not found; check the path ({PATH_LOOKUP}), e.g. {example}")
     try:
         if path.stat().st_size > MAX_TEXT_BYTES:
             raise InputError(field, f"is {path.stat().st_size / 2**20:,.0f} MiB; input files of at most "

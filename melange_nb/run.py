@@ -65,9 +65,15 @@ def load_params(path: str | Path) -> dict[str, Any]:
 
 
 def resolve_path(value: str | Path) -> Path:
-    """A path as given if it exists, else relative to the project root (params files say params/...)."""
+    """A path as given (absolute, or from the current folder) if it exists there, else from the project
+    root if it exists there (params files say params/...), else from the current folder: a missing file
+    is reported where the user's path points (`files.PATH_LOOKUP` says how it was looked up), not
+    inside the project."""
     p = Path(value)
-    return p.resolve() if p.exists() or p.is_absolute() else (PROJECT_ROOT / p).resolve()
+    if p.is_absolute() or p.exists():
+        return p.resolve()
+    in_project = PROJECT_ROOT / p
+    return in_project.resolve() if in_project.exists() else p.resolve()
 
 
 def workload_input(value: str | Mapping[str, Any], field: str) -> str | dict[str, Any]:

@@ -321,6 +321,24 @@ def test_bad_run_params_fail_before_any_kernel(tmp_path, capsys, case):
     assert_one_line(*run_cli(["run", "-p", "p.yaml", "-o", "runout"], tmp_path, capsys), message)
 
 
+def test_a_missing_relative_path_is_reported_where_the_user_put_it(tmp_path, capsys, monkeypatch):
+    """A relative path is looked up from the current folder, then the project root; one that is in neither
+    is named from the current folder (not as if it were inside the project), with how it was looked up."""
+    from melange_nb.config import PROJECT_ROOT
+    from melange_nb.run import resolve_path
+
+    here, lookup = tmp_path.resolve(), "check the path (relative paths are taken from the current folder, then the project root)"
+    write(tmp_path, "p.yaml", f"workload: cl-rp-missing/w.csv\ngpus: {GPUS}\nrate: 4\n")
+    for argv, message in [(["run", "-p", "p.yaml"], f"workload file {here}/cl-rp-missing/w.csv: not found; {lookup}, or pass a CSV"),
+                          (["run", "-p", "gone.yaml"], f"params file {here}/gone.yaml: not found; {lookup}, e.g. params/default.yaml")]:
+        code, out, err, created = run_cli(argv, tmp_path, capsys)
+        assert_one_line(code, out, err, created, message)
+        assert str(PROJECT_ROOT) not in err[0]
+    monkeypatch.chdir(tmp_path)
+    assert resolve_path("params/gpus/llama2-7b-seed.yaml") == GPUS_DIR / "llama2-7b-seed.yaml"   # project files still found
+    assert resolve_path("p.yaml") == here / "p.yaml" and resolve_path("gone/x.csv") == here / "gone" / "x.csv"
+
+
 def test_absurd_sizes_are_bad_input_not_hangs(tmp_path, capsys):
     base = ["solve", "--workload", ARENA, "--gpus", GPUS]
     for extra, message in ((["--rate", "1e300"], "needs at least"),

@@ -54,7 +54,7 @@ import pandas as pd
 
 from .. import schemas
 from ..errors import InputError
-from ..files import read_yaml
+from ..files import PATH_LOOKUP, read_yaml
 from ..run import resolve_path, workload_input
 
 from ..schemas import NO_CONSTRAINTS, PREDICT_OPTIONS, RENDER_MODES, SPEC_KEYS, SweepSpec, render_choice, validate
@@ -238,8 +238,7 @@ def check_inputs(spec: Mapping[str, Any]) -> dict[str, Any]:
             workloads[name] = None
             for key in ("trace",) + (("dataset",) if value.get("dataset") and Path(str(value["dataset"])).is_absolute() else ()):
                 if value.get(key) and not Path(value[key]).exists():
-                    raise InputError(f"workloads.{name}.{key}", f"{value[key]} not found; check the path "
-                                     "(relative paths are taken from the current folder, then the project root)")
+                    raise InputError(f"workloads.{name}.{key}", f"{value[key]} not found; check the path ({PATH_LOOKUP})")
     if pending:
         predict_gpu_sets(spec)
     profiles = {file: checked[file] if file in checked else _check_profile(spec, name, slo, file)
