@@ -275,3 +275,26 @@ def test_two_node_simulate_reports_a_bad_address_and_a_missing_model_in_one_line
                            "--ray-address", ADDRESS, env=env)
     assert no_model.returncode == 2 and no_model.stderr.count("\n") == 1, no_model.stderr[-1500:]
     assert "has no latency model" in no_model.stderr
+
+
+@pytest.mark.slow
+def test_two_node_plan_target_attainment_equals_here(cluster, shared_data, tmp_path):
+    """`plan --target-attainment --ray-address`: each window's attainment search a Ray task, the whole-trace
+    replays per GPU pool on the cluster; the same plan found, files and words, as here."""
+    from melange_nb.config import PROJECT_ROOT
+
+    env = {**cluster.env, "MELANGE_NB_OUTPUTS": str(tmp_path / "outputs")}
+    rows = pd.read_csv(shared_data / "azure_llm_inference_conv_2023.csv")
+    trace = tmp_path / "three-minutes.csv"
+    rows[pd.to_datetime(rows["TIMESTAMP"]) < pd.Timestamp("2023-11-16 18:18:00")].to_csv(trace, index=False)
+    plan = ["plan", "--trace", trace, "--gpus", PROJECT_ROOT / HAND_LATENCY_GPUS, "--window", "1min",
+            "--target-attainment", "0.99"]
+    here = _cli(*plan, "-o", tmp_path / "here", env=env)
+    on_ray = cluster.run(sys.executable, "-m", "melange_nb.cli", *plan, "--ray-address", ADDRESS, "-o",
+                         tmp_path / "ray", env=env)
+    assert here.returncode == on_ray.returncode == 0, here.stderr[-1500:] + on_ray.stderr[-1500:]
+    assert here.stdout.replace("here", "ray") == on_ray.stdout
+    for name in ("plan.csv", "deploy.json", "simulation/summary.csv"):
+        assert (tmp_path / "ray" / name).read_text() == (tmp_path / "here" / name).read_text(), name
+    table = pd.read_csv(tmp_path / "here" / "plan.csv")
+    assert (table["target_status"] == "met").all() and (table["target_plans_tried"] > 1).all()
