@@ -51,6 +51,14 @@ def check_target(value: Any, where: str = "target_attainment") -> float | None:
     return schemas.validate(TypeAdapter(schemas.TargetAttainment), value, where=where)
 
 
+def serving_gpus(gpus: Mapping[str, Any]) -> dict[str, Any]:
+    """The GPU types that serve at least one bucket: a type serving none is in no plan, and needs no
+    latency model (e.g. L4 at TPOT 40 ms in the predicted Llama-3.1 profiles)."""
+    from .simulate import serving
+
+    return {g: gpus[g] for g in serving(gpus)}
+
+
 def latency_missing(gpus: Mapping[str, Any]) -> str | None:
     """None when every GPU type has a latency model, else the line that says which lacks one and how to add it."""
     from .profiles import HOW_TO_ADD
@@ -244,7 +252,7 @@ def check_trace_plan(plan_dir, trace, gpus: Mapping[str, Any], *, timestamp_colu
     from .plan import read_plan
     from .simulate import load_plan, simulate, stream_from_trace, write_result
 
-    missing = latency_missing(gpus)
+    missing = latency_missing(serving_gpus(gpus))
     if missing:
         raise InputError("--simulate", missing[len("No SLO attainment: "):])
     table, doc = read_plan(plan_dir)

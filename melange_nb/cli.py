@@ -564,8 +564,8 @@ def _plan(args) -> int:
     gpus = select_gpus(load_gpus(args.gpus), args.gpu)
     if args.simulate:                     # refused before the trace is read or anything is solved
         from . import schemas
-        from .attainment import latency_missing
-        missing = latency_missing(gpus)
+        from .attainment import latency_missing, serving_gpus
+        missing = latency_missing(serving_gpus(gpus))
         if missing:
             raise InputError("--simulate", missing[len("No SLO attainment: "):])
         schemas.whole(args.seed, "--seed")

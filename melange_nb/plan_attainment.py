@@ -52,19 +52,14 @@ ROUTE_COLUMNS = [INPUT_AXIS, OUTPUT_AXIS, "gpu", "share", "rate"]
 PLANNED = ("optimal", "time_limit")           # window statuses with a throughput-only mix
 
 
-def usable_gpus(gpus: Mapping[str, GpuProfile]) -> dict[str, GpuProfile]:
-    """The GPU types that serve at least one bucket (a type serving none is never in a plan)."""
-    return {g: p for g, p in gpus.items() if float(np.nanmax(p.tputs.to_numpy(dtype=float))) > 0}
-
-
 def check_target_options(gpus: Mapping[str, GpuProfile], target: Any, where: str = "--target-attainment") -> float:
     """The target as a float in (0, 1]; refuses a GPU type that serves a bucket but has no latency model."""
-    from .attainment import check_target, latency_missing
+    from .attainment import check_target, latency_missing, serving_gpus
 
     value = check_target(target, where=where)
     if value is None:
         raise InputError(where, "give a share of requests in (0, 1], e.g. 0.99")
-    missing = latency_missing(usable_gpus(gpus))
+    missing = latency_missing(serving_gpus(gpus))
     if missing:
         raise InputError(where, missing[len("No SLO attainment: "):])
     return value

@@ -776,8 +776,8 @@ class _Progress:
 
 
 def serving(gpus: Mapping[str, GpuProfile]) -> list[str]:
-    """The GPU types that serve at least one bucket (the ones an attainment search may add)."""
-    return [g for g in gpus if gpus[g].tputs.to_numpy().max() > 0]
+    """The GPU types that serve at least one bucket (the only ones a plan or an attainment search uses)."""
+    return [g for g in gpus if float(np.nanmax(gpus[g].tputs.to_numpy(dtype=float))) > 0]
 
 
 def check_latency(gpus: Mapping[str, GpuProfile], names: Sequence[str], where: str = "") -> None:
