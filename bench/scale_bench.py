@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from ray_cluster import ADDRESS, NamespacedCluster, skip_reason  # noqa: E402
+from ray_cluster import ADDRESS, NamespacedCluster, skip_reason, without_timings  # noqa: E402
 
 DRIVER = """
 import json, resource, sys, time
@@ -79,14 +79,6 @@ SIMULATIONS = [
 ]
 
 
-def _without_timings(doc):
-    if isinstance(doc, dict):
-        return {k: _without_timings(v) for k, v in doc.items() if "seconds" not in k}
-    if isinstance(doc, list):
-        return [_without_timings(v) for v in doc]
-    return doc
-
-
 def simulations(cluster, outputs: Path) -> None:
     """Each command here and with --ray-address on the two-node cluster: wall time, same answer."""
     for what, args in SIMULATIONS:
@@ -102,7 +94,7 @@ def simulations(cluster, outputs: Path) -> None:
             if args[0] == "plan":
                 answers[how] = (Path(out[1]) / "plan.csv").read_text()
             else:
-                answers[how] = _without_timings(json.loads(result.stdout))
+                answers[how] = without_timings(json.loads(result.stdout))
         same = "identical" if answers["here"] == answers["ray, 2 nodes"] else "DIFFERENT"
         print(f"{what}: here {walls['here']:.1f} s, ray 2 nodes {walls['ray, 2 nodes']:.1f} s "
               f"({walls['ray, 2 nodes'] / walls['here']:.2f}x the time); answers {same}   "

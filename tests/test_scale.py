@@ -12,7 +12,7 @@ from hypothesis import example, given, settings, strategies as st
 
 from melange_nb.workload import bucket_index, histogram, histogram_from_counts
 
-from ray_cluster import ADDRESS, NamespacedCluster, skip_reason
+from ray_cluster import ADDRESS, NamespacedCluster, skip_reason, without_timings
 
 
 def _cli(*args, env=None):
@@ -220,15 +220,6 @@ def test_two_node_sweep_equals_the_local_pool_and_survives_a_lost_node(cluster, 
 HAND_LATENCY_GPUS = "params/gpus/llama2-7b-seed-hand-latency-tpot40.yaml"
 
 
-def _without_timings(doc):
-    """A JSON document without its wall/CPU timings (the only fields that differ between two runs)."""
-    if isinstance(doc, dict):
-        return {k: _without_timings(v) for k, v in doc.items() if "seconds" not in k}
-    if isinstance(doc, list):
-        return [_without_timings(v) for v in doc]
-    return doc
-
-
 @pytest.mark.slow
 def test_two_node_plan_and_simulate_equal_here(cluster, shared_data, tmp_path):
     """`plan --ray-address` (windows solved, and the trace replayed per GPU pool, as Ray tasks) and
@@ -258,7 +249,7 @@ def test_two_node_plan_and_simulate_equal_here(cluster, shared_data, tmp_path):
     assert here.returncode == on_ray.returncode == 0, here.stderr[-1500:] + on_ray.stderr[-1500:]
     found = json.loads(here.stdout)
     assert found["attainment"]["status"] == "met" and len(found["attainment"]["tried"]) > 3
-    assert _without_timings(json.loads(on_ray.stdout)) == _without_timings(found)
+    assert without_timings(json.loads(on_ray.stdout)) == without_timings(found)
 
 
 @pytest.mark.slow
