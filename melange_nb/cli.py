@@ -102,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="also find the cheapest plan whose simulated SLO attainment reaches this share, e.g. 0.99 "
                         "(needs a latency model per GPU type; default: throughput only)")
     _add_stream_options(s, what="the stream simulated with --target-attainment")
+    _add_ray_tasks(s, "each --target-attainment search step's candidate plans")
 
     w = sub.add_parser("workload", help="build a request-size histogram from a chat dataset or a length trace")
     src = w.add_mutually_exclusive_group(required=True)
@@ -675,6 +676,9 @@ def _solve(args) -> int:
         from .simulate import stream_from_workload
         stream_from_workload(workload, rate if args.rate is None else args.rate, args.duration,
                              arrival=args.arrival, seed=args.seed).head(0)      # checks the stream options
+    elif args.ray_address:
+        raise InputError("--ray-address", "applies to --target-attainment's search only; add it or drop the address")
+    ray = _ray_option(args.ray_address)
     if args.export:
         from .files import check_output_dir
         check_output_dir(args.export, "--export")
@@ -698,7 +702,7 @@ def _solve(args) -> int:
         search = search_attainment(workload, gpus, rate, args.target_attainment, duration_s=args.duration,
                                    arrival=args.arrival, seed=args.seed, solver=args.solver,
                                    constraints=constraints, routing=args.routing, slo=args.slo,
-                                   progress=sys.stderr.isatty())
+                                   progress=sys.stderr.isatty(), ray=ray)
         if fmt != "melange":
             out["attainment"] = search.to_dict()
     if args.output is not None:

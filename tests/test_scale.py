@@ -83,6 +83,32 @@ def test_bad_ray_options_fail_in_one_line_before_any_cluster(tmp_path, args, mes
     assert not (tmp_path / "w.csv").exists()
 
 
+SEED_WORKLOAD = "params/workloads/arena-seed.csv"
+SEED_GPUS = "params/gpus/llama2-7b-seed.yaml"
+HAND_LATENCY_GPUS = "params/gpus/llama2-7b-seed-hand-latency-tpot40.yaml"
+
+
+@pytest.mark.parametrize("command, message", [
+    (["solve", "--rate", "4"], "applies to --target-attainment's search only"),
+    (["solve", "--rate", "4", "--target-attainment", "0.99", "--ray-address", "no-port"], "HOST:PORT"),
+    (["simulate", "--rate", "4", "--ray-address", "127.0.0.1:notaport"], "HOST:PORT"),
+    (["plan", "--trace", "t.csv", "-o", "out", "--ray-address", ""], None),
+])
+def test_bad_ray_address_of_solve_simulate_plan_fails_in_one_line(tmp_path, command, message):
+    from melange_nb.config import PROJECT_ROOT
+
+    (tmp_path / "t.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,10,10\n")
+    command = [str(tmp_path / a) if a in ("t.csv", "out") else a for a in command]
+    if "--ray-address" not in command:
+        command += ["--ray-address", "127.0.0.1:6379"]
+    extra = [] if command[0] == "plan" else ["--workload", PROJECT_ROOT / SEED_WORKLOAD]
+    result = _cli(*command, "--gpus", PROJECT_ROOT / HAND_LATENCY_GPUS, *extra,
+                  env={**os.environ, "RAY_ADDRESS": ""})
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "--ray-address" in result.stderr and (message is None or message in result.stderr), result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------- a real two-node cluster (slow)
 
 @pytest.fixture(scope="module")
@@ -157,8 +183,6 @@ def test_two_node_workload_reports_a_bad_row_in_one_line(cluster, tmp_path):
 
 # ---------------------------------------------------------------- sweeps on the cluster (slow)
 
-SEED_WORKLOAD = "params/workloads/arena-seed.csv"
-SEED_GPUS = "params/gpus/llama2-7b-seed.yaml"
 
 
 def _sweep_args(rates, out):
@@ -216,8 +240,6 @@ def test_two_node_sweep_equals_the_local_pool_and_survives_a_lost_node(cluster, 
 
 
 # ---------------------------------------------------------------- plans and simulations on the cluster (slow)
-
-HAND_LATENCY_GPUS = "params/gpus/llama2-7b-seed-hand-latency-tpot40.yaml"
 
 
 @pytest.mark.slow
