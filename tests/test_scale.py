@@ -311,3 +311,30 @@ def test_two_node_plan_target_attainment_equals_here(cluster, shared_data, tmp_p
         assert (tmp_path / "ray" / name).read_text() == (tmp_path / "here" / name).read_text(), name
     table = pd.read_csv(tmp_path / "here" / "plan.csv")
     assert (table["target_status"] == "met").all() and (table["target_plans_tried"] > 1).all()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_plan_on_the_cluster_with_nothing_written(cluster, shared_data, tmp_path):
+    """SIGINT while `plan --target-attainment --ray-address` searches its windows on the cluster: the
+    Ray tasks are cancelled, the command says "interrupted" in one line (exit 130, no traceback) and
+    the output folder is not left half-written."""
+    import signal
+    import time
+    from pathlib import Path
+
+    from melange_nb.config import PROJECT_ROOT
+
+    out = tmp_path / "plan"
+    run = cluster.popen(sys.executable, "-m", "melange_nb.cli", "plan", "--trace",
+                        shared_data / "azure_llm_inference_conv_2023.csv", "--gpus",
+                        PROJECT_ROOT / "params/gpus/llama3.1-8b-tpot40.yaml", "--target-attainment", "0.99",
+                        "--window", "30s", "--ray-address", ADDRESS, "-o", out,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(15)                                  # connected, windows solved, searches running on the cluster
+    assert run.poll() is None, run.stderr.read()[-1500:]
+    children = Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()
+    os.kill(int(children[0]) if children else run.pid, signal.SIGINT)    # the CLI's process inside nsenter
+    _, err = run.communicate()
+    assert run.returncode == 130, err[-1500:]
+    assert err.strip().splitlines()[-1] == "melange-nb: interrupted" and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())
