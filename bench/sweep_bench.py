@@ -22,8 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from melange_nb.config import GPUS_DIR, WORKLOADS_DIR
+from melange_nb.pools import worker_pool
 from melange_nb.sweep import load_spec, run_sweep
-from melange_nb.sweep.engine import render_point, worker_pool
+from melange_nb.sweep.engine import render_point
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -51,6 +51,14 @@ def check_target(value: Any, where: str = "target_attainment") -> float | None:
     return schemas.validate(TypeAdapter(schemas.TargetAttainment), value, where=where)
 
 
+def serving_gpus(gpus: Mapping[str, Any]) -> dict[str, Any]:
+    """The GPU types that serve at least one bucket: a type serving none is in no plan, and needs no
+    latency model (e.g. L4 at TPOT 40 ms in the predicted Llama-3.1 profiles)."""
+    from .simulate import serving
+
+    return {g: gpus[g] for g in serving(gpus)}
+
+
 def latency_missing(gpus: Mapping[str, Any]) -> str | None:
     """None when every GPU type has a latency model, else the line that says which lacks one and how to add it."""
     from .profiles import HOW_TO_ADD
@@ -233,22 +241,25 @@ def not_simulated(gpus: Mapping[str, Any]) -> str:
 
 def check_trace_plan(plan_dir, trace, gpus: Mapping[str, Any], *, timestamp_column: str = "TIMESTAMP",
                      input_column: str = "ContextTokens", output_column: str = "GeneratedTokens",
-                     routing: str = "least", seed: int = 0, progress: bool = False) -> PlanCheck:
+                     routing: str = "least", seed: int = 0, progress: bool = False,
+                     ray: str | bool | None = None) -> PlanCheck:
     """Replay `trace` at its own arrival times through the per-window plan in `plan_dir` (``melange-nb plan``
     output: counts and routes switch at window boundaries) and write the simulation to
-    ``plan_dir/simulation/`` (`simulate.write_result`); the answer sentence names the plan's mean $/h."""
+    ``plan_dir/simulation/`` (`simulate.write_result`); the answer sentence names the plan's mean $/h.
+    `ray`: simulate each GPU type's pool as a Ray task (`simulate.simulate`)."""
     from pathlib import Path
 
     from .plan import read_plan
     from .simulate import load_plan, simulate, stream_from_trace, write_result
 
-    missing = latency_missing(gpus)
+    missing = latency_missing(serving_gpus(gpus))
     if missing:
         raise InputError("--simulate", missing[len("No SLO attainment: "):])
     table, doc = read_plan(plan_dir)
     stream = stream_from_trace(trace, gpus, timestamp_column=timestamp_column, input_column=input_column,
                                output_column=output_column)
-    res = simulate(stream, load_plan(str(plan_dir), gpus), gpus, routing=routing, seed=seed, progress=progress)
+    res = simulate(stream, load_plan(str(plan_dir), gpus), gpus, routing=routing, seed=seed, progress=progress,
+                   ray=ray)
     write_result(res, Path(plan_dir) / "simulation")
     cost = float((doc["totals"].get("autoscaled") or {}).get("mean_cost_per_hour", table["cost_per_hour"].mean()))
     options = {"trace": Path(str(trace)).name, "routing": routing, "seed": seed, "requests": len(stream)}

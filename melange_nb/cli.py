@@ -46,6 +46,12 @@ def _add_ray_address(p, what: str) -> None:
                         "else a local Ray started for the run)")
 
 
+def _add_ray_tasks(p, what: str) -> None:
+    p.add_argument("--ray-address", metavar="HOST:PORT",
+                   help=f"simulate {what} as Ray tasks on this cluster (the head's address from `ray start --head`; "
+                        "the `scale` extra); same results (default: here, no Ray)")
+
+
 def _add_stream_options(p, *, what: str = "the simulated stream") -> None:
     """--duration, --arrival, --seed, --routing, --slo: a generated request stream and how a simulation serves it."""
     p.add_argument("--duration", type=float, default=600.0, metavar="SECONDS",
@@ -96,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="also find the cheapest plan whose simulated SLO attainment reaches this share, e.g. 0.99 "
                         "(needs a latency model per GPU type; default: throughput only)")
     _add_stream_options(s, what="the stream simulated with --target-attainment")
+    _add_ray_tasks(s, "each --target-attainment search step's candidate plans")
 
     w = sub.add_parser("workload", help="build a request-size histogram from a chat dataset or a length trace")
     src = w.add_mutually_exclusive_group(required=True)
@@ -336,6 +343,7 @@ def _simulate_parser(sub) -> None:
                          "terminal, json when piped)")
     si.add_argument("-o", "--output-dir", metavar="DIR",
                     help="also write requests.parquet, summary.csv, queue.csv, summary.json into DIR (default: none)")
+    _add_ray_tasks(si, "each GPU type's pool and, with --target-attainment, each search step's candidate plans")
 
 
 def _plan_and_stream(args):
@@ -367,6 +375,16 @@ def _plan_and_stream(args):
     return gpus, stream, plan, workload, solve_gpus, rate
 
 
+def _ray_option(value):
+    """--ray-address checked before anything runs: its form, and that Ray (the `scale` extra) is installed."""
+    from .scale import check_address, require_ray
+
+    ray = check_address(value)
+    if ray:
+        require_ray()
+    return ray
+
+
 def _simulate(args) -> int:
     from .simulate import simulate, write_result
 
@@ -375,19 +393,28 @@ def _simulate(args) -> int:
         check_output_dir(args.output_dir, "-o/--output-dir")
     if args.target_attainment is not None and (args.counts or args.plan):
         raise InputError("--target-attainment", "searches from the throughput-only plan; drop --counts/--plan")
+    ray = _ray_option(args.ray_address)
     gpus, stream, plan, workload, solve_gpus, rate = _plan_and_stream(args)
-    search = None
-    if args.target_attainment is not None:
-        from .simulate import search_attainment
-        search = search_attainment(workload, solve_gpus, rate, args.target_attainment, stream=stream,
-                                   solver=args.solver, routing=args.routing, seed=args.seed, slo=args.slo,
-                                   progress=sys.stderr.isatty())
-        if search.status == "infeasible":
-            raise InputError("--target-attainment", search.message)
-        result = search.result
+    from .simulate import check_latency, serving
+    if plan is not None:                  # before a cluster is reached or anything simulated
+        check_latency(gpus, [g for g in plan.gpus if g in gpus], " in the plan")
     else:
-        result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo,
-                          progress=sys.stderr.isatty())
+        check_latency(solve_gpus, serving(solve_gpus))
+    search = None
+    from .pools import session
+
+    with session(ray):
+        if args.target_attainment is not None:
+            from .simulate import search_attainment
+            search = search_attainment(workload, solve_gpus, rate, args.target_attainment, stream=stream,
+                                       solver=args.solver, routing=args.routing, seed=args.seed, slo=args.slo,
+                                       progress=sys.stderr.isatty(), ray=ray)
+            if search.status == "infeasible":
+                raise InputError("--target-attainment", search.message)
+            result = search.result
+        else:
+            result = simulate(stream, plan, gpus, routing=args.routing, seed=args.seed, slo=args.slo,
+                              progress=sys.stderr.isatty(), ray=ray)
     paths = write_result(result, args.output_dir) if args.output_dir else []
     if search is not None and args.output_dir:
         from .files import write_json
@@ -500,6 +527,9 @@ def _plan_parser(sub) -> None:
                          "calm windows) (default: none, each window on its own)")
     pl.add_argument("-j", "--workers", type=int, default=1, metavar="N",
                     help="solve windows in this many processes (default: 1)")
+    pl.add_argument("--ray-address", metavar="HOST:PORT",
+                    help="solve the windows, and with --simulate each GPU type's pool, as Ray tasks on this cluster "
+                         "(the head's address from `ray start --head`; the `scale` extra); same plan (default: here)")
     pl.add_argument("--simulate", action="store_true",
                     help="also replay the trace at its own times through the per-window plan (every GPU type needs a "
                          "latency model): SLO attainment and tail latencies, files in DIR/simulation/ (default: off)")
@@ -535,8 +565,8 @@ def _plan(args) -> int:
     gpus = select_gpus(load_gpus(args.gpus), args.gpu)
     if args.simulate:                     # refused before the trace is read or anything is solved
         from . import schemas
-        from .attainment import latency_missing
-        missing = latency_missing(gpus)
+        from .attainment import latency_missing, serving_gpus
+        missing = latency_missing(serving_gpus(gpus))
         if missing:
             raise InputError("--simulate", missing[len("No SLO attainment: "):])
         schemas.whole(args.seed, "--seed")
@@ -548,17 +578,20 @@ def _plan(args) -> int:
             raise InputError("--smooth", "not with --target-attainment: the plan found is deployed per window as "
                                          "found; drop --smooth (or plan twice)")
         schemas.whole(args.seed, "--seed")
-    with folder_lock(args.output_dir, by="plan"):      # one plan (or sweep) writing a folder at a time
-        return _plan_locked(args, gpus)
+    ray = _ray_option(args.ray_address)
+    from .pools import session
+
+    with folder_lock(args.output_dir, by="plan"), session(ray):   # one plan (or sweep) writing a folder at a time
+        return _plan_locked(args, gpus, ray)
 
 
-def _plan_locked(args, gpus) -> int:
+def _plan_locked(args, gpus, ray) -> int:
     from .plan import overflow_note, plan_trace, write_plan
 
     plan = plan_trace(args.trace, gpus, window=args.window, timestamp_column=args.timestamp_column,
                       input_column=args.input_column, output_column=args.output_column, overflow=args.overflow,
                       solver=args.solver, slice_factor=args.slice_factor, time_limit=args.time_limit,
-                      constraints=_constraints(args), smoothing=args.smooth, workers=args.workers)
+                      constraints=_constraints(args), smoothing=args.smooth, workers=args.workers, ray=ray)
     note = plan.info["trace"].get("note")
     if note:
         print(f"note: {note}")
@@ -573,7 +606,7 @@ def _plan_locked(args, gpus) -> int:
                                    input_column=args.input_column, output_column=args.output_column)
         found = target_plan(plan, stream, args.target_attainment, constraints=_constraints(args).check(list(gpus)),
                             routing=args.routing, seed=args.seed, workers=args.workers,
-                            ray=getattr(args, "ray_address", None), progress=sys.stderr.isatty())
+                            ray=ray, progress=sys.stderr.isatty())
         attach_target(plan, found)
     paths = write_plan(plan, args.output_dir)
     check = None
@@ -584,7 +617,7 @@ def _plan_locked(args, gpus) -> int:
         from .attainment import check_trace_plan
         check = check_trace_plan(args.output_dir, args.trace, gpus, timestamp_column=args.timestamp_column,
                                  input_column=args.input_column, output_column=args.output_column,
-                                 routing=args.routing, seed=args.seed, progress=sys.stderr.isatty())
+                                 routing=args.routing, seed=args.seed, progress=sys.stderr.isatty(), ray=ray)
         paths.append(Path(args.output_dir) / "simulation")
     if args.report:
         from .run import PLAN_NOTEBOOK, execute_notebook
@@ -643,6 +676,9 @@ def _solve(args) -> int:
         from .simulate import stream_from_workload
         stream_from_workload(workload, rate if args.rate is None else args.rate, args.duration,
                              arrival=args.arrival, seed=args.seed).head(0)      # checks the stream options
+    elif args.ray_address:
+        raise InputError("--ray-address", "applies to --target-attainment's search only; add it or drop the address")
+    ray = _ray_option(args.ray_address)
     if args.export:
         from .files import check_output_dir
         check_output_dir(args.export, "--export")
@@ -666,7 +702,7 @@ def _solve(args) -> int:
         search = search_attainment(workload, gpus, rate, args.target_attainment, duration_s=args.duration,
                                    arrival=args.arrival, seed=args.seed, solver=args.solver,
                                    constraints=constraints, routing=args.routing, slo=args.slo,
-                                   progress=sys.stderr.isatty())
+                                   progress=sys.stderr.isatty(), ray=ray)
         if fmt != "melange":
             out["attainment"] = search.to_dict()
     if args.output is not None:

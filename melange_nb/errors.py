@@ -17,6 +17,9 @@ class InputError(MelangeError, ValueError):
         self.message = message
         super().__init__(f"{field}: {message}")
 
+    def __reduce__(self):       # rebuilt from (field, message) in the process that receives it (a pool, Ray)
+        return type(self), (self.field, self.message)
+
 
 class DatasetError(MelangeError):
     """A dataset or tokenizer could not be loaded (unknown, offline, gated, empty)."""
@@ -30,5 +33,9 @@ class MissingExtra(MelangeError):
     """An optional part's packages are not installed: names the pyproject extra that installs them."""
 
     def __init__(self, what: str, package: str, extra: str, why: str = ""):
+        self._args = (what, package, extra, why)
         super().__init__(f"{what} needs {package}, which is not installed{why}; install it with "
                          f"pip install 'melange-nb[{extra}]' (make install installs every extra)")
+
+    def __reduce__(self):
+        return type(self), self._args

@@ -17,6 +17,9 @@ serve every window (one integer program over all windows' demands, its own routi
 which is what a fixed fleet must buy and therefore the fair baseline; the mix solved on the peak
 window alone, which can miss a window whose request sizes differ; each single GPU type autoscaled
 and static; optional smoothing against flapping.
+
+Where windows are solved: here, in a local process pool (`workers`), or as Ray tasks on a cluster
+(`ray`, ``plan --ray-address``), through `pools.run_tasks`; the plan is the same either way.
 """
 from __future__ import annotations
 
@@ -232,10 +235,11 @@ class Plan:
 
 def plan_windows(windows: Windows, gpus: Mapping[str, GpuProfile], *, solver: str = "exact", slice_factor: int = 1,
                  time_limit: float | None = None, constraints: Constraints | None = None,
-                 smoothing: str | None = None, workers: int = 1) -> Plan:
+                 smoothing: str | None = None, workers: int = 1, ray: str | bool | None = None) -> Plan:
     """Solve every window with `solver`, then the totals: static peak, peak window, single types, smoothing.
 
-    `workers` > 1 solves the windows in that many processes (chunks of consecutive windows).
+    `workers` > 1 solves the windows in that many processes, `ray` (an address, or True: RAY_ADDRESS
+    else a local Ray) as Ray tasks on a cluster; both in chunks of consecutive windows, same results.
     """
     gpus = dict(gpus)
     check_plan_options(solver=solver, slice_factor=slice_factor, time_limit=time_limit, smoothing=smoothing,
@@ -249,7 +253,7 @@ def plan_windows(windows: Windows, gpus: Mapping[str, GpuProfile], *, solver: st
     busy = [w for w, wl in enumerate(windows.workloads) if wl is not None and windows.table.at[w, "planned_rate"] > 0]
     jobs = [(windows.workloads[w], float(windows.table.at[w, "planned_rate"])) for w in busy]
     results: list[SolveResult | None] = [None] * len(windows.workloads)
-    for w, result in zip(busy, _solve_all(jobs, gpus, opts, workers)):
+    for w, result in zip(busy, _solve_all(jobs, gpus, opts, workers, ray)):
         results[w] = result
     singles = single_type_counts(windows, gpus, constraints)
     rows = []
@@ -288,17 +292,16 @@ def _solve_chunk(jobs, gpus, opts) -> list[SolveResult]:
     return [solve(workload, gpus, rate, **opts) for workload, rate in jobs]
 
 
-def _solve_all(jobs, gpus, opts, workers: int) -> list[SolveResult]:
-    """Solve (workload, rate) jobs in order, in `workers` processes when there are enough of them."""
-    if workers == 1 or len(jobs) < 50:
-        return _solve_chunk(jobs, gpus, opts)
-    from concurrent.futures import ProcessPoolExecutor
+def _solve_all(jobs, gpus, opts, workers: int, ray: str | bool | None = None) -> list[SolveResult]:
+    """Solve (workload, rate) jobs in order: here, in `workers` processes when there are enough jobs, or
+    as Ray tasks on a cluster (`ray`), in chunks of consecutive windows (`pools.run_tasks`)."""
+    from .pools import run_tasks
 
-    size = math.ceil(len(jobs) / workers)
-    chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        parts = pool.map(_solve_chunk, chunks, [gpus] * len(chunks), [opts] * len(chunks))
-        return [r for part in parts for r in part]
+    if not ray and (workers == 1 or len(jobs) < 50):
+        return _solve_chunk(jobs, gpus, opts)
+    size = max(10, math.ceil(len(jobs) / 64)) if ray else math.ceil(len(jobs) / workers)
+    chunks = [(jobs[i:i + size], gpus, opts) for i in range(0, len(jobs), size)]
+    return [r for part in run_tasks(_solve_chunk, chunks, workers=workers, ray=ray, what="windows") for r in part]
 
 
 def single_type_counts(windows: Windows, gpus: Mapping[str, GpuProfile],
@@ -578,8 +581,9 @@ def plan_trace(trace: str | Path, gpus: Mapping[str, GpuProfile], *, window: str
                timestamp_column: str = "TIMESTAMP", input_column: str = "ContextTokens",
                output_column: str = "GeneratedTokens", overflow: str = "drop", solver: str = "exact",
                slice_factor: int = 1, time_limit: float | None = None, constraints: Constraints | None = None,
-               smoothing: str | None = None, workers: int = 1) -> Plan:
-    """Read a timed trace, cut it into windows and plan them (every input checked before solving)."""
+               smoothing: str | None = None, workers: int = 1, ray: str | bool | None = None) -> Plan:
+    """Read a timed trace, cut it into windows and plan them (every input checked before solving;
+    `workers`, `ray`: where the windows are solved, see `plan_windows`)."""
     check_plan_options(solver=solver, window=window, overflow=overflow, slice_factor=slice_factor,
                        time_limit=time_limit, smoothing=smoothing, workers=workers)
     constraints = (constraints or Constraints()).check(list(gpus))
@@ -587,7 +591,7 @@ def plan_trace(trace: str | Path, gpus: Mapping[str, GpuProfile], *, window: str
                                         output_column=output_column)
     windows = cut_windows(requests, window, gpus, overflow=overflow)
     plan = plan_windows(windows, gpus, solver=solver, slice_factor=slice_factor, time_limit=time_limit,
-                        constraints=constraints, smoothing=smoothing, workers=workers)
+                        constraints=constraints, smoothing=smoothing, workers=workers, ray=ray)
     plan.info = {"trace": report, "overflow": windows.overflow, "solver": solver, "slice_factor": slice_factor,
                  "constraints": constraints.to_dict(), "profiles": _profile_info(gpus)}
     return plan

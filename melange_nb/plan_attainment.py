@@ -8,8 +8,9 @@ target, starting from the window's throughput-only mix (`simulate.search_attainm
 type buying the most attainment per dollar until the target holds, try each type alone, then remove
 GPUs while the target still holds, so the mix found is minimal). Empty windows keep their idle
 counts. A search that simulates 200 plans without an answer (e.g. every plan's queue unbounded) keeps
-the window's throughput-only mix, status ``not_met``. The per-window searches are independent tasks (`search_window`, a picklable top-level
-function applied to a list of job tuples).
+the window's throughput-only mix, status ``not_met``. The per-window searches are independent tasks
+(`search_window`) run by `pools.run_tasks`: here, in ``plan -j N`` spawned processes, or as Ray tasks
+(``plan --ray-address``); the answer is the same either way.
 
 Then the whole trace is replayed through the plan found and through the throughput-only plan (counts
 and routes switch at window boundaries, queues carry across windows), so the answer compares both on
@@ -51,19 +52,14 @@ ROUTE_COLUMNS = [INPUT_AXIS, OUTPUT_AXIS, "gpu", "share", "rate"]
 PLANNED = ("optimal", "time_limit")           # window statuses with a throughput-only mix
 
 
-def usable_gpus(gpus: Mapping[str, GpuProfile]) -> dict[str, GpuProfile]:
-    """The GPU types that serve at least one bucket (a type serving none is never in a plan)."""
-    return {g: p for g, p in gpus.items() if float(np.nanmax(p.tputs.to_numpy(dtype=float))) > 0}
-
-
 def check_target_options(gpus: Mapping[str, GpuProfile], target: Any, where: str = "--target-attainment") -> float:
     """The target as a float in (0, 1]; refuses a GPU type that serves a bucket but has no latency model."""
-    from .attainment import check_target, latency_missing
+    from .attainment import check_target, latency_missing, serving_gpus
 
     value = check_target(target, where=where)
     if value is None:
         raise InputError(where, "give a share of requests in (0, 1], e.g. 0.99")
-    missing = latency_missing(usable_gpus(gpus))
+    missing = latency_missing(serving_gpus(gpus))
     if missing:
         raise InputError(where, missing[len("No SLO attainment: "):])
     return value
@@ -151,11 +147,12 @@ def search_window(workload: pd.DataFrame, rate: float, base, stream: pd.DataFram
 
 
 def run_searches(jobs: Sequence[tuple], *, workers: int = 1, ray=None, progress: bool = False) -> list[dict]:
-    """`search_window` over the job tuples, results in job order (`progress`: a bar over the windows)."""
-    if progress:
-        from tqdm.auto import tqdm
-        jobs = tqdm(jobs, desc="attainment search per window", unit="window", disable=None, leave=False)
-    return [search_window(*job) for job in jobs]
+    """`search_window` over the job tuples, results in job order: here, in `workers` spawned processes, or
+    as Ray tasks (`pools.run_tasks`); `progress`: a bar over the windows."""
+    from .pools import run_tasks
+
+    return run_tasks(search_window, jobs, workers=workers, ray=ray, what="attainment search per window",
+                     progress=progress)
 
 
 # ---------------------------------------------------------------- the whole trace through a per-window plan
@@ -285,8 +282,8 @@ def target_plan(plan, stream: pd.DataFrame, target: float, *, constraints=None, 
     found_plan = window_plan(found_counts, routes, table["start"], gpus,
                              f"per-window plan holding {shown} ({n} windows)")
     base_plan = window_plan(base_counts, base_routes, table["start"], gpus, f"throughput-only per-window plan ({n} windows)")
-    result = simulate(stream, found_plan, gpus, routing=routing, seed=seed, slo=slo, progress=progress)
-    baseline_result = simulate(stream, base_plan, gpus, routing=routing, seed=seed, slo=slo, progress=progress)
+    result = simulate(stream, found_plan, gpus, routing=routing, seed=seed, slo=slo, progress=progress, ray=ray)
+    baseline_result = simulate(stream, base_plan, gpus, routing=routing, seed=seed, slo=slo, progress=progress, ray=ray)
     out["replay_attainment"] = per_window_attainment(baseline_result, n)
     out["target_replay_attainment"] = per_window_attainment(result, n)
     out = out[[*(f"target_{g}" for g in names), "target_cost_per_hour", "target_status", "attainment",

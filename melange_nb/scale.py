@@ -23,9 +23,10 @@ Workloads (`ray_chat_histogram`, ``melange-nb workload --engine ray``):
   (``engine`` says which ran; the dataset fingerprint is Ray's own file listing); the counts are
   cached in ``outputs/cache/requests/<key>.ray.json`` (key: files, tokenizer, options, edges).
 
-Sweeps (`RayPool`, ``melange-nb sweep --ray-address`` or the spec's ``ray:``): the sweep engine's
-pool interface (``submit``, ``stop``) over Ray tasks, so the points are solved on the cluster by the
-local pool's own task function while the driver records, logs progress and renders.
+Tasks (`RayPool`): the pool interface of `pools` (``submit``, ``stop``) over Ray tasks, chosen by
+``--ray-address`` (or the sweep spec's ``ray:``): a sweep's points are solved (and simulated) on the
+cluster by the local pool's own task function while the driver records, logs progress and renders;
+a plan's windows, a simulation's GPU pools and an attainment search's candidate plans run there too.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import DatasetError, InputError
+from .errors import DatasetError, InputError, MelangeError
 
 EXTRA = "scale"
 LENGTH_AXIS = "tokens"
@@ -457,20 +458,19 @@ def length_counts(summed: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 # ---------------------------------------------------------------- sweep points as Ray tasks
 
-class RemoteError(RuntimeError):
+class RemoteError(MelangeError, RuntimeError):
     """A Ray task that failed for a reason of the cluster (a node died, a worker crashed), in one line."""
 
 
 class RayPool:
-    """A `concurrent.futures`-style executor whose work runs as Ray tasks (one CPU each): the sweep
-    engine's process pool, on a cluster. `submit(fn, *args)` returns a Future that completes when the
+    """A `concurrent.futures`-style executor whose work runs as Ray tasks (one CPU each): `pools`'
+    process pool, on a cluster. `submit(fn, *args)` returns a Future that completes when the
     task does; a task whose node dies is retried by Ray (`retries` times) on another node. Errors
     reach the Future as one-line `RemoteError`s; `stop()` cancels what has not finished and
     disconnects (a local Ray started for the pool is stopped)."""
 
     def __init__(self, address: str | None = None, *, retries: int = 3):
-        import ray
-
+        ray = require_ray()
         self._session = ray_session(address)
         self.description = self._session.__enter__()
         self.cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -492,13 +492,21 @@ class RayPool:
                 future.set_result(inner.result())
             except Exception as exc:  # noqa: BLE001  (any task failure: one line for the point's error)
                 cause = getattr(exc, "cause", None) or exc
-                future.set_exception(RemoteError(f"{type(cause).__name__} on the Ray cluster: {_first_line(cause)}"))
+                if isinstance(cause, MelangeError):     # the task's own one-line error (bad input), as it is
+                    future.set_exception(cause)
+                else:
+                    future.set_exception(RemoteError(f"{type(cause).__name__} on the Ray cluster: "
+                                                     f"{_first_line(cause)}"))
 
         ref.future().add_done_callback(done)
         return future
 
+    def close(self) -> None:
+        """All work is done: disconnect (pools.WorkerPool.close)."""
+        self.stop()
+
     def stop(self, grace: float = 10.0) -> None:
-        """The sweep engine's pool interface (sweep.engine.WorkerPool.stop): cancel the tasks that have
+        """The pool interface (pools.WorkerPool.stop): cancel the tasks that have
         not finished (running ones are killed) and disconnect; a local Ray started here is stopped."""
         import ray
 

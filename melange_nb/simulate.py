@@ -486,6 +486,15 @@ class _Replica:
         self.outstanding = self.steps = self.seq_steps = 0
 
 
+def _pool_engine(arrival, inp, out, window, counts, lat, routing, tick=None):
+    """One GPU type's pool: the requests routed to it (lists, in arrival order), its replica count per
+    window and latency model. Returns (replica, admit, first, done) per request and per-replica stats."""
+    rep_of, t_admit, t_first, t_done, stats = _engine(arrival, inp, out, [0] * len(arrival), window,
+                                                      [(0, j) for j in range(max(counts))], [[c] for c in counts],
+                                                      [lat], routing, tick)
+    return rep_of, t_admit, t_first, t_done, stats
+
+
 def _engine(arrival, inp, out, gtype, window, replicas_of, active_count, lats, routing, tick=None):
     """Run the event loop. Returns per-request (replica, admit, first, done) lists and per-replica stats.
     `tick(i)`, when given, is called every 4,096 arrivals with the number routed so far (a progress bar)."""
@@ -766,9 +775,23 @@ class _Progress:
         self.bar.close()
 
 
+def serving(gpus: Mapping[str, GpuProfile]) -> list[str]:
+    """The GPU types that serve at least one bucket (the only ones a plan or an attainment search uses)."""
+    return [g for g in gpus if float(np.nanmax(gpus[g].tputs.to_numpy(dtype=float))) > 0]
+
+
+def check_latency(gpus: Mapping[str, GpuProfile], names: Sequence[str], where: str = "") -> None:
+    """One line naming the first of `names` without a latency model, before anything is simulated."""
+    for g in names:
+        if gpus[g].latency is None:
+            raise InputError(f"gpus.{g}.latency", f"GPU type {g}{where} has no latency model; {HOW_TO_ADD}")
+
+
 def simulate(stream: pd.DataFrame, plan: SimPlan, gpus: Mapping[str, GpuProfile], *, routing: str = "least",
-             seed: int = 0, slo=None, progress: bool = False) -> SimResult:
-    """Serve `stream` with `plan` (see the module docstring); `slo` defaults to the profiles' SLO."""
+             seed: int = 0, slo=None, progress: bool = False, ray: str | bool | None = None) -> SimResult:
+    """Serve `stream` with `plan` (see the module docstring); `slo` defaults to the profiles' SLO.
+    `ray` (an address, or True: RAY_ADDRESS else a local Ray) simulates each GPU type's pool as a Ray
+    task; pools share no replica once requests are routed, so the result is the same."""
     wall, cpu = time.perf_counter(), time.process_time()
     if routing not in ROUTINGS:
         raise InputError("routing", f"must be one of {ROUTINGS}, got {routing!r}")
@@ -777,9 +800,7 @@ def simulate(stream: pd.DataFrame, plan: SimPlan, gpus: Mapping[str, GpuProfile]
     missing = [g for g in plan.gpus if g not in gpus]
     if missing:
         raise InputError("plan", f"uses GPU type(s) {missing} that the profile file does not have")
-    for g in plan.gpus:
-        if gpus[g].latency is None:
-            raise InputError(f"gpus.{g}.latency", f"GPU type {g} in the plan has no latency model; {HOW_TO_ADD}")
+    check_latency(gpus, plan.gpus, " in the plan")
     slo = parse_slo(slo if slo is not None else next(iter(gpus.values())).meta.get("slo"), field="slo")
     if slo == "unknown":
         raise InputError("slo", "the profile file states no SLO; give one, e.g. --slo tpot_ms=40")
@@ -814,26 +835,35 @@ def simulate(stream: pd.DataFrame, plan: SimPlan, gpus: Mapping[str, GpuProfile]
         summary = pd.DataFrame({"offered_load": pd.Series(loads)}).rename_axis("gpu")
         return SimResult("unbounded", message, assigned, summary, pd.DataFrame(), slo, plan.description, options,
                          time.perf_counter() - wall, time.process_time() - cpu)
-    replicas_of = [(k, j) for k, g in enumerate(names) for j in range(int(plan.counts[g].max()))]
     code = {g: k for k, g in enumerate(names)}
-    gtype = [code[g] for g in assigned["gpu"]]
-    active = [[int(plan.counts.at[w, g]) for g in names] for w in plan.counts.index]
-    lats = [gpus[g].latency for g in names]
+    gtype = np.array([code[g] for g in assigned["gpu"]], dtype=np.int64)
     arrival = assigned["arrival_s"].to_numpy(dtype=float)
     if np.any(np.diff(arrival) < 0):
         raise InputError("stream", "arrival_s must be sorted")
-    bar = _Progress(len(arrival), "simulating") if progress and len(arrival) >= 20_000 else None
-    rep_of, t_admit, t_first, t_done, stats = _engine(
-        arrival.tolist(), inp_all.tolist(), out_all.tolist(), gtype, assigned["window"].tolist(), replicas_of,
-        active, lats, routing, bar.tick if bar is not None else None)
-    if bar is not None:
-        bar.close()
-    rep_of = np.asarray(rep_of)
-    first_rep = {}
-    for r, (k, j) in enumerate(replicas_of):
-        first_rep.setdefault(k, r)
-    local = np.array([rep - first_rep[gtype[i]] for i, rep in enumerate(rep_of)])
-    t_admit, t_first, t_done = (np.asarray(x, dtype=float) for x in (t_admit, t_first, t_done))
+    window = assigned["window"].to_numpy(dtype=np.int64)
+    pools = [(k, np.flatnonzero(gtype == k)) for k in range(len(names))]
+    pools = [(k, rows) for k, rows in pools if len(rows)]
+    jobs = [(arrival[rows].tolist(), inp_all[rows].tolist(), out_all[rows].tolist(), window[rows].tolist(),
+             [int(c) for c in plan.counts[names[k]]], gpus[names[k]].latency, routing) for k, rows in pools]
+    if ray:                     # each GPU type's pool is a Ray task: pools share no replica, so the same answer
+        from .pools import run_tasks
+        runs = run_tasks(_pool_engine, jobs, ray=ray, what="GPU pools", progress=progress)
+    else:
+        bar = _Progress(len(arrival), "simulating") if progress and len(arrival) >= 20_000 else None
+        runs, offset = [], 0
+        for job, (_, rows) in zip(jobs, pools):
+            tick = (lambda done, o=offset: bar.tick(o + done)) if bar is not None else None
+            runs.append(_pool_engine(*job, tick=tick))
+            offset += len(rows)
+        if bar is not None:
+            bar.close()
+    local = np.full(len(arrival), -1, dtype=np.int64)
+    t_admit, t_first, t_done = (np.full(len(arrival), np.nan) for _ in range(3))
+    stats = {g: {"busy_s": 0.0, "steps": 0, "seq_steps": 0} for g in names}
+    for (k, rows), (rep, admit, first, finish, reps) in zip(pools, runs):
+        local[rows], t_admit[rows], t_first[rows], t_done[rows] = rep, admit, first, finish
+        for key in stats[names[k]]:
+            stats[names[k]][key] = sum(r[key] for r in reps)
     req = assigned.copy()
     req["replica"] = local
     req["queue_ms"] = (t_admit - arrival) * 1e3
@@ -849,11 +879,11 @@ def simulate(stream: pd.DataFrame, plan: SimPlan, gpus: Mapping[str, GpuProfile]
     horizon = max(duration, float(np.nanmax(t_done)) if np.isfinite(t_done).any() else duration)
     ends_h = np.append(starts[1:], horizon)
     span = np.clip(ends_h - np.clip(starts, 0, None), 0, None)
-    busy = {g: sum(s["busy_s"] for s, (k, _) in zip(stats, replicas_of) if k == code[g]) for g in names}
+    busy = {g: stats[g]["busy_s"] for g in names}
     # replica-seconds the plan holds; a replica still draining after its last window holds its GPU too
     held = {g: max(float((plan.counts[g].to_numpy() * span).sum()), busy[g]) for g in names}
-    seq_steps = {g: sum(s["seq_steps"] for s, (k, _) in zip(stats, replicas_of) if k == code[g]) for g in names}
-    steps = {g: sum(s["steps"] for s, (k, _) in zip(stats, replicas_of) if k == code[g]) for g in names}
+    seq_steps = {g: stats[g]["seq_steps"] for g in names}
+    steps = {g: stats[g]["steps"] for g in names}
     summary["replicas"] = [int(plan.counts[g].max()) for g in names] + [int(plan.counts.sum(axis=1).max())]
     summary["utilization"] = [busy[g] / held[g] if held[g] else math.nan for g in names] + \
         [sum(busy.values()) / sum(held.values()) if sum(held.values()) else math.nan]
@@ -943,7 +973,8 @@ def _plan_entry(counts: Mapping[str, int], gpus: Mapping[str, GpuProfile], res: 
 def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], rate: float, target: float, *,
                       stream: pd.DataFrame | None = None, duration_s: float = 600.0, arrival: str = "poisson",
                       seed: int = 0, solver: str = "exact", constraints=None, routing: str = "least", slo=None,
-                      max_plans: int = 200, progress: bool = False, base=None) -> AttainmentSearch:
+                      max_plans: int = 200, progress: bool = False, base=None,
+                      ray: str | bool | None = None) -> AttainmentSearch:
     """The cheapest plan found whose simulated SLO attainment reaches `target`, and the throughput-only plan.
 
     Every plan is simulated on the same stream (`stream`, or one generated from `workload` at `rate`
@@ -956,6 +987,8 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
     Plans other than the solver's own are routed by `balanced_routes`. Quotas in `constraints` hold.
     `base`: the throughput-only plan (a `SolveResult`) when it is already solved (``plan`` passes each
     window's, solved with its own solver options); by default `workload` at `rate` is solved with `solver`.
+    The plans of one step are simulated together: here, or as Ray tasks on a cluster with `ray` (an
+    address, or True: RAY_ADDRESS else a local Ray), with the same answer.
     """
     from . import schemas
     from .solver import Constraints, solve
@@ -968,85 +1001,108 @@ def search_attainment(workload: pd.DataFrame, gpus: Mapping[str, GpuProfile], ra
         return AttainmentSearch(target, "infeasible", f"no throughput plan: {base.message}", None, None, [],
                                 pd.DataFrame(columns=["mix", "cost_per_hour", "attainment", "status"]))
     base_plan = plan_from_result(base, gpus)
-    usable = [g for g in gpus if gpus[g].tputs.to_numpy().max() > 0]       # a type serving nothing is never added
-    for g in usable:
-        if gpus[g].latency is None:
-            raise InputError(f"gpus.{g}.latency", f"GPU type {g} has no latency model; {HOW_TO_ADD}")
+    usable = serving(gpus)                # a type serving nothing is never added
+    check_latency(gpus, usable)
     if stream is None:
         stream = stream_from_workload(workload, rate, duration_s, arrival=arrival, seed=seed)
-    key = lambda counts: tuple(sorted((g, int(c)) for g, c in counts.items() if c > 0))   # noqa: E731
-    cache: dict[tuple, SimResult] = {}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(desc="attainment search", unit="plan")
+    from .pools import session
 
-    def run(counts) -> SimResult:
-        k = key(counts)
-        if k not in cache:
-            if len(cache) >= max_plans:
+    with session(ray):      # one Ray connection for every step's tasks
+        key = lambda counts: tuple(sorted((g, int(c)) for g, c in counts.items() if c > 0))   # noqa: E731
+        cache: dict[tuple, SimResult] = {}
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(desc="attainment search", unit="plan")
+
+        def run_all(plans: list[dict]) -> list[SimResult]:
+            """Each plan's result; the ones not simulated yet are simulated together (here, or as Ray tasks)."""
+            from .pools import run_tasks
+
+            keys = [key(c) for c in plans]
+            new = list(dict.fromkeys(k for k in keys if k not in cache))
+            if len(cache) + len(new) > max_plans:
                 raise InputError("max_plans", f"the search simulated {max_plans} plans without an answer")
-            plan = base_plan if k == key(base.counts) else plan_from_counts(dict(k), workload, gpus)
-            cache[k] = simulate(stream, plan, gpus, routing=routing, seed=seed, slo=slo)
-            if bar is not None:
-                bar.update(1)
-        return cache[k]
+            jobs = [(stream, base_plan if k == key(base.counts) else plan_from_counts(dict(k), workload, gpus), gpus,
+                     routing, seed, slo) for k in new]
+            for k, res in zip(new, run_tasks(_simulate_plan, jobs, ray=ray)):
+                cache[k] = res
+                if bar is not None:
+                    bar.update(1)
+            return [cache[k] for k in keys]
 
-    cost = lambda counts: sum(gpus[g].cost * c for g, c in counts.items())   # noqa: E731
-    high = {g: constraints.max_instances.get(g, math.inf) for g in gpus}
-    low = {g: constraints.min_instances.get(g, 0) for g in gpus}
-    current = {g: int(base.counts.get(g, 0)) for g in gpus}
-    baseline_res = run(current)
-    att = baseline_res.attainment
-    while att < target:
-        options = [{**current, g: current[g] + 1} for g in usable if current[g] + 1 <= high[g]]
-        if not options:
-            break
-        scored = [(c, run(c).attainment) for c in options]
-        meeting = [c for c, a in scored if a >= target]
-        if meeting:
-            current = min(meeting, key=cost)
+        run = lambda counts: run_all([counts])[0]   # noqa: E731
+        cost = lambda counts: sum(gpus[g].cost * c for g, c in counts.items())   # noqa: E731
+        high = {g: constraints.max_instances.get(g, math.inf) for g in gpus}
+        low = {g: constraints.min_instances.get(g, 0) for g in gpus}
+        current = {g: int(base.counts.get(g, 0)) for g in gpus}
+        baseline_res = run(current)
+        att = baseline_res.attainment
+        while att < target:
+            options = [{**current, g: current[g] + 1} for g in usable if current[g] + 1 <= high[g]]
+            if not options:
+                break
+            scored = [(c, r.attainment) for c, r in zip(options, run_all(options))]
+            meeting = [c for c, a in scored if a >= target]
+            if meeting:
+                current = min(meeting, key=cost)
+            else:
+                current = max(scored, key=lambda ca: (ca[1] - att) / (cost(ca[0]) - cost(current)))[0]
+            att = run(current).attainment
+        met = att >= target
+        # Each type alone (where no other type must be kept): its fewest replicas that reach the target,
+        # by doubling then bisection, every type's probes simulated together.
+        bounds = {g: [max(0, low[g] - 1), max(1, low[g])] for g in usable if not any(low[h] > 0 for h in gpus if h != g)}
+        cap = {g: min(high[g], 64) for g in bounds}
+        growing = [g for g in bounds if bounds[g][1] <= cap[g]]
+        while growing:
+            reached = [r.attainment >= target for r in run_all([{g: bounds[g][1]} for g in growing])]
+            for g, ok in zip(growing, reached):
+                if not ok:
+                    bounds[g] = [bounds[g][1], bounds[g][1] * 2]
+            growing = [g for g, ok in zip(growing, reached) if not ok and bounds[g][1] <= cap[g]]
+        alone = [g for g in bounds if bounds[g][1] <= cap[g]]
+        narrowing = [g for g in alone if bounds[g][1] - bounds[g][0] > 1]
+        while narrowing:
+            mids = [(bounds[g][0] + bounds[g][1]) // 2 for g in narrowing]
+            for g, mid, r in zip(narrowing, mids, run_all([{g: m} for g, m in zip(narrowing, mids)])):
+                bounds[g][1 if r.attainment >= target else 0] = mid
+            narrowing = [g for g in narrowing if bounds[g][1] - bounds[g][0] > 1]
+        for g in alone:
+            n = bounds[g][1]
+            if not met or cost({g: n}) < cost(current):
+                current, met = {h: (n if h == g else 0) for h in gpus}, True
+        neighbours: list[dict] = []
+        while met:
+            options = sorted(([{**current, g: current[g] - 1}, g] for g in gpus
+                              if current[g] - 1 >= low[g] and sum(current.values()) > 1 and current[g] > 0),
+                             key=lambda cg: -gpus[cg[1]].cost)
+            scored = [(c, g, r) for (c, g), r in zip(options, run_all([c for c, _ in options]))]
+            better = [(c, r) for c, _, r in scored if r.attainment >= target]
+            if not better:
+                neighbours = [{"removed": g, **_plan_entry(c, gpus, r)} for c, g, r in scored]
+                break
+            current = min((c for c, _ in better), key=cost)
+        found_res = run(current)
+        tried = pd.DataFrame([_plan_entry(dict(k), gpus, r) for k, r in cache.items()]).drop(columns="counts")
+        baseline, found = _plan_entry(base.counts, gpus, baseline_res), _plan_entry(current, gpus, found_res)
+        slo_text = _slo_text(found_res.slo)
+        message = (f"{baseline['mix']} (${baseline['cost_per_hour']:.2f}/h, throughput only) meets {slo_text} for "
+                   f"{baseline['attainment']:.1%} of requests; ")
+        if met:
+            message += (f"{found['mix']} (${found['cost_per_hour']:.2f}/h) meets it for {found['attainment']:.1%}, "
+                        f"the cheapest plan found at {target:.0%}")
         else:
-            current = max(scored, key=lambda ca: (ca[1] - att) / (cost(ca[0]) - cost(current)))[0]
-        att = run(current).attainment
-    met = att >= target
-    for g in usable:                      # each type alone: its fewest replicas that reach the target
-        low_n, high_n = 0, 1
-        while high_n <= min(high[g], 64) and high_n >= low[g] and run({g: high_n}).attainment < target:
-            low_n, high_n = high_n, high_n * 2
-        if high_n > min(high[g], 64) or any(low[h] > 0 for h in gpus if h != g):
-            continue
-        while high_n - low_n > 1:
-            mid = (low_n + high_n) // 2
-            low_n, high_n = (low_n, mid) if run({g: mid}).attainment >= target else (mid, high_n)
-        if not met or cost({g: high_n}) < cost(current):
-            current, met = {h: (high_n if h == g else 0) for h in gpus}, True
-    neighbours: list[dict] = []
-    while met:
-        options = sorted(([{**current, g: current[g] - 1}, g] for g in gpus
-                          if current[g] - 1 >= low[g] and sum(current.values()) > 1 and current[g] > 0),
-                         key=lambda cg: -gpus[cg[1]].cost)
-        scored = [(c, g, run(c)) for c, g in options]
-        better = [(c, r) for c, _, r in scored if r.attainment >= target]
-        if not better:
-            neighbours = [{"removed": g, **_plan_entry(c, gpus, r)} for c, g, r in scored]
-            break
-        current = min((c for c, _ in better), key=cost)
-    found_res = run(current)
-    tried = pd.DataFrame([_plan_entry(dict(k), gpus, r) for k, r in cache.items()]).drop(columns="counts")
-    baseline, found = _plan_entry(base.counts, gpus, baseline_res), _plan_entry(current, gpus, found_res)
-    slo_text = _slo_text(found_res.slo)
-    message = (f"{baseline['mix']} (${baseline['cost_per_hour']:.2f}/h, throughput only) meets {slo_text} for "
-               f"{baseline['attainment']:.1%} of requests; ")
-    if met:
-        message += (f"{found['mix']} (${found['cost_per_hour']:.2f}/h) meets it for {found['attainment']:.1%}, "
-                    f"the cheapest plan found at {target:.0%}")
-    else:
-        message += f"no plan tried reaches {target:.0%} (best: {found['mix']}, {found['attainment']:.1%})"
-    if bar is not None:
-        bar.close()
-    return AttainmentSearch(target, "met" if met else "not_met", message, baseline, found, neighbours,
-                            tried.sort_values("cost_per_hour", ignore_index=True), baseline_res, found_res)
+            message += f"no plan tried reaches {target:.0%} (best: {found['mix']}, {found['attainment']:.1%})"
+        if bar is not None:
+            bar.close()
+        return AttainmentSearch(target, "met" if met else "not_met", message, baseline, found, neighbours,
+                                tried.sort_values("cost_per_hour", ignore_index=True), baseline_res, found_res)
+
+
+def _simulate_plan(stream, plan, gpus, routing, seed, slo) -> SimResult:
+    """One candidate plan of a search (a task of `pools.run_tasks`)."""
+    return simulate(stream, plan, gpus, routing=routing, seed=seed, slo=slo)
 
 
 # ---------------------------------------------------------------- self-consistency of a profile

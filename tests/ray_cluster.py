@@ -126,3 +126,13 @@ class NamespacedCluster:
         finally:
             time.sleep(0.5)
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def without_timings(doc):
+    """A JSON document without its wall/CPU timings (the only fields that differ between two runs of a
+    command, here and on the cluster)."""
+    if isinstance(doc, dict):
+        return {k: without_timings(v) for k, v in doc.items() if "seconds" not in k}
+    if isinstance(doc, list):
+        return [without_timings(v) for v in doc]
+    return doc

@@ -205,3 +205,19 @@ def test_progress_bar_leaves_a_long_simulation_unchanged(arena):
     assert len(stream) >= 20_000
     from pandas.testing import assert_frame_equal
     assert_frame_equal(quiet.requests, shown.requests)
+
+
+def test_plan_simulate_needs_no_model_for_a_type_that_serves_nothing(shared_data, tmp_path, capsys):
+    """L4 serves no bucket at TPOT 40 ms in the predicted Llama-3.1 file and has no latency model: it is in
+    no plan, so `plan --simulate` runs (the attainment search already skipped it)."""
+    from melange_nb.cli import main
+    from melange_nb.config import PROJECT_ROOT
+
+    predicted = str(PROJECT_ROOT / "params/gpus/llama3.1-8b-tpot40.yaml")
+    gpus = load_gpus(predicted)
+    assert gpus["L4"].latency is None and float(gpus["L4"].tputs.to_numpy().max()) == 0
+    out = tmp_path / "plan"
+    assert main(["plan", "--trace", str(shared_data / "azure_llm_inference_conv_2023.csv"), "--gpus",
+                 predicted, "--simulate", "-o", str(out)]) == 0
+    assert "meets TPOT ≤ 40 ms for" in capsys.readouterr().out
+    assert json.loads((out / "simulation" / "attainment.json").read_text())["sim_status"] == "ok"

@@ -255,3 +255,18 @@ def test_a_search_that_gives_up_keeps_the_throughput_only_mix(four_minutes, tmp_
     assert (table["target_status"] == "not_met").all()
     assert table[["target_A10G", "target_A100"]].to_numpy().tolist() == table[["A10G", "A100"]].to_numpy().tolist()
     assert table["target_plans_tried"].isna().all()
+
+
+@pytest.mark.slow
+def test_two_processes_find_the_same_plan(planned, four_minutes, tmp_path, capsys):
+    """`plan -j 2 --target-attainment`: the windows' searches in two spawned processes (`pools.run_tasks`)."""
+    _, stdout, here = planned
+    out = tmp_path / "two"
+    code = main(["plan", "--trace", str(four_minutes), "--gpus", str(LLAMA), "--window", "1min",
+                 "--target-attainment", str(TARGET), "-j", "2", "-o", str(out)])
+    assert code == 0
+    assert capsys.readouterr().out.replace(str(out), str(here)) == stdout
+    for name in ("plan.csv", "deploy.json", "simulation/summary.csv"):
+        assert (out / name).read_text() == (here / name).read_text(), name
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "simulation/requests.parquet"),
+                                  pd.read_parquet(here / "simulation/requests.parquet"))

@@ -12,7 +12,7 @@ from hypothesis import example, given, settings, strategies as st
 
 from melange_nb.workload import bucket_index, histogram, histogram_from_counts
 
-from ray_cluster import ADDRESS, NamespacedCluster, skip_reason
+from ray_cluster import ADDRESS, NamespacedCluster, skip_reason, without_timings
 
 
 def _cli(*args, env=None):
@@ -81,6 +81,32 @@ def test_bad_ray_options_fail_in_one_line_before_any_cluster(tmp_path, args, mes
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "w.csv").exists()
+
+
+SEED_WORKLOAD = "params/workloads/arena-seed.csv"
+SEED_GPUS = "params/gpus/llama2-7b-seed.yaml"
+HAND_LATENCY_GPUS = "params/gpus/llama2-7b-seed-hand-latency-tpot40.yaml"
+
+
+@pytest.mark.parametrize("command, message", [
+    (["solve", "--rate", "4"], "applies to --target-attainment's search only"),
+    (["solve", "--rate", "4", "--target-attainment", "0.99", "--ray-address", "no-port"], "HOST:PORT"),
+    (["simulate", "--rate", "4", "--ray-address", "127.0.0.1:notaport"], "HOST:PORT"),
+    (["plan", "--trace", "t.csv", "-o", "out", "--ray-address", ""], None),
+])
+def test_bad_ray_address_of_solve_simulate_plan_fails_in_one_line(tmp_path, command, message):
+    from melange_nb.config import PROJECT_ROOT
+
+    (tmp_path / "t.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,10,10\n")
+    command = [str(tmp_path / a) if a in ("t.csv", "out") else a for a in command]
+    if "--ray-address" not in command:
+        command += ["--ray-address", "127.0.0.1:6379"]
+    extra = [] if command[0] == "plan" else ["--workload", PROJECT_ROOT / SEED_WORKLOAD]
+    result = _cli(*command, "--gpus", PROJECT_ROOT / HAND_LATENCY_GPUS, *extra,
+                  env={**os.environ, "RAY_ADDRESS": ""})
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "--ray-address" in result.stderr and (message is None or message in result.stderr), result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------- a real two-node cluster (slow)
@@ -157,8 +183,6 @@ def test_two_node_workload_reports_a_bad_row_in_one_line(cluster, tmp_path):
 
 # ---------------------------------------------------------------- sweeps on the cluster (slow)
 
-SEED_WORKLOAD = "params/workloads/arena-seed.csv"
-SEED_GPUS = "params/gpus/llama2-7b-seed.yaml"
 
 
 def _sweep_args(rates, out):
@@ -213,3 +237,104 @@ def test_two_node_sweep_equals_the_local_pool_and_survives_a_lost_node(cluster, 
     assert rerun.returncode == 0, rerun.stdout[-1500:] + rerun.stderr[-1500:]
     assert all(v["status"] == "done" for v in _manifest(out).values())
     pd.testing.assert_frame_equal(_results(out), _results(tmp_path / "local"))
+
+
+# ---------------------------------------------------------------- plans and simulations on the cluster (slow)
+
+
+@pytest.mark.slow
+def test_two_node_plan_and_simulate_equal_here(cluster, shared_data, tmp_path):
+    """`plan --ray-address` (windows solved, and the trace replayed per GPU pool, as Ray tasks) and
+    `simulate --ray-address --target-attainment` (every search step's plans as Ray tasks) give what
+    the same commands give here."""
+    from melange_nb.config import PROJECT_ROOT
+
+    env = {**cluster.env, "MELANGE_NB_OUTPUTS": str(tmp_path / "outputs")}
+    gpus = PROJECT_ROOT / HAND_LATENCY_GPUS
+    plan = ["plan", "--trace", shared_data / "azure_llm_inference_conv_2023.csv", "--gpus", gpus, "--window", "5min",
+            "--simulate"]
+    here = _cli(*plan, "-o", tmp_path / "here", env=env)
+    on_ray = cluster.run(sys.executable, "-m", "melange_nb.cli", *plan, "--ray-address", ADDRESS, "-o",
+                         tmp_path / "ray", env=env)
+    assert here.returncode == on_ray.returncode == 0, here.stderr[-1500:] + on_ray.stderr[-1500:]
+    assert here.stdout.replace("here", "ray") == on_ray.stdout           # the same answer, word for word
+    for name in ("plan.csv", "deploy.json", "simulation/summary.csv", "simulation/queue.csv"):
+        assert (tmp_path / "ray" / name).read_text() == (tmp_path / "here" / name).read_text(), name
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "ray/simulation/requests.parquet"),
+                                  pd.read_parquet(tmp_path / "here/simulation/requests.parquet"))
+    assert set(pd.read_parquet(tmp_path / "here/simulation/requests.parquet")["gpu"]) == {"A10G", "A100"}  # 2 pools
+
+    search = ["simulate", "--gpus", gpus, "--workload", PROJECT_ROOT / SEED_WORKLOAD, "--rate", "8",
+              "--target-attainment", "0.99", "--duration", "300", "--format", "json"]
+    here = _cli(*search, env=env)
+    on_ray = cluster.run(sys.executable, "-m", "melange_nb.cli", *search, "--ray-address", ADDRESS, env=env)
+    assert here.returncode == on_ray.returncode == 0, here.stderr[-1500:] + on_ray.stderr[-1500:]
+    found = json.loads(here.stdout)
+    assert found["attainment"]["status"] == "met" and len(found["attainment"]["tried"]) > 3
+    assert without_timings(json.loads(on_ray.stdout)) == without_timings(found)
+
+
+@pytest.mark.slow
+def test_two_node_simulate_reports_a_bad_address_and_a_missing_model_in_one_line(cluster, tmp_path):
+    from melange_nb.config import PROJECT_ROOT
+
+    env = {**cluster.env, "MELANGE_NB_OUTPUTS": str(tmp_path / "outputs")}
+    args = ["simulate", "--workload", PROJECT_ROOT / SEED_WORKLOAD, "--rate", "4", "--duration", "60"]
+    nobody = cluster.run(sys.executable, "-m", "melange_nb.cli", *args, "--gpus", PROJECT_ROOT / HAND_LATENCY_GPUS,
+                         "--ray-address", "127.0.0.1:1", env=env)
+    assert nobody.returncode == 2 and nobody.stderr.count("\n") == 1, nobody.stderr[-1500:]
+    assert "nothing answers at 127.0.0.1:1" in nobody.stderr
+    no_model = cluster.run(sys.executable, "-m", "melange_nb.cli", *args, "--gpus", PROJECT_ROOT / SEED_GPUS,
+                           "--ray-address", ADDRESS, env=env)
+    assert no_model.returncode == 2 and no_model.stderr.count("\n") == 1, no_model.stderr[-1500:]
+    assert "has no latency model" in no_model.stderr
+
+
+@pytest.mark.slow
+def test_two_node_plan_target_attainment_equals_here(cluster, shared_data, tmp_path):
+    """`plan --target-attainment --ray-address`: each window's attainment search a Ray task, the whole-trace
+    replays per GPU pool on the cluster; the same plan found, files and words, as here."""
+    from melange_nb.config import PROJECT_ROOT
+
+    env = {**cluster.env, "MELANGE_NB_OUTPUTS": str(tmp_path / "outputs")}
+    rows = pd.read_csv(shared_data / "azure_llm_inference_conv_2023.csv")
+    trace = tmp_path / "three-minutes.csv"
+    rows[pd.to_datetime(rows["TIMESTAMP"]) < pd.Timestamp("2023-11-16 18:18:00")].to_csv(trace, index=False)
+    plan = ["plan", "--trace", trace, "--gpus", PROJECT_ROOT / HAND_LATENCY_GPUS, "--window", "1min",
+            "--target-attainment", "0.99"]
+    here = _cli(*plan, "-o", tmp_path / "here", env=env)
+    on_ray = cluster.run(sys.executable, "-m", "melange_nb.cli", *plan, "--ray-address", ADDRESS, "-o",
+                         tmp_path / "ray", env=env)
+    assert here.returncode == on_ray.returncode == 0, here.stderr[-1500:] + on_ray.stderr[-1500:]
+    assert here.stdout.replace("here", "ray") == on_ray.stdout
+    for name in ("plan.csv", "deploy.json", "simulation/summary.csv"):
+        assert (tmp_path / "ray" / name).read_text() == (tmp_path / "here" / name).read_text(), name
+    table = pd.read_csv(tmp_path / "here" / "plan.csv")
+    assert (table["target_status"] == "met").all() and (table["target_plans_tried"] > 1).all()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_plan_on_the_cluster_with_nothing_written(cluster, shared_data, tmp_path):
+    """SIGINT while `plan --target-attainment --ray-address` searches its windows on the cluster: the
+    Ray tasks are cancelled, the command says "interrupted" in one line (exit 130, no traceback) and
+    the output folder is not left half-written."""
+    import signal
+    import time
+    from pathlib import Path
+
+    from melange_nb.config import PROJECT_ROOT
+
+    out = tmp_path / "plan"
+    run = cluster.popen(sys.executable, "-m", "melange_nb.cli", "plan", "--trace",
+                        shared_data / "azure_llm_inference_conv_2023.csv", "--gpus",
+                        PROJECT_ROOT / "params/gpus/llama3.1-8b-tpot40.yaml", "--target-attainment", "0.99",
+                        "--window", "30s", "--ray-address", ADDRESS, "-o", out,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(15)                                  # connected, windows solved, searches running on the cluster
+    assert run.poll() is None, run.stderr.read()[-1500:]
+    children = Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()
+    os.kill(int(children[0]) if children else run.pid, signal.SIGINT)    # the CLI's process inside nsenter
+    _, err = run.communicate()
+    assert run.returncode == 130, err[-1500:]
+    assert err.strip().splitlines()[-1] == "melange-nb: interrupted" and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())

@@ -590,3 +590,14 @@ def test_committed_predicted_profiles_carry_consistent_latency_models(name):
         assert abs(within - int(recorded.group(1))) <= 2, (g, within, recorded.group(0))
         if "(sol)" not in serving[g].latency.source:
             assert within >= 0.7 * len(part) and 0.9 <= part["ratio"].median() <= 1.1, (g, within, len(part))
+
+
+def test_search_keeps_min_instances_in_every_plan_it_returns(arena_csv):
+    """A type that must keep 2 replicas is never tried, or returned, with fewer (each type alone too)."""
+    from melange_nb.solver import Constraints
+
+    gpus = load_gpus(HAND_LATENCY)
+    search = S.search_attainment(read_workload(arena_csv), gpus, 4.0, 0.95, duration_s=120,
+                                 constraints=Constraints(min_instances={"A100": 2}))
+    assert search.status == "met" and search.found["counts"].get("A100", 0) >= 2
+    assert all("A100" in mix for mix in search.tried["mix"])

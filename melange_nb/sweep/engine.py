@@ -37,15 +37,12 @@ import concurrent.futures as cf
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import re
 import shutil
-import signal
 import sysconfig
 import time
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -53,6 +50,7 @@ import pandas as pd
 
 from ..errors import InputError, MelangeError, SweepInterrupted
 from ..files import FolderLocked, atomic_write, folder_lock, write_json
+from ..pools import worker_pool, workers_spawning
 from ..run import ALLOCATION_NOTEBOOK, WORKLOAD_NOTEBOOK, execute_notebook, manifest, relative_to
 from .spec import NO_CONSTRAINTS, Point, check_inputs, grid, profile_file, render_choice, slo_label
 
@@ -185,7 +183,7 @@ class _Run:
         bar = _progress(len(todo), "simulating" if simulated else "solving") if simulated else None
         if parallel:
             self.pool = self.pool or worker_pool(min(self.workers, len(tasks)))
-            with _workers_spawning():
+            with workers_spawning():
                 futures = {self.pool.submit(_solve_all, t): t for t in tasks}
             finished = 0
             for fut in cf.as_completed(futures):
@@ -266,7 +264,7 @@ class _Run:
         self.log(f"rendering {len(todo)} point reports ({self._render_label()}) with {min(self.workers, len(todo))} workers")
         by_id = {p.id: p for p in grid(self.spec)}
         self.pool = worker_pool(min(self.workers, len(todo)))
-        with _workers_spawning():
+        with workers_spawning():
             futures = {self.pool.submit(render_point, str(self.out), pid, self._page_params(by_id[pid], files),
                                         self.html): pid for pid in todo}
         for fut in cf.as_completed(futures):
@@ -322,98 +320,6 @@ def points_to_render(results: pd.DataFrame, render) -> list[str]:
             if i == 0 or i == len(df) - 1 or mixes[i] != mixes[i - 1]:
                 chosen.append(pid)
     return chosen
-
-
-class WorkerPool(cf.ProcessPoolExecutor):
-    """A pool of `n` spawned worker processes that report their process ids when they start, so that
-    `stop` can end running work at once (concurrent.futures offers no public way to do that before
-    Python 3.14's ``terminate_workers``)."""
-
-    def __init__(self, n: int):
-        context = multiprocessing.get_context("spawn")
-        self._pids = context.SimpleQueue()
-        super().__init__(max_workers=max(1, n), mp_context=context, initializer=_worker_start, initargs=(self._pids,))
-
-    def stop(self, grace: float = 10.0) -> None:
-        """Cancel pending work and SIGTERM the workers (each exits through its handler, ending its
-        notebook kernel); SIGKILL those still running after `grace` seconds."""
-        self.shutdown(wait=False, cancel_futures=True)
-        pids = []
-        while not self._pids.empty():
-            pids.append(self._pids.get())
-        for pid in pids:
-            _signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for pid in pids:
-            while _running(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _running(pid):
-                _signal(pid, signal.SIGKILL)
-
-
-def worker_pool(n: int) -> WorkerPool:
-    return WorkerPool(n)
-
-
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except (ProcessLookupError, PermissionError):   # already gone (its number may even be reused: leave it)
-        pass
-
-
-def _running(pid: int) -> bool:
-    """Whether process `pid` still runs: it exists and (on Linux) is not a zombie awaiting its reaper."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:             # no /proc: ask the kernel whether the process exists
-        try:
-            os.kill(pid, 0)
-            return True
-        except OSError:
-            return False
-
-
-@contextmanager
-def _workers_spawning():
-    """Submit (and so spawn) workers with SIGINT ignored: they inherit that, so a Ctrl-C while they
-    import cannot print a traceback from each; the parent alone handles it."""
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:      # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _worker_start(pids) -> None:
-    """Each worker says who it is (`WorkerPool.stop`), leaves Ctrl-C to the parent (no tracebacks from
-    each) and, on SIGTERM (the parent stopping it), ends its notebook kernel and exits at once. The
-    parent removes the workers' temporary folders."""
-    pids.put(os.getpid())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def _exit(signum, frame):
-        _kill_children()
-        os._exit(143)
-    signal.signal(signal.SIGTERM, _exit)
-
-
-def _kill_children() -> None:
-    """SIGKILL this process's children (a running notebook kernel), found in /proc on Linux; elsewhere
-    the kernel's own parent poller ends it within a second or so of this worker's exit."""
-    me = str(os.getpid())
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if stat.read_text().rsplit(")", 1)[1].split()[1] == me:
-                os.kill(int(stat.parent.name), signal.SIGKILL)
-        except (OSError, IndexError, ValueError):
-            continue
 
 
 def _progress(total: int, what: str):
