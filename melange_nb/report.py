@@ -277,6 +277,15 @@ def text_html(text: str) -> str:
             + "".join(f"<p>{escape(p)}</p>" for p in paras) + "</div>")
 
 
+def code_html(text: str) -> str:
+    """One line of our own text as an escaped HTML paragraph, its `backtick` spans as <code>."""
+    from html import escape
+
+    parts = str(text).split("`")
+    body = "".join(f"<code>{escape(p)}</code>" if i % 2 else escape(p) for i, p in enumerate(parts))
+    return f'<p class="mnb-note tex2jax_ignore mathjax_ignore">{body}</p>'
+
+
 def escaped(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy with every text label (index, columns, their names) and text cell HTML-escaped."""
     from html import escape

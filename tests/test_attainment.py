@@ -221,3 +221,14 @@ def test_plan_simulate_needs_no_model_for_a_type_that_serves_nothing(shared_data
                  predicted, "--simulate", "-o", str(out)]) == 0
     assert "meets TPOT ≤ 40 ms for" in capsys.readouterr().out
     assert json.loads((out / "simulation" / "attainment.json").read_text())["sim_status"] == "ok"
+
+
+def test_not_simulated_line_renders_code_escaped():
+    from melange_nb.attainment import not_simulated
+    from melange_nb.report import code_html
+
+    line = code_html(not_simulated())
+    assert "<code>simulate: {duration_s: 600}</code>" in line and "`" not in line and ".py" not in line
+    assert code_html("a `<script>x</script>` b <img onerror=1>") == (
+        '<p class="mnb-note tex2jax_ignore mathjax_ignore">a <code>&lt;script&gt;x&lt;/script&gt;</code> b '
+        '&lt;img onerror=1&gt;</p>')
