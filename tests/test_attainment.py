@@ -190,7 +190,10 @@ def test_plan_report_shows_the_simulated_attainment(shared_data, tmp_path, capsy
                  "--window", "15min", "--simulate", "--report", "-o", str(out)]) == 0
     page = (out / "04_time_varying-shared.html").read_text()
     sentence = json.loads((out / "simulation" / "attainment.json").read_text())["sentence"]
-    assert page.index("Autoscaling 15-min windows costs") < page.index("SLO attainment") < page.index("Rate, GPUs and cost")
+    # in the answer, next to the cost: before the totals table
+    body = page[page.index("<body"):]
+    assert (body.index("Autoscaling 15-min windows costs") < body.index("The per-window plan (mean $")
+            < body.index("<table") < body.index("Rate, GPUs and cost"))
     assert "The per-window plan (mean $" in page and sentence.split(" (p99")[0].replace("$", "") in page.replace("$", "")
 
 
