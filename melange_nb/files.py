@@ -26,6 +26,12 @@ from .errors import InputError
 PATH_LOOKUP = "relative paths are taken from the current folder, then the project root"
 
 
+def path_lookup(path: str | Path) -> str:
+    """How a path that was not found was looked up, for its one-line error: a params file's paths come
+    through `run.resolve_path` (absolute by then); a command-line path as typed, from the current folder."""
+    return PATH_LOOKUP if Path(path).is_absolute() else "a relative path is taken from the current folder"
+
+
 def read_text_file(path: str | Path, what: str, example: str) -> str:
     """A UTF-8 text file's content; missing, unreadable or undecodable is an `InputError` naming it."""
     path = Path(path)
@@ -33,7 +39,7 @@ def read_text_file(path: str | Path, what: str, example: str) -> str:
     if path.is_dir():
         raise InputError(field, f"is a folder, not a file; e.g. {example}")
     if not path.is_file():
-        raise InputError(field, f"not found; check the path ({PATH_LOOKUP}), e.g. {example}")
+        raise InputError(field, f"not found; check the path ({path_lookup(path)}), e.g. {example}")
     try:
         if path.stat().st_size > MAX_TEXT_BYTES:
             raise InputError(field, f"is {path.stat().st_size / 2**20:,.0f} MiB; input files of at most "

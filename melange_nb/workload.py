@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .files import PATH_LOOKUP, atomic_write, write_json
+from .files import atomic_write, path_lookup, write_json
 
 INPUT_AXIS = "input_tokens"
 OUTPUT_AXIS = "output_tokens"
@@ -101,7 +101,7 @@ def read_workload(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     field = f"workload file {path}"
     if not path.is_file():
-        raise InputError(field, f"not found; check the path ({PATH_LOOKUP}), or pass a CSV written by "
+        raise InputError(field, f"not found; check the path ({path_lookup(path)}), or pass a CSV written by "
                                 "`melange-nb workload` or params/workloads/*.csv")
     from .files import read_text_file
 
@@ -344,7 +344,7 @@ def read_trace(path: str | Path, *, input_column: str = "ContextTokens",
     path = Path(path)
     field = f"trace {path}"
     if not path.is_file():
-        raise InputError(field, f"not found; check the path ({PATH_LOOKUP})")
+        raise InputError(field, f"not found; check the path ({path_lookup(path)})")
     try:
         df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, encoding="utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -335,6 +335,11 @@ def test_a_missing_relative_path_is_reported_where_the_user_put_it(tmp_path, cap
         code, out, err, created = run_cli(argv, tmp_path, capsys)
         assert_one_line(code, out, err, created, message)
         assert str(PROJECT_ROOT) not in err[0]
+    # a command-line path is read as typed, from the current folder, and its message says just that
+    code, out, err, created = run_cli(["solve", "--workload", "nowhere/w.csv", "--gpus", GPUS, "--rate", "4"],
+                                      tmp_path, capsys)
+    assert_one_line(code, out, err, created, "workload file nowhere/w.csv: not found; check the path (a relative "
+                                             "path is taken from the current folder)")
     monkeypatch.chdir(tmp_path)
     assert resolve_path("params/gpus/llama2-7b-seed.yaml") == GPUS_DIR / "llama2-7b-seed.yaml"   # project files still found
     assert resolve_path("p.yaml") == here / "p.yaml" and resolve_path("gone/x.csv") == here / "gone" / "x.csv"
