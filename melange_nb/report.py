@@ -467,7 +467,7 @@ def plot_lengths(requests: pd.DataFrame, label: str, *, max_input: int = 4096, m
                      stat="count", bins=50, alpha=0.5, ax=ax)
         ax.set_xlabel(f"{what} (tokens)")
         ax.set_ylabel("Requests")
-        ax.set_title(f"{what}: {label}\n({left_out} of {total} requests >= {limit} not shown)")
+        ax.set_title(f"{what}: {label}\n({left_out:,} of {total:,} requests ≥ {limit:,} tokens not shown)")
     fig.tight_layout()
     return fig
 

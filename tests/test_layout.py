@@ -60,3 +60,11 @@ def test_run_parameters_are_the_allocation_notebooks():
     assert set(notebook_parameters(ALLOCATION_NOTEBOOK)) == {*ALLOCATION_DEFAULTS, "output_dir"}
     source = (PROJECT_ROOT / "notebooks" / ALLOCATION_NOTEBOOK).read_text()
     assert "write_point_files(output_dir" in source and "allocation.json" not in source.split("output_dir = None")[1]
+
+
+def test_workload_parameters_are_the_workload_notebooks():
+    """The workload notebook's parameters: the workload keys a run or a sweep may give, plus where to write,
+    progress bars and the sweep's back link."""
+    from melange_nb.run import WORKLOAD_KEYS, WORKLOAD_NOTEBOOK, notebook_parameters
+
+    assert set(notebook_parameters(WORKLOAD_NOTEBOOK)) == {*WORKLOAD_KEYS, "output_dir", "progress", "index_page"}

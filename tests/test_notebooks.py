@@ -31,6 +31,8 @@ def test_default_params_build_the_workload_offline_then_allocate(outputs):
     assert "SYNTHETIC" in meta["source"] and meta["dropped"] > 0
     page = (run / "01_workload-shared.html").read_text()
     assert "Prompt and response lengths" in page and "unanswered user turns" in page and "widget-state" not in page
+    assert "input on the x axis, output on the y axis" in page and "rows = input" not in page   # as the heatmap
+    assert "Sweep index" not in page                                                         # no sweep: no back link
     assert page.count("data:image/png;base64,") >= 2
     # the answer first: how many requests made it into the histogram, and what was dropped
     kept = f"{meta['in_histogram']:,} of {meta['requests']:,} requests in the histogram"

@@ -245,3 +245,15 @@ def test_index_page_escapes_what_it_did_not_write(tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and html.count("&lt;script&gt;") == 3
     assert '<a href="failed/w__g__sf1__rate1/traceback.txt">traceback</a>' in html
     assert "0 of 1 point done, 1 failed" in html and "No completed points" in html
+
+
+def test_length_plot_titles_carry_thousands_separators():
+    import matplotlib.pyplot as plt
+
+    from melange_nb.report import plot_lengths
+
+    requests = pd.DataFrame({"input_tokens": [10] * 1200 + [5000] * 1100, "output_tokens": [20] * 2300})
+    fig = plot_lengths(requests, label="t")
+    assert "(1,100 of 2,300 requests ≥ 4,096 tokens not shown)" in fig.axes[0].get_title()
+    assert "(0 of 2,300 requests ≥ 2,048 tokens not shown)" in fig.axes[1].get_title()
+    plt.close(fig)

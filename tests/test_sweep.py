@@ -273,3 +273,5 @@ def test_trace_workload_with_relative_paths(shared_data, tmp_path, monkeypatch):
     assert [p["status"] for p in state["points"].values()] == ["done"]
     meta = json.loads((tmp_path / "out" / "workloads" / "code" / "workload.json").read_text())
     assert meta["requests"] == 8819 and meta["dropped"] == 0 and "trace.csv" in meta["source"]
+    page = (tmp_path / "out" / "workloads" / "code" / "01_workload-shared.html").read_text()   # links back to the index
+    assert '<a href="../../index.html">← Sweep index' in page[:page.index("mnb-headline")]

@@ -532,7 +532,8 @@ def _prepare_workloads(spec, out: Path, loaded, log, failures: dict, retry_faile
                     tmp = target.with_name(f".{name}.tmp")
                     shutil.rmtree(tmp, ignore_errors=True)
                     try:
-                        execute_notebook(WORKLOAD_NOTEBOOK, tmp, {**value, "output_dir": str(tmp)})
+                        execute_notebook(WORKLOAD_NOTEBOOK, tmp, {**value, "output_dir": str(tmp),
+                                                                "index_page": "../../index.html"})   # back link
                         write_json(tmp / "params.json", wanted)
                         shutil.rmtree(target, ignore_errors=True)
                         tmp.rename(target)
