@@ -224,13 +224,22 @@ def check_html(check: PlanCheck, rate: float) -> str:
             + (f'<p class="mnb-note">SLO attainment: {escape(how)}.</p>' if how else "") + "</div>")
 
 
+# simulate.summary_table's columns under the headers a page shows (the CLI prints the raw names)
+SUMMARY_HEADERS = {"requests": "requests", "attainment_%": "SLO attainment %", "p50_ttft_ms": "p50 TTFT (ms)",
+                   "p99_ttft_ms": "p99 TTFT (ms)", "p50_tpot_ms": "p50 TPOT (ms)", "p99_tpot_ms": "p99 TPOT (ms)",
+                   "p99_e2e_ms": "p99 end-to-end (ms)", "p99_queue_ms": "p99 queueing (ms)",
+                   "utilization_%": "utilization %", "replicas": "replicas"}
+SUMMARY_FORMATS = {h: "{:,}" if h in ("requests", "replicas") else "{:,.1f}" for h in SUMMARY_HEADERS.values()}
+
+
 def summary_frame(check: PlanCheck) -> pd.DataFrame | None:
-    """Per GPU type and for the whole plan: attainment and tail latencies (None without a simulation)."""
+    """Per GPU type and for the whole plan: attainment and tail latencies under readable headers (format with
+    `report.styled(frame, SUMMARY_FORMATS)`); None without a simulation."""
     from .simulate import summary_table
 
     if check.result is None or check.result.status != "ok":
         return None
-    return summary_table(check.result).rename_axis("GPU type")
+    return summary_table(check.result).rename(columns=SUMMARY_HEADERS).rename_axis("GPU type")
 
 
 def not_simulated() -> str:

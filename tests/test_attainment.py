@@ -81,6 +81,7 @@ def test_check_plan_simulates_the_solved_plan_and_says_it_first(arena):
     assert again.columns() == {**cols, "sim_seconds": again.columns()["sim_seconds"]}     # seeded: reproducible
     table = summary_frame(check)
     assert list(table.index) == ["A10G", "A100", "all"] and table.index.name == "GPU type"
+    assert {"SLO attainment %", "p99 TTFT (ms)", "p99 TPOT (ms)"} <= set(table) and not any("_" in c for c in table)
     html = check_html(check, 4.0)
     assert "meets TPOT ≤ 14 ms" in html and "simulated 120 s of Poisson arrivals at 4 requests/s" in html
     json.dumps(check.to_dict())                            # JSON-ready (NaN as null)
