@@ -177,6 +177,9 @@ def cut_windows(requests: pd.DataFrame, window: str | pd.Timedelta, gpus: Mappin
                                      "use drop or clip")
     stamps = requests["timestamp"]
     first, last = stamps.iloc[0], stamps.iloc[-1]
+    if last == first:
+        raise InputError("trace", f"every request has the same timestamp ({first}): a plan per time window needs "
+                                  "requests spread over time; for one mix, use `melange-nb solve` or `simulate --trace`")
     if window > last - first:
         raise InputError("window", f"{shown} is longer than the trace ({first} to {last}); "
                                    "choose a shorter window")
