@@ -233,10 +233,11 @@ def summary_frame(check: PlanCheck) -> pd.DataFrame | None:
     return summary_table(check.result).rename_axis("GPU type")
 
 
-def not_simulated(gpus: Mapping[str, Any]) -> str:
-    """The line a page shows where no simulation ran: why, and how to get one."""
-    return latency_missing(gpus) or ("Not simulated: add `simulate: {duration_s: 600}` (and optionally "
-                                     "`target_attainment: 0.99`) to the run's or the sweep's parameters")
+def not_simulated() -> str:
+    """The one line a page shows where the run asked for no simulation: how to ask for one (backticks
+    mark code; `report.code_html` renders them as HTML)."""
+    return ("Not simulated: add `simulate: {duration_s: 600}` to the parameters; "
+            "the GPU profiles need latency models")
 
 
 def check_trace_plan(plan_dir, trace, gpus: Mapping[str, Any], *, timestamp_column: str = "TIMESTAMP",

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .files import write_text
+from .plan_attainment import target_text
 from .pages import small_png
 from .profiles import GpuProfile, best_value
 from .solver import SolveResult, routing_matrix
@@ -275,6 +276,15 @@ def text_html(text: str) -> str:
     paras = [p.strip() for p in re.split(r"\n\s*\n", str(text)) if p.strip()]
     return ('<div class="tex2jax_ignore mathjax_ignore">'
             + "".join(f"<p>{escape(p)}</p>" for p in paras) + "</div>")
+
+
+def code_html(text: str) -> str:
+    """One line of our own text as an escaped HTML paragraph, its `backtick` spans as <code>."""
+    from html import escape
+
+    parts = str(text).split("`")
+    body = "".join(f"<code>{escape(p)}</code>" if i % 2 else escape(p) for i, p in enumerate(parts))
+    return f'<p class="mnb-note tex2jax_ignore mathjax_ignore">{body}</p>'
 
 
 def escaped(frame: pd.DataFrame) -> pd.DataFrame:
@@ -917,6 +927,7 @@ def write_index(sweep_dir: str | Path, results: pd.DataFrame, manifest: dict) ->
 def plot_plan(table: pd.DataFrame, totals: Mapping):
     """Three panels over time: request rate, GPUs per type (stacked), $/h against the static peak line."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from .plan import plan_gpus
 
@@ -932,17 +943,27 @@ def plot_plan(table: pd.DataFrame, totals: Mapping):
     steps(rate_ax, table["planned_rate"], label="planned (within the profile's edges)", lw=1.5, ls="--")
     rate_ax.set_ylabel("Requests/s")
     rate_ax.set_title("Request rate per window")
+    target = totals.get("target_attainment")
+    prefix = "target_" if target and all(f"target_{n}" in table for n in names) else ""
     bottom = np.zeros(len(table))
     for name in names:
-        counts = table[name].astype(float).fillna(0).to_numpy()
+        counts = table[prefix + name].astype(float).fillna(0).to_numpy()
+        if not counts.any():       # a type no window uses: no legend entry
+            continue
         gpu_ax.stairs(bottom + counts, edges, baseline=bottom, fill=True, label=name, alpha=0.85,
                       color=gpu_colour(name))
         bottom += counts
+    if prefix:                     # the throughput-only mix's GPU count, for comparison
+        steps(gpu_ax, table[names].astype(float).fillna(0).sum(axis=1), label="throughput-only mix, all GPUs",
+              lw=1.5, ls="--", color="black")
     gpu_ax.set_ylabel("GPUs")
-    gpu_ax.set_title("GPUs per type in each window's mix")
-    steps(cost_ax, table["cost_per_hour"], label="autoscaled mix", lw=2)
+    gpu_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    gpu_ax.set_ylim(0, max(bottom.max(), table[names].astype(float).fillna(0).sum(axis=1).max(), 1) * 1.25)
+    gpu_ax.set_title(f"GPUs per type in each window's mix found for {target_text(target['target'])} SLO attainment"
+                     if prefix else "GPUs per type in each window's mix")
+    steps(cost_ax, table["cost_per_hour"], label="throughput-only mix" if prefix else "autoscaled mix", lw=2)
     if "target_cost_per_hour" in table:
-        shown = f"{round(totals['target_attainment']['target'] * 100, 6):g}%"
+        shown = target_text(totals['target_attainment']['target'])
         steps(cost_ax, table["target_cost_per_hour"], label=f"mix holding {shown} SLO attainment", lw=1.5, ls="-.")
     if "smoothed_cost_per_hour" in table:
         steps(cost_ax, table["smoothed_cost_per_hour"], label=f"smoothed ({totals['smoothed']['rule']})", lw=1.5, ls=":")
@@ -954,7 +975,8 @@ def plot_plan(table: pd.DataFrame, totals: Mapping):
     for ax in (rate_ax, gpu_ax, cost_ax):
         ax.legend(loc="upper left", fontsize=8)
         ax.grid(alpha=0.3)
-        ax.set_ylim(bottom=0)
+    rate_ax.set_ylim(bottom=0)
+    cost_ax.set_ylim(bottom=0)
     cost_ax.set_xlabel("Window start")
     fig.autofmt_xdate()
     fig.tight_layout()
@@ -986,19 +1008,100 @@ def plan_totals_table(totals: Mapping, *, as_text: bool = False) -> pd.DataFrame
         rows.append({"policy": f"mix of the peak-rate window, static{note}", "GPUs": format_mix(pw["counts"]),
                      "cost": pw["cost"]})
     for g, s in totals["single"].items():
+        if s["autoscaled_cost"] is None and s["static_counts"] is None:   # serves no window: see plan_left_out
+            continue
         rows.append({"policy": f"{g}-only, autoscaled", "GPUs": "per window", "cost": s["autoscaled_cost"]})
         rows.append({"policy": f"{g}-only, static", "GPUs": format_mix(s["static_counts"]) if s["static_counts"] else "—",
                      "cost": s["static_cost"]})
     df = pd.DataFrame(rows).set_index("policy")
     df["cost"] = df["cost"].astype(float)
-    mix = totals["autoscaled"]["cost"]
+    mix = target["cost"] if target else totals["autoscaled"]["cost"]     # savings measured from the answer
+    saves = plan_saves_column(totals)
     df["mean $/h"] = df["cost"] / hours
-    df["autoscaling saves"] = [(c - mix) / c * 100 if c else np.nan for c in df["cost"]]
-    df.iloc[:1 + bool(target), df.columns.get_loc("autoscaling saves")] = np.nan
+    df[saves] = [(c - mix) / c * 100 if c else np.nan for c in df["cost"]]
+    df.iloc[:1 + bool(target), df.columns.get_loc(saves)] = np.nan
     if pw and not pw["covers_all_windows"]:   # not a baseline: it cannot serve every window
-        df.loc[df.index.str.startswith("mix of the peak-rate window"), "autoscaling saves"] = np.nan
+        df.loc[df.index.str.startswith("mix of the peak-rate window"), saves] = np.nan
     if as_text:
         for col in ("cost", "mean $/h"):
             df[col] = df[col].map(lambda v: "—" if pd.isna(v) else f"${v:,.2f}")
-        df["autoscaling saves"] = df["autoscaling saves"].map(lambda v: "—" if pd.isna(v) else f"{v:.1f}%")
+        df[saves] = df[saves].map(lambda v: "—" if pd.isna(v) else f"{v:.1f}%")
     return df.rename(columns={"cost": f"$ for {hours:.4g} h"})
+
+
+def plan_saves_column(totals: Mapping) -> str:
+    """The totals table's savings header, naming the plan the savings are measured from."""
+    target = totals.get("target_attainment")
+    return (f"the plan holding {target_text(target['target'])} saves" if target else "autoscaling saves")
+
+
+def plan_left_out(totals: Mapping) -> list[str]:
+    """GPU types no window can use (they serve no bucket at this SLO): left out of the totals table."""
+    return [g for g, s in totals["single"].items() if s["autoscaled_cost"] is None and s["static_counts"] is None]
+
+
+def _window_mixes(table: pd.DataFrame, prefix: str = "") -> pd.Series:
+    from .plan import plan_gpus
+
+    names = plan_gpus(table)
+    return table[[prefix + n for n in names]].fillna(0).set_axis(names, axis=1).apply(
+        lambda r: format_mix(r.astype(int).to_dict()), axis=1)
+
+
+def plan_answer(table: pd.DataFrame, totals: Mapping, headline: str) -> str:
+    """The plan page's answer, first: which GPUs (the mix most windows use, then the others), what it costs and
+    what it saves against static peak provisioning. With a target attainment, the plan found is the answer."""
+    target = totals.get("target_attainment")
+    found = target and all(f"target_{n}" in table for n in _plan_names(table))
+    planned = table[table["status"].isin(["optimal", "feasible"])] if "status" in table else table
+    mixes = _window_mixes(planned, "target_" if found else "").value_counts()
+    n = int(mixes.sum())
+    if len(mixes) == 1:
+        gpus = f"{mixes.index[0]} in every window"
+    else:
+        gpus = f"mostly {mixes.index[0]} ({mixes.iloc[0]} of {n} windows)"
+        gpus += "".join(f", {m} in {c}" for m, c in mixes.iloc[1:3].items())
+        if len(mixes) > 3:
+            gpus += f", {len(mixes) - 3} other mixes in {int(mixes.iloc[3:].sum())}"
+    sp = totals["static_peak"]
+    if not target:
+        return f"{headline}: {gpus}."
+    text = f"{target['sentence']}. The plan found: {gpus}"
+    if sp.get("cost"):
+        pct = (sp["cost"] - target["cost"]) / sp["cost"] * 100
+        text += (f"; {abs(pct):.1f}% {'less' if pct >= 0 else 'more'} than static peak {format_mix(sp['counts'])} "
+                 f"(${sp['cost']:,.2f})")
+    return text + "."
+
+
+def _plan_names(table: pd.DataFrame) -> list[str]:
+    from .plan import plan_gpus
+
+    return plan_gpus(table)
+
+
+def plan_window_table(table: pd.DataFrame, totals: Mapping) -> pd.DataFrame:
+    """The plan window by window as a page shows it: chosen columns under readable headers (formatted with
+    `styled(frame, PLAN_WINDOW_FORMATS)`), indexed by window start."""
+    out = pd.DataFrame({"requests": table["requests"].astype(int), "rate (req/s)": table["rate"].astype(float)})
+    target = totals.get("target_attainment")
+    found = target and all(f"target_{n}" in table for n in _plan_names(table))
+    out["throughput-only mix"] = _window_mixes(table)
+    out["throughput-only $/h"] = table["cost_per_hour"].astype(float)
+    if "attainment" in table and table["attainment"].notna().any():
+        out["throughput-only attainment %"] = table["attainment"].astype(float) * 100
+    if found:
+        shown = target_text(target["target"])
+        out[f"mix found for {shown}"] = _window_mixes(table, "target_")
+        out["found $/h"] = table["target_cost_per_hour"].astype(float)
+        if "target_attainment" in table:
+            out["found attainment %"] = table["target_attainment"].astype(float) * 100
+    start = pd.to_datetime(table["start"])
+    out.index = pd.Index(start.dt.strftime("%H:%M" if start.dt.normalize().nunique() == 1 else "%Y-%m-%d %H:%M"),
+                         name="window start")
+    return out
+
+
+PLAN_WINDOW_FORMATS = {"requests": "{:,}", "rate (req/s)": "{:.2f}", "throughput-only $/h": "${:,.2f}",
+                       "found $/h": "${:,.2f}", "throughput-only attainment %": "{:.1f}%",
+                       "found attainment %": "{:.1f}%"}

@@ -190,7 +190,10 @@ def test_plan_report_shows_the_simulated_attainment(shared_data, tmp_path, capsy
                  "--window", "15min", "--simulate", "--report", "-o", str(out)]) == 0
     page = (out / "04_time_varying-shared.html").read_text()
     sentence = json.loads((out / "simulation" / "attainment.json").read_text())["sentence"]
-    assert page.index("Autoscaling 15-min windows costs") < page.index("SLO attainment") < page.index("Rate, GPUs and cost")
+    # in the answer, next to the cost: before the totals table
+    body = page[page.index("<body"):]
+    assert (body.index("Autoscaling 15-min windows costs") < body.index("The per-window plan (mean $")
+            < body.index("<table") < body.index("Rate, GPUs and cost"))
     assert "The per-window plan (mean $" in page and sentence.split(" (p99")[0].replace("$", "") in page.replace("$", "")
 
 
@@ -221,3 +224,14 @@ def test_plan_simulate_needs_no_model_for_a_type_that_serves_nothing(shared_data
                  predicted, "--simulate", "-o", str(out)]) == 0
     assert "meets TPOT ≤ 40 ms for" in capsys.readouterr().out
     assert json.loads((out / "simulation" / "attainment.json").read_text())["sim_status"] == "ok"
+
+
+def test_not_simulated_line_renders_code_escaped():
+    from melange_nb.attainment import not_simulated
+    from melange_nb.report import code_html
+
+    line = code_html(not_simulated())
+    assert "<code>simulate: {duration_s: 600}</code>" in line and "`" not in line and ".py" not in line
+    assert code_html("a `<script>x</script>` b <img onerror=1>") == (
+        '<p class="mnb-note tex2jax_ignore mathjax_ignore">a <code>&lt;script&gt;x&lt;/script&gt;</code> b '
+        '&lt;img onerror=1&gt;</p>')

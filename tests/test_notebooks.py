@@ -37,6 +37,11 @@ def test_default_params_build_the_workload_offline_then_allocate(outputs):
     assert kept in page[:page.index("<h2")] and f"{meta['dropped_share']:.1%} of {meta['requests']:,} requests dropped" in page
     alloc = (run / "02_allocation-shared.html").read_text()
     assert f"{meta['dropped_share']:.1%} of {meta['requests']:,} requests dropped" in alloc[:alloc.index("<h2")]
+    # no simulation asked: one plain line saying how to ask for one, code as <code>, no backticks or paths
+    slo = alloc[alloc.index("Will it hold its SLO?"):]
+    slo = slo[:slo.index("<h2", 10)] if "<h2" in slo[10:] else slo
+    assert "Not simulated: add <code>simulate: {duration_s: 600}</code> to the parameters" in slo
+    assert "`" not in slo and ".py" not in slo and "No SLO attainment" not in slo
     for name in ("01_workload-shared.html", "02_allocation-shared.html"):
         assert page_problems((run / name).read_text()) == [], name
         assert (run / name).stat().st_size <= 150_000, name

@@ -219,6 +219,37 @@ def test_plan_gpus_leave_the_target_and_attainment_columns_out():
     assert plan_gpus(table) == ["A", "B"]
 
 
+def test_the_answer_names_the_gpus_of_the_plan_found_and_its_saving(planned):
+    from melange_nb.plan import read_plan
+    from melange_nb.report import (PLAN_WINDOW_FORMATS, format_mix, plan_answer, plan_left_out, plan_totals_table,
+                                   plan_window_table, styled)
+
+    _, _, out = planned
+    table, doc = read_plan(out)
+    totals = doc["totals"]
+    answer = plan_answer(table, totals, doc["headline"])
+    found = {g: int(table[f"target_{g}"].max()) for g in ("A100-80GB", "H100", "L40S", "L4")}
+    used = [format_mix({g: int(r[f"target_{g}"]) for g in found}) for _, r in table.iterrows()]
+    top = max(set(used), key=used.count)
+    assert answer.startswith(totals["target_attainment"]["sentence"]) and f"The plan found: " in answer
+    assert top in answer.split("The plan found: ")[1]            # the GPUs of the answer, not the throughput-only mix
+    sp = totals["static_peak"]
+    pct = (sp["cost"] - totals["target_attainment"]["cost"]) / sp["cost"] * 100
+    assert f"{abs(pct):.1f}% {'less' if pct >= 0 else 'more'} than static peak {format_mix(sp['counts'])}" in answer
+    # L4 serves no bucket at TPOT 40 ms: named as left out, not a row of dashes
+    assert plan_left_out(totals) == ["L4"]
+    tot = plan_totals_table(totals, as_text=True)
+    assert not any(p.startswith("L4-") for p in tot.index) and "the plan holding 99% saves" in tot.columns
+    # the savings are measured from the plan found
+    static = tot.loc["static peak (cheapest fleet serving every window)", "the plan holding 99% saves"]
+    assert static == f"{pct:.1f}%"
+    frame = plan_window_table(table, totals)
+    assert frame.index.name == "window start" and len(frame) == len(table)
+    assert {"requests", "rate (req/s)", "throughput-only mix", "mix found for 99%", "found attainment %"} <= set(frame)
+    html = styled(frame, PLAN_WINDOW_FORMATS, na_rep="—").to_html()
+    assert "..." not in html and ">0.8" not in html and "%</td>" in html
+
+
 @pytest.mark.slow
 def test_the_report_gives_the_target_answer_first(planned, tmp_path):
     from melange_nb.run import PLAN_NOTEBOOK, execute_notebook
@@ -232,6 +263,9 @@ def test_the_report_gives_the_target_answer_first(planned, tmp_path):
     assert sentence.split(" costs ")[0] in body
     assert first < body.index("Autoscaling 1-min windows costs") < body.index("autoscaled mix holding 99% SLO attainment")
     assert body.index("SLO attainment</b>: The per-window plan found for 99%") < body.index("<img")
+    assert first < body.index("The plan found: ") < body.index("<table")       # the GPUs, in the answer
+    window = body[body.index("The plan, window by window"):]
+    assert "..." not in window and "window start" in window and "mix found for 99%" in window
     for leak in (str(tmp_path), "Warning", "<melange_nb", "object at 0x"):
         assert leak not in body
 
