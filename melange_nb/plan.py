@@ -562,8 +562,11 @@ def _savings(t: dict) -> list[dict]:
 
 
 def _window_text(window: pd.Timedelta) -> str:
-    minutes = window.total_seconds() / 60
-    return f"{minutes:g}-min" if minutes < 60 else f"{minutes / 60:g}-h"
+    """5-min, 1-h, 30-s: the window length in the unit that reads best."""
+    seconds = window.total_seconds()
+    if seconds < 60:
+        return f"{seconds:g}-s"
+    return f"{seconds / 60:g}-min" if seconds < 3600 else f"{seconds / 3600:g}-h"
 
 
 def headline(t: dict) -> str:
