@@ -500,7 +500,7 @@ def _totals(table, windows, gpus, results, singles, static, hours, good, smooth,
     n = len(table)
     autoscaled = float(table.loc[good, "cost_per_hour"].sum() * hours)
     total_hours = n * hours
-    out = {"windows": n, "window": _window_text(windows.window), "window_seconds": windows.seconds,
+    out = {"windows": n, "window": window_text(windows.window), "window_seconds": windows.seconds,
            "hours": round(total_hours, 6), "partial_windows": int(table["partial"].sum()),
            "empty_windows": int((table["status"] == "empty").sum()),
            "windows_without_plan": [{"start": str(table.at[w, "start"]), "status": table.at[w, "status"],
@@ -561,7 +561,7 @@ def _savings(t: dict) -> list[dict]:
              "savings_pct": None if not cost else round((cost - mix) / cost * 100, 3)} for name, cost in rows]
 
 
-def _window_text(window: pd.Timedelta) -> str:
+def window_text(window: pd.Timedelta) -> str:
     """5-min, 1-h, 30-s: the window length in the unit that reads best."""
     seconds = window.total_seconds()
     if seconds < 60:
