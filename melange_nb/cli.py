@@ -369,20 +369,31 @@ def _plan_and_stream(args):
         stream = stream_from_workload(workload, rate, args.duration, arrival=args.arrival, seed=args.seed,
                                       sizes=args.sizes)
     plan = None
-    if not getattr(args, "target_attainment", None):
+    if getattr(args, "target_attainment", None) is None:
         plan = load_plan(args.counts or args.plan, solve_gpus if not (args.counts or args.plan) else gpus,
                          workload=workload, rate=rate, solver=args.solver)
     return gpus, stream, plan, workload, solve_gpus, rate
 
 
 def _ray_option(value):
-    """--ray-address checked before anything runs: its form, and that Ray (the `scale` extra) is installed."""
-    from .scale import check_address, require_ray
+    """--ray-address checked before anything runs: its form, that Ray (the `scale` extra) is installed
+    and that a Ray head answers there (seconds, where `ray.init` would retry for minutes)."""
+    from .scale import check_address, check_reachable, require_ray
 
     ray = check_address(value)
     if ray:
         require_ray()
+        if isinstance(ray, str):
+            check_reachable(ray)
     return ray
+
+
+def _check_target(value) -> None:
+    """--target-attainment's value, before anything is read or solved."""
+    if value is not None:
+        from . import schemas
+        schemas.number(value, "--target-attainment", positive=True, maximum=1.0,
+                       what="a share of requests in (0, 1], e.g. 0.99")
 
 
 def _simulate(args) -> int:
@@ -393,6 +404,7 @@ def _simulate(args) -> int:
         check_output_dir(args.output_dir, "-o/--output-dir")
     if args.target_attainment is not None and (args.counts or args.plan):
         raise InputError("--target-attainment", "searches from the throughput-only plan; drop --counts/--plan")
+    _check_target(args.target_attainment)        # before the stream is read or a plan solved
     ray = _ray_option(args.ray_address)
     gpus, stream, plan, workload, solve_gpus, rate = _plan_and_stream(args)
     from .simulate import check_latency, serving
@@ -563,6 +575,11 @@ def _plan(args) -> int:
 
     check_output_dir(args.output_dir, "-o/--output-dir")
     gpus = select_gpus(load_gpus(args.gpus), args.gpu)
+    if args.simulate or args.target_attainment is not None:
+        from .attainment import serving_gpus
+        if not serving_gpus(gpus):
+            raise InputError("--gpu", f"none of {', '.join(gpus)} serves any bucket at this profile's SLO: nothing "
+                                      "to plan or simulate; choose GPU types with non-zero rates")
     if args.simulate:                     # refused before the trace is read or anything is solved
         from . import schemas
         from .attainment import latency_missing, serving_gpus
@@ -598,6 +615,10 @@ def _plan_locked(args, gpus, ray) -> int:
     over = plan.info["overflow"]
     if over["beyond_last_edge"]:
         print(f"note: {overflow_note(over)}")
+    simulated = "--target-attainment" if args.target_attainment is not None else "--simulate" if args.simulate else None
+    if simulated and not (plan.table[list(gpus)].fillna(0).to_numpy() > 0).any():
+        raise InputError(simulated, "no window has a plan with a GPU (every window is empty or cannot be served): "
+                                    f"nothing to simulate; run without {simulated} to see each window's status")
     found = None
     if args.target_attainment is not None:
         from .plan_attainment import attach_target, target_plan
@@ -665,10 +686,8 @@ def _solve(args) -> int:
     if args.output is not None:
         from .files import check_output_file
         check_output_file(args.output, "-o/--output")
+    _check_target(args.target_attainment)
     if args.target_attainment is not None:
-        from . import schemas
-        schemas.number(args.target_attainment, "--target-attainment", positive=True, maximum=1.0,
-                       what="a share of requests in (0, 1], e.g. 0.99")
         missing = [g for g, p in select_gpus(gpus, args.gpu).items() if p.latency is None and p.tputs.to_numpy().max() > 0]
         if missing:
             from .profiles import HOW_TO_ADD

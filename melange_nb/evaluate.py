@@ -71,6 +71,7 @@ import pandas as pd
 
 from .errors import InputError
 from .files import atomic_write, check_output_dir, read_json, write_json, write_text
+from .simulate import MAX_REQUESTS      # bound on one stream (a few GB of records)
 
 EVAL_FORMAT = "melange-nb eval v1"
 MANIFEST = "eval.json"
@@ -87,7 +88,6 @@ METRICS = ("ttft", "tpot", "e2e")
 # A record's send time may drift from its trace timestamp by AIPerf's scheduling lag; beyond this,
 # for more than a tenth of a pool's records, the records belong to another schedule.
 SCHEDULE_TOLERANCE_MS = 1000.0
-MAX_REQUESTS = 5_000_000                # bound on one stream (a few GB of records)
 _UNIT_MS = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0, "sec": 1000.0}
 
 

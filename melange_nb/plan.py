@@ -177,6 +177,9 @@ def cut_windows(requests: pd.DataFrame, window: str | pd.Timedelta, gpus: Mappin
                                      "use drop or clip")
     stamps = requests["timestamp"]
     first, last = stamps.iloc[0], stamps.iloc[-1]
+    if last == first:
+        raise InputError("trace", f"every request has the same timestamp ({first}): a plan per time window needs "
+                                  "requests spread over time; for one mix, use `melange-nb solve` or `simulate --trace`")
     if window > last - first:
         raise InputError("window", f"{shown} is longer than the trace ({first} to {last}); "
                                    "choose a shorter window")
@@ -497,7 +500,7 @@ def _totals(table, windows, gpus, results, singles, static, hours, good, smooth,
     n = len(table)
     autoscaled = float(table.loc[good, "cost_per_hour"].sum() * hours)
     total_hours = n * hours
-    out = {"windows": n, "window": _window_text(windows.window), "window_seconds": windows.seconds,
+    out = {"windows": n, "window": window_text(windows.window), "window_seconds": windows.seconds,
            "hours": round(total_hours, 6), "partial_windows": int(table["partial"].sum()),
            "empty_windows": int((table["status"] == "empty").sum()),
            "windows_without_plan": [{"start": str(table.at[w, "start"]), "status": table.at[w, "status"],
@@ -558,9 +561,12 @@ def _savings(t: dict) -> list[dict]:
              "savings_pct": None if not cost else round((cost - mix) / cost * 100, 3)} for name, cost in rows]
 
 
-def _window_text(window: pd.Timedelta) -> str:
-    minutes = window.total_seconds() / 60
-    return f"{minutes:g}-min" if minutes < 60 else f"{minutes / 60:g}-h"
+def window_text(window: pd.Timedelta) -> str:
+    """5-min, 1-h, 30-s: the window length in the unit that reads best."""
+    seconds = window.total_seconds()
+    if seconds < 60:
+        return f"{seconds:g}-s"
+    return f"{seconds / 60:g}-min" if seconds < 3600 else f"{seconds / 3600:g}-h"
 
 
 def headline(t: dict) -> str:

@@ -50,6 +50,7 @@ from .workload import INPUT_AXIS, OUTPUT_AXIS
 
 ROUTE_COLUMNS = [INPUT_AXIS, OUTPUT_AXIS, "gpu", "share", "rate"]
 PLANNED = ("optimal", "time_limit")           # window statuses with a throughput-only mix
+MAX_SEARCHED_WINDOWS = 10_000                 # each a search of up to 200 simulated plans: hours beyond this
 
 
 def check_target_options(gpus: Mapping[str, GpuProfile], target: Any, where: str = "--target-attainment") -> float:
@@ -236,6 +237,9 @@ def target_plan(plan, stream: pd.DataFrame, target: float, *, constraints=None, 
     streams = window_streams(stream, table)
     searched = [w for w in range(n) if table.at[w, "status"] in PLANNED and streams[w] is not None
                 and plan.results[w] is not None]
+    if len(searched) > MAX_SEARCHED_WINDOWS:
+        raise InputError("--window", f"{len(searched):,} windows to search for --target-attainment, over "
+                                     f"{MAX_SEARCHED_WINDOWS:,}; choose a longer window or a slice of the trace")
     jobs = [(plan.windows.workloads[w], float(table.at[w, "planned_rate"]), plan.results[w], streams[w], gpus,
              target, solver, constraints, routing, seed, slo) for w in searched]
     start = time.perf_counter()

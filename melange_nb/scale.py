@@ -77,7 +77,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         if address:
-            _check_reachable(address)
+            check_reachable(address)
             ray.init(address=address, **options)
         else:
             _start_local(ray, num_cpus, options)
@@ -106,26 +106,47 @@ def _start_local(ray, num_cpus, options, attempts: int = 3) -> None:
 
 
 def check_address(value, field: str = "--ray-address"):
-    """A Ray option as given: None/False (no Ray), True (RAY_ADDRESS, else a local Ray) or ``HOST:PORT``."""
+    """A Ray option as given: None/False (no Ray), True (RAY_ADDRESS, else a local Ray) or ``HOST:PORT``
+    (an IPv6 host in brackets, ``[::1]:6379``; port 1-65535)."""
     if value is None or value is False or value is True:
         return value or None if value is not True else True
     host, sep, port = str(value).removeprefix("ray://").rpartition(":") if isinstance(value, str) else ("", "", "")
-    if not sep or not host or not port.isdigit():
-        raise InputError(field, f"expects HOST:PORT of a Ray head (e.g. 127.0.0.1:6379) or true, got {value!r}")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        shown = repr(value) if len(str(value)) <= 80 else repr(str(value)[:77] + "...")
+        raise InputError(field, f"expects HOST:PORT of a Ray head (e.g. 127.0.0.1:6379; port 1-65535) or true, "
+                                f"got {shown}")
     return value
 
 
-def _check_reachable(address: str) -> None:
-    """Fail in one line within CONNECT_TIMEOUT_S when nothing listens at HOST:PORT (ray.init retries far longer)."""
+# The first bytes an HTTP/2 client sends (RFC 9113 3.4), then an empty SETTINGS frame: a Ray head's GCS
+# port (gRPC) answers with a SETTINGS frame of its own; the dashboard (HTTP/1.1) or anything else does not.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+PROBE_TIMEOUT_S = 10
+
+
+def check_reachable(address: str) -> None:
+    """Fail in one line, within seconds, when nothing listens at HOST:PORT or what listens does not speak
+    gRPC like a Ray head (e.g. the dashboard's port): `ray.init` would retry such an address for many
+    minutes, printing warnings, before giving up."""
     import socket
 
     check_address(address)
     host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")          # [::1] -> ::1
+    hint = "start the cluster (`ray start --head`) or fix --ray-address / RAY_ADDRESS"
     try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S) as conn:
+            conn.settimeout(PROBE_TIMEOUT_S)
+            conn.sendall(_H2_PREFACE)
+            reply = conn.recv(9)
+    except (socket.timeout, TimeoutError):
+        reply = b""
     except OSError as exc:
-        raise DatasetError(f"ray: nothing answers at {address} ({exc.strerror or exc}); start the cluster "
-                           "(`ray start --head`) or fix --ray-address / RAY_ADDRESS") from None
+        raise DatasetError(f"ray: nothing answers at {address} ({exc.strerror or exc}); {hint}") from None
+    if len(reply) < 4 or reply[3] != 4:                       # frame type 4: SETTINGS
+        raise DatasetError(f"ray: {address} answers, but not as a Ray head (no gRPC); give the address "
+                           "`ray start --head` prints (GCS port, 6379 by default; `ray://HOST:10001` for Ray "
+                           "Client), not the dashboard's (8265)")
 
 
 def describe_cluster(ray) -> str:

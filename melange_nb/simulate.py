@@ -99,7 +99,7 @@ from .workload import INPUT_AXIS, OUTPUT_AXIS, bucket_index, bucket_labels, pars
 
 ROUTINGS = ("least", "round-robin")
 SIZE_RULES = ("uniform", "midpoint")
-MAX_REQUESTS = 20_000_000        # a stream longer than this is a units mistake (rate x duration), not a run
+MAX_REQUESTS = 5_000_000         # about 0.8 KB each while simulated: ~4 GB; more is a units mistake, not a run
 REQUEST_COLUMNS = ["arrival_s", "input_tokens", "output_tokens", "input_bucket", "output_bucket", "window", "gpu",
                    "replica", "queue_ms", "ttft_ms", "tpot_ms", "e2e_ms", "slo_met", "rejected"]
 
@@ -797,10 +797,16 @@ def simulate(stream: pd.DataFrame, plan: SimPlan, gpus: Mapping[str, GpuProfile]
         raise InputError("routing", f"must be one of {ROUTINGS}, got {routing!r}")
     if stream.empty:
         raise InputError("stream", "has no requests; give a positive duration and rate, or a trace with rows")
+    if len(stream) > MAX_REQUESTS:
+        raise InputError("stream", f"has {len(stream):,} requests, over {MAX_REQUESTS:,} (about 0.8 KB each in memory); "
+                                   "simulate a shorter stream or a slice of the trace")
     missing = [g for g in plan.gpus if g not in gpus]
     if missing:
         raise InputError("plan", f"uses GPU type(s) {missing} that the profile file does not have")
     check_latency(gpus, plan.gpus, " in the plan")
+    if not (plan.counts.fillna(0).to_numpy() > 0).any():
+        raise InputError("plan", "has no GPU in any window (every window is empty or cannot be served): nothing "
+                                 "to simulate")
     slo = parse_slo(slo if slo is not None else next(iter(gpus.values())).meta.get("slo"), field="slo")
     if slo == "unknown":
         raise InputError("slo", "the profile file states no SLO; give one, e.g. --slo tpot_ms=40")

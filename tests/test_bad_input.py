@@ -373,3 +373,28 @@ def test_yaml_reads_exponents_as_numbers(tmp_path):
 
     gpus = load_gpus(write(tmp_path, "g.yaml", profile(cost="2e0", cell="1e1")))
     assert gpus["A"].cost == 2.0 and gpus["A"].tputs.iloc[1, 1] == 10.0
+
+
+def test_plan_and_simulate_refuse_what_they_cannot_simulate_in_one_line(tmp_path, capsys, shared_data):
+    """A trace whose requests share one timestamp, a plan that could have no GPU in any window (here: only
+    L4, which serves no bucket at TPOT 40 ms), and a target of 0: one line each, nothing written."""
+    predicted = str(GPUS_DIR / "llama3.1-8b-tpot40.yaml")
+    trace = str(shared_data / "azure_llm_inference_conv_2023.csv")
+    write(tmp_path, "same.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,100,20\n"
+                                "2023-11-16 18:15:46,200,30\n")
+    cases = [(["plan", "--trace", "same.csv", "--gpus", GPUS, "-o", "out"], "every request has the same timestamp"),
+             (["plan", "--trace", trace, "--gpus", predicted, "--gpu", "L4", "--target-attainment", "0.99", "-o", "out"],
+              "--gpu: none of L4 serves any bucket"),
+             (["plan", "--trace", trace, "--gpus", predicted, "--gpu", "L4", "--simulate", "-o", "out"],
+              "--gpu: none of L4 serves any bucket"),
+             (["simulate", "--trace", trace, "--gpus", predicted, "--target-attainment", "0"],
+              "--target-attainment: must be a share of requests in (0, 1]")]
+    for argv, message in cases:           # a plan's folder is never made; its emptied lock file may lie beside
+        code, out, err, created = run_cli(argv, tmp_path, capsys)
+        assert_one_line(code, out, err, [c for c in created if c != ".out.lock"], message)
+    # quotas that leave every window without a plan are found only once the windows are solved: one line,
+    # and no plan folder (only the emptied lock file beside it)
+    code, out, err, created = run_cli(["plan", "--trace", trace, "--gpus", predicted, "--gpu", "H100",
+                                       "--max-instances", "H100=0", "--simulate", "-o", "out"], tmp_path, capsys)
+    assert code == 2 and len(err) == 1 and "--simulate: no window has a plan with a GPU" in err[0], err
+    assert created in ([], [".out.lock"]) and not (tmp_path / "out").exists()

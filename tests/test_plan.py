@@ -287,3 +287,10 @@ def test_plan_report_notebook_renders_the_answer_first(tmp_path):
     assert "$0.15" in body and "1×L" in body and "misses 1 window" in body
     for leak in (str(tmp_path), "Warning", "<melange_nb", "object at 0x"):
         assert leak not in body
+
+
+def test_window_lengths_read_in_their_own_unit():
+    from melange_nb.plan import window_text
+
+    assert [window_text(pd.Timedelta(x)) for x in ("1s", "30s", "90s", "5min", "1h", "2h")] == \
+        ["1-s", "30-s", "1.5-min", "5-min", "1-h", "2-h"]

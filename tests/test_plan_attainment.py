@@ -304,3 +304,15 @@ def test_two_processes_find_the_same_plan(planned, four_minutes, tmp_path, capsy
         assert (out / name).read_text() == (here / name).read_text(), name
     pd.testing.assert_frame_equal(pd.read_parquet(out / "simulation/requests.parquet"),
                                   pd.read_parquet(here / "simulation/requests.parquet"))
+
+
+def test_too_many_windows_to_search_is_one_line_naming_the_window(four_minutes, tmp_path, capsys, monkeypatch):
+    from melange_nb import plan_attainment
+
+    monkeypatch.setattr(plan_attainment, "MAX_SEARCHED_WINDOWS", 2)        # the slice has 4 one-minute windows
+    out = tmp_path / "many"
+    code = main(["plan", "--trace", str(four_minutes), "--gpus", str(LLAMA), "--window", "1min",
+                 "--target-attainment", "0.99", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--window: 4 windows to search for --target-attainment, over 2" in err
+    assert not out.exists()

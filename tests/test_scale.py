@@ -338,3 +338,31 @@ def test_ctrl_c_stops_plan_on_the_cluster_with_nothing_written(cluster, shared_d
     assert run.returncode == 130, err[-1500:]
     assert err.strip().splitlines()[-1] == "melange-nb: interrupted" and "Traceback" not in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_an_address_that_is_not_a_ray_head_fails_in_one_line(monkeypatch):
+    """Something listens there but does not speak gRPC (a web server, a silent socket): refused within
+    seconds, where `ray.init` would retry for minutes; ports out of range and IPv6 brackets are understood."""
+    import http.server
+    import socket
+    import threading
+
+    from melange_nb.errors import MelangeError
+    from melange_nb import scale
+
+    web = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    silent = socket.create_server(("127.0.0.1", 0))
+    monkeypatch.setattr(scale, "PROBE_TIMEOUT_S", 0.5)
+    try:
+        for port in (web.server_address[1], silent.getsockname()[1]):
+            with pytest.raises(MelangeError, match="answers, but not as a Ray head"):
+                scale.check_reachable(f"127.0.0.1:{port}")
+    finally:
+        web.shutdown()
+        silent.close()
+    with pytest.raises(MelangeError, match="port 1-65535"):
+        scale.check_address("127.0.0.1:99999")
+    with pytest.raises(MelangeError, match=r"nothing answers at \[::1\]:1 \((Connection refused|Cannot assign)"):
+        scale.check_reachable("[::1]:1")
+    assert len(str(pytest.raises(MelangeError, scale.check_address, "a" * 10_000).value)) < 200
