@@ -643,7 +643,8 @@ def _plan_locked(args, gpus, ray) -> int:
     if args.report:
         from .run import PLAN_NOTEBOOK, execute_notebook
         executed = execute_notebook(PLAN_NOTEBOOK, Path(args.output_dir), {"plan_dir": str(Path(args.output_dir).resolve())})
-        paths += [executed, executed.with_name(f"{executed.stem}-shared.html")]
+        shown = Path(args.output_dir) / executed.name        # as the other files: under -o as given
+        paths += [shown, shown.with_name(f"{executed.stem}-shared.html")]
     if found is not None:
         print(found.totals["sentence"] + ".")
     print(plan.totals["headline"])
