@@ -5,6 +5,7 @@ Bad input prints one line ``melange-nb: error: <field>: <what to fix>`` on stder
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -346,6 +347,17 @@ def _simulate_parser(sub) -> None:
     _add_ray_tasks(si, "each GPU type's pool and, with --target-attainment, each search step's candidate plans")
 
 
+@contextlib.contextmanager
+def _stream_options_named():
+    """A generated stream's bad value named by its command-line option (--rate, not rate)."""
+    try:
+        yield
+    except InputError as exc:
+        if exc.field in ("rate", "duration", "arrival", "sizes", "seed"):
+            raise InputError(f"--{exc.field}", exc.message) from None
+        raise
+
+
 def _plan_and_stream(args):
     """(gpus, stream, plan, workload) from the options of `_add_plan_stream_options`."""
     from .profiles import load_gpus, select_gpus
@@ -366,8 +378,9 @@ def _plan_and_stream(args):
         if workload is None or args.rate is None:
             raise InputError("--workload/--rate", "both are required without --trace (requests/s)")
         rate = args.rate
-        stream = stream_from_workload(workload, rate, args.duration, arrival=args.arrival, seed=args.seed,
-                                      sizes=args.sizes)
+        with _stream_options_named():
+            stream = stream_from_workload(workload, rate, args.duration, arrival=args.arrival, seed=args.seed,
+                                          sizes=args.sizes)
     plan = None
     if getattr(args, "target_attainment", None) is None:
         plan = load_plan(args.counts or args.plan, solve_gpus if not (args.counts or args.plan) else gpus,
@@ -694,8 +707,9 @@ def _solve(args) -> int:
             from .profiles import HOW_TO_ADD
             raise InputError("--target-attainment", f"GPU type {missing[0]} has no latency model; {HOW_TO_ADD}")
         from .simulate import stream_from_workload
-        stream_from_workload(workload, rate if args.rate is None else args.rate, args.duration,
-                             arrival=args.arrival, seed=args.seed).head(0)      # checks the stream options
+        with _stream_options_named():                                            # checks the stream options
+            stream_from_workload(workload, rate if args.rate is None else args.rate, args.duration,
+                                 arrival=args.arrival, seed=args.seed).head(0)
     elif args.ray_address:
         raise InputError("--ray-address", "applies to --target-attainment's search only; add it or drop the address")
     ray = _ray_option(args.ray_address)

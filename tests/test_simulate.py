@@ -300,8 +300,8 @@ def test_cli_simulate_replays_a_trace_through_a_per_window_plan(tmp_path, capsys
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--duration", "0"], r"duration: must be a positive number of seconds"),
-    (["--arrival", "bursty"], r"arrival: must be poisson, gamma:CV"),
+    (["--duration", "0"], r"--duration: must be a positive number of seconds"),
+    (["--arrival", "bursty"], r"--arrival: must be poisson, gamma:CV"),
     (["--counts", "H100=1"], r"plan: names GPU type\(s\) \['H100'\] that the profile file does not have"),
     (["--routing", "random"], r"invalid choice: 'random'"),
 ])
