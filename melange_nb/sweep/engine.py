@@ -50,7 +50,7 @@ import pandas as pd
 
 from ..errors import InputError, MelangeError, SweepInterrupted
 from ..files import FolderLocked, atomic_write, folder_lock, write_json
-from ..pools import worker_pool, workers_spawning
+from ..pools import open_pool, worker_pool, workers_spawning
 from ..run import ALLOCATION_NOTEBOOK, WORKLOAD_NOTEBOOK, execute_notebook, manifest, relative_to
 from .spec import NO_CONSTRAINTS, Point, check_inputs, grid, profile_file, render_choice, slo_label
 
@@ -164,9 +164,7 @@ class _Run:
         tasks = []
         workers, remote = self.workers, bool(self.ray) and bool(todo)
         if remote:      # one more executor behind the same pool interface: Ray tasks on a cluster
-            from ..scale import RayPool
-
-            self.pool = RayPool(None if self.ray is True else self.ray)
+            self.pool = open_pool(ray=self.ray)
             workers = self.pool.cpus
             self.log(f"solving {len(todo)} points on {self.pool.description}")
         parallel = remote or (self.workers > 1 and len(todo) >= (2 if simulated else POOL_MIN_POINTS))
