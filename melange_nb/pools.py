@@ -105,7 +105,7 @@ def run_tasks(fn: Callable, jobs: Iterable[Sequence[Any]], *, workers: int = 1, 
             return results
         pool = open_pool(min(workers, len(jobs)), ray)
         try:
-            with workers_spawning():
+            with workers_spawning(pool):
                 futures = {pool.submit(fn, *job): k for k, job in enumerate(jobs)}
             results = [None] * len(jobs)
             for fut in cf.as_completed(futures):
@@ -153,9 +153,13 @@ def _running(pid: int) -> bool:
 
 
 @contextmanager
-def workers_spawning():
+def workers_spawning(pool=None):
     """Submit (and so spawn) workers with SIGINT ignored: they inherit that, so a Ctrl-C while they
-    import cannot print a traceback from each; the parent alone handles it."""
+    import cannot print a traceback from each; the parent alone handles it. Nothing for a pool whose
+    workers are not spawned here (Ray's): its submissions can take seconds, and a Ctrl-C then must stop."""
+    if pool is not None and not isinstance(pool, WorkerPool):
+        yield
+        return
     try:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     except ValueError:      # not the main thread: leave signals alone

@@ -181,7 +181,7 @@ class _Run:
         bar = _progress(len(todo), "simulating" if simulated else "solving") if simulated else None
         if parallel:
             self.pool = self.pool or worker_pool(min(self.workers, len(tasks)))
-            with workers_spawning():
+            with workers_spawning(self.pool):
                 futures = {self.pool.submit(_solve_all, t): t for t in tasks}
             finished = 0
             for fut in cf.as_completed(futures):
@@ -262,7 +262,7 @@ class _Run:
         self.log(f"rendering {len(todo)} point reports ({self._render_label()}) with {min(self.workers, len(todo))} workers")
         by_id = {p.id: p for p in grid(self.spec)}
         self.pool = worker_pool(min(self.workers, len(todo)))
-        with workers_spawning():
+        with workers_spawning(self.pool):
             futures = {self.pool.submit(render_point, str(self.out), pid, self._page_params(by_id[pid], files),
                                         self.html): pid for pid in todo}
         for fut in cf.as_completed(futures):
