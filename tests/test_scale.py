@@ -313,6 +313,14 @@ def test_two_node_plan_target_attainment_equals_here(cluster, shared_data, tmp_p
     assert (table["target_status"] == "met").all() and (table["target_plans_tried"] > 1).all()
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default. A suite started in the background (`nohup make test &`)
+    inherits SIGINT ignored, and Python would then never raise KeyboardInterrupt (DESIGN trap 16)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_plan_on_the_cluster_with_nothing_written(cluster, shared_data, tmp_path):
     """SIGINT while `plan --target-attainment --ray-address` searches its windows on the cluster: the
@@ -329,7 +337,7 @@ def test_ctrl_c_stops_plan_on_the_cluster_with_nothing_written(cluster, shared_d
                         shared_data / "azure_llm_inference_conv_2023.csv", "--gpus",
                         PROJECT_ROOT / "params/gpus/llama3.1-8b-tpot40.yaml", "--target-attainment", "0.99",
                         "--window", "30s", "--ray-address", ADDRESS, "-o", out,
-                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     time.sleep(15)                                  # connected, windows solved, searches running on the cluster
     assert run.poll() is None, run.stderr.read()[-1500:]
     children = Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()
